@@ -1,0 +1,254 @@
+"""bytes → `Reading` or `Reject`: the collector's pure front door.
+
+Nothing here does I/O or reads a clock: the caller passes the receive time. Every way a message can
+be unusable has its own `RejectReason`, so integrators see *why* in the counters and dead letters.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from core.contract import (
+    MAX_LABEL_CHARS,
+    METRICS,
+    RESERVED_KEYS,
+    SEQ_MAX,
+    STATUS_OFFLINE,
+    STATUS_ONLINE,
+    Channel,
+    DeviceKey,
+    FieldValue,
+    Metric,
+    MetricType,
+    Reading,
+    TopicError,
+    parse_topic,
+)
+
+
+class RejectReason(enum.StrEnum):
+    PAYLOAD_TOO_LARGE = "payload_too_large"
+    BAD_TOPIC = "bad_topic"
+    UNKNOWN_KIND = "unknown_kind"
+    BAD_ID = "bad_id"
+    BAD_ENCODING = "bad_encoding"
+    BAD_JSON = "bad_json"
+    NOT_AN_OBJECT = "not_an_object"
+    MISSING_FIELD = "missing_field"
+    UNKNOWN_FIELD = "unknown_field"
+    WRONG_TYPE = "wrong_type"
+    NON_FINITE = "non_finite"
+    OUT_OF_RANGE = "out_of_range"
+    BAD_CHOICE = "bad_choice"
+    BAD_LABEL = "bad_label"
+    BAD_SEQ = "bad_seq"
+    BAD_TS = "bad_ts"
+    TS_WITHOUT_OFFSET = "ts_without_offset"
+    TS_IN_FUTURE = "ts_in_future"
+    TS_TOO_OLD = "ts_too_old"
+    BAD_STATUS = "bad_status"
+    INFLUX_REFUSED = "influx_refused"
+    """Valid by the contract but refused by InfluxDB (e.g. a field type conflict with old data)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    """A message the collector cannot use: why, in words an integrator can act on, and where from."""
+
+    reason: RejectReason
+    detail: str
+    topic: str
+    payload: bytes
+    device: DeviceKey | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StatusChange:
+    """A device's own `online`/`offline` announcement (retained message or last will)."""
+
+    device: DeviceKey
+    online: bool
+
+
+@dataclass(frozen=True, slots=True)
+class DecodeLimits:
+    max_payload_bytes: int = 16_384
+    max_future_s: float = 300.0
+    max_age_s: float = 30 * 86_400.0
+
+
+class _Invalid(Exception):
+    def __init__(self, reason: RejectReason, detail: str) -> None:
+        self.reason = reason
+        self.detail = detail
+
+
+def _reject_constant(name: str) -> float:
+    raise _Invalid(RejectReason.NON_FINITE, f"{name} is not a number JSON allows; send null or omit the metric")
+
+
+_json_decoder = json.JSONDecoder(parse_constant=_reject_constant)
+
+
+def decode_message(topic: str, payload: bytes, received_at: float,
+                   limits: DecodeLimits) -> Reading | StatusChange | Reject:
+    """Decode one MQTT message. `received_at` is the collector's clock (epoch seconds), used to
+    judge timestamps from the future or too far in the past. Never raises on input."""
+    try:
+        parsed = parse_topic(topic)
+    except TopicError as err:
+        return Reject(RejectReason(err.reason), str(err), topic, payload)
+    if len(payload) > limits.max_payload_bytes:
+        return Reject(RejectReason.PAYLOAD_TOO_LARGE,
+                      f"payload is {len(payload)} bytes, over the limit of {limits.max_payload_bytes}",
+                      topic, payload, parsed.device)
+    try:
+        if parsed.channel is Channel.STATUS:
+            return _decode_status(parsed.device, payload)
+        return _decode_reading(parsed.device, payload, received_at, limits)
+    except _Invalid as bad:
+        return Reject(bad.reason, bad.detail, topic, payload, parsed.device)
+
+
+def _decode_status(device: DeviceKey, payload: bytes) -> StatusChange:
+    text = payload.strip().decode("utf-8", "replace").strip('"').lower()
+    if text == STATUS_ONLINE:
+        return StatusChange(device, True)
+    if text == STATUS_OFFLINE:
+        return StatusChange(device, False)
+    raise _Invalid(RejectReason.BAD_STATUS, f"status payload {text[:40]!r} is not 'online' or 'offline'")
+
+
+def _decode_reading(device: DeviceKey, payload: bytes, received_at: float, limits: DecodeLimits) -> Reading:
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise _Invalid(RejectReason.BAD_ENCODING, f"payload is not UTF-8: {err.reason} at byte {err.start}") from None
+    try:
+        body = _json_decoder.decode(text)
+    except ValueError as err:
+        raise _Invalid(RejectReason.BAD_JSON, f"payload is not JSON: {err}") from None
+    except RecursionError:
+        raise _Invalid(RejectReason.BAD_JSON, "payload is not JSON: nested too deeply") from None
+    if not isinstance(body, dict):
+        raise _Invalid(RejectReason.NOT_AN_OBJECT, f"payload is a JSON {type(body).__name__}, not an object")
+    ts_ms = _check_ts(body.get("ts", _MISSING), received_at, limits)
+    seq = _check_seq(body.get("seq", _MISSING))
+    metrics: dict[str, FieldValue] = {}
+    spec = _SPEC[device.kind]
+    for name, metric in spec.items():
+        value = body.get(name, _MISSING)
+        if value is _MISSING:
+            if metric.required:
+                raise _Invalid(RejectReason.MISSING_FIELD, f"{device.kind.value} reading has no {name!r}")
+            continue
+        metrics[name] = _check_value(metric, value)
+    if len(body) != len(metrics) + 2:
+        extra = sorted(k for k in body if k not in spec and k not in RESERVED_KEYS)
+        raise _Invalid(RejectReason.UNKNOWN_FIELD,
+                       f"{device.kind.value} readings have no field {', '.join(map(repr, extra[:5]))[:200]}; "
+                       f"known: {', '.join(spec)}")
+    return Reading(device, ts_ms, seq, metrics)
+
+
+_MISSING = object()
+_SPEC: dict = {kind: {m.name: m for m in metrics} for kind, metrics in METRICS.items()}
+
+
+def _check_value(metric: Metric, value: object) -> FieldValue:
+    if value is None:
+        if metric.nullable:
+            return None
+        raise _Invalid(RejectReason.WRONG_TYPE, f"{metric.name} is null; it must be a {metric.type.value}")
+    kind = metric.type
+    if kind is MetricType.FLOAT or kind is MetricType.INT:
+        if type(value) is bool or not isinstance(value, int | float):
+            raise _Invalid(RejectReason.WRONG_TYPE,
+                           f"{metric.name} is {_json_type(value)}; it must be a number ({metric.unit or 'count'})")
+        if kind is MetricType.INT and not (isinstance(value, int) or value.is_integer()):
+            raise _Invalid(RejectReason.WRONG_TYPE, f"{metric.name} is {value!r}; it must be a whole number")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise _Invalid(RejectReason.NON_FINITE, f"{metric.name} is {value!r}")
+        if (metric.minimum is not None and value < metric.minimum) or (
+                metric.maximum is not None and value > metric.maximum):
+            raise _Invalid(RejectReason.OUT_OF_RANGE,
+                           f"{metric.name}={value!r} is outside {metric.minimum:g}..{metric.maximum:g} "
+                           f"{metric.unit}".rstrip())
+        return int(value) if kind is MetricType.INT else float(value)
+    if kind is MetricType.BOOL:
+        if type(value) is not bool:
+            raise _Invalid(RejectReason.WRONG_TYPE, f"{metric.name} is {_json_type(value)}; it must be true or false")
+        return value
+    if type(value) is not str:
+        raise _Invalid(RejectReason.WRONG_TYPE, f"{metric.name} is {_json_type(value)}; it must be a string")
+    if kind is MetricType.CHOICE:
+        if value not in metric.choices:
+            raise _Invalid(RejectReason.BAD_CHOICE,
+                           f"{metric.name}={value[:40]!r} is not one of {', '.join(metric.choices)}")
+        return value
+    if kind is MetricType.LABEL:
+        if not value.strip() or len(value) > MAX_LABEL_CHARS or not value.isprintable():
+            raise _Invalid(RejectReason.BAD_LABEL,
+                           f"{metric.name}={value[:80]!r} must be 1..{MAX_LABEL_CHARS} printable characters")
+        return value
+    if len(value) > 256 or not value.isprintable():
+        raise _Invalid(RejectReason.WRONG_TYPE, f"{metric.name} must be at most 256 printable characters")
+    return value
+
+
+def _json_type(value: object) -> str:
+    return {bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "an array",
+            dict: "an object"}.get(type(value), type(value).__name__)
+
+
+def _check_seq(value: object) -> int:
+    if value is _MISSING:
+        raise _Invalid(RejectReason.MISSING_FIELD, "reading has no 'seq' (per-device counter)")
+    if type(value) is not int or not 0 <= value <= SEQ_MAX:
+        raise _Invalid(RejectReason.BAD_SEQ, f"seq={str(value)[:40]} must be a whole number 0..2^63-1")
+    return value
+
+
+def _check_ts(value: object, received_at: float, limits: DecodeLimits) -> int:
+    if value is _MISSING:
+        raise _Invalid(RejectReason.MISSING_FIELD, "reading has no 'ts' (RFC 3339 with offset, or epoch ms)")
+    if type(value) is int:
+        ts_ms = value
+    elif type(value) is str:
+        ts_ms = _parse_rfc3339_ms(value)
+    else:
+        raise _Invalid(RejectReason.BAD_TS,
+                       f"ts is {_json_type(value)}; send RFC 3339 with an offset or integer epoch milliseconds")
+    ts_s = ts_ms / 1000
+    if ts_s > received_at + limits.max_future_s:
+        raise _Invalid(RejectReason.TS_IN_FUTURE,
+                       f"ts is {ts_s - received_at:.0f} s ahead of the collector's clock "
+                       f"(limit {limits.max_future_s:g} s); check the device's clock and NTP")
+    if ts_s < received_at - limits.max_age_s:
+        hint = "; integer ts is epoch *milliseconds*, this looks like seconds" if 0 < ts_ms < 10**11 else ""
+        raise _Invalid(RejectReason.TS_TOO_OLD,
+                       f"ts is {received_at - ts_s:.0f} s in the past (limit {limits.max_age_s:g} s){hint}")
+    return ts_ms
+
+
+def _parse_rfc3339_ms(text: str) -> int:
+    if len(text) > 40 or "T" not in text.upper():
+        raise _Invalid(RejectReason.BAD_TS, f"ts {text[:40]!r} is not RFC 3339 (e.g. 2026-11-28T09:30:00+05:00)")
+    try:
+        dt = datetime.fromisoformat(text)
+    except ValueError:
+        raise _Invalid(RejectReason.BAD_TS,
+                       f"ts {text[:40]!r} is not RFC 3339 (e.g. 2026-11-28T09:30:00+05:00)") from None
+    if dt.tzinfo is None:
+        raise _Invalid(RejectReason.TS_WITHOUT_OFFSET,
+                       f"ts {text!r} has no UTC offset; a local time would be misread by hours. "
+                       "Append 'Z' or an offset such as '+05:00'")
+    delta = dt - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

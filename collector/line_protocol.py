@@ -1,0 +1,75 @@
+"""Readings and rejects as InfluxDB line protocol, escaped for any characters a tag may hold.
+
+Schema (docs/influxdb.md): one measurement per kind; tags `site`, `device` and the kind's labels
+(`isp`, `room`); every other metric, and `seq`, a field; the timestamp is the device's `ts` in
+nanoseconds, so a redelivered reading overwrites itself instead of doubling.
+Float metrics are always written as floats (never `5i`), so a whole-number reading cannot cause
+a field type conflict with earlier data.
+"""
+
+from __future__ import annotations
+
+from core.contract import METRICS, FieldValue, MetricType, Reading
+
+REJECTS_MEASUREMENT = "facmon_rejects"
+
+_TAG_ESCAPES = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ ", "\\": "\\\\", "\n": " ", "\r": " ", "\t": " "})
+_MEASUREMENT_ESCAPES = str.maketrans({",": r"\,", " ": r"\ ", "\\": "\\\\", "\n": " ", "\r": " "})
+_STRING_ESCAPES = str.maketrans({'"': r"\"", "\\": "\\\\", "\n": "\\n", "\r": " "})
+
+
+def escape_tag(value: str) -> str:
+    """Escape a tag key or value. Line protocol cannot carry a newline in a tag, so control
+    whitespace becomes a space; a trailing backslash is doubled so it cannot escape the separator."""
+    return value.translate(_TAG_ESCAPES)
+
+
+def escape_string_field(value: str) -> str:
+    return '"' + value.translate(_STRING_ESCAPES) + '"'
+
+
+def format_field(value: FieldValue, metric_type: MetricType) -> str:
+    if metric_type is MetricType.FLOAT:
+        return repr(float(value))  # type: ignore[arg-type]
+    if metric_type is MetricType.INT:
+        return f"{int(value)}i"  # type: ignore[arg-type]
+    if metric_type is MetricType.BOOL:
+        return "true" if value else "false"
+    return escape_string_field(str(value))
+
+
+_LAYOUT = {
+    kind: (
+        tuple(m for m in metrics if m.is_tag),
+        tuple((m.name, m.type) for m in metrics if not m.is_tag),
+    )
+    for kind, metrics in METRICS.items()
+}
+
+
+def reading_to_line(reading: Reading) -> str:
+    """One line of line protocol (no trailing newline), nanosecond timestamp.
+
+    Null metrics are left out (InfluxDB has no null); `seq` is stored as the integer field `seq`.
+    """
+    device = reading.device
+    label_metrics, field_layout = _LAYOUT[device.kind]
+    metrics = reading.metrics
+    tags = [f"device={escape_tag(device.device)}"]
+    tags.extend(f"{m.name}={escape_tag(str(metrics[m.name]))}" for m in label_metrics)
+    tags.append(f"site={escape_tag(device.site)}")
+    tags.sort()
+    fields = [f"{name}={format_field(metrics[name], mtype)}" for name, mtype in field_layout
+              if metrics.get(name) is not None]
+    fields.append(f"seq={reading.seq}i")
+    return f"{device.kind.value},{','.join(tags)} {','.join(fields)} {reading.ts_ms * 1_000_000}"
+
+
+def reject_to_line(reason: str, detail: str, topic: str, payload_excerpt: str, site: str | None,
+                   kind: str | None, device: str | None, time_ns: int) -> str:
+    """A dead-letter point for `facmon_rejects`: tags say where and why, fields say what came."""
+    tags = {"reason": reason, "site": site or "", "kind": kind or "", "device": device or ""}
+    tag_text = ",".join(f"{k}={escape_tag(v)}" for k, v in sorted(tags.items()) if v)
+    fields = (f"count=1i,detail={escape_string_field(detail[:500])},topic={escape_string_field(topic[:300])},"
+              f"payload={escape_string_field(payload_excerpt)}")
+    return f"{REJECTS_MEASUREMENT},{tag_text} {fields} {time_ns}"

@@ -1,0 +1,112 @@
+"""The one configuration model: a YAML file, then `FACMON_*` environment overrides, validated once.
+
+    FACMON_MQTT__HOST=broker.lan      →  mqtt.host
+    FACMON_COLLECTOR__SPOOL__DIR=/x   →  collector.spool.dir
+
+Secrets (passwords, tokens) come only from the environment or from `*_file` keys, never from the
+YAML itself and never from defaults. `load_config` raises `ConfigError`, whose message has one line
+per problem naming the key and why it is wrong.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from core.settings.api import ApiSettings
+from core.settings.base import Section
+from core.settings.collector import CollectorSettings
+from core.settings.dashboards import DashboardsSettings
+from core.settings.influxdb import InfluxSettings
+from core.settings.local import LocalStackSettings
+from core.settings.logging import LogSettings
+from core.settings.mqtt import MqttSettings
+from core.settings.rules import RulesSettings
+from core.settings.simulate import SimulateSettings
+
+ENV_PREFIX = "FACMON_"
+SECRET_KEYS = {("mqtt", "password"), ("influxdb", "password"), ("influxdb", "token")}
+
+
+class FacmonConfig(Section):
+    mqtt: MqttSettings = MqttSettings()
+    influxdb: InfluxSettings = InfluxSettings()
+    collector: CollectorSettings = CollectorSettings()
+    rules: RulesSettings = RulesSettings()
+    api: ApiSettings = ApiSettings()
+    simulate: SimulateSettings = SimulateSettings()
+    dashboards: DashboardsSettings = DashboardsSettings()
+    local: LocalStackSettings = LocalStackSettings()
+    log: LogSettings = LogSettings()
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message names each bad key and why."""
+
+
+def load_config(path: Path | None, environ: Mapping[str, str]) -> FacmonConfig:
+    """Read `path` (optional YAML), apply `FACMON_*` overrides from `environ`, validate."""
+    data: dict[str, Any] = _read_yaml(path) if path is not None else {}
+    for dotted in _secret_keys_present(data):
+        raise ConfigError(f"{path}: {dotted}: secrets do not belong in the config file; set "
+                          f"{ENV_PREFIX}{dotted.upper().replace('.', '__')} or {dotted}_file instead")
+    for key, value in environ.items():
+        if key.startswith(ENV_PREFIX) and key != ENV_PREFIX + "CONFIG":
+            _set_dotted(data, key[len(ENV_PREFIX):].lower().split("__"), value)
+    try:
+        return FacmonConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_describe(err, path)) from None
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read the config file: {err.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
+        raise ConfigError(f"{path}{where}: not valid YAML: {getattr(err, 'problem', err)}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the config file must be a mapping of sections (mqtt:, influxdb:, ...)")
+    return data
+
+
+def _secret_keys_present(data: Mapping[str, Any]) -> list[str]:
+    return [f"{section}.{key}" for section, key in SECRET_KEYS
+            if isinstance(data.get(section), dict) and key in data[section]]
+
+
+def _set_dotted(data: dict[str, Any], keys: list[str], value: str) -> None:
+    node = data
+    for key in keys[:-1]:
+        child = node.get(key)
+        if not isinstance(child, dict):
+            child = {}
+            node[key] = child
+        node = child
+    node[keys[-1]] = None if value.lower() in ("null", "none") and keys[-1] not in ("password", "token") else value
+
+
+def _describe(err: ValidationError, path: Path | None) -> str:
+    lines = []
+    for problem in err.errors():
+        key = ".".join(str(part) for part in problem["loc"]) or "(top level)"
+        message = problem["msg"]
+        if problem["type"] == "extra_forbidden":
+            message = "unknown key (check the spelling; see docs/configuration.md)"
+        given = problem.get("input")
+        shown = "" if problem["type"] in ("extra_forbidden", "missing") or isinstance(given, dict) else (
+            f" (got {given!r})" if "password" not in key and "token" not in key else "")
+        env_name = ENV_PREFIX + key.upper().replace(".", "__")
+        lines.append(f"config: {key}: {message}{shown} [file {path or '-'} or env {env_name}]")
+    return "\n".join(lines)

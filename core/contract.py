@@ -1,0 +1,214 @@
+"""The wire contract, v1: what a device publishes and how facmon names it.
+
+    facmon/v1/{site}/{kind}/{device}/reading   JSON object, QoS 1
+    facmon/v1/{site}/{kind}/{device}/status    "online" / "offline", retained; "offline" is the last will
+
+Ids match ``[a-z0-9][a-z0-9_-]{0,63}``. Every reading has ``ts`` (RFC 3339 with a UTC offset, or
+integer epoch milliseconds) and ``seq`` (a per-device counter, for gap and duplicate detection),
+plus the metrics of its kind below. Units are in the metric names (``_pct``, ``_w``, ``_ms``, …).
+
+Simulators, the collector, the rules engine and the tests all import this module; docs/contract.md
+documents it for device integrators. A change here is a change of the wire format: bump
+``CONTRACT_VERSION`` and the topic prefix together.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+CONTRACT_VERSION = "v1"
+TOPIC_ROOT = "facmon"
+TOPIC_PREFIX = f"{TOPIC_ROOT}/{CONTRACT_VERSION}"
+ID_PATTERN = r"[a-z0-9][a-z0-9_-]{0,63}"
+ID_RE = re.compile(rf"\A{ID_PATTERN}\Z")
+MAX_LABEL_CHARS = 64
+"""Longest value of a free-text label (`isp`, `room`); names in any script are welcome."""
+
+STATUS_ONLINE = "online"
+STATUS_OFFLINE = "offline"
+
+
+class Kind(enum.StrEnum):
+    INVERTER = "inverter"
+    UPLINK = "uplink"
+    OCCUPANCY = "occupancy"
+
+
+class Channel(enum.StrEnum):
+    READING = "reading"
+    STATUS = "status"
+
+
+class MetricType(enum.Enum):
+    FLOAT = "float"
+    INT = "int"
+    BOOL = "bool"
+    TEXT = "text"
+    CHOICE = "choice"
+    LABEL = "label"
+    """A low-cardinality free-text label, stored as an InfluxDB tag."""
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One metric of a kind: its name, type, unit and the physically possible range."""
+
+    name: str
+    type: MetricType
+    unit: str = ""
+    description: str = ""
+    required: bool = True
+    nullable: bool = False
+    minimum: float | None = None
+    maximum: float | None = None
+    choices: tuple[str, ...] = ()
+
+    @property
+    def is_tag(self) -> bool:
+        return self.type is MetricType.LABEL
+
+
+INVERTER_MODES = ("grid", "battery", "solar", "bypass", "fault")
+
+_F, _I, _B, _T, _C, _L = (MetricType.FLOAT, MetricType.INT, MetricType.BOOL, MetricType.TEXT,
+                          MetricType.CHOICE, MetricType.LABEL)
+
+METRICS: Mapping[Kind, tuple[Metric, ...]] = {
+    Kind.INVERTER: (
+        Metric("grid_v", _F, "V", "grid voltage at the inverter input (0 when the grid is out)", True, False, 0, 500),
+        Metric("grid_hz", _F, "Hz", "grid frequency (0 when the grid is out)", False, False, 0, 70),
+        Metric("grid_ok", _B, "", "the inverter accepts the grid as a source"),
+        Metric("mode", _C, "", "what powers the load now", choices=INVERTER_MODES),
+        Metric("battery_soc_pct", _F, "%", "battery state of charge", True, False, 0, 100),
+        Metric("battery_v", _F, "V", "battery voltage", True, False, 0, 1000),
+        Metric("battery_a", _F, "A", "battery current, positive while charging", True, False, -2000, 2000),
+        Metric("battery_temp_c", _F, "°C", "battery temperature", False, False, -40, 120),
+        Metric("pv_w", _F, "W", "solar (PV) power into the inverter", True, False, 0, 1_000_000),
+        Metric("load_w", _F, "W", "power delivered to the site's load", True, False, 0, 1_000_000),
+        Metric("inverter_temp_c", _F, "°C", "inverter heatsink temperature", False, False, -40, 150),
+        Metric("fault_code", _T, "", "vendor fault code, null when there is none", False, True),
+    ),
+    Kind.UPLINK: (
+        Metric("isp", _L, "", "the internet service provider's name (tag)"),
+        Metric("iface", _T, "", "router interface of this uplink", False),
+        Metric("link_up", _B, "", "carrier/link state of the interface"),
+        Metric("rtt_ms", _F, "ms", "round-trip time; null when nothing came back", True, True, 0, 60_000),
+        Metric("jitter_ms", _F, "ms", "RTT variation; null when nothing came back", True, True, 0, 60_000),
+        Metric("loss_pct", _F, "%", "probe loss over the measurement window", True, False, 0, 100),
+        Metric("down_mbps", _F, "Mbit/s", "measured download rate", False, False, 0, 100_000),
+        Metric("up_mbps", _F, "Mbit/s", "measured upload rate", False, False, 0, 100_000),
+    ),
+    Kind.OCCUPANCY: (
+        Metric("room", _L, "", "the room's name (tag)"),
+        Metric("occupied", _B, "", "someone is in the room (PIR with hold time, or people > 0)"),
+        Metric("people", _I, "", "people counted, where the sensor counts", False, False, 0, 10_000),
+        Metric("sensor_battery_pct", _F, "%", "the sensor's own battery", False, False, 0, 100),
+    ),
+}
+METRICS_BY_NAME: Mapping[Kind, Mapping[str, Metric]] = {
+    kind: {m.name: m for m in metrics} for kind, metrics in METRICS.items()
+}
+RESERVED_KEYS = ("ts", "seq")
+SEQ_MAX = 2**63 - 1
+
+
+class TopicError(ValueError):
+    """A topic that is not `facmon/v1/{site}/{kind}/{device}/{reading|status}` with valid ids."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceKey:
+    site: str
+    kind: Kind
+    device: str
+
+    def reading_topic(self) -> str:
+        return f"{TOPIC_PREFIX}/{self.site}/{self.kind.value}/{self.device}/{Channel.READING.value}"
+
+    def status_topic(self) -> str:
+        return f"{TOPIC_PREFIX}/{self.site}/{self.kind.value}/{self.device}/{Channel.STATUS.value}"
+
+    def __str__(self) -> str:
+        return f"{self.site}/{self.kind.value}/{self.device}"
+
+
+@dataclass(frozen=True, slots=True)
+class Topic:
+    device: DeviceKey
+    channel: Channel
+
+
+_KINDS = {k.value: k for k in Kind}
+_CHANNELS = {c.value: c for c in Channel}
+
+
+def parse_topic(topic: str) -> Topic:
+    """Split a contract topic into its device and channel. Raises `TopicError` with a reason code."""
+    parts = topic.split("/")
+    if len(parts) != 6 or parts[0] != TOPIC_ROOT:
+        raise TopicError("bad_topic", f"topic {topic[:200]!r} is not {TOPIC_PREFIX}/<site>/<kind>/<device>/<channel>")
+    if parts[1] != CONTRACT_VERSION:
+        raise TopicError("bad_topic", f"topic {topic[:200]!r}: contract version {parts[1]!r} is not "
+                         f"{CONTRACT_VERSION!r}")
+    _, _, site, kind_name, device, channel_name = parts
+    kind = _KINDS.get(kind_name)
+    if kind is None:
+        raise TopicError("unknown_kind", f"kind {kind_name[:80]!r} is not one of {', '.join(_KINDS)}")
+    channel = _CHANNELS.get(channel_name)
+    if channel is None:
+        raise TopicError("bad_topic", f"channel {channel_name[:80]!r} is not 'reading' or 'status'")
+    for what, value in (("site", site), ("device", device)):
+        if not ID_RE.match(value):
+            raise TopicError("bad_id", f"{what} id {value[:80]!r} does not match {ID_PATTERN}")
+    return Topic(DeviceKey(site, kind, device), channel)
+
+
+def reading_subscription(site: str = "+") -> str:
+    return f"{TOPIC_PREFIX}/{site}/+/+/{Channel.READING.value}"
+
+
+def status_subscription(site: str = "+") -> str:
+    return f"{TOPIC_PREFIX}/{site}/+/+/{Channel.STATUS.value}"
+
+
+FieldValue = float | int | bool | str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """One valid reading: which device, when (device time, epoch milliseconds UTC), its sequence
+    number, and the metrics it carried (labels such as `isp`/`room` included), by contract name."""
+
+    device: DeviceKey
+    ts_ms: int
+    seq: int
+    metrics: Mapping[str, FieldValue]
+
+    @property
+    def ts(self) -> datetime:
+        return datetime.fromtimestamp(self.ts_ms / 1000, UTC)
+
+
+def format_ts(ts_ms: int) -> str:
+    """RFC 3339 in UTC with millisecond precision, the form facmon's own devices publish."""
+    dt = datetime.fromtimestamp(ts_ms / 1000, UTC)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts_ms % 1000:03d}Z"
+
+
+def encode_reading(reading: Reading) -> bytes:
+    """The JSON payload a device publishes for `reading` (compact, keys in contract order,
+    `ts` as RFC 3339 UTC)."""
+    body: dict[str, FieldValue] = {"ts": format_ts(reading.ts_ms), "seq": reading.seq}
+    for metric in METRICS[reading.device.kind]:
+        if metric.name in reading.metrics:
+            body[metric.name] = reading.metrics[metric.name]
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()

@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+
+from core.settings.base import Section
+
+
+class SpoolSettings(Section):
+    dir: Path = Path("var/spool")
+    max_bytes: int = Field(512 * 1024 * 1024, ge=64 * 1024)
+    """At this many unsent bytes the collector stops acknowledging; the broker holds the rest."""
+    segment_bytes: int = Field(16 * 1024 * 1024, ge=4096)
+    commit_interval_ms: float = Field(10.0, gt=0, le=5000)
+    """Group commit: fsync at most this long after the first unsynced message, then acknowledge."""
+    commit_max_messages: int = Field(5000, ge=1)
+    fsync: bool = True
+
+
+class WriterSettings(Section):
+    batch_max_lines: int = Field(5000, ge=1, le=100_000)
+    batch_max_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    retry_min_s: float = Field(0.2, gt=0)
+    retry_max_s: float = Field(30.0, gt=0)
+    idle_poll_s: float = Field(0.05, gt=0)
+
+
+class DecodeSettings(Section):
+    max_payload_bytes: int = Field(16_384, ge=128)
+    max_future_s: float = Field(300.0, ge=0)
+    """Readings stamped further ahead of the collector's clock are rejected (device clock wrong)."""
+    max_age_s: float = Field(30 * 86_400.0, gt=0)
+    """Readings older than this are rejected; raise it to backfill older history."""
+    duplicate_window: int = Field(256, ge=1, le=100_000)
+    """Per device, how many recent (seq, ts) pairs are remembered to recognise redeliveries."""
+
+
+class DeadLetterSettings(Section):
+    file: Path = Path("var/dead-letters.jsonl")
+    max_bytes: int = Field(16 * 1024 * 1024, ge=4096)
+    """The file is rotated to `<file>.1` at this size, so dead letters take at most twice this."""
+    payload_excerpt_bytes: int = Field(1024, ge=0, le=16_384)
+
+
+class CollectorSettings(Section):
+    spool: SpoolSettings = SpoolSettings()
+    writer: WriterSettings = WriterSettings()
+    decode: DecodeSettings = DecodeSettings()
+    dead_letters: DeadLetterSettings = DeadLetterSettings()
+    http_listen: str | None = Field("127.0.0.1:9108", pattern=r"^[^\s:]*:\d{1,5}$")
+    """Where the collector serves /metrics (Prometheus text) and /state (device state JSON); null: off."""
+    log_reject_every_s: float = Field(10.0, ge=0)
+    """Rejects are logged at most once per reason per this many seconds (the counters count them all)."""

@@ -1,0 +1,3 @@
+from facmon.cli import main
+
+raise SystemExit(main())

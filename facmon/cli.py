@@ -1,0 +1,63 @@
+"""`facmon` — command-line entry point. Parses arguments, loads the one configuration, hands off."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from core.config import ConfigError, load_config
+from core.logs import configure_logging
+
+COMMANDS = ("up", "collect", "simulate", "probe", "rules", "api", "keys", "dashboards", "acl", "config")
+DEFAULT_CONFIG = Path("facmon.yaml")
+
+
+def _command_modules() -> dict[str, object]:
+    modules = {}
+    for name in COMMANDS:
+        try:
+            modules[name] = importlib.import_module(f"facmon.commands.{name}")
+        except ModuleNotFoundError as err:
+            if err.name != f"facmon.commands.{name}":
+                raise
+    return modules
+
+
+def build_parser(modules: dict[str, object]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="facmon",
+        description="Facility monitoring: MQTT readings from inverters, uplinks and occupancy sensors "
+                    "into InfluxDB, with outage alerts, an HTTP API and Grafana dashboards.",
+        epilog="Configuration: --config FILE (default ./facmon.yaml if present), overridden by FACMON_* "
+               "environment variables, e.g. FACMON_MQTT__HOST=broker.lan. See docs/configuration.md.",
+    )
+    parser.add_argument("-c", "--config", type=Path, default=None,
+                        help="YAML config file (default: $FACMON_CONFIG, else ./facmon.yaml if it exists)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, module in modules.items():
+        help_text = module.HELP  # type: ignore[attr-defined]
+        command_parser = sub.add_parser(name, help=help_text, description=help_text)
+        module.add_arguments(command_parser)  # type: ignore[attr-defined]
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    modules = _command_modules()
+    args = build_parser(modules).parse_args(argv)
+    config_path = args.config or (Path(os.environ["FACMON_CONFIG"]) if os.environ.get("FACMON_CONFIG") else None)
+    if config_path is None and DEFAULT_CONFIG.exists():
+        config_path = DEFAULT_CONFIG
+    try:
+        config = load_config(config_path, os.environ)
+    except ConfigError as err:
+        print(err, file=sys.stderr)
+        return 2
+    configure_logging(config.log.level, config.log.format)
+    try:
+        return int(modules[args.command].run(args, config) or 0)  # type: ignore[attr-defined]
+    except KeyboardInterrupt:
+        return 130

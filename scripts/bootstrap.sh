@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Installs everything facmon needs on a fresh Debian 12 machine, idempotently:
+# the system servers it runs and tests against (as root, or with sudo) and the Python
+# package with its dependencies in ./.venv. Safe to run again; it only adds what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian packages: the servers facmon supervises in `facmon up` and its tests start on free ports.
+# policy-rc.d keeps apt from starting them as system services: facmon starts its own.
+DEB_PACKAGES=(mosquitto mosquitto-clients influxdb nginx-light prometheus-alertmanager
+              python3 python3-venv python3-pip ca-certificates)
+
+need_binary() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/usr/bin/$1" ]; }
+
+missing=()
+for pkg in "${DEB_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -eq 0 ]; then SUDO=""; elif command -v sudo >/dev/null; then SUDO="sudo"; else
+    echo "bootstrap: need root or sudo to install: ${missing[*]}" >&2; exit 1; fi
+  echo "bootstrap: installing Debian packages: ${missing[*]}"
+  policy_created=0
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+    $SUDO chmod +x /usr/sbin/policy-rc.d; policy_created=1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -q
+  $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+  [ "$policy_created" -eq 1 ] && $SUDO rm -f /usr/sbin/policy-rc.d
+fi
+for bin in mosquitto influxd nginx prometheus-alertmanager; do
+  need_binary "$bin" || { echo "bootstrap: $bin missing after install" >&2; exit 1; }
+done
+
+# Python: a venv with facmon installed editable, reinstalled when pyproject.toml changes.
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+stamp=.venv/.facmon-installed
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q -e '.[dev]'
+  touch "$stamp"
+fi
