@@ -1,4 +1,7 @@
-"""bytes → `Reading` or `Reject`: the collector's pure front door.
+"""bytes → `Reading`, `StatusChange` or `Reject`: the pure front door of every MQTT consumer.
+
+The collector, the rules engine and the API all validate messages here, so they agree on what a
+valid reading is.
 
 Nothing here does I/O or reads a clock: the caller passes the receive time. Every way a message can
 be unusable has its own `RejectReason`, so integrators see *why* in the counters and dead letters.
