@@ -1,0 +1,145 @@
+"""The app factory: `create_app(settings, services)` builds one FastAPI app; nothing is created at import.
+
+    /healthz /readyz /metrics          health (no key)
+    /api/v1/sites/...                  site tree, device state          viewer
+    /api/v1/history/...                InfluxQL history                 viewer
+    /api/v1/alerts, /silences, /rules  rules store                      viewer / operator / admin
+    /api/v1/events                     live events (SSE)                viewer
+    /api/v1/keys                       API keys                         admin
+    /status/                           the live status page (static; asks for a key in the browser)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Iterable
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import RedirectResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.deps import ApiServices
+from api.events import LiveEvent
+from api.models import device_out
+from api.problems import install_problem_handlers
+from api.routes import events, health, history, keys, sites
+from api.state import DeviceEvent
+
+API_PREFIX = "/api/v1"
+STATIC_DIR = Path(__file__).parent / "static"
+SWEEP_INTERVAL_S = 1.0
+log = logging.getLogger("facmon.api")
+
+DESCRIPTION = """Facility state, history and alerts of facmon.
+
+Every `/api/v1` endpoint needs an API key (`Authorization: Bearer fmk_…`, or `X-API-Key`), created
+with `facmon keys create --name WHO --role viewer|operator|admin`. Viewers read; operators also
+acknowledge alerts and manage silences; admins also validate rules and manage keys.
+Errors are RFC 9457 problem details (`application/problem+json`)."""
+
+
+def publish_device_events(services: ApiServices, device_events: Iterable[DeviceEvent]) -> None:
+    """Turn state changes into live events (`reading`, `presence`) carrying the device as the API shows it."""
+    for event in device_events:
+        configured = services.sites.device(event.state.device.site, event.state.device.device)
+        body = device_out(event.state, configured).model_dump(mode="json")
+        services.hub.publish(LiveEvent(event.kind.value, body))
+
+
+class _RequestMetrics:
+    """Pure ASGI middleware: count and time requests by route template (not the raw path)."""
+
+    def __init__(self, app: ASGIApp, services: ApiServices) -> None:
+        self.app = app
+        self.services = services
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        clock = self.services.clock
+        started = clock.monotonic()
+        status = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route = _route_template(scope)
+            self.services.metrics.observe_request(scope["method"], route, status, clock.monotonic() - started)
+
+
+def _route_template(scope: Scope) -> str:
+    """The matched route's template with its router prefix (scope["route"] holds the path without it)."""
+    path = getattr(scope.get("route"), "path", None)
+    if path is None:
+        return "(unmatched)"
+    if scope["path"].startswith(API_PREFIX + "/") and not path.startswith(API_PREFIX):
+        return API_PREFIX + path
+    return path
+
+
+async def _sweep_forever(services: ApiServices) -> None:
+    while True:
+        await asyncio.sleep(SWEEP_INTERVAL_S)
+        publish_device_events(services, services.states.sweep(services.clock.now()))
+
+
+def create_app(services: ApiServices) -> FastAPI:
+    """One app serving `services` (configured by `services.settings`). Background parts
+    (`services.background`) start with the app's lifespan and stop with it; so does the sweep that
+    marks silent devices stale."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        services.hub.bind(asyncio.get_running_loop())
+        started = []
+        sweeper = asyncio.create_task(_sweep_forever(services))
+        try:
+            for part in services.background:
+                await asyncio.to_thread(part.start)
+                started.append(part)
+            yield
+        finally:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
+            for part in reversed(started):
+                await asyncio.to_thread(part.stop)
+
+    app = FastAPI(title="facmon API", version="1", description=DESCRIPTION, lifespan=lifespan,
+                  openapi_url=f"{API_PREFIX}/openapi.json", docs_url=f"{API_PREFIX}/docs", redoc_url=None)
+    app.state.services = services
+    install_problem_handlers(app)
+    app.include_router(health.router)
+    for module in (sites, history, events, keys):
+        app.include_router(module.router, prefix=API_PREFIX)
+    for module in _alert_routers(services):
+        app.include_router(module.router, prefix=API_PREFIX)
+    app.mount("/status", StaticFiles(directory=STATIC_DIR, html=True), name="status")
+
+    @app.get("/", include_in_schema=False)
+    async def root() -> RedirectResponse:
+        return RedirectResponse("/status/")
+
+    app.add_middleware(_RequestMetrics, services=services)
+    settings = services.settings
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["*"],
+                           allow_headers=["Authorization", "X-API-Key", "Content-Type"])
+    return app
+
+
+def _alert_routers(services: ApiServices) -> list:
+    """The alert, silence and rule routers, when a rules store is wired in."""
+    return []

@@ -1,0 +1,147 @@
+"""What route handlers receive: the services of one app, and the caller's key, as `Annotated` aliases.
+
+`create_app` stores one `ApiServices` on `app.state`; each getter below hands out one part of it,
+so a test overrides exactly the part it fakes (`app.dependency_overrides[get_history] = ...`).
+Role aliases (`Viewer`, `Operator`, `Admin`) authenticate the caller: no or unknown key → 401,
+a key whose role is too low → 403.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Protocol
+
+from fastapi import Depends, HTTPException, Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+from api.events import EventHub
+from api.keys import ApiKey, KeyStore, Role
+from api.metrics import ApiMetrics
+from api.sites import SiteTree
+from api.state import DeviceStates
+from core.clock import Clock
+from core.settings.api import ApiSettings
+
+
+class ReadinessCheck(Protocol):
+    """One thing /readyz asks about. `check()` returns a short detail when fine and raises
+    `NotReady` (with what to look at) when not; it may block briefly (it runs in a thread)."""
+
+    name: str
+
+    def check(self) -> str: ...
+
+
+class NotReady(Exception):
+    pass
+
+
+class Lifecycle(Protocol):
+    """A background part of the API (the MQTT subscription): `start()` once at startup, `stop()` once
+    at shutdown, after which it publishes nothing."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+@dataclass
+class ApiServices:
+    settings: ApiSettings
+    clock: Clock
+    states: DeviceStates
+    sites: SiteTree
+    keys: KeyStore
+    hub: EventHub
+    metrics: ApiMetrics
+    history: Any = None
+    """api.history.HistoryReader, or None when no InfluxDB is configured (history → 503)."""
+    alerts: Any = None
+    """rules.store.AlertStore, or None when the rules store is not available (alerts → 503)."""
+    rules: Any = None
+    """api.rules_view.RuleCatalogue, or None."""
+    readiness: Sequence[ReadinessCheck] = ()
+    background: Sequence[Lifecycle] = ()
+    extra_metrics: Sequence[Callable[[], str]] = field(default_factory=tuple)
+    """Callables returning Prometheus text appended to /metrics (alert gauges, collector figures)."""
+
+
+def get_services(request: Request) -> ApiServices:
+    return request.app.state.services
+
+
+def get_clock(request: Request) -> Clock:
+    return get_services(request).clock
+
+
+def get_states(request: Request) -> DeviceStates:
+    return get_services(request).states
+
+
+def get_sites(request: Request) -> SiteTree:
+    return get_services(request).sites
+
+
+def get_keys(request: Request) -> KeyStore:
+    return get_services(request).keys
+
+
+def get_hub(request: Request) -> EventHub:
+    return get_services(request).hub
+
+
+def get_history(request: Request) -> Any:
+    return get_services(request).history
+
+
+def get_alerts(request: Request) -> Any:
+    return get_services(request).alerts
+
+
+ServicesDep = Annotated[ApiServices, Depends(get_services)]
+ClockDep = Annotated[Clock, Depends(get_clock)]
+StatesDep = Annotated[DeviceStates, Depends(get_states)]
+SitesDep = Annotated[SiteTree, Depends(get_sites)]
+KeysDep = Annotated[KeyStore, Depends(get_keys)]
+HubDep = Annotated[EventHub, Depends(get_hub)]
+
+_bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer fmk_...` (create keys with `facmon keys`)")
+_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="the same key in an `X-API-Key` header")
+
+
+def authenticate(
+    keys: KeysDep,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
+    header: Annotated[str | None, Security(_header)],
+) -> ApiKey:
+    """The caller's live key. 401 (with `WWW-Authenticate`) when there is none or it is not valid."""
+    token = bearer.credentials if bearer is not None else header
+    if not token:
+        raise HTTPException(401, "an API key is required: send `Authorization: Bearer <key>` "
+                                 "(an admin creates keys with `facmon keys create`)",
+                            headers={"WWW-Authenticate": "Bearer"})
+    key = keys.authenticate(token[:200])
+    if key is None:
+        raise HTTPException(401, "the API key is not valid (unknown, revoked or mistyped)",
+                            headers={"WWW-Authenticate": "Bearer"})
+    return key
+
+
+def _require(role: Role) -> Callable[[ApiKey], ApiKey]:
+    def check(key: Annotated[ApiKey, Depends(authenticate)]) -> ApiKey:
+        if not key.role.allows(role):
+            raise HTTPException(403, f"this needs the {role.value} role; key {key.id} ({key.name}) is "
+                                     f"{key.role.value}")
+        return key
+    check.__name__ = f"require_{role.value}"
+    return check
+
+
+require_viewer = _require(Role.VIEWER)
+require_operator = _require(Role.OPERATOR)
+require_admin = _require(Role.ADMIN)
+
+Viewer = Annotated[ApiKey, Depends(require_viewer)]
+Operator = Annotated[ApiKey, Depends(require_operator)]
+Admin = Annotated[ApiKey, Depends(require_admin)]

@@ -1,0 +1,111 @@
+"""Request and response models of the HTTP API (storage and domain types stay out of the wire)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from api.sites import ConfiguredDevice, battery_runtime_s
+from api.state import DeviceState, Presence, PresenceReason
+from core.contract import FieldValue, Kind
+from core.site import Inverter, Site
+
+
+def iso(epoch_s: float | None) -> datetime | None:
+    return None if epoch_s is None else datetime.fromtimestamp(epoch_s, UTC)
+
+
+class LatestReading(BaseModel):
+    ts: datetime = Field(description="the device's own timestamp of the reading (UTC)")
+    seq: int
+    metrics: dict[str, FieldValue] = Field(description="metrics by contract name (see docs/contract.md)")
+
+
+class DeviceOut(BaseModel):
+    site: str
+    kind: Kind
+    id: str
+    configured: bool = Field(description="described in the site file (false: seen on MQTT only)")
+    label: str | None = Field(None, description="the uplink's ISP or the sensor's room, in any script")
+    presence: Presence
+    reason: PresenceReason
+    since: datetime | None = Field(None, description="when the presence last changed")
+    last_seen: datetime | None = Field(None, description="when the API received the latest reading")
+    latest: LatestReading | None = None
+    battery_runtime_s: float | None = Field(
+        None, description="inverters: seconds until battery cut-off at the current net load; null if not draining")
+
+
+class SiteSummary(BaseModel):
+    id: str
+    name: str
+    timezone: str
+    devices: int
+    online: int
+    in_load_shedding: bool = Field(description="the grid is scheduled to be out now (published schedule)")
+
+
+class SiteDetail(SiteSummary):
+    device_list: list[DeviceOut]
+
+
+class ApiKeyOut(BaseModel):
+    id: str
+    name: str
+    role: Literal["viewer", "operator", "admin"]
+    created_at: datetime
+    revoked_at: datetime | None = None
+
+
+class ApiKeyCreated(ApiKeyOut):
+    token: str = Field(description="the key itself; shown only now, store it safely")
+
+
+class ApiKeyCreate(BaseModel):
+    name: str = Field(min_length=1, max_length=100)
+    role: Literal["viewer", "operator", "admin"]
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+class CheckOut(BaseModel):
+    name: str
+    ok: bool
+    detail: str
+
+
+class Readiness(BaseModel):
+    ready: bool
+    checks: list[CheckOut]
+
+
+def device_out(state: DeviceState, configured: ConfiguredDevice | None) -> DeviceOut:
+    latest = state.latest
+    label = None
+    if latest is not None:
+        raw = latest.metrics.get("isp", latest.metrics.get("room"))
+        label = raw if isinstance(raw, str) else None
+    if configured is not None and label is None:
+        label = getattr(configured.spec, "isp", None) or getattr(configured.spec, "room", None)
+    runtime = None
+    if configured is not None and isinstance(configured.spec, Inverter) and latest is not None:
+        m = latest.metrics
+        if all(isinstance(m.get(k), float | int) for k in ("battery_soc_pct", "load_w", "pv_w")):
+            runtime = battery_runtime_s(configured.spec, float(m["battery_soc_pct"]),  # type: ignore[arg-type]
+                                        float(m["load_w"]), float(m["pv_w"]))  # type: ignore[arg-type]
+    return DeviceOut(
+        site=state.device.site, kind=state.device.kind, id=state.device.device, configured=configured is not None,
+        label=label, presence=state.presence, reason=state.reason, since=iso(state.since),
+        last_seen=iso(state.last_seen),
+        latest=None if latest is None else LatestReading(ts=latest.ts, seq=latest.seq, metrics=dict(latest.metrics)),
+        battery_runtime_s=runtime)
+
+
+def site_summary(site: Site, devices: list[DeviceOut], now: float) -> SiteSummary:
+    return SiteSummary(id=site.id, name=site.name, timezone=site.timezone, devices=len(devices),
+                       online=sum(d.presence is Presence.ONLINE for d in devices),
+                       in_load_shedding=site.in_load_shedding(now))
