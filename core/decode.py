@@ -10,6 +10,7 @@ be unusable has its own `RejectReason`, so integrators see *why* in the counters
 from __future__ import annotations
 
 import enum
+import functools
 import json
 import math
 from dataclasses import dataclass
@@ -97,12 +98,16 @@ def _reject_constant(name: str) -> float:
 _json_decoder = json.JSONDecoder(parse_constant=_reject_constant)
 
 
+# Devices publish to the same few topics over and over; errors are not cached (lru_cache re-raises).
+_parse_topic_cached = functools.lru_cache(maxsize=65_536)(parse_topic)
+
+
 def decode_message(topic: str, payload: bytes, received_at: float,
                    limits: DecodeLimits) -> Reading | StatusChange | Reject:
     """Decode one MQTT message. `received_at` is the collector's clock (epoch seconds), used to
     judge timestamps from the future or too far in the past. Never raises on input."""
     try:
-        parsed = parse_topic(topic)
+        parsed = _parse_topic_cached(topic)
     except TopicError as err:
         return Reject(RejectReason(err.reason), str(err), topic, payload)
     if len(payload) > limits.max_payload_bytes:

@@ -1,0 +1,138 @@
+"""The writer: drains the spool into InfluxDB, batch by batch, deleting only what InfluxDB confirmed.
+
+    wait for committed lines → read a batch → write it
+        ok                      → confirm (the spool advances its cursor)
+        InfluxDB unreachable    → keep the batch, back off (doubling up to retry_max_s), try again
+        database missing        → create it where allowed, else back off and say what is missing
+        points refused (400)    → split the batch to isolate the refused lines; write the rest;
+                                  dead-letter each refused line with InfluxDB's reason
+        batch too large (413)   → split
+
+Runs in its own thread so a slow or absent InfluxDB never stalls MQTT intake (the spool absorbs it).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from collector.spool import Spool
+from core.clock import Clock
+from core.influx_write import (
+    InfluxBatchTooLarge,
+    InfluxDatabaseMissing,
+    InfluxPointsRefused,
+    InfluxWriteError,
+    LineWriter,
+)
+from core.logs import RateLimiter
+from core.settings.collector import WriterSettings
+
+log = logging.getLogger("facmon.collector.writer")
+
+
+@dataclass
+class DrainCounts:
+    lines_written: int = 0
+    batches_written: int = 0
+    lines_refused: int = 0
+    write_failures: int = 0
+    last_write_seconds: float = 0.0
+    write_seconds_total: float = 0.0
+    influx_up: bool = False
+    last_error: str | None = None
+
+
+RefusedHandler = Callable[[str, str], None]
+"""Called with (line, InfluxDB's reason) for each line InfluxDB refused on its own."""
+
+
+class SpoolDrain:
+    def __init__(self, spool: Spool, writer: LineWriter, settings: WriterSettings, on_refused: RefusedHandler,
+                 limiter: RateLimiter, clock: Clock) -> None:
+        self._clock = clock
+        self._spool = spool
+        self._writer = writer
+        self._settings = settings
+        self._on_refused = on_refused
+        self._limiter = limiter
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="influx-writer", daemon=True)
+        self._database_ready = False
+        self.counts = DrainCounts()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, drain_timeout_s: float) -> None:
+        """Keep writing for up to `drain_timeout_s` while lines remain, then stop. What is left stays
+        in the spool for the next start."""
+        deadline = self._clock.monotonic() + drain_timeout_s
+        while self._clock.monotonic() < deadline and self._spool.pending_bytes > 0 and self.counts.influx_up:
+            self._spool.wait_for_data(0.02)
+            self._clock.sleep(0.02)
+        self._stop.set()
+        self._thread.join(timeout=self._settings.retry_max_s + 5)
+
+    def _run(self) -> None:
+        backoff = self._settings.retry_min_s
+        while not self._stop.is_set():
+            try:
+                progressed = self.drain_once()
+                backoff = self._settings.retry_min_s
+                if not progressed:
+                    self._spool.wait_for_data(self._settings.idle_poll_s)
+            except InfluxWriteError as err:
+                self.counts.write_failures += 1
+                self.counts.influx_up = False
+                self.counts.last_error = str(err)
+                if self._limiter.allow("influx-write-failed") is not None:
+                    log.warning("influx write failed; keeping the batch and retrying",
+                                extra={"error": str(err), "retry_in_s": round(backoff, 2),
+                                       "spool_bytes": self._spool.pending_bytes})
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, self._settings.retry_max_s)
+
+    def drain_once(self) -> bool:
+        """Write one batch if there is one. True if the spool advanced. Raises `InfluxWriteError`
+        when the batch must be retried later."""
+        if not self._database_ready:
+            self._writer.ensure_database()
+            self._database_ready = True
+        batch = self._spool.read_batch(self._settings.batch_max_lines, self._settings.batch_max_bytes)
+        if batch is None:
+            return False
+        if batch.lines:
+            started = self._clock.monotonic()
+            try:
+                self._write_isolating(batch.lines)
+            except InfluxDatabaseMissing:
+                self._database_ready = False
+                raise
+            elapsed = self._clock.monotonic() - started
+            self.counts.last_write_seconds = elapsed
+            self.counts.write_seconds_total += elapsed
+            self.counts.lines_written += len(batch.lines)
+            self.counts.batches_written += 1
+            self.counts.influx_up = True
+            self.counts.last_error = None
+        self._spool.confirm(batch)
+        return True
+
+    def write_direct(self, lines: Sequence[str]) -> None:
+        """Write lines outside the spool (for the writer's own dead-letter points)."""
+        self._writer.write(lines)
+
+    def _write_isolating(self, lines: Sequence[str]) -> None:
+        try:
+            self._writer.write(lines)
+        except (InfluxPointsRefused, InfluxBatchTooLarge) as err:
+            if len(lines) == 1:
+                self.counts.lines_refused += 1
+                self._on_refused(lines[0], str(err))
+                return
+            middle = len(lines) // 2
+            self._write_isolating(lines[:middle])
+            self._write_isolating(lines[middle:])

@@ -1,0 +1,116 @@
+"""The collector's own HTTP endpoint: `/metrics` (Prometheus text), `/state` (device state as JSON),
+`/healthz`. Read-only, on its own thread; it only reads counters the collector thread updates."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from collector.service import CollectorService
+from core.contract import format_ts
+
+
+class _ServiceMetrics(Collector):
+    def __init__(self, service: CollectorService) -> None:
+        self._service = service
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        s = self._service
+        counts = s.ingest.counts
+        seq = s.table.counts
+        drain = s.drain.counts
+        yield CounterMetricFamily("facmon_collector_messages_received", "MQTT messages received",
+                                  value=counts.received)
+        yield CounterMetricFamily("facmon_collector_readings_accepted", "Valid readings spooled for InfluxDB",
+                                  value=counts.readings)
+        yield CounterMetricFamily("facmon_collector_status_messages", "online/offline status messages",
+                                  value=counts.statuses)
+        rejected = CounterMetricFamily("facmon_collector_messages_rejected", "Messages rejected, by reason",
+                                       labels=["reason"])
+        for reason, n in sorted(counts.rejected.items()):
+            rejected.add_metric([reason], n)
+        rejected.add_metric(["influx_refused"], drain.lines_refused)
+        yield rejected
+        yield CounterMetricFamily("facmon_collector_duplicates", "Redelivered/repeated readings stored once",
+                                  value=seq.duplicates)
+        yield CounterMetricFamily("facmon_collector_sequence_gaps", "Readings devices numbered but never sent us",
+                                  value=seq.gaps)
+        yield CounterMetricFamily("facmon_collector_device_restarts", "Device seq counters that restarted",
+                                  value=seq.restarts)
+        yield CounterMetricFamily("facmon_collector_messages_acked", "Messages acknowledged to the broker",
+                                  value=s.acked)
+        yield GaugeMetricFamily("facmon_collector_spool_bytes", "Bytes in the spool not yet confirmed by InfluxDB",
+                                value=s.spool.pending_bytes)
+        yield CounterMetricFamily("facmon_collector_points_written", "Points InfluxDB confirmed",
+                                  value=drain.lines_written)
+        yield CounterMetricFamily("facmon_collector_write_failures", "Failed InfluxDB write attempts",
+                                  value=drain.write_failures)
+        yield CounterMetricFamily("facmon_collector_write_seconds", "Time spent in confirmed InfluxDB writes",
+                                  value=drain.write_seconds_total)
+        yield GaugeMetricFamily("facmon_collector_influx_up", "1 if the last InfluxDB write succeeded",
+                                value=int(drain.influx_up))
+        yield GaugeMetricFamily("facmon_collector_broker_connected", "1 while connected to the MQTT broker",
+                                value=int(s.source.connected))
+        yield GaugeMetricFamily("facmon_collector_devices", "Devices seen", value=len(s.table))
+
+
+def _state_json(service: CollectorService) -> bytes:
+    devices = []
+    for snap in service.table.snapshot():
+        devices.append({
+            "site": snap.device.site, "kind": snap.device.kind.value, "device": snap.device.device,
+            "online": snap.online,
+            "last_seen": format_ts(int(snap.last_seen * 1000)) if snap.last_seen else None,
+            "latest": None if snap.latest is None else {
+                "ts": format_ts(snap.latest.ts_ms), "seq": snap.latest.seq, **snap.latest.metrics},
+        })
+    return json.dumps({"devices": devices}, ensure_ascii=False).encode()
+
+
+class CollectorHttp:
+    def __init__(self, service: CollectorService, host: str, port: int) -> None:
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(_ServiceMetrics(service))
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                path = self.path.split("?", 1)[0]
+                if path == "/metrics":
+                    self._send(200, generate_latest(registry), "text/plain; version=0.0.4; charset=utf-8")
+                elif path == "/state":
+                    self._send(200, _state_json(service), "application/json")
+                elif path == "/healthz":
+                    self._send(200, b'{"status":"ok"}', "application/json")
+                else:
+                    self._send(404, b'{"error":"not found; try /metrics, /state or /healthz"}', "application/json")
+
+            def _send(self, status: int, body: bytes, content_type: str) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *_args: object) -> None:  # access logs would flood; metrics say enough
+                return
+
+        self._server = ThreadingHTTPServer((host, port), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, name="collector-http", daemon=True)
+
+    @property
+    def port(self) -> int:
+        return self._server.server_address[1]
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()

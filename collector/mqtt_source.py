@@ -1,0 +1,236 @@
+"""The collector's subscription: the only module of the collector that imports paho-mqtt.
+
+A persistent session (MQTT 5 `clean_start=False` + session expiry; 3.1.1 `clean_session=False`) with
+QoS 1 subscriptions and manual acknowledgement: the broker keeps what arrives while we are away and
+re-sends whatever we did not acknowledge. paho's types stay here; the rest of the collector sees
+`InboundMessage` values and calls `ack`.
+
+Lifecycle: `poll()` from one thread only (it runs paho's network loop, connects and reconnects with
+backoff); `ack()` and `close()` from that same thread. Messages are handed to `on_message` inside
+`poll()`, in the order the broker sent them.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from core.clock import Clock
+from core.contract import reading_subscription, status_subscription
+from core.settings.base import read_secret
+from core.settings.mqtt import MqttSettings
+
+log = logging.getLogger("facmon.collector.mqtt")
+
+
+@dataclass(frozen=True, slots=True)
+class AckToken:
+    """Which connection delivered a message, and its packet id: an ack is only valid on that connection."""
+
+    connection: int
+    mid: int
+
+
+@dataclass(frozen=True, slots=True)
+class InboundMessage:
+    topic: str
+    payload: bytes
+    ack: AckToken | None
+    """None for QoS 0 messages, which need no acknowledgement."""
+
+
+class _BufferedClient(mqtt.Client):
+    """paho reads each packet header byte by byte with its own recv() call; at tens of thousands of
+    messages a second those system calls dominate. This reads the socket in large chunks and serves
+    paho from the buffer (paho already handles short reads)."""
+
+    _rx: bytes = b""
+    _rx_pos: int = 0
+
+    def _sock_recv(self, bufsize: int) -> bytes:
+        if self._rx_pos >= len(self._rx):
+            data = super()._sock_recv(262_144)
+            if not data:
+                return data
+            self._rx, self._rx_pos = data, 0
+        chunk = self._rx[self._rx_pos:self._rx_pos + bufsize]
+        self._rx_pos += len(chunk)
+        return chunk
+
+    def has_buffered_input(self) -> bool:
+        return self._rx_pos < len(self._rx)
+
+    def drop_buffered_input(self) -> None:
+        self._rx, self._rx_pos = b"", 0
+
+
+class MqttSource:
+    def __init__(self, settings: MqttSettings, on_message: Callable[[InboundMessage], None], clock: Clock,
+                 on_connection_change: Callable[[bool], None] | None = None) -> None:
+        self._settings = settings
+        self._on_message = on_message
+        self._on_connection_change = on_connection_change
+        self._clock = clock
+        self._protocol = mqtt.MQTTv5 if settings.protocol == "5" else mqtt.MQTTv311
+        self._client = self._new_client()
+        self._connection = 0
+        self._connected = False
+        self._socket_open = False
+        self._backoff_s = settings.reconnect_min_s
+        self._next_attempt = 0.0
+        self.last_error: str | None = None
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    @property
+    def protocol_name(self) -> str:
+        return "5" if self._protocol == mqtt.MQTTv5 else "3.1.1"
+
+    # -- client set-up ------------------------------------------------------------------------------
+    def _new_client(self) -> _BufferedClient:
+        s = self._settings
+        v5 = self._protocol == mqtt.MQTTv5
+        self._client_protocol = self._protocol
+        client = _BufferedClient(mqtt.CallbackAPIVersion.VERSION2, client_id=s.client_id, protocol=self._protocol,
+                                 clean_session=None if v5 else False, manual_ack=True, reconnect_on_failure=False)
+        if s.username:
+            client.username_pw_set(s.username, read_secret(s.password, s.password_file, "mqtt.password"))
+        if s.tls.enabled:
+            client.tls_set(ca_certs=str(s.tls.ca_file) if s.tls.ca_file else None,
+                           certfile=str(s.tls.cert_file) if s.tls.cert_file else None,
+                           keyfile=str(s.tls.key_file) if s.tls.key_file else None,
+                           cert_reqs=ssl.CERT_NONE if s.tls.insecure_skip_verify else ssl.CERT_REQUIRED)
+            client.tls_insecure_set(s.tls.insecure_skip_verify)
+        client.max_inflight_messages_set(s.receive_maximum)
+        client.on_connect = self._handle_connect
+        client.on_disconnect = self._handle_disconnect
+        client.on_message = self._handle_message
+        return client
+
+    def _connect_properties(self) -> Properties | None:
+        if self._protocol != mqtt.MQTTv5:
+            return None
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = self._settings.session_expiry_s
+        props.ReceiveMaximum = self._settings.receive_maximum
+        return props
+
+    def subscriptions(self) -> list[str]:
+        topics = [reading_subscription(), status_subscription()]
+        group = self._settings.shared_group
+        if group and self._protocol == mqtt.MQTTv5:
+            return [f"$share/{group}/{t}" for t in topics]
+        return topics
+
+    # -- paho callbacks (run inside poll) ----------------------------------------------------------------
+    def _handle_connect(self, client: mqtt.Client, _userdata: object, flags: mqtt.ConnectFlags,
+                        reason: mqtt.ReasonCode, _props: Properties | None) -> None:
+        if reason.is_failure:
+            self.last_error = f"broker refused the connection: {reason}"
+            if (self._protocol == mqtt.MQTTv5 and self._settings.fallback_to_311
+                    and reason.value in (0x84, 1)):  # unsupported protocol version
+                log.warning("broker does not speak MQTT 5; falling back to 3.1.1", extra={"broker": self._where()})
+                self._protocol = mqtt.MQTTv311
+            else:
+                log.error("mqtt connection refused", extra={"reason": str(reason), "broker": self._where()})
+            return
+        self._connection += 1
+        self._connected = True
+        self._backoff_s = self._settings.reconnect_min_s
+        self.last_error = None
+        # Subscribing again on a resumed session is harmless and covers a broker that lost it.
+        if self._protocol == mqtt.MQTTv5:
+            client.subscribe([(t, SubscribeOptions(qos=1)) for t in self.subscriptions()])
+        else:
+            client.subscribe([(t, 1) for t in self.subscriptions()])
+        log.info("mqtt connected", extra={"broker": self._where(), "protocol": self.protocol_name,
+                                          "session_present": bool(flags.session_present)})
+        if self._on_connection_change:
+            self._on_connection_change(True)
+
+    def _handle_disconnect(self, _client: mqtt.Client, _userdata: object, _flags: mqtt.DisconnectFlags,
+                           reason: mqtt.ReasonCode, _props: Properties | None) -> None:
+        self._mark_lost(f"disconnected: {reason}")
+
+    def _handle_message(self, _client: mqtt.Client, _userdata: object, message: mqtt.MQTTMessage) -> None:
+        token = AckToken(self._connection, message.mid) if message.qos > 0 else None
+        self._on_message(InboundMessage(message.topic, message.payload, token))
+
+    # -- driving ---------------------------------------------------------------------------------------------
+    def _where(self) -> str:
+        return f"{self._settings.host}:{self._settings.port}"
+
+    def _mark_lost(self, why: str) -> None:
+        was_connected = self._connected
+        self._connected = False
+        self._socket_open = False
+        self._client.drop_buffered_input()
+        self.last_error = why
+        self._next_attempt = self._clock.monotonic() + self._backoff_s
+        self._backoff_s = min(self._backoff_s * 2, self._settings.reconnect_max_s)
+        if was_connected:
+            log.warning("mqtt connection lost", extra={"broker": self._where(), "why": why})
+            if self._on_connection_change:
+                self._on_connection_change(False)
+
+    def _try_connect(self) -> None:
+        if self._clock.monotonic() < self._next_attempt:
+            return
+        if self._protocol != self._client_protocol:
+            self._client = self._new_client()
+        # 3.1.1 takes its persistent session from clean_session=False at construction instead.
+        clean_start = False if self._protocol == mqtt.MQTTv5 else mqtt.MQTT_CLEAN_START_FIRST_ONLY
+        try:
+            self._client.connect(self._settings.host, self._settings.port, self._settings.keepalive_s,
+                                 clean_start=clean_start, properties=self._connect_properties())
+            self._socket_open = True
+        except (OSError, ValueError) as err:
+            self._mark_lost(f"cannot connect to {self._where()}: {err}")
+
+    def poll(self, timeout_s: float) -> None:
+        """Run the network loop for up to `timeout_s` (less when input is waiting); connect or
+        reconnect when due. Never raises for network trouble: it is logged and retried with backoff."""
+        if not self._socket_open:
+            self._try_connect()
+            if not self._socket_open:
+                self._clock.sleep(min(timeout_s, max(self._next_attempt - self._clock.monotonic(), 0.0)))
+                return
+        client = self._client
+        rc = client.loop(timeout_s)
+        # Serve what is already buffered before waiting on the socket again (bounded per poll).
+        for _ in range(10_000):
+            if rc != mqtt.MQTT_ERR_SUCCESS or not client.has_buffered_input():
+                break
+            rc = client.loop_read()
+        if rc != mqtt.MQTT_ERR_SUCCESS and self._socket_open:
+            self._mark_lost(f"network loop: {mqtt.error_string(rc)}")
+
+    def ack(self, tokens: Sequence[AckToken]) -> int:
+        """Acknowledge, in order, the messages of the current connection; tokens from an earlier
+        connection are dropped (the broker re-sends those). Returns how many were acknowledged."""
+        acked = 0
+        if not self._connected:
+            return 0
+        for token in tokens:
+            if token.connection == self._connection:
+                self._client.ack(token.mid, 1)
+                acked += 1
+        if acked:
+            self._client.loop_write()
+        return acked
+
+    def close(self) -> None:
+        if self._socket_open:
+            self._client.disconnect()
+            self._client.loop(0.2)
+        self._socket_open = False
+        self._connected = False

@@ -1,0 +1,165 @@
+"""The collector, assembled: MQTT source → ingest → spool (group commit, then ack) → writer → InfluxDB.
+
+    message ──► ingest (decode, duplicates, state) ──► spool.append ──► … ──► spool.commit ──► MQTT ack
+                   └─ reject ──► dead-letter file + `facmon_rejects` point (through the same spool)
+
+An acknowledgement is sent only after the message's points are fsynced in the spool. When the spool
+holds `max_bytes` of unconfirmed data, new messages are held in memory unacknowledged (at most the
+MQTT receive window) and the broker keeps the rest: back-pressure, not loss.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+
+from collector.dead_letters import DeadLetterFile
+from collector.drain import SpoolDrain
+from collector.ingest import Ingest, reject_point
+from collector.mqtt_source import AckToken, InboundMessage, MqttSource
+from collector.spool import Spool
+from collector.state import DeviceTable
+from core.clock import Clock
+from core.decode import DecodeLimits, Reject, RejectReason
+from core.influx_write import InfluxWriteError, LineWriter
+from core.line_protocol import REJECTS_MEASUREMENT
+from core.logs import RateLimiter
+from core.settings.collector import CollectorSettings
+from core.settings.mqtt import MqttSettings
+
+log = logging.getLogger("facmon.collector")
+
+
+class CollectorService:
+    """One collector process. Call `run(stop)` from one thread; everything else is read-only for others."""
+
+    def __init__(self, settings: CollectorSettings, mqtt_settings: MqttSettings, writer: LineWriter,
+                 clock: Clock) -> None:
+        self._settings = settings
+        self._clock = clock
+        decode = settings.decode
+        self.table = DeviceTable(decode.duplicate_window)
+        self.ingest = Ingest(DecodeLimits(decode.max_payload_bytes, decode.max_future_s, decode.max_age_s),
+                             self.table, settings.dead_letters.payload_excerpt_bytes)
+        self.spool = Spool(settings.spool.dir, settings.spool.max_bytes, settings.spool.segment_bytes,
+                           settings.spool.fsync)
+        self.dead_letters = DeadLetterFile(settings.dead_letters.file, settings.dead_letters.max_bytes,
+                                           settings.dead_letters.payload_excerpt_bytes)
+        self._limiter = RateLimiter(clock, settings.log_reject_every_s)
+        self.drain = SpoolDrain(self.spool, writer, settings.writer, self._on_refused_by_influx,
+                                RateLimiter(clock, 10.0), clock)
+        self.source = MqttSource(mqtt_settings, self._on_message, clock, self._on_connection_change)
+        self._pending_acks: list[AckToken] = []
+        self._pending_since: float | None = None
+        self._held: deque[InboundMessage] = deque()
+        self._commit_interval_s = settings.spool.commit_interval_ms / 1000
+        self._refused_lock = threading.Lock()
+        self.acked = 0
+        self.commits = 0
+        self.held_peak = 0
+        self.connection_changes = 0
+
+    # -- intake ---------------------------------------------------------------------------------------
+    def _on_message(self, message: InboundMessage) -> None:
+        if self._held or self.spool.is_full():
+            self._held.append(message)
+            self.held_peak = max(self.held_peak, len(self._held))
+            return
+        self._process(message)
+
+    def _process(self, message: InboundMessage) -> None:
+        received_at = self._clock.now()
+        result = self.ingest.handle(message.topic, message.payload, received_at)
+        if result.lines:
+            self.spool.append(result.lines)
+        if result.reject is not None:
+            self._dead_letter(result.reject, received_at)
+        if message.ack is not None:
+            if self._pending_since is None:
+                self._pending_since = self._clock.monotonic()
+            self._pending_acks.append(message.ack)
+            if len(self._pending_acks) >= self._settings.spool.commit_max_messages:
+                self.commit()
+
+    def _dead_letter(self, reject: Reject, received_at: float) -> None:
+        self.dead_letters.record(reject, received_at)
+        suppressed = self._limiter.allow(reject.reason.value)
+        if suppressed is not None:
+            log.warning("message rejected", extra={"reason": reject.reason.value, "detail": reject.detail,
+                                                   "topic": reject.topic[:200], "suppressed_since_last": suppressed})
+
+    def _on_refused_by_influx(self, line: str, why: str) -> None:
+        """Runs in the writer thread: InfluxDB refused one line on its own. Dead-letter it; its
+        `facmon_rejects` point goes straight to InfluxDB (best effort: the file has it regardless)."""
+        reject = Reject(RejectReason.INFLUX_REFUSED, why, topic="", payload=line.encode())
+        received_at = self._clock.now()
+        with self._refused_lock:
+            self.dead_letters.record(reject, received_at)
+            self.dead_letters.flush()
+            point = None if line.startswith(REJECTS_MEASUREMENT) else reject_point(
+                reject, received_at, self._settings.dead_letters.payload_excerpt_bytes, 0)
+        log.error("influx refused a point; dead-lettered", extra={"line": line[:300], "why": why[:300]})
+        if point is not None:
+            try:
+                self.drain.write_direct([point])
+            except InfluxWriteError as err:  # best effort: the dead-letter file already has it
+                log.warning("could not store the influx refusal in facmon_rejects", extra={"error": str(err)})
+
+    def _on_connection_change(self, connected: bool) -> None:
+        self.connection_changes += 1
+        if not connected:
+            # Acks for the lost connection are void: the broker re-sends those messages, and their
+            # points are already in the spool (a harmless re-write), so nothing is lost or doubled.
+            self._pending_acks.clear()
+            self._pending_since = None
+            self._held.clear()
+
+    # -- commit --------------------------------------------------------------------------------------------
+    def commit(self) -> None:
+        """fsync the spool, then acknowledge everything it now holds."""
+        self.spool.commit()
+        self.dead_letters.flush()
+        self.commits += 1
+        if self._pending_acks:
+            self.acked += self.source.ack(self._pending_acks)
+            self._pending_acks = []
+        self._pending_since = None
+
+    def _release_held(self) -> None:
+        for _ in range(len(self._held)):
+            if self.spool.is_full():
+                return
+            self._process(self._held.popleft())
+
+    def step(self) -> None:
+        """One turn of the loop: network, held messages, and a group commit when one is due."""
+        waiting = self._pending_since is not None
+        self.source.poll(self._commit_interval_s / 2 if waiting else 0.1)
+        if self._held:
+            self.commit()  # the writer needs committed lines to make room
+            self._release_held()
+        if self._pending_since is not None:
+            if self._clock.monotonic() - self._pending_since >= self._commit_interval_s:
+                self.commit()
+        elif self.ingest.counts.received:
+            self.spool.commit()  # QoS 0 input, rejects without acks: durable anyway
+
+    def run(self, stop: threading.Event) -> None:
+        self.drain.start()
+        log.info("collector started", extra={"spool": str(self._settings.spool.dir),
+                                             "pending_bytes": self.spool.pending_bytes})
+        try:
+            while not stop.is_set():
+                self.step()
+        finally:
+            self.shutdown()
+
+    def shutdown(self) -> None:
+        self.commit()
+        self.source.close()
+        self.drain.stop(drain_timeout_s=5.0)
+        self.spool.close()
+        self.dead_letters.close()
+        log.info("collector stopped", extra={"received": self.ingest.counts.received,
+                                             "spool_bytes_left": self.spool.pending_bytes})

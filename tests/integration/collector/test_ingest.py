@@ -1,0 +1,47 @@
+"""Readings published to a real Mosquitto reach a real InfluxDB 1.6.7 through the collector, through
+both write APIs, exactly once each and with their values intact."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from core.influxql import InfluxQLClient
+from facmon.servers import InfluxDB, InfluxV2WriteProxy, Mosquitto
+from tests.integration.collector.harness import (
+    Publisher,
+    collector_env,
+    config_from,
+    count_points,
+    inverter_readings,
+    now_ms,
+    running_collector,
+    seqs_by_device,
+    wait_for_points,
+)
+
+
+@pytest.mark.parametrize("api", ["v1", "v2"])
+def test_every_reading_lands_once_with_its_values(api: str, tmp_path: Path, mosquitto: Mosquitto,
+                                                  influxdb: InfluxDB, influx_v2_proxy: InfluxV2WriteProxy,
+                                                  influx_db: InfluxQLClient) -> None:
+    url = influxdb.url if api == "v1" else influx_v2_proxy.url
+    config = config_from(collector_env(tmp_path, mosquitto.port, url, influx_db.database, api=api))
+    start = now_ms() - 3_600_000
+    readings = inverter_readings("park", devices=5, per_device=40, start_ms=start)
+    with running_collector(config) as service:
+        publisher = Publisher(mosquitto.port)
+        publisher.publish_readings(readings)
+        publisher.publish_readings(readings[:10])  # a repeated publish: stored once, counted as duplicates
+        publisher.wait_all_acked()
+        wait_for_points(influx_db, len(readings))
+        publisher.close()
+        assert service.table.counts.duplicates == 10
+        assert service.ingest.counts.readings == 200
+    assert count_points(influx_db) == 200
+    assert seqs_by_device(influx_db) == {f"inv-{d}": list(range(40)) for d in range(5)}
+    rows = influx_db.query("SELECT * FROM inverter WHERE device = 'inv-3' AND seq = 17")[0].rows()
+    assert rows == [{"time": start + 17_000, "battery_a": -3.5, "battery_soc_pct": 17.0, "battery_v": 51.2,
+                     "device": "inv-3", "grid_ok": True, "grid_v": 223.017, "load_w": 900.0, "mode": "grid",
+                     "pv_w": 1017.0, "seq": 17, "site": "park"}]
