@@ -1,0 +1,321 @@
+"""A site + scenario + seed → the exact stream of MQTT messages its devices publish, step by step.
+
+`Simulation.steps()` is pure given its inputs: no clock, no I/O. The run loop (simulators/run.py)
+paces it against a clock and hands the messages to a publisher. The same site, scenario, seed and
+start give the same bytes, every time.
+
+Per step (default 10 s of simulated time): scenario actions due by now fire; occupancy sensors move;
+inverters step with the site's occupancy driving their load; uplinks step with their router's power;
+each device's reading is encoded with the wire contract and passed through its delivery quirks
+(clock skew, duplicates, swaps, late delivery) from scenario events.
+"""
+
+from __future__ import annotations
+
+import bisect
+import heapq
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from core.contract import STATUS_OFFLINE, STATUS_ONLINE, DeviceKey, Kind, Reading, encode_reading
+from core.site import Inverter, OccupancySensor, Site, Uplink
+from simulators import scenario as sc
+from simulators.context import StepContext, ambient_c, office_profile
+from simulators.inverter import InverterModel
+from simulators.malformed import malformed_messages
+from simulators.noise import DeviceRandom
+from simulators.occupancy import OccupancyModel
+from simulators.sun import clear_sky_irradiance_w_m2, solar_elevation_deg
+from simulators.uplink import UplinkModel
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One MQTT publish. `will`: this is the device dying; a publisher with a connection per device
+    delivers it by dropping that connection so the broker publishes the last will instead.
+    `expected_reject`: the collector must reject this message with that reason."""
+
+    topic: str
+    payload: bytes
+    retain: bool = False
+    device: DeviceKey | None = None
+    will: bool = False
+    expected_reject: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    t: float
+    messages: list[Message]
+    events: list[str]
+
+
+@dataclass
+class _Delivery:
+    """A device's delivery quirks, set by scenario events."""
+
+    skew_s: float = 0.0
+    duplicates_left: int = 0
+    swaps_left: int = 0
+    held: Message | None = None
+    late_left: int = 0
+    late_delay_s: float = 0.0
+    seq: int = 0
+    silent: bool = False
+    last_reading: Reading | None = None
+
+
+@dataclass(order=True)
+class _Action:
+    t: float
+    order: int
+    description: str = field(compare=False)
+    apply: object = field(compare=False)
+
+
+def scale_site(site: Site, devices: int) -> Site:
+    """`site` with its devices cloned round-robin until it has `devices` devices (at least its own).
+    Clone k of device `x` is `x-k`; clones' uplinks are powered by the clone of the same number."""
+    own = len(site.inverters) + len(site.uplinks) + len(site.occupancy_sensors)
+    if devices <= own:
+        return site
+    copies = -(-devices // own)
+    inverters: list[Inverter] = []
+    uplinks: list[Uplink] = []
+    sensors: list[OccupancySensor] = []
+    made = 0
+    for k in range(copies):
+        suffix = "" if k == 0 else f"-{k}"
+        for inv in site.inverters:
+            if made < devices:
+                inverters.append(inv.model_copy(update={"id": inv.id[:58] + suffix}))
+                made += 1
+        for up in site.uplinks:
+            if made < devices:
+                powered = None if up.powered_by is None else up.powered_by[:58] + suffix
+                if powered is not None and powered not in {i.id for i in inverters}:
+                    powered = up.powered_by
+                uplinks.append(up.model_copy(update={"id": up.id[:58] + suffix, "powered_by": powered}))
+                made += 1
+        for occ in site.occupancy_sensors:
+            if made < devices:
+                sensors.append(occ.model_copy(update={"id": occ.id[:58] + suffix}))
+                made += 1
+    return site.model_copy(update={"inverters": tuple(inverters), "uplinks": tuple(uplinks),
+                                   "occupancy_sensors": tuple(sensors)})
+
+
+class Simulation:
+    """Deterministic message stream of `site` under `scenario` from `start_s` for `duration_s`."""
+
+    def __init__(self, site: Site, scenario: sc.Scenario, seed: int, start_s: float, *,
+                 step_s: float = 10.0, occupancy_every: int = 3, duration_s: float | None = None) -> None:
+        self.site = site
+        self.scenario = scenario
+        self.seed = seed
+        self.start_s = float(start_s)
+        self.step_s = step_s
+        self.occupancy_every = occupancy_every
+        self.duration_s = scenario.duration if duration_s is None else duration_s
+        self.end_s = self.start_s + self.duration_s
+        soc = scenario.initial.battery_soc_pct
+        self.inverters = {i.id: InverterModel(i, DeviceRandom(seed, i.id), soc.get(i.id)) for i in site.inverters}
+        self.uplinks = {u.id: UplinkModel(u, DeviceRandom(seed, u.id)) for u in site.uplinks}
+        self.sensors = {o.id: OccupancyModel(o, DeviceRandom(seed, o.id)) for o in site.occupancy_sensors}
+        self.keys = {**{d: DeviceKey(site.id, Kind.INVERTER, d) for d in self.inverters},
+                     **{d: DeviceKey(site.id, Kind.UPLINK, d) for d in self.uplinks},
+                     **{d: DeviceKey(site.id, Kind.OCCUPANCY, d) for d in self.sensors}}
+        self.delivery = {d: _Delivery() for d in self.keys}
+        self._capacity = sum(o.capacity for o in site.occupancy_sensors)
+        margin = 86_400.0
+        self._open = site.opening_hours.intervals(site.tz, site.local_time(self.start_s - margin).date(),
+                                                  int(self.duration_s // 86_400) + 4)
+        self._shed = site.shedding_windows(self.start_s - margin, self.end_s + margin)
+        self._actions = self._schedule()
+        self._late: list[tuple[float, int, Message]] = []
+        self._late_order = 0
+        self._pending: list[Message] = []
+
+    @property
+    def devices(self) -> list[DeviceKey]:
+        return list(self.keys.values())
+
+    # --- scenario actions ---------------------------------------------------------------------
+
+    def _schedule(self) -> list[_Action]:
+        actions: list[_Action] = []
+        for index, event in enumerate(self.scenario.events):
+            at = self.start_s + event.offset_s(self.site, self.start_s)
+            begin, end = self._effects(event)
+            label = f"{event.type} {getattr(event, 'device', '') or ','.join(getattr(event, 'devices', ()))}".strip()
+            actions.append(_Action(at, 2 * index, f"{label} starts" if end else label, begin))
+            duration = getattr(event, "duration", None)
+            if end is not None and duration is not None:
+                actions.append(_Action(at + duration, 2 * index + 1, f"{label} ends", end))
+        return sorted(actions)
+
+    def _effects(self, event: object) -> tuple[object, object | None]:
+        match event:
+            case sc.GridOutage() | sc.Clouds():
+                targets = [self.inverters[d] for d in (event.devices or tuple(self.inverters)) if d in self.inverters]
+                if isinstance(event, sc.GridOutage):
+                    return (lambda: [setattr(m, "forced_grid_outages", m.forced_grid_outages + 1) for m in targets],
+                            lambda: [setattr(m, "forced_grid_outages", m.forced_grid_outages - 1) for m in targets])
+                factor = event.pv_factor
+                return (lambda: [setattr(m, "scenario_pv_factor", factor) for m in targets],
+                        lambda: [setattr(m, "scenario_pv_factor", 1.0) for m in targets])
+            case sc.UplinkOutage():
+                model, mode = self.uplinks[event.device], event.mode
+                return lambda: model.outages.append(mode), lambda: model.outages.remove(mode)
+            case sc.UplinkDegraded():
+                model = self.uplinks[event.device]
+
+                def degrade(m: UplinkModel = model, e: sc.UplinkDegraded = event) -> None:
+                    m.forced_degraded += 1
+                    m.degraded_rtt_factor, m.degraded_extra_loss_pct = e.rtt_factor, e.extra_loss_pct
+
+                return degrade, lambda: setattr(model, "forced_degraded", model.forced_degraded - 1)
+            case sc.SensorSilent():
+                device = event.device
+                return lambda: self._set_silent(device, True), lambda: self._set_silent(device, False)
+            case sc.InverterFault():
+                inv = self.inverters[event.device]
+                if event.fault == "over_temperature":
+                    return (lambda: setattr(inv, "forced_over_temp", inv.forced_over_temp + 1),
+                            lambda: setattr(inv, "forced_over_temp", inv.forced_over_temp - 1))
+                extra = inv.spec.rated_w * 0.6
+                return (lambda: setattr(inv, "extra_load_w", inv.extra_load_w + extra),
+                        lambda: setattr(inv, "extra_load_w", inv.extra_load_w - extra))
+            case sc.ClockSkew():
+                quirks, offset = self.delivery[event.device], event.offset
+                return lambda: setattr(quirks, "skew_s", offset), lambda: setattr(quirks, "skew_s", 0.0)
+            case sc.MalformedBurst():
+                return lambda d=event.device, r=event.rounds: self._burst(d, r), None
+            case sc.Duplicates():
+                quirks, count = self.delivery[event.device], event.count
+                return lambda: setattr(quirks, "duplicates_left", count), None
+            case sc.OutOfOrder():
+                quirks, count = self.delivery[event.device], event.count
+                return lambda: setattr(quirks, "swaps_left", count), None
+            case sc.Late():
+                quirks, count, delay = self.delivery[event.device], event.count, event.delay
+                return lambda: (setattr(quirks, "late_left", count), setattr(quirks, "late_delay_s", delay)), None
+        raise TypeError(f"no effect for scenario event {event!r}")
+
+    def _set_silent(self, device: str, silent: bool) -> None:
+        self.delivery[device].silent = silent
+        sensor = self.sensors.get(device)
+        if sensor is not None:
+            sensor.forced_silent += 1 if silent else -1
+        key = self.keys[device]
+        if silent:
+            self._pending.append(Message(key.status_topic(), STATUS_OFFLINE.encode(), True, key, will=True))
+        else:
+            self._pending.append(Message(key.status_topic(), STATUS_ONLINE.encode(), True, key))
+
+    def _burst(self, device: str, rounds: int) -> None:
+        reading = self.delivery[device].last_reading
+        if reading is None:
+            return
+        for _ in range(rounds):
+            for bad in malformed_messages(reading):
+                self._pending.append(Message(bad.topic, bad.payload, False, self.keys[device],
+                                             expected_reject=bad.expected_reason))
+
+    # --- stepping -----------------------------------------------------------------------------
+
+    def _context(self, t: float, dt: float) -> StepContext:
+        local = self.site.local_time(t)
+        hour = local.hour + local.minute / 60 + local.second / 3600
+        open_iv = _containing(self._open, t)
+        since_open = None if open_iv is None else (t - open_iv[0]) / 3600
+        to_close = None if open_iv is None else (open_iv[1] - t) / 3600
+        elevation = solar_elevation_deg(t, self.site.latitude, self.site.longitude)
+        return StepContext(t=t, dt=dt, local_hour=hour, weekday=local.weekday(), site_open=open_iv is not None,
+                           scheduled_outage=_containing(self._shed, t) is not None,
+                           irradiance_w_m2=clear_sky_irradiance_w_m2(elevation),
+                           ambient_c=ambient_c(hour, local.timetuple().tm_yday),
+                           expected_occupancy=office_profile(hour, local.weekday(), since_open, to_close))
+
+    def context(self, t: float, dt: float) -> StepContext:
+        """The site-wide conditions at `t` (for tests and tools)."""
+        return self._context(t, dt)
+
+    def advance(self, t: float, dt: float) -> tuple[list[str], dict[str, dict]]:
+        """Fire due actions and step every model to `t`. Returns the events fired and each device's
+        metrics (None for a silent device). Pure physics; no encoding. Used by `steps()` and tests."""
+        fired = []
+        while self._actions and self._actions[0].t <= t:
+            action = self._actions.pop(0)
+            action.apply()  # type: ignore[operator]
+            fired.append(action.description)
+        ctx = self._context(t, dt)
+        metrics: dict[str, dict] = {}
+        people = 0
+        for device, sensor in self.sensors.items():
+            metrics[device] = sensor.step(ctx)
+            people += sensor.people
+        fraction = people / self._capacity if self._capacity else ctx.expected_occupancy
+        for device, inverter in self.inverters.items():
+            metrics[device] = inverter.step(ctx, fraction)
+        for device, uplink in self.uplinks.items():
+            power = uplink.spec.powered_by
+            powered = power is None or self.inverters[power].site_powered
+            metrics[device] = uplink.step(ctx, powered)
+        return fired, metrics
+
+    def steps(self) -> Iterator[Step]:
+        """Every step from the start to the end, inclusive of the start."""
+        n_steps = int(self.duration_s // self.step_s)
+        first = [Message(k.status_topic(), STATUS_ONLINE.encode(), True, k) for k in self.keys.values()]
+        for i in range(n_steps + 1):
+            t = self.start_s + i * self.step_s
+            fired, metrics = self.advance(t, self.step_s)
+            messages = first + self._pending
+            first, self._pending = [], []
+            for device, values in metrics.items():
+                if values is None or self.delivery[device].silent:
+                    continue
+                if self.keys[device].kind is Kind.OCCUPANCY and i % self.occupancy_every:
+                    continue
+                self._deliver(device, t, values, messages)
+            messages.extend(self._pending)
+            self._pending = []
+            while self._late and self._late[0][0] <= t:
+                messages.append(heapq.heappop(self._late)[2])
+            yield Step(t, messages, fired)
+        final = [m for _, _, m in sorted(self._late)]
+        final += [Message(k.status_topic(), STATUS_OFFLINE.encode(), True, k)
+                  for d, k in self.keys.items() if not self.delivery[d].silent]
+        yield Step(self.end_s, final, [])
+
+    def _deliver(self, device: str, t: float, values: dict, out: list[Message]) -> None:
+        quirks, key = self.delivery[device], self.keys[device]
+        reading = Reading(key, round((t + quirks.skew_s) * 1000), quirks.seq, values)
+        quirks.seq += 1
+        quirks.last_reading = reading
+        message = Message(key.reading_topic(), encode_reading(reading), False, key)
+        if quirks.late_left > 0:
+            quirks.late_left -= 1
+            self._late_order += 1
+            heapq.heappush(self._late, (t + quirks.late_delay_s, self._late_order, message))
+            return
+        if quirks.swaps_left > 0:
+            if quirks.held is None:
+                quirks.held = message
+                return
+            out.extend((message, quirks.held))
+            quirks.held = None
+            quirks.swaps_left -= 1
+            return
+        out.append(message)
+        if quirks.duplicates_left > 0:
+            quirks.duplicates_left -= 1
+            out.append(message)
+
+
+def _containing(intervals: list[tuple[float, float]], t: float) -> tuple[float, float] | None:
+    index = bisect.bisect_right(intervals, (t, float("inf"))) - 1
+    if index >= 0 and intervals[index][0] <= t < intervals[index][1]:
+        return intervals[index]
+    return None
