@@ -27,7 +27,7 @@ from api.deps import ApiServices
 from api.events import LiveEvent
 from api.models import device_out
 from api.problems import install_problem_handlers
-from api.routes import events, health, history, keys, sites
+from api.routes import alerts, events, health, history, keys, rules, silences, sites
 from api.state import DeviceEvent
 
 API_PREFIX = "/api/v1"
@@ -93,6 +93,11 @@ async def _sweep_forever(services: ApiServices) -> None:
     while True:
         await asyncio.sleep(SWEEP_INTERVAL_S)
         publish_device_events(services, services.states.sweep(services.clock.now()))
+        for poll in services.pollers:
+            try:
+                await asyncio.to_thread(poll)
+            except Exception:  # a poller's failure (store locked, disk full) must not end the sweep
+                log.exception("poller failed", extra={"poller": getattr(poll, "__qualname__", repr(poll))})
 
 
 def create_app(services: ApiServices) -> FastAPI:
@@ -122,9 +127,7 @@ def create_app(services: ApiServices) -> FastAPI:
     app.state.services = services
     install_problem_handlers(app)
     app.include_router(health.router)
-    for module in (sites, history, events, keys):
-        app.include_router(module.router, prefix=API_PREFIX)
-    for module in _alert_routers(services):
+    for module in (sites, history, alerts, silences, rules, events, keys):
         app.include_router(module.router, prefix=API_PREFIX)
     app.mount("/status", StaticFiles(directory=STATIC_DIR, html=True), name="status")
 
@@ -140,6 +143,3 @@ def create_app(services: ApiServices) -> FastAPI:
     return app
 
 
-def _alert_routers(services: ApiServices) -> list:
-    """The alert, silence and rule routers, when a rules store is wired in."""
-    return []

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Annotated, Any, Protocol
 
 from fastapi import Depends, HTTPException, Request, Security
@@ -59,10 +60,12 @@ class ApiServices:
     """api.history.HistoryReader, or None when no InfluxDB is configured (history → 503)."""
     alerts: Any = None
     """rules.store.AlertStore, or None when the rules store is not available (alerts → 503)."""
-    rules: Any = None
-    """api.rules_view.RuleCatalogue, or None."""
+    rule_files: Sequence[Path] = ()
+    """The rule files the rules engine runs (listed and shown by /rules)."""
     readiness: Sequence[ReadinessCheck] = ()
     background: Sequence[Lifecycle] = ()
+    pollers: Sequence[Callable[[], object]] = ()
+    """Called about once a second in a worker thread (e.g. AlertFeed.poll)."""
     extra_metrics: Sequence[Callable[[], str]] = field(default_factory=tuple)
     """Callables returning Prometheus text appended to /metrics (alert gauges, collector figures)."""
 
