@@ -1,0 +1,170 @@
+"""`facmon api`: the HTTP API and the live status page (uvicorn), wired from the configuration."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import urllib3
+
+from api.alert_feed import AlertFeed, alert_metrics
+from api.app import create_app, publish_device_events
+from api.deps import ApiServices, NotReady
+from api.events import EventHub
+from api.history import HistoryReader
+from api.keys import KeyStore
+from api.metrics import ApiMetrics
+from api.mqtt import DeviceStateSubscription
+from api.sites import SiteTree
+from api.state import DeviceStates
+from core.clock import Clock, SystemClock
+from core.config import FacmonConfig
+from core.decode import DecodeLimits
+from core.influxql import InfluxQLClient
+from core.settings.base import read_secret
+from core.site import load_site
+from rules.store import AlertStore
+
+HELP = "serve the HTTP API (/api/v1) and the live status page (/status/)"
+REPO = Path(__file__).resolve().parents[2]
+SHIPPED_SITE = REPO / "simulators" / "sites" / "park.yaml"
+SHIPPED_RULES = REPO / "rules" / "packs"
+log = logging.getLogger("facmon.api")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--listen", help="host:port (default: api.listen)")
+
+
+class _Broker:
+    name = "broker"
+
+    def __init__(self, subscription: DeviceStateSubscription) -> None:
+        self._subscription = subscription
+
+    def check(self) -> str:
+        if not self._subscription.connected:
+            raise NotReady("not connected to the MQTT broker (mqtt.host/mqtt.port); device state is not updating")
+        return "connected"
+
+
+class _Influx:
+    name = "influxdb"
+
+    def __init__(self, client: InfluxQLClient) -> None:
+        self._client = client
+
+    def check(self) -> str:
+        if not self._client.ping():
+            raise NotReady(f"InfluxDB at {self._client.url} does not answer /ping; history is unavailable")
+        return "ping ok"
+
+
+class _RulesStore:
+    name = "rules_store"
+
+    def __init__(self, store: AlertStore) -> None:
+        self._store = store
+
+    def check(self) -> str:
+        try:
+            self._store.data_version()
+        except Exception as err:  # sqlite3.Error and OSError alike mean "cannot read the store"
+            raise NotReady(f"the rules store {self._store.path} cannot be read: {err}") from None
+        return "readable"
+
+
+class CollectorSpool:
+    """The collector's spool depth, scraped from its /metrics (`facmon_collector_spool_bytes`)."""
+
+    name = "collector_spool"
+    _LINE = re.compile(r"^facmon_collector_spool_bytes(?:\{[^}]*\})? ([0-9.eE+-]+)$", re.M)
+
+    def __init__(self, url: str, max_bytes: int) -> None:
+        self.url = url
+        self.max_bytes = max_bytes
+        self._http = urllib3.PoolManager(maxsize=1, retries=False, timeout=urllib3.Timeout(total=2.0))
+
+    def spool_bytes(self) -> float | None:
+        try:
+            response = self._http.request("GET", self.url)
+        except urllib3.exceptions.HTTPError:
+            return None
+        match = self._LINE.search(response.data.decode("utf-8", "replace")) if response.status == 200 else None
+        return float(match.group(1)) if match else None
+
+    def check(self) -> str:
+        depth = self.spool_bytes()
+        if depth is None:
+            raise NotReady(f"cannot read the collector's spool depth from {self.url}; is the collector running?")
+        if depth > self.max_bytes:
+            raise NotReady(f"the collector's spool holds {depth:.0f} bytes, over {self.max_bytes}; "
+                           "InfluxDB is not keeping up or is down")
+        return f"{depth:.0f} bytes"
+
+    def metrics(self) -> str:
+        depth = self.spool_bytes()
+        if depth is None:
+            return ""
+        return ("# HELP facmon_api_collector_spool_bytes The collector's spool depth as the API last read it\n"
+                "# TYPE facmon_api_collector_spool_bytes gauge\n"
+                f"facmon_api_collector_spool_bytes {depth:g}\n")
+
+
+@contextlib.contextmanager
+def wired_services(config: FacmonConfig, clock: Clock) -> Iterator[ApiServices]:
+    """Every part of the API built from `config`, closed on exit. `facmon up` uses this too."""
+    settings = config.api
+    site_files = settings.site_files or (config.simulate.site or SHIPPED_SITE,)
+    rule_files = settings.rule_files or tuple(sorted(SHIPPED_RULES.glob("*.yaml")))
+    states = DeviceStates(settings.stale_after_s)
+    hub = EventHub(settings.sse_queue_max, settings.sse_keepalive_s)
+    influx_settings = config.influxdb
+    influx = InfluxQLClient(influx_settings.url, influx_settings.database, influx_settings.username,
+                            read_secret(influx_settings.password, influx_settings.password_file, "influxdb.password"),
+                            influx_settings.timeout_s)
+    keys = KeyStore(settings.keys_db, clock)
+    store = AlertStore(settings.rules_store, clock)
+    services = ApiServices(settings=settings, clock=clock, states=states, sites=SiteTree(load_site(p) for p in
+                                                                                           site_files),
+                           keys=keys, hub=hub, metrics=ApiMetrics(), history=HistoryReader(influx), alerts=store,
+                           rule_files=rule_files)
+    decode = config.collector.decode
+    subscription = DeviceStateSubscription(
+        config.mqtt, settings.mqtt_client_id, states, clock,
+        DecodeLimits(decode.max_payload_bytes, decode.max_future_s, decode.max_age_s), services.metrics,
+        lambda events: publish_device_events(services, events))
+    checks: list = [_Broker(subscription), _Influx(influx), _RulesStore(store)]
+    extra = [lambda: alert_metrics(store)]
+    spool_url = settings.collector_metrics_url or (
+        f"http://{config.collector.http_listen}/metrics" if config.collector.http_listen else None)
+    if spool_url:
+        spool = CollectorSpool(spool_url, settings.spool_ready_max_bytes or int(config.collector.spool.max_bytes * 0.9))
+        checks.append(spool)
+        extra.append(spool.metrics)
+    services.readiness = checks
+    services.extra_metrics = extra
+    services.background = [subscription]
+    services.pollers = [AlertFeed(store, hub, start_at=clock.now()).poll]
+    try:
+        yield services
+    finally:
+        store.close()
+        keys.close()
+        influx.close()
+
+
+def run(args: argparse.Namespace, config: FacmonConfig) -> int:
+    import uvicorn
+
+    listen = args.listen or config.api.listen
+    host, _, port = listen.rpartition(":")
+    with wired_services(config, SystemClock()) as services:
+        app = create_app(services)
+        log.info("api listening", extra={"listen": listen})
+        uvicorn.run(app, host=host or "127.0.0.1", port=int(port), log_level="warning", access_log=False)
+    return 0
