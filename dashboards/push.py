@@ -95,7 +95,8 @@ def _step(what: str, url: str) -> Iterator[None]:
         raise GrafanaUnreachable(f"{what}: Grafana at {url} did not answer in time ({err}); "
                                  "check the URL and that Grafana is running") from None
     except GrafanaClientError as err:
-        message = err.message if isinstance(err.message, str) else str(err.response)
+        response = err.response
+        message = str(response["message"]) if isinstance(response, dict) and "message" in response else err.message
         if err.status_code == 401:
             raise GrafanaAuthError(f"{what}: Grafana at {url} rejected the token (401); create a service-account "
                                    "token (Administration → Service accounts) and pass it with --token") from None
