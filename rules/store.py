@@ -177,10 +177,24 @@ class AlertStore:
     # ---- alerts -------------------------------------------------------------------------------
 
     def save_alert(self, alert: Alert, transition: Transition | None = None) -> None:
-        """Insert or replace the alert's current state, and append its transition, atomically."""
+        """Insert or update the alert's current state, and append its transition, atomically. The
+        stored acknowledgement is kept (cleared only when a resolved/inactive alert becomes active)."""
         with self._tx() as db:
+            # Ack columns belong to whoever acknowledged (the API, another process): the engine's
+            # write keeps them, except when the alert becomes active again (a new activation).
             db.execute(
-                "INSERT OR REPLACE INTO alerts VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                "INSERT INTO alerts VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (fingerprint) DO UPDATE SET "
+                "rule = excluded.rule, labels = excluded.labels, annotations = excluded.annotations, "
+                "active_since = excluded.active_since, fired_at = excluded.fired_at, "
+                "resolved_at = excluded.resolved_at, updated_at = excluded.updated_at, value = excluded.value, "
+                "muted_by = excluded.muted_by, "
+                "acked_by = CASE WHEN alerts.state IN ('inactive', 'resolved') AND excluded.state IN "
+                "('pending', 'firing') THEN NULL ELSE alerts.acked_by END, "
+                "acked_at = CASE WHEN alerts.state IN ('inactive', 'resolved') AND excluded.state IN "
+                "('pending', 'firing') THEN NULL ELSE alerts.acked_at END, "
+                "ack_comment = CASE WHEN alerts.state IN ('inactive', 'resolved') AND excluded.state IN "
+                "('pending', 'firing') THEN '' ELSE alerts.ack_comment END, "
+                "state = excluded.state",
                 (alert.fingerprint, alert.rule, _dump(alert.labels), _dump(alert.annotations), alert.state.value,
                  alert.active_since, alert.fired_at, alert.resolved_at, alert.updated_at, alert.value,
                  _dump(list(alert.muted_by)), alert.acked_by, alert.acked_at, alert.ack_comment))

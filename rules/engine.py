@@ -1,0 +1,210 @@
+"""The engine: evaluator → lifecycle → muters → router → store outbox, on one clock, thread-safe.
+
+    engine = Engine(pack, sites, store, routes, clock, targets_of)
+    engine.handle(message)            # a decoded Reading or StatusChange (from any thread)
+    engine.source_connected(bool)     # the broker connection went down / came back
+    engine.tick()                     # clock tick (APScheduler in production, FakeClock in tests)
+
+Every state change is written to the store before anything is routed, and every notification is
+enqueued in the store together with its incident's new state, so a restart (`Engine(...)` on the
+same store) continues exactly where the last process stopped: no duplicate notification, no
+forgotten resolve, silence or ack. Acks and silences written by the API are re-read on every tick
+when the database changed (`AlertStore.data_version`).
+
+`transition_sink(lines)` (optional) receives `facmon_alerts` line-protocol lines for InfluxDB; its
+failures are logged and never block evaluation.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+
+from core.clock import Clock
+from core.contract import Reading
+from core.decode import StatusChange
+from core.influx_write import InfluxWriteError
+from core.line_protocol import escape_string_field, escape_tag
+from core.site import Site
+from rules.alerts import Alert, AlertState, Transition, fingerprint
+from rules.evaluate import MONITORING_DEGRADED, Evaluator, Observation
+from rules.model import RulePack
+from rules.notify import payload_of
+from rules.route import Plan, Route, Router
+from rules.silences import SilenceMuter
+from rules.state import Change, Lifecycle, Timing
+from rules.store import AlertStore
+
+log = logging.getLogger("facmon.rules.engine")
+ALERTS_MEASUREMENT = "facmon_alerts"
+WATCHDOG = "Watchdog"
+
+
+class Engine:
+    def __init__(self, pack: RulePack, sites: Mapping[str, Site], store: AlertStore, routes: Sequence[Route],
+                 clock: Clock, targets_of: Mapping[str, Sequence[str]], *, reconnect_grace_s: float = 30.0,
+                 external_url: str = "http://localhost:8080", watchdog: bool = False,
+                 transition_sink: Callable[[list[str]], None] | None = None,
+                 on_enqueued: Callable[[], None] | None = None) -> None:
+        """`targets_of`: receiver name → its outbox targets (`<receiver>:<integration>`), one per notifier."""
+        self._clock = clock
+        self._store = store
+        self._lock = threading.RLock()
+        now = clock.now()
+        timings = {r.name: Timing(r.for_s, r.keep_firing_for_s) for r in pack.rules}
+        self._lifecycle = Lifecycle(timings)
+        self._lifecycle.load(store.all_alerts())
+        self._evaluator = Evaluator(pack, sites, now, reconnect_grace_s)
+        self._evaluator.assume_active(a.fingerprint for a in self._lifecycle.alerts()
+                                      if a.state in (AlertState.PENDING, AlertState.FIRING))
+        self._router = Router(routes, pack.inhibit_rules)
+        self._targets_of = {k: tuple(v) for k, v in targets_of.items()}
+        self._external_url = external_url.rstrip("/")
+        self._groups = {g.key: g for g in store.groups()}
+        self._silences = SilenceMuter(store.list_silences(include_expired=False))
+        self._data_version = -1
+        self._watchdog = watchdog
+        self._sink = transition_sink
+        self._on_enqueued = on_enqueued
+        self._refresh_from_store()
+
+    # ---- inputs ---------------------------------------------------------------------------------
+
+    def handle(self, message: Reading | StatusChange) -> None:
+        with self._lock:
+            now = self._clock.now()
+            if isinstance(message, Reading):
+                observations = self._evaluator.on_reading(message, now)
+            else:
+                observations = self._evaluator.on_status(message, now)
+            if observations:
+                self._apply(observations, now)
+
+    def handle_many(self, messages: Iterable[Reading | StatusChange]) -> None:
+        for message in messages:
+            self.handle(message)
+
+    def source_connected(self, connected: bool) -> None:
+        with self._lock:
+            now = self._clock.now()
+            self._apply(self._evaluator.set_source_connected(connected, now), now, force_route=True)
+
+    def tick(self) -> None:
+        with self._lock:
+            now = self._clock.now()
+            self._refresh_from_store()
+            observations = self._evaluator.on_tick(now)
+            if self._watchdog:
+                observations.append(self._watchdog_observation(now))
+            changes = self._lifecycle.tick(now)
+            self._apply(observations, now, changes, force_route=True)
+
+    # ---- queries (for the command line and tests) -----------------------------------------------
+
+    def alerts(self) -> list[Alert]:
+        with self._lock:
+            return self._lifecycle.alerts()
+
+    def alert_by_rule(self, rule: str) -> list[Alert]:
+        return [a for a in self.alerts() if a.rule == rule]
+
+    @property
+    def degraded(self) -> bool:
+        return self._evaluator.degraded
+
+    # ---- internals ------------------------------------------------------------------------------
+
+    def _refresh_from_store(self) -> None:
+        version = self._store.data_version()
+        if version == self._data_version:
+            return
+        self._data_version = version
+        self._silences = SilenceMuter(self._store.list_silences(include_expired=False))
+        acks = self._store.acks()
+        for alert in self._lifecycle.alerts():
+            by, at, comment = acks.get(alert.fingerprint, (None, None, ""))
+            self._lifecycle.set_ack(alert.fingerprint, by, at, comment)
+
+    def _apply(self, observations: Iterable[Observation], now: float, changes: Iterable[Change] = (),
+               force_route: bool = False) -> None:
+        all_changes = list(changes)
+        for obs in observations:
+            all_changes.extend(self._lifecycle.observe(obs))
+        for change in all_changes:
+            self._store.save_alert(change.alert, change.transition)
+        transitions = [c.transition for c in all_changes if c.transition is not None]
+        if transitions:
+            self._write_transitions(transitions)
+        if all_changes or force_route:
+            self._route(now)
+
+    def _route(self, now: float) -> None:
+        alerts = self._lifecycle.alerts()
+        muted = self._router.mute(alerts, self._silences, now)
+        for alert in alerts:
+            updated = self._lifecycle.set_muted(alert.fingerprint, muted.get(alert.fingerprint, ()))
+            if updated is not None:
+                self._store.save_alert(updated)
+        plan = self._router.plan(self._lifecycle.alerts(), muted, self._groups, now)
+        self._persist(plan, now)
+
+    def _persist(self, plan: Plan, now: float) -> None:
+        saved_with_notification: set[str] = set()
+        enqueued = 0
+        for notification in plan.notifications:
+            group = next((g for g in plan.groups if g.key == notification.group_key), None)
+            payload = payload_of(notification, self._external_url)
+            fingerprints = [a.fingerprint for a in notification.alerts]
+            targets = self._targets_of.get(notification.receiver)
+            if not targets:
+                log.warning("no integrations for receiver; notification dropped",
+                            extra={"receiver": notification.receiver, "group": notification.group_key})
+                targets = ()
+            for index, target in enumerate(targets):
+                # The group's new state goes with the first row: decided once, enqueued atomically.
+                self._store.enqueue_notification(notification.group_key, target, fingerprints, payload, now,
+                                                 group if index == 0 else None)
+                enqueued += 1
+            if group is not None and not targets:
+                self._store.save_group(group)
+            saved_with_notification.add(notification.group_key)
+        for group in plan.groups:
+            if group.key not in saved_with_notification:
+                self._store.save_group(group)
+            self._groups[group.key] = group
+        for key in plan.deleted:
+            self._store.delete_group(key)
+            self._groups.pop(key, None)
+        if enqueued and self._on_enqueued is not None:
+            self._on_enqueued()
+
+    def _watchdog_observation(self, now: float) -> Observation:
+        labels = {"alertname": WATCHDOG, "instance": "facmon-rules", "severity": "none"}
+        annotations = {"summary": "facmon's rules engine is alive (dead man's switch: alert when this stops)"}
+        return Observation(WATCHDOG, fingerprint(labels), labels, annotations, True, None, now)
+
+    def _write_transitions(self, transitions: list[Transition]) -> None:
+        if self._sink is None:
+            return
+        try:
+            self._sink([transition_line(t, self._lifecycle.alert(t.fingerprint)) for t in transitions])
+        except (InfluxWriteError, OSError) as err:  # the dashboard annotation is lost; alerting goes on
+            log.warning("cannot write alert transitions to InfluxDB", extra={"error": str(err)[:300]})
+
+
+def transition_line(t: Transition, alert: Alert | None) -> str:
+    """One `facmon_alerts` point: tags alertname, site, severity, state; fields for annotations."""
+    labels = t.labels
+    tags = {"alertname": labels.get("alertname", t.rule), "site": labels.get("site", ""),
+            "severity": labels.get("severity", ""), "state": t.to_state.value, "device": labels.get("device", "")}
+    tag_text = ",".join(f"{k}={escape_tag(v)}" for k, v in sorted(tags.items()) if v)
+    summary = (alert.annotations.get("summary", "") if alert is not None else "") or t.rule
+    fields = [f"fingerprint={escape_string_field(t.fingerprint)}", f"from={escape_string_field(t.from_state.value)}",
+              f"summary={escape_string_field(summary[:500])}", f"rule={escape_string_field(t.rule)}"]
+    if t.value is not None:
+        fields.append(f"value={float(t.value)!r}")
+    return f"{ALERTS_MEASUREMENT},{tag_text} {','.join(fields)} {round(t.at * 1e9)}"
+
+
+__all__ = ["ALERTS_MEASUREMENT", "MONITORING_DEGRADED", "WATCHDOG", "Engine", "transition_line"]

@@ -1,0 +1,591 @@
+"""Rule evaluation: readings, status changes and clock ticks in, condition changes out. Pure: no
+I/O, no clock of its own (every call passes `now`, epoch seconds of the injected clock).
+
+    ev = Evaluator(pack, sites, now)        # sites: site id → core.site.Site (may be empty)
+    ev.on_reading(reading, now)  -> list[Observation]   stream rules (threshold, aggregate), composites
+    ev.on_status(change, now)    -> list[Observation]   LWT `offline` → absence rules
+    ev.on_tick(now)              -> list[Observation]   absence, runout, schedules, context changes
+    ev.set_source_connected(connected, now) -> list[Observation]   MonitoringDegraded, absence hold
+
+An `Observation` says "this rule instance's condition is now true/false" (with labels, annotations
+and the value); `rules.state.Lifecycle` turns those into pending/firing/resolved.
+
+Indexing: a reading meets only the rules that can match its device. The first reading of a device
+scans the rules once (kind, then matchers on site/device/room/isp); the result is cached per device,
+so the cost of a reading grows with the number of rules that match it, not with all rules.
+
+Absence is judged on facmon's own clock (when readings *arrive*), windows on device time (`ts`).
+While the source (broker connection) is down, and for `reconnect_grace_s` after it returns, absence
+is held and one `MonitoringDegraded` condition stands in for it, so a reconnect never pages every
+device as silent.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+import string
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import numpy as np
+
+from core.contract import DeviceKey, Kind, Reading
+from core.decode import StatusChange
+from core.site import Site
+from rules.alerts import fingerprint
+from rules.matchers import Matcher, matches_all
+from rules.model import Rule, RulePack
+
+MONITORING_DEGRADED = "MonitoringDegraded"
+ENGINE_INSTANCE = "facmon-rules"
+
+_OPS: Mapping[str, Callable[[object, object], bool]] = {
+    ">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le, "==": operator.eq, "!=": operator.ne,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """The condition of one rule instance as of `at`: `active` true or false, with what to show."""
+
+    rule: str
+    fingerprint: str
+    labels: Mapping[str, str]
+    annotations: Mapping[str, str]
+    active: bool
+    value: float | None
+    at: float
+
+
+@dataclass(slots=True)
+class _Instance:
+    """Evaluation state of one rule on one device (or site)."""
+
+    fingerprint: str
+    identity: dict[str, str]
+    active: bool = False
+    value: float | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+    window: deque | None = None
+
+
+class _Missing(dict):
+    def __missing__(self, key: str) -> str:
+        return "{" + key + "}"
+
+
+_formatter = string.Formatter()
+
+
+def render(template: str, values: Mapping[str, object]) -> str:
+    """`str.format` that never fails: unknown fields stay as written, a bad format shows the raw value."""
+    out = []
+    for literal, name, spec, conversion in _formatter.parse(template):
+        out.append(literal)
+        if name is None:
+            continue
+        value = values.get(name)
+        if value is None:
+            out.append("{" + name + "}" if name not in values else "–")
+            continue
+        try:
+            out.append(format(_formatter.convert_field(value, conversion), spec or ""))
+        except (ValueError, TypeError):
+            out.append(str(value))
+    return "".join(out)
+
+
+class Evaluator:
+    def __init__(self, pack: RulePack, sites: Mapping[str, Site], now: float,
+                 reconnect_grace_s: float = 30.0) -> None:
+        self._rules: tuple[Rule, ...] = pack.rules
+        self._sites = dict(sites)
+        self._grace_s = reconnect_grace_s
+        self._by_kind: dict[Kind | None, list[int]] = {}
+        for index, rule in enumerate(self._rules):
+            kinds = ({t.kind for t in rule.condition.composite.terms} if rule.condition.composite is not None
+                     else {rule.kind})
+            for kind in kinds:
+                self._by_kind.setdefault(kind, []).append(index)
+        self._candidates: dict[DeviceKey, tuple[int, ...]] = {}
+        self._instances: dict[tuple[int, object], _Instance] = {}
+        self._latest: dict[DeviceKey, Reading] = {}
+        self._last_seen: dict[DeviceKey, float] = {}
+        self._online: dict[DeviceKey, bool] = {}
+        self._device_labels: dict[DeviceKey, dict[str, str]] = {}
+        self._connected = True
+        self._hold_absence_until = now
+        self._reconnected_at = now  # a fresh start is like a reconnect: devices get a full window
+        self._assumed_active: set[str] = set()
+        self._degraded_fp = fingerprint({"alertname": MONITORING_DEGRADED, "instance": ENGINE_INSTANCE})
+        self._degraded_active = False
+        for site in self._sites.values():
+            for kind, devices in ((Kind.INVERTER, site.inverters), (Kind.UPLINK, site.uplinks),
+                                  (Kind.OCCUPANCY, site.occupancy_sensors)):
+                for device in devices:
+                    key = DeviceKey(site.id, kind, device.id)
+                    self._last_seen[key] = now
+                    labels = {"site": site.id, "kind": kind.value, "device": device.id}
+                    if kind is Kind.UPLINK:
+                        labels["isp"] = device.isp  # type: ignore[union-attr]
+                    if kind is Kind.OCCUPANCY:
+                        labels["room"] = device.room  # type: ignore[union-attr]
+                    self._device_labels[key] = labels
+
+    def assume_active(self, fingerprints: Iterable[str]) -> None:
+        """Alerts that were active before a restart: their instances start active, so the first
+        evaluation that finds them false resolves them (and one that finds them true changes nothing)."""
+        self._assumed_active |= set(fingerprints)
+
+    @property
+    def rules(self) -> tuple[Rule, ...]:
+        return self._rules
+
+    # ---- inputs ---------------------------------------------------------------------------------
+
+    def on_reading(self, reading: Reading, now: float) -> list[Observation]:
+        key = reading.device
+        self._latest[key] = reading
+        self._last_seen[key] = now
+        if not self._online.get(key, True):
+            self._online[key] = True
+        candidates = self._candidates.get(key)
+        if candidates is None:
+            candidates = self._index_device(reading)
+        out: list[Observation] = []
+        for index in candidates:
+            rule = self._rules[index]
+            cond = rule.condition
+            if cond.threshold is not None:
+                self._eval_threshold(index, rule, key, reading, now, out)
+            elif cond.aggregate is not None:
+                self._eval_aggregate(index, rule, key, reading, now, out)
+            elif cond.runout is not None:
+                self._push_runout(index, rule, key, reading)
+            elif cond.composite is not None:
+                self._eval_composite(index, rule, key.site, now, out)
+            elif cond.absence is not None:
+                self._eval_absence_device(index, rule, key, now, out)
+        return out
+
+    def on_status(self, change: StatusChange, now: float) -> list[Observation]:
+        key = change.device
+        self._online[key] = change.online
+        self._last_seen.setdefault(key, now)
+        self._device_labels.setdefault(key, {"site": key.site, "kind": key.kind.value, "device": key.device})
+        out: list[Observation] = []
+        for index in self._by_kind.get(None, ()) + self._by_kind.get(key.kind, []):
+            rule = self._rules[index]
+            if rule.condition.absence is not None and self._selects(rule, key):
+                self._eval_absence_device(index, rule, key, now, out)
+        return out
+
+    def set_source_connected(self, connected: bool, now: float) -> list[Observation]:
+        """The rules engine's own broker connection went down (False) or came back (True)."""
+        out: list[Observation] = []
+        if connected == self._connected:
+            return out
+        self._connected = connected
+        if not connected:
+            self._degraded_active = True
+            out.append(self._degraded_observation(True, now))
+        else:
+            # Readings queued by the broker arrive right after this; a device that does not
+            # resume gets its full absence window from the reconnect, not from before the outage.
+            self._hold_absence_until = now + self._grace_s
+            self._reconnected_at = now
+        return out
+
+    @property
+    def degraded(self) -> bool:
+        return self._degraded_active
+
+    def on_tick(self, now: float) -> list[Observation]:
+        out: list[Observation] = []
+        if self._degraded_active and self._connected and now >= self._hold_absence_until:
+            self._degraded_active = False
+            out.append(self._degraded_observation(False, now))
+        sites = set(self._sites) | {k.site for k in self._last_seen}
+        for index, rule in enumerate(self._rules):
+            cond = rule.condition
+            if cond.absence is not None:
+                if cond.absence.scope == "site":
+                    for site in sorted(sites):
+                        self._eval_absence_site(index, rule, site, now, out)
+                else:
+                    for key in list(self._last_seen):
+                        if self._selects(rule, key):
+                            self._eval_absence_device(index, rule, key, now, out)
+            elif cond.runout is not None:
+                for key in self._keys_of(index):
+                    self._eval_runout(index, rule, key, now, out)
+            elif cond.composite is not None:
+                for site in sorted(sites):
+                    self._eval_composite(index, rule, site, now, out)
+            elif rule.active_when != "always" or rule.context.load_shedding or rule.context.occupancy:
+                for key in self._keys_of(index):
+                    reading = self._latest.get(key)  # type: ignore[call-overload]
+                    if reading is not None and cond.threshold is not None:
+                        self._eval_threshold(index, rule, key, reading, now, out)  # type: ignore[arg-type]
+        return out
+
+    # ---- indexing -------------------------------------------------------------------------------
+
+    def _index_device(self, reading: Reading) -> tuple[int, ...]:
+        key = reading.device
+        labels = {"site": key.site, "kind": key.kind.value, "device": key.device}
+        for name in ("isp", "room"):
+            value = reading.metrics.get(name)
+            if isinstance(value, str):
+                labels[name] = value
+        self._device_labels[key] = labels
+        indices = [i for i in self._by_kind.get(key.kind, []) + self._by_kind.get(None, [])
+                   if self._rules[i].condition.composite is not None or matches_all(self._rules[i].match, labels)]
+        result = tuple(sorted(indices))
+        self._candidates[key] = result
+        return result
+
+    def _selects(self, rule: Rule, key: DeviceKey) -> bool:
+        if rule.kind is not None and rule.kind is not key.kind:
+            return False
+        labels = self._device_labels.get(key) or {"site": key.site, "kind": key.kind.value, "device": key.device}
+        return matches_all(rule.match, labels)
+
+    def _keys_of(self, index: int) -> list[object]:
+        return [k for (i, k) in list(self._instances) if i == index]
+
+    def _instance(self, index: int, scope: DeviceKey | str) -> _Instance:
+        inst = self._instances.get((index, scope))
+        if inst is None:
+            rule = self._rules[index]
+            if isinstance(scope, DeviceKey):
+                identity = {"alertname": rule.alert_name, **self._device_labels.get(
+                    scope, {"site": scope.site, "kind": scope.kind.value, "device": scope.device})}
+            else:
+                identity = {"alertname": rule.alert_name, "site": scope}
+            fp = fingerprint({**identity, "__rule__": rule.name})
+            inst = _Instance(fp, identity, active=fp in self._assumed_active)
+            if inst.active:
+                inst.labels = identity
+            self._instances[(index, scope)] = inst
+        return inst
+
+    # ---- condition types ------------------------------------------------------------------------
+
+    def _eval_threshold(self, index: int, rule: Rule, key: DeviceKey, reading: Reading, now: float,
+                        out: list[Observation]) -> None:
+        th = rule.condition.threshold
+        assert th is not None
+        value = reading.metrics.get(th.metric)
+        inst = self._instances.get((index, key)) or self._instance(index, key)
+        if value is None:
+            active = False
+        else:
+            limit = th.value if th.value_from is None else self._room_capacity(key)
+            if limit is None:
+                active = False
+            elif inst.active and th.clear is not None:
+                active = value >= th.clear if th.op in (">", ">=") else value <= th.clear  # type: ignore[operator]
+            else:
+                try:
+                    active = _OPS[th.op](value, limit)
+                except TypeError:
+                    active = False
+        if active and rule.active_when != "always" and not self._schedule_allows(rule, key.site, now):
+            active = False
+        self._update(index, rule, inst, active, _number(value), key, now, out)
+
+    def _eval_aggregate(self, index: int, rule: Rule, key: DeviceKey, reading: Reading, now: float,
+                        out: list[Observation]) -> None:
+        agg = rule.condition.aggregate
+        assert agg is not None
+        inst = self._instances.get((index, key)) or self._instance(index, key)
+        if inst.window is None:
+            inst.window = deque(maxlen=agg.window_readings)
+        window = inst.window
+        t = reading.ts_ms / 1000.0
+        raw = reading.metrics.get(agg.metric)
+        window.append((t, raw))
+        if agg.window_s is not None:
+            while window and window[0][0] <= t - agg.window_s:
+                window.popleft()
+        value = _aggregate(agg.func, window, agg.q)
+        if value is None or len(window) < agg.min_readings:
+            active = False if not inst.active else inst.active
+        elif inst.active and agg.clear is not None:
+            active = value >= agg.clear if agg.op in (">", ">=") else value <= agg.clear
+        else:
+            active = _OPS[agg.op](value, agg.value)
+        if active and rule.active_when != "always" and not self._schedule_allows(rule, key.site, now):
+            active = False
+        self._update(index, rule, inst, active, value, key, now, out)
+
+    def _push_runout(self, index: int, rule: Rule, key: DeviceKey, reading: Reading) -> None:
+        ro = rule.condition.runout
+        assert ro is not None
+        inst = self._instances.get((index, key)) or self._instance(index, key)
+        if inst.window is None:
+            inst.window = deque()
+        value = reading.metrics.get(ro.metric)
+        t = reading.ts_ms / 1000.0
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            inst.window.append((t, float(value)))
+        while inst.window and inst.window[0][0] < t - ro.window_s:
+            inst.window.popleft()
+
+    def _eval_runout(self, index: int, rule: Rule, key: object, now: float, out: list[Observation]) -> None:
+        ro = rule.condition.runout
+        assert ro is not None and isinstance(key, DeviceKey)
+        inst = self._instance(index, key)
+        latest = self._latest.get(key)
+        window = inst.window or ()
+        on_battery = latest is not None and (latest.metrics.get("grid_ok") is False
+                                             or latest.metrics.get("mode") == "battery")
+        tte = time_to_empty(window, ro.empty_at) if on_battery and len(window) >= ro.min_points else None
+        active = False
+        extra: dict[str, object] = {}
+        if tte is not None:
+            empty_at = window[-1][0] + tte
+            grid_return = self._site_call(key.site, "next_grid_return", now)
+            extra = {"time_to_empty_min": max(empty_at - now, 0.0) / 60.0,
+                     "grid_return": _hhmm(grid_return, self._sites.get(key.site)) if grid_return else "not scheduled"}
+            if ro.within_s is not None and empty_at - now <= ro.within_s:
+                active = True
+            if ro.before_grid_return and grid_return is not None and empty_at < grid_return:
+                active = True
+        elif inst.active and on_battery:
+            active = True  # too few points to refit while still on battery: keep the prediction
+        self._update(index, rule, inst, active, (tte / 60.0) if tte is not None else inst.value, key, now, out, extra)
+
+    def _held(self, now: float) -> bool:
+        return not self._connected or now < self._hold_absence_until
+
+    def _absent(self, key: DeviceKey, after_s: float, now: float, use_status: bool) -> bool:
+        if self._held(now):
+            return False
+        if use_status and self._online.get(key) is False:
+            return True
+        # Silence counts from the later of the last reading and the last (re)connect.
+        silent_since = max(self._last_seen.get(key, now), self._reconnected_at)
+        return now - silent_since >= after_s
+
+    def _eval_absence_device(self, index: int, rule: Rule, key: DeviceKey, now: float,
+                             out: list[Observation]) -> None:
+        ab = rule.condition.absence
+        assert ab is not None
+        if ab.scope == "site":
+            self._eval_absence_site(index, rule, key.site, now, out)
+            return
+        inst = self._instances.get((index, key)) or self._instance(index, key)
+        if self._held(now):
+            # Held: nothing new becomes silent, but a device that speaks again is no longer silent.
+            active = inst.active and self._last_seen.get(key, now) < now and self._online.get(key) is not True
+        else:
+            active = self._absent(key, ab.after_s, now, ab.offline)
+        silent_s = now - self._last_seen.get(key, now)
+        self._update(index, rule, inst, active, silent_s, key, now, out)
+
+    def _eval_absence_site(self, index: int, rule: Rule, site: str, now: float, out: list[Observation]) -> None:
+        ab = rule.condition.absence
+        assert ab is not None
+        keys = [k for k in self._last_seen if k.site == site and self._selects(rule, k)]
+        inst = self._instances.get((index, site)) or self._instance(index, site)
+        if self._held(now):
+            active = inst.active
+        else:
+            active = bool(keys) and all(self._absent(k, ab.after_s, now, ab.offline) for k in keys)
+        self._update(index, rule, inst, active, None, site, now, out)
+
+    def _eval_composite(self, index: int, rule: Rule, site: str, now: float, out: list[Observation]) -> None:
+        comp = rule.condition.composite
+        assert comp is not None
+        results = [self._term_holds(term, site, comp.absent_after_s, now) for term in comp.terms]
+        active = all(results) if comp.all is not None else any(results)
+        inst = self._instances.get((index, site)) or self._instance(index, site)
+        self._update(index, rule, inst, active, None, site, now, out)
+
+    def _term_holds(self, term, site: str, absent_after_s: float, now: float) -> bool:
+        keys = [k for k in self._last_seen if k.site == site and k.kind is term.kind]
+        if term.role is not None:
+            roles = self._uplink_roles(site)
+            keys = [k for k in keys if roles.get(k.device) == term.role]
+        if term.match:
+            keys = [k for k in keys if matches_all(term.match, self._device_labels.get(k, {}))]
+        if not keys:
+            return False
+        compare = _OPS[term.op]
+        holds = []
+        for key in keys:
+            if term.absent_counts and self._absent(key, absent_after_s, now, True):
+                holds.append(True)
+                continue
+            reading = self._latest.get(key)
+            value = None if reading is None else reading.metrics.get(term.metric)
+            try:
+                holds.append(value is not None and compare(value, term.value))
+            except TypeError:
+                holds.append(False)
+        return all(holds) if term.quantifier == "all" else any(holds)
+
+    # ---- site context ---------------------------------------------------------------------------
+
+    def _site_call(self, site_id: str, method: str, now: float) -> object:
+        site = self._sites.get(site_id)
+        return None if site is None else getattr(site, method)(now)
+
+    def _schedule_allows(self, rule: Rule, site_id: str, now: float) -> bool:
+        site = self._sites.get(site_id)
+        if site is None:
+            return False  # no site description: a schedule cannot be judged, so do not page on it
+        when = rule.active_when
+        if when == "open":
+            return site.is_open(now)
+        if when == "closed":
+            return not site.is_open(now)
+        shedding = site.in_load_shedding(now)
+        return shedding if when == "load_shedding" else not shedding
+
+    def _uplink_roles(self, site_id: str) -> dict[str, str]:
+        site = self._sites.get(site_id)
+        return {} if site is None else {u.id: u.role for u in site.uplinks}
+
+    def _room_capacity(self, key: DeviceKey) -> float | None:
+        site = self._sites.get(key.site)
+        if site is None:
+            return None
+        for sensor in site.occupancy_sensors:
+            if sensor.id == key.device:
+                return float(sensor.capacity)
+        return None
+
+    def _site_occupied(self, site_id: str) -> bool:
+        return any(r.metrics.get("occupied") is True for k, r in self._latest.items()
+                   if k.site == site_id and k.kind is Kind.OCCUPANCY)
+
+    def _context_labels(self, rule: Rule, site_id: str, now: float) -> dict[str, str]:
+        labels = dict(rule.labels)
+        ctx = rule.context
+        if ctx.load_shedding is not None:
+            scheduled = self._site_call(site_id, "in_load_shedding", now) is True
+            outage = "scheduled" if scheduled else "unscheduled"
+            labels["outage"] = outage
+            labels.update(ctx.load_shedding.get(outage, {}))  # type: ignore[call-overload]
+        if ctx.occupancy is not None:
+            occupancy = "occupied" if self._site_occupied(site_id) else "empty"
+            labels["occupancy"] = occupancy
+            labels.update(ctx.occupancy.get(occupancy, {}))  # type: ignore[call-overload]
+        return labels
+
+    # ---- output ---------------------------------------------------------------------------------
+
+    def _update(self, index: int, rule: Rule, inst: _Instance, active: bool, value: float | None, scope: object,
+                now: float, out: list[Observation], extra: Mapping[str, object] | None = None) -> None:
+        if active == inst.active and not (active and (rule.context.load_shedding or rule.context.occupancy)):
+            return
+        site_id = scope.site if isinstance(scope, DeviceKey) else str(scope)
+        labels = {**self._context_labels(rule, site_id, now), **inst.identity} if active else inst.labels
+        if active == inst.active and labels == inst.labels:
+            return  # still active, same context: nothing new to say
+        inst.active = active
+        inst.value = value
+        inst.labels = labels
+        out.append(Observation(rule.name, inst.fingerprint, labels,
+                               self._annotations(rule, labels, scope, value, extra), active, value, now))
+
+    def _annotations(self, rule: Rule, labels: Mapping[str, str], scope: object, value: float | None,
+                     extra: Mapping[str, object] | None) -> dict[str, str]:
+        values: dict[str, object] = {"value": value, **labels}
+        if isinstance(scope, DeviceKey):
+            latest = self._latest.get(scope)
+            if latest is not None:
+                values.update({k: v for k, v in latest.metrics.items() if k not in values})
+                values.setdefault("fault_code", None)
+            capacity = self._room_capacity(scope)
+            if capacity is not None:
+                values["capacity"] = int(capacity)
+        if extra:
+            values.update(extra)
+        return {name: render(text, values) for name, text in rule.annotations.items()}
+
+    def _degraded_observation(self, active: bool, now: float) -> Observation:
+        labels = {"alertname": MONITORING_DEGRADED, "instance": ENGINE_INSTANCE, "severity": "critical"}
+        annotations = {"summary": "facmon has lost its broker connection; absence alerts are held",
+                       "summary_ur": "facmon کا بروکر سے رابطہ منقطع ہے"}
+        return Observation(MONITORING_DEGRADED, self._degraded_fp, labels, annotations, active, None, now)
+
+    def instances(self) -> Iterable[tuple[str, str, bool]]:
+        """(rule, fingerprint, active) of every instance evaluated so far, for inspection."""
+        for (index, _), inst in self._instances.items():
+            yield self._rules[index].name, inst.fingerprint, inst.active
+
+
+def _number(value: object) -> float | None:
+    if isinstance(value, bool):
+        return 1.0 if value else 0.0
+    if isinstance(value, int | float):
+        return float(value)
+    return None
+
+
+def _aggregate(func: str, window: Iterable[tuple[float, object]], q: float | None) -> float | None:
+    """The window's aggregate with numpy; None when there is nothing to aggregate."""
+    pairs = list(window)
+    if func == "loss_ratio":
+        if not pairs:
+            return None
+        lost = sum(1 for _, v in pairs if v is None or v is False)
+        return lost / len(pairs)
+    numeric = [(t, float(v)) for t, v in pairs if isinstance(v, int | float)]
+    if not numeric:
+        return None
+    values = np.fromiter((v for _, v in numeric), dtype=float, count=len(numeric))
+    if func == "mean":
+        return float(values.mean())
+    if func == "min":
+        return float(values.min())
+    if func == "max":
+        return float(values.max())
+    if func == "percentile":
+        return float(np.percentile(values, q or 50.0))
+    times = np.fromiter((t for t, _ in numeric), dtype=float, count=len(numeric))
+    return slope_per_s(times, values)
+
+
+def slope_per_s(times: np.ndarray, values: np.ndarray) -> float | None:
+    """Least-squares slope (units per second); None with fewer than 2 distinct times."""
+    if len(times) < 2:
+        return None
+    t = times - times.mean()
+    denom = float((t * t).sum())
+    if denom == 0.0:
+        return None
+    return float((t * (values - values.mean())).sum() / denom)
+
+
+def time_to_empty(window: Iterable[tuple[float, float]], empty_at: float = 0.0) -> float | None:
+    """Seconds from the last point until a least-squares line through `window` reaches `empty_at`;
+    None when the value is not falling."""
+    pairs = list(window)
+    if len(pairs) < 2:
+        return None
+    times = np.fromiter((t for t, _ in pairs), dtype=float, count=len(pairs))
+    values = np.fromiter((v for _, v in pairs), dtype=float, count=len(pairs))
+    slope = slope_per_s(times, values)
+    if slope is None or slope >= 0 or not math.isfinite(slope):
+        return None
+    # Project from the fitted value at the last time, not the noisy last point.
+    fitted_last = float(values.mean() + slope * (times[-1] - times.mean()))
+    return max((fitted_last - empty_at) / -slope, 0.0)
+
+
+def _hhmm(epoch_s: object, site: Site | None) -> str:
+    if not isinstance(epoch_s, int | float):
+        return "not scheduled"
+    tz = site.tz if site is not None else UTC
+    return datetime.fromtimestamp(float(epoch_s), tz).strftime("%H:%M")
+
+
+__all__ = ["MONITORING_DEGRADED", "Evaluator", "Matcher", "Observation", "render", "slope_per_s", "time_to_empty"]

@@ -1,0 +1,393 @@
+"""Rules as YAML: the model, its validation, and loading with `file:line: what is wrong` errors.
+
+A rule file (see rules/packs/park.yaml and docs/rules.md):
+
+    rules:
+      - name: GridOutage                       # alertname; [A-Za-z][A-Za-z0-9_]*
+        kind: inverter                         # which readings: inverter | uplink | occupancy
+        match: ["site=park", "device=~inv-.*"] # label matchers on site, device, room, isp (optional)
+        condition:                             # exactly one of the condition types below
+          threshold: {metric: grid_ok, op: "==", value: false}
+        for: 10s                               # hold before firing (pending meanwhile)
+        keep_firing_for: 60s                   # hold before resolving
+        active_when: always                    # or open | closed | load_shedding | no_load_shedding (site time)
+        labels: {severity: critical}
+        context:                               # label overrides from the site's situation
+          load_shedding: {scheduled: {severity: warning}, unscheduled: {severity: critical}}
+          occupancy: {occupied: {severity: critical}, empty: {severity: info, digest: "true"}}
+        annotations: {summary: "Grid down at {site} ({device})"}
+    inhibit_rules:
+      - {source: ["alertname=SitePowerLoss"], target: ["alertname=~UplinkDown|DeviceSilent"], equal: [site]}
+
+Condition types:
+    threshold   metric op value [clear]           hysteresis: once firing, clears only past `clear`
+                value_from: room_capacity          compare with the site's capacity for the room
+    absence     after_s [offline] [scope]         no reading for after_s (per device or whole site), or
+                                                  status `offline` (LWT) when offline: true
+    aggregate   metric func window_s|window_readings op value [clear] [q]
+                func: mean | min | max | percentile | rate | loss_ratio   (numpy over the window)
+    composite   all: [terms] | any: [terms]       per site, over each matching device's latest reading;
+                term: kind, metric, op, value, [quantifier all|any], [role primary|backup], [match],
+                [absent_counts]  (a silent/offline device counts as meeting the term)
+    runout      metric window_s [within_s] [before_grid_return] [min_points]
+                least-squares time-to-empty of a falling metric (battery SoC)
+
+`load_rule_files(paths)` returns a `RulePack`; `check_rule_files(paths)` returns the problems as
+lines (used by `facmon rules check`). Raises `RuleFileError` whose message has one line per problem.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from core.contract import METRICS_BY_NAME, Kind, MetricType
+from core.site import SiteFileError, describe_validation_error, line_of, read_yaml_with_lines
+from rules.matchers import Matcher, MatcherError, parse_matcher
+
+_DURATION_RE = re.compile(r"\A\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*\Z")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+MATCHABLE_LABELS = ("site", "device", "room", "isp", "kind")
+BUILTIN_RULES = ("MonitoringDegraded", "Watchdog")
+
+
+class RuleFileError(ValueError):
+    """A rule file that cannot be used; one line per problem: `file:line: key: what is wrong`."""
+
+
+def parse_duration(value: Any) -> float:
+    """`30`, `30s`, `5m`, `1.5h`, `250ms` → seconds. Raises ValueError with the accepted forms."""
+    if isinstance(value, bool):
+        raise ValueError("a duration is a number of seconds or a string such as '30s', '5m', '1h'")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        match = _DURATION_RE.match(str(value))
+        if not match:
+            raise ValueError(f"{value!r} is not a duration; write seconds or e.g. '30s', '5m', '1h', '250ms'")
+        seconds = float(match.group(1)) * _UNITS[match.group(2)]
+    if seconds < 0:
+        raise ValueError("a duration cannot be negative")
+    return seconds
+
+
+Duration = Annotated[float, Field(ge=0)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+Op = Literal[">", ">=", "<", "<=", "==", "!="]
+Scalar = float | bool | str
+
+
+def _durations(*names: str):
+    return field_validator(*names, mode="before")(lambda cls, v: v if v is None else parse_duration(v))
+
+
+def _matchers(value: Any) -> tuple[Matcher, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, Mapping):  # {site: park} is shorthand for ["site=park"]
+        value = [f"{k}={v}" for k, v in value.items()]
+    if not isinstance(value, list | tuple):
+        raise ValueError("match is a list of matchers such as [\"site=park\", \"device=~inv-.*\"]")
+    out = []
+    for item in value:
+        if isinstance(item, Matcher):
+            out.append(item)
+            continue
+        try:
+            out.append(parse_matcher(str(item)))
+        except MatcherError as err:
+            raise ValueError(str(err)) from None
+    return tuple(out)
+
+
+class Threshold(_Model):
+    metric: str
+    op: Op
+    value: Scalar | None = None
+    value_from: Literal["room_capacity"] | None = None
+    clear: float | None = None
+    """Hysteresis: once true, the condition stays true until the value is past `clear` (below it for
+    `>`/`>=`, above it for `<`/`<=`)."""
+
+    @model_validator(mode="after")
+    def _check(self) -> Threshold:
+        if (self.value is None) == (self.value_from is None):
+            raise ValueError("give exactly one of value or value_from")
+        if self.clear is not None:
+            if self.op in ("==", "!="):
+                raise ValueError("clear (hysteresis) needs an ordering operator (>, >=, <, <=)")
+            if isinstance(self.value, float | int) and not isinstance(self.value, bool):
+                wrong = self.clear > self.value if self.op in (">", ">=") else self.clear < self.value
+                if wrong:
+                    side = "below" if self.op in (">", ">=") else "above"
+                    raise ValueError(f"clear ({self.clear:g}) must be {side} the firing value ({self.value:g}), "
+                                     "or the alert would flap")
+        return self
+
+
+class Absence(_Model):
+    after_s: Duration
+    offline: bool = True
+    """Also true while the device's status topic says `offline` (its last will)."""
+    scope: Literal["device", "site"] = "device"
+
+    _d = _durations("after_s")
+
+
+class Aggregate(_Model):
+    metric: str
+    func: Literal["mean", "min", "max", "percentile", "rate", "loss_ratio"]
+    q: float | None = Field(None, ge=0, le=100)
+    window_s: Duration | None = None
+    window_readings: int | None = Field(None, ge=2, le=100_000)
+    op: Op
+    value: float
+    clear: float | None = None
+    min_readings: int = Field(1, ge=1)
+
+    _d = _durations("window_s")
+
+    @model_validator(mode="after")
+    def _check(self) -> Aggregate:
+        if (self.window_s is None) == (self.window_readings is None):
+            raise ValueError("give exactly one of window_s or window_readings")
+        if self.func == "percentile" and self.q is None:
+            raise ValueError("func percentile needs q (0..100), e.g. q: 95")
+        if self.clear is not None and self.op in ("==", "!="):
+            raise ValueError("clear (hysteresis) needs an ordering operator (>, >=, <, <=)")
+        return self
+
+
+class Term(_Model):
+    kind: Kind
+    metric: str
+    op: Op
+    value: Scalar
+    quantifier: Literal["all", "any"] = "any"
+    role: Literal["primary", "backup"] | None = None
+    match: tuple[Matcher, ...] = ()
+    absent_counts: bool = False
+    """A device that is offline or silent (see absent_after_s of the composite) meets the term."""
+
+    _m = field_validator("match", mode="before")(lambda cls, v: _matchers(v))
+
+
+class Composite(_Model):
+    all: tuple[Term, ...] | None = None
+    any: tuple[Term, ...] | None = None
+    absent_after_s: Duration = 120.0
+
+    _d = _durations("absent_after_s")
+
+    @model_validator(mode="after")
+    def _check(self) -> Composite:
+        if (self.all is None) == (self.any is None):
+            raise ValueError("a composite has exactly one of all: [terms] or any: [terms]")
+        if not (self.all or self.any):
+            raise ValueError("a composite needs at least one term")
+        return self
+
+    @property
+    def terms(self) -> tuple[Term, ...]:
+        return self.all or self.any or ()
+
+
+class Runout(_Model):
+    metric: str = "battery_soc_pct"
+    window_s: Duration = 900.0
+    min_points: int = Field(5, ge=2)
+    within_s: Duration | None = None
+    before_grid_return: bool = True
+    empty_at: float = 0.0
+    """The value that counts as empty (e.g. the inverter's cut-off SoC)."""
+
+    _d = _durations("window_s", "within_s")
+
+    @model_validator(mode="after")
+    def _check(self) -> Runout:
+        if self.within_s is None and not self.before_grid_return:
+            raise ValueError("say when to alert: within_s, before_grid_return, or both")
+        return self
+
+
+class Condition(_Model):
+    threshold: Threshold | None = None
+    absence: Absence | None = None
+    aggregate: Aggregate | None = None
+    composite: Composite | None = None
+    runout: Runout | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Condition:
+        given = [name for name in type(self).model_fields if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError("a condition has exactly one of threshold, absence, aggregate, composite, runout "
+                             f"(got {', '.join(given) or 'none'})")
+        return self
+
+    @property
+    def type(self) -> str:
+        return next(name for name in type(self).model_fields if getattr(self, name) is not None)
+
+
+class Context(_Model):
+    load_shedding: dict[Literal["scheduled", "unscheduled"], dict[str, str]] | None = None
+    occupancy: dict[Literal["occupied", "empty"], dict[str, str]] | None = None
+
+
+class Rule(_Model):
+    name: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
+    alertname: str | None = Field(None, pattern=r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
+    """The alert's name if not the rule's (several rules may raise one alertname, e.g. UplinkDegraded
+    for latency and for loss); alerts of different rules never share a fingerprint."""
+    kind: Kind | None = None
+    match: tuple[Matcher, ...] = ()
+    condition: Condition
+    for_s: Duration = Field(0.0, alias="for")
+    keep_firing_for_s: Duration = Field(0.0, alias="keep_firing_for")
+    active_when: Literal["always", "open", "closed", "load_shedding", "no_load_shedding"] = "always"
+    labels: dict[str, str] = {}
+    annotations: dict[str, str] = {}
+    context: Context = Context()
+
+    _m = field_validator("match", mode="before")(lambda cls, v: _matchers(v))
+    _d = _durations("for_s", "keep_firing_for_s")
+
+    @field_validator("labels")
+    @classmethod
+    def _label_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            if not re.match(r"\A[A-Za-z_][A-Za-z0-9_]*\Z", name) or name == "alertname":
+                raise ValueError(f"label name {name!r} must match [A-Za-z_][A-Za-z0-9_]* and not be alertname")
+        return value
+
+    @model_validator(mode="after")
+    def _check(self) -> Rule:
+        if self.name in BUILTIN_RULES or self.alertname in BUILTIN_RULES:
+            raise ValueError(f"{self.name} is built into the engine; choose another name")
+        ctype = self.condition.type
+        if ctype not in ("composite", "absence") and self.kind is None:
+            raise ValueError(f"a {ctype} rule needs kind (inverter, uplink or occupancy)")
+        for matcher in self.match:
+            if matcher.name not in MATCHABLE_LABELS:
+                raise ValueError(f"match on {matcher.name!r}: rules select by {', '.join(MATCHABLE_LABELS)}")
+        for kind, metric in self._metrics_used():
+            _check_metric(kind, metric)
+        return self
+
+    @property
+    def alert_name(self) -> str:
+        return self.alertname or self.name
+
+    def _metrics_used(self) -> Iterable[tuple[Kind, str]]:
+        c = self.condition
+        if c.composite is not None:
+            return [(t.kind, t.metric) for t in c.composite.terms]
+        inner = c.threshold or c.aggregate or c.runout
+        return [(self.kind, inner.metric)] if inner is not None and self.kind is not None else []
+
+
+def _check_metric(kind: Kind, metric: str) -> None:
+    known = METRICS_BY_NAME[kind]
+    if metric not in known:
+        raise ValueError(f"{kind.value} readings have no metric {metric!r}; known: {', '.join(known)}")
+    if known[metric].type is MetricType.LABEL:
+        raise ValueError(f"{metric!r} is a label; select it with match: [\"{metric}=...\"]")
+
+
+class InhibitRule(_Model):
+    """While a firing alert matches `source`, alerts matching `target` with the same values of the
+    `equal` labels are muted (still listed in the incident as inhibited)."""
+
+    source: tuple[Matcher, ...]
+    target: tuple[Matcher, ...]
+    equal: tuple[str, ...] = ("site",)
+
+    _m = field_validator("source", "target", mode="before")(lambda cls, v: _matchers(v))
+
+
+class RuleFile(_Model):
+    rules: tuple[Rule, ...] = ()
+    inhibit_rules: tuple[InhibitRule, ...] = ()
+
+
+class RulePack(_Model):
+    """All rules and inhibitions of the loaded files, with rule names unique across them."""
+
+    rules: tuple[Rule, ...] = ()
+    inhibit_rules: tuple[InhibitRule, ...] = ()
+    sources: tuple[str, ...] = ()
+
+    def rule(self, name: str) -> Rule:
+        for rule in self.rules:
+            if rule.name == name:
+                return rule
+        raise KeyError(f"no rule named {name!r}")
+
+
+def check_rule_files(paths: Sequence[Path | str]) -> list[str]:
+    """Every problem in `paths` as `file:line: key: what is wrong`; empty when all are valid."""
+    problems: list[str] = []
+    seen: dict[str, str] = {}
+    for path in map(Path, paths):
+        try:
+            parsed, lines = _load_one(path)
+        except RuleFileError as err:
+            problems.extend(str(err).splitlines())
+            continue
+        for index, rule in enumerate(parsed.rules):
+            where = f"{path}:{line_of(lines, ('rules', index, 'name')) or '?'}"
+            if rule.name in seen:
+                problems.append(f"{where}: rules.{index}.name: rule {rule.name!r} is already defined at "
+                                f"{seen[rule.name]}; names must be unique")
+            else:
+                seen[rule.name] = where
+    return problems
+
+
+def load_rule_files(paths: Sequence[Path | str]) -> RulePack:
+    """Load and validate rule files into one `RulePack`. Raises `RuleFileError` (all problems)."""
+    problems = check_rule_files(paths)
+    if problems:
+        raise RuleFileError("\n".join(problems))
+    rules: list[Rule] = []
+    inhibits: list[InhibitRule] = []
+    for path in map(Path, paths):
+        parsed, _ = _load_one(path)
+        rules.extend(parsed.rules)
+        inhibits.extend(parsed.inhibit_rules)
+    return RulePack(rules=tuple(rules), inhibit_rules=tuple(inhibits), sources=tuple(str(p) for p in paths))
+
+
+def load_rules(paths: Sequence[Path | str]) -> tuple[Rule, ...]:
+    """The rules of `paths` (for listing them, e.g. in the API). Raises `RuleFileError`."""
+    return load_rule_files(paths).rules
+
+
+def _load_one(path: Path) -> tuple[RuleFile, Mapping]:
+    try:
+        data, lines = read_yaml_with_lines(path, "rule")
+    except SiteFileError as err:
+        raise RuleFileError(str(err)) from None
+    if data is None:
+        return RuleFile(), lines
+    if not isinstance(data, dict):
+        raise RuleFileError(f"{path}:1: a rule file is a mapping with rules: [...] (and inhibit_rules:)")
+    try:
+        return RuleFile.model_validate(data), lines
+    except ValidationError as err:
+        raise RuleFileError(_describe(err, path, lines)) from None
+
+
+def _describe(err: ValidationError, path: Path, lines: Mapping) -> str:
+    # pydantic names aliased fields by alias already; drop union/validator steps from locations.
+    return describe_validation_error(err, path, lines)

@@ -1,0 +1,293 @@
+"""Notifiers and delivery: the outbox (store) is drained by `Delivery`, with retries and backoff.
+
+    Notifier (Protocol)     send(payload) -> None; raises NotifyError(retryable=...)
+      WebhookNotifier       POST Alertmanager webhook JSON (version "4") to a URL
+      AlertmanagerNotifier  POST the alerts to a real Alertmanager's /api/v2/alerts
+      EmailNotifier         SMTP e-mail, text from rules/templates/{language}.yaml
+      ChatNotifier          POST {"text": ...} (chat or SMS gateway webhook), same templates
+
+    NotifyError(message, retryable)   retryable: connection refused, timeouts, 5xx, 429; not: other 4xx
+
+`payload_of(notification)` turns a routed `Notification` into the stored payload: the webhook v4 body
+plus a `facmon` key (muted alerts, reason, escalation level, language-neutral extras).
+`Delivery.deliver_due(now)` sends what is due, one notifier call per outbox row, and records every
+attempt in the store (the per-notification log); it never raises for a notifier's failure, so it
+cannot block evaluation. It runs on its own thread in the service.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import smtplib
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from functools import cache
+from pathlib import Path
+from typing import Protocol
+
+import yaml
+
+from rules.alerts import Alert
+from rules.evaluate import render
+from rules.route import Notification
+from rules.store import AlertStore
+
+log = logging.getLogger("facmon.rules.notify")
+TEMPLATES_DIR = Path(__file__).parent / "templates"
+LANGUAGES = ("en", "ur")
+_ZERO_TIME = "0001-01-01T00:00:00Z"  # Alertmanager's "not set" time
+
+
+class NotifyError(Exception):
+    """A notification could not be delivered. `retryable` says whether trying again may help."""
+
+    def __init__(self, message: str, retryable: bool) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+class Notifier(Protocol):
+    """Delivers one notification payload (see `payload_of`). `send` is called from the delivery
+    thread only, one call at a time; it raises `NotifyError` and nothing else on failure."""
+
+    name: str
+
+    def send(self, payload: Mapping) -> None: ...
+
+
+def _rfc3339(epoch_s: float | None) -> str:
+    if epoch_s is None:
+        return _ZERO_TIME
+    return datetime.fromtimestamp(epoch_s, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _alert_json(alert: Alert, external_url: str) -> dict:
+    status = "firing" if alert.state.value == "firing" else "resolved"
+    return {
+        "status": status,
+        "labels": dict(alert.labels),
+        "annotations": dict(alert.annotations),
+        "startsAt": _rfc3339(alert.fired_at or alert.active_since),
+        "endsAt": _rfc3339(alert.resolved_at if status == "resolved" else None),
+        "generatorURL": f"{external_url}/alerts/{alert.fingerprint}",
+        "fingerprint": alert.fingerprint,
+    }
+
+
+def _common(maps: list[Mapping[str, str]]) -> dict[str, str]:
+    if not maps:
+        return {}
+    common = dict(maps[0])
+    for other in maps[1:]:
+        common = {k: v for k, v in common.items() if other.get(k) == v}
+    return common
+
+
+def payload_of(n: Notification, external_url: str) -> dict:
+    """The Alertmanager webhook v4 body for `n`, plus a `facmon` key with what v4 cannot carry."""
+    alerts = [_alert_json(a, external_url) for a in n.alerts]
+    return {
+        "version": "4",
+        "groupKey": n.group_key,
+        "truncatedAlerts": 0,
+        "status": n.status,
+        "receiver": n.receiver,
+        "groupLabels": dict(n.group_labels),
+        "commonLabels": _common([a["labels"] for a in alerts]),
+        "commonAnnotations": _common([a["annotations"] for a in alerts]),
+        "externalURL": external_url,
+        "alerts": alerts,
+        "facmon": {
+            "reason": n.reason,
+            "escalation_level": n.escalation_level,
+            "muted": [{**_alert_json(a, external_url), "muted_by": list(a.muted_by)} for a in n.muted],
+            "acked": {a.fingerprint: a.acked_by for a in n.alerts if a.acked_by},
+        },
+    }
+
+
+def webhook_body(payload: Mapping) -> dict:
+    """Exactly the Alertmanager webhook v4 fields (the `facmon` extras removed)."""
+    return {k: v for k, v in payload.items() if k != "facmon"}
+
+
+def _post_json(url: str, body: object, timeout_s: float, headers: Mapping[str, str] | None = None) -> None:
+    data = json.dumps(body, ensure_ascii=False).encode()
+    request = urllib.request.Request(url, data=data, method="POST",
+                                     headers={"Content-Type": "application/json", **(headers or {})})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+            response.read()
+    except urllib.error.HTTPError as err:
+        retryable = err.code >= 500 or err.code in (408, 429)
+        detail = err.read()[:300].decode("utf-8", "replace")
+        raise NotifyError(f"POST {url} answered {err.code}: {detail}", retryable) from None
+    except (urllib.error.URLError, TimeoutError, ConnectionError) as err:
+        raise NotifyError(f"POST {url} failed: {getattr(err, 'reason', err)}", True) from None
+
+
+class WebhookNotifier:
+    def __init__(self, name: str, url: str, timeout_s: float = 10.0) -> None:
+        self.name = name
+        self.url = url
+        self.timeout_s = timeout_s
+
+    def send(self, payload: Mapping) -> None:
+        _post_json(self.url, webhook_body(payload), self.timeout_s)
+
+
+class AlertmanagerNotifier:
+    """Pushes the incident's alerts to Alertmanager (`url` is its base, e.g. http://am:9093);
+    resolved alerts carry `endsAt`, so Alertmanager resolves them too."""
+
+    def __init__(self, name: str, url: str, timeout_s: float = 10.0) -> None:
+        self.name = name
+        self.url = url.rstrip("/") + "/api/v2/alerts"
+        self.timeout_s = timeout_s
+
+    def send(self, payload: Mapping) -> None:
+        alerts = []
+        for alert in payload.get("alerts", []):
+            item = {"labels": alert["labels"], "annotations": alert["annotations"], "startsAt": alert["startsAt"],
+                    "generatorURL": alert["generatorURL"]}
+            if alert["status"] == "resolved":
+                item["endsAt"] = alert["endsAt"]
+            alerts.append(item)
+        _post_json(self.url, alerts, self.timeout_s)
+
+
+@cache
+def load_template(language: str) -> dict[str, str]:
+    if language not in LANGUAGES:
+        raise ValueError(f"no notification template for language {language!r}; have {', '.join(LANGUAGES)}")
+    return yaml.safe_load((TEMPLATES_DIR / f"{language}.yaml").read_text(encoding="utf-8"))
+
+
+def render_text(payload: Mapping, language: str) -> tuple[str, str]:
+    """(subject, body) of a notification in `language`, from rules/templates/{language}.yaml."""
+    texts = load_template(language)
+    alerts = payload.get("alerts", [])
+    extras = payload.get("facmon", {})
+    group = payload.get("groupLabels", {})
+    summary_key = "summary_ur" if language == "ur" else "summary"
+
+    def summary(alert: Mapping) -> str:
+        ann = alert.get("annotations", {})
+        return ann.get(summary_key) or ann.get("summary") or alert["labels"].get("alertname", "")
+
+    status = payload.get("status", "firing")
+    values = {"status": status, "status_upper": status.upper(), "status_ur": "جاری" if status == "firing" else "حل",
+              "site": group.get("site") or payload.get("commonLabels", {}).get("site", "-"),
+              "count": len(alerts), "reason": extras.get("reason", ""),
+              "first_summary": summary(alerts[0]) if alerts else "", "muted_count": len(extras.get("muted", [])),
+              "external_url": payload.get("externalURL", "")}
+    lines = [render(texts["header"], values)]
+    for alert in alerts:
+        item = {**values, **alert["labels"], "summary": summary(alert), "since": alert["startsAt"][11:16]}
+        if alert["status"] == "resolved":
+            lines.append(render(texts["resolved"], item))
+            continue
+        lines.append(render(texts["alert"], item))
+        acked_by = extras.get("acked", {}).get(alert.get("fingerprint"))
+        if acked_by:
+            lines.append(render(texts["acked"], {"acked_by": acked_by}))
+    if extras.get("muted"):
+        lines.append(render(texts["muted_header"], values))
+        for alert in extras["muted"]:
+            lines.append(render(texts["muted"], {"device": "", **alert["labels"],
+                                                 "why": ", ".join(alert.get("muted_by", []))}))
+    lines.append(render(texts["footer"], values))
+    return render(texts["subject"], values), "\n".join(lines)
+
+
+class ChatNotifier:
+    """Chat or SMS gateway webhook: POST {"<field>": text} with the rendered message."""
+
+    def __init__(self, name: str, url: str, language: str = "en", field: str = "text", timeout_s: float = 10.0) -> None:
+        load_template(language)
+        self.name = name
+        self.url = url
+        self.language = language
+        self.field = field
+        self.timeout_s = timeout_s
+
+    def send(self, payload: Mapping) -> None:
+        subject, body = render_text(payload, self.language)
+        _post_json(self.url, {self.field: f"{subject}\n{body}"}, self.timeout_s)
+
+
+class EmailNotifier:
+    def __init__(self, name: str, host: str, port: int, from_addr: str, to: tuple[str, ...], language: str = "en",
+                 starttls: bool = False, username: str | None = None, password: str | None = None,
+                 timeout_s: float = 10.0) -> None:
+        load_template(language)
+        self.name = name
+        self.host, self.port = host, port
+        self.from_addr, self.to = from_addr, to
+        self.language = language
+        self.starttls = starttls
+        self.username, self.password = username, password
+        self.timeout_s = timeout_s
+
+    def send(self, payload: Mapping) -> None:
+        subject, body = render_text(payload, self.language)
+        message = EmailMessage()
+        message["Subject"] = subject
+        message["From"] = self.from_addr
+        message["To"] = ", ".join(self.to)
+        message["X-Facmon-Group"] = str(payload.get("groupKey", ""))[:200]
+        message.set_content(body)
+        try:
+            with smtplib.SMTP(self.host, self.port, timeout=self.timeout_s) as smtp:
+                if self.starttls:
+                    smtp.starttls()
+                if self.username:
+                    smtp.login(self.username, self.password or "")
+                smtp.send_message(message)
+        except smtplib.SMTPResponseException as err:
+            raise NotifyError(f"SMTP {self.host}:{self.port} answered {err.smtp_code}: {err.smtp_error!r}",
+                              err.smtp_code >= 400 and err.smtp_code < 500) from None
+        except (smtplib.SMTPException, OSError) as err:
+            raise NotifyError(f"SMTP {self.host}:{self.port} failed: {err}", True) from None
+
+
+class Delivery:
+    """Drains the store's outbox through the notifiers. `targets` maps an outbox row's receiver
+    (`<receiver>:<integration>`) to its notifier. Backoff: `min_s * 2**attempt`, capped at `max_s`;
+    after `max_attempts` the row is marked failed (and logged)."""
+
+    def __init__(self, store: AlertStore, targets: Mapping[str, Notifier], min_s: float = 1.0, max_s: float = 300.0,
+                 max_attempts: int = 10, on_sent: Callable[[int], None] | None = None) -> None:
+        self._store = store
+        self._targets = dict(targets)
+        self._min_s, self._max_s, self._max_attempts = min_s, max_s, max_attempts
+        self._on_sent = on_sent
+
+    def deliver_due(self, now: float) -> int:
+        """Try every due notification once; returns how many were sent."""
+        sent = 0
+        for record in self._store.due_notifications(now):
+            notifier = self._targets.get(record.receiver)
+            if notifier is None:
+                self._store.mark_attempt_failed(record.id, f"no integration named {record.receiver!r} is "
+                                                           "configured (rules.receivers)", None)
+                continue
+            try:
+                notifier.send(record.payload)
+            except NotifyError as err:
+                attempt = record.attempts + 1
+                give_up = not err.retryable or attempt >= self._max_attempts
+                next_at = None if give_up else now + min(self._min_s * 2 ** (attempt - 1), self._max_s)
+                self._store.mark_attempt_failed(record.id, str(err), next_at)
+                log.warning("notification failed", extra={"id": record.id, "receiver": record.receiver,
+                                                          "attempt": attempt, "retry_at": next_at, "error": str(err)})
+                continue
+            self._store.mark_sent(record.id, now)
+            sent += 1
+            if self._on_sent is not None:
+                self._on_sent(record.id)
+        return sent
