@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from core.contract import TOPIC_PREFIX, Reading, encode_reading, format_ts
+from core.contract import METRICS, TOPIC_PREFIX, Reading, encode_reading, format_ts
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +28,7 @@ def malformed_messages(reading: Reading) -> list[MalformedMessage]:
     good: dict[str, object] = json.loads(encode_reading(reading))
     first_number = next(name for name, value in good.items()
                         if name not in ("ts", "seq") and isinstance(value, int | float) and not isinstance(value, bool))
+    first_required = next(m.name for m in METRICS[key.kind] if m.required)
     first_bool = next(name for name, value in good.items() if isinstance(value, bool))
     local_ts = format_ts(reading.ts_ms).removesuffix("Z")
     unknown_kind = f"{TOPIC_PREFIX}/{key.site}/toaster/{key.device}/reading"
@@ -36,8 +37,8 @@ def malformed_messages(reading: Reading) -> list[MalformedMessage]:
         MalformedMessage(topic, encode_reading(reading)[:-7], "bad_json", "truncated JSON"),
         MalformedMessage(topic, b"\xff\xfe" + encode_reading(reading)[2:], "bad_encoding", "not UTF-8"),
         MalformedMessage(topic, b"[1,2,3]", "not_an_object", "a JSON array"),
-        MalformedMessage(topic, _json({k: v for k, v in good.items() if k != first_number}), "missing_field",
-                         f"no {first_number}"),
+        MalformedMessage(topic, _json({k: v for k, v in good.items() if k != first_required}), "missing_field",
+                         f"no {first_required}"),
         MalformedMessage(topic, _json({**good, "colour": "blue"}), "unknown_field", "an unknown field"),
         MalformedMessage(topic, _json({**good, first_bool: "yes"}), "wrong_type", f"{first_bool} as a string"),
         MalformedMessage(topic, _json({**good, first_number: "NaN"}).replace(b'"NaN"', b"NaN"), "non_finite",

@@ -1,7 +1,25 @@
 from __future__ import annotations
 
+from pathlib import Path
+
+from pydantic import Field
+
 from core.settings.base import Section
 
 
 class SimulateSettings(Section):
-    """Settings of the simulate stage (owned by that stage; extend here)."""
+    """Defaults of `facmon simulate` (each also a command-line option)."""
+
+    site: Path | None = None
+    """Site file; null: the shipped park (simulators/sites/park.yaml)."""
+    scenario: str = "load-shedding-day"
+    """A shipped scenario's name or a scenario file."""
+    seed: int = 1
+    step_s: float = Field(10.0, ge=1, le=3600)
+    """Simulated seconds between inverter and uplink readings."""
+    occupancy_every_steps: int = Field(3, ge=1, le=1000)
+    """Occupancy sensors report every this many steps."""
+    max_connections: int = Field(64, ge=1, le=10_000)
+    """Up to this many devices get an MQTT connection (and last will) of their own; more share them."""
+    connect_attempts: int = Field(5, ge=1, le=100)
+    client_id_prefix: str = Field("facmon-sim", min_length=1, max_length=64)

@@ -1,0 +1,132 @@
+"""`facmon simulate`: run a site + scenario through the device models and publish over MQTT.
+
+Start time (the `ts` of the first reading): live runs start now. Accelerated (`--speed N`, N > 1)
+and backfill (`--speed max`) runs start by default one scenario-duration ago, so the simulated day
+ends about when the run started and no reading is ever stamped ahead of the real clock (the
+collector rejects readings more than 300 s in the future). `--start` overrides it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import datetime
+
+from core.clock import Clock, SystemClock
+from core.config import FacmonConfig
+from core.site import SiteFileError, load_site
+from simulators.publish import BrokerUnreachable, MemoryPublisher, MqttPublisher, Publisher
+from simulators.run import Summary, run_simulation
+from simulators.scenario import check_scenario_against, load_scenario, named_scenarios, resolve_scenario, resolve_site
+from simulators.world import Simulation, Step, scale_site
+
+HELP = "run simulated devices (a site + scenario) live, accelerated or as backfill, publishing over MQTT"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    names = ", ".join(named_scenarios())
+    parser.add_argument("--site", help="site file or shipped site name (default: the park)")
+    parser.add_argument("--scenario", help=f"scenario file or one of: {names} (default: load-shedding-day)")
+    parser.add_argument("--speed", default="60",
+                        help="1 = live (real time), N = N times faster, 'max' = backfill as fast as possible "
+                             "(default 60: a day in 24 minutes)")
+    parser.add_argument("--start", help="simulated start, ISO date/time (site-local if no offset) or 'now'; default: "
+                                        "now for live runs, now minus the scenario's duration otherwise")
+    parser.add_argument("--duration", help="override the scenario's duration, e.g. 2h, 7d")
+    parser.add_argument("--seed", type=int, help="random seed (same seed, site, scenario, start: same bytes)")
+    parser.add_argument("--devices", type=int, default=0, help="scale the site up to N devices (load generation)")
+    parser.add_argument("--dry-run", action="store_true", help="simulate without a broker; print the summary only")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _parse_speed(text: str) -> float | None:
+    if text in ("max", "inf", "0"):
+        return None
+    try:
+        speed = float(text)
+    except ValueError:
+        raise SystemExit(f"--speed {text!r}: give a number (1 = live) or 'max'") from None
+    if speed <= 0:
+        raise SystemExit("--speed must be positive, or 'max'")
+    return speed
+
+
+def start_time(text: str | None, speed: float | None, duration_s: float, clock: Clock, tz: object) -> float:
+    """The simulated start in epoch seconds (see the module docstring for the defaults)."""
+    now = clock.now()
+    if text is None:
+        return float(int(now)) if speed == 1 else float(int(now - duration_s))
+    if text == "now":
+        return float(int(now))
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise SystemExit(f"--start {text!r} is not an ISO date/time such as 2026-03-02 or 2026-03-02T08:00") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=tz)  # type: ignore[arg-type]
+    return when.timestamp()
+
+
+def run(args: argparse.Namespace, config: FacmonConfig, clock: Clock | None = None,
+        publisher: Publisher | None = None) -> int:
+    clock = clock or SystemClock()
+    settings = config.simulate
+    try:
+        site_path = resolve_site(args.site or (str(settings.site) if settings.site else None))
+        site = load_site(site_path)
+        scenario_path = resolve_scenario(args.scenario or settings.scenario)
+        scenario = load_scenario(scenario_path)
+        check_scenario_against(scenario_path, scenario, site)
+        from simulators.scenario import parse_duration_s
+        duration_s = parse_duration_s(args.duration) if args.duration else scenario.duration
+    except (SiteFileError, ValueError) as err:
+        print(f"facmon simulate: {err}", file=sys.stderr)
+        return 2
+    speed = _parse_speed(args.speed)
+    start_s = start_time(args.start, speed, duration_s, clock, site.tz)
+    if args.devices:
+        site = scale_site(site, args.devices)
+    seed = settings.seed if args.seed is None else args.seed
+    simulation = Simulation(site, scenario, seed, start_s, step_s=settings.step_s,
+                            occupancy_every=settings.occupancy_every_steps, duration_s=duration_s)
+    if publisher is None:
+        publisher = MemoryPublisher(keep=False) if args.dry_run else MqttPublisher(
+            config.mqtt, clock, client_id_prefix=settings.client_id_prefix,
+            max_connections=settings.max_connections, connect_attempts=settings.connect_attempts)
+    progress = None if args.quiet or not sys.stderr.isatty() else _progress_bar(duration_s, site)
+    try:
+        summary = run_simulation(simulation, publisher, clock, speed, progress)
+    except BrokerUnreachable as err:
+        print(f"facmon simulate: {err}", file=sys.stderr)
+        return 3
+    if progress is not None:
+        print(file=sys.stderr)
+    print(format_summary(summary, site, scenario.name, seed))
+    return 0
+
+
+def _progress_bar(duration_s: float, site: object) -> object:
+    def show(step: Step, summary: Summary) -> None:
+        if int(summary.sim_seconds) % 600 and step.events == []:
+            return
+        done = min(1.0, summary.sim_seconds / duration_s) if duration_s else 1.0
+        bar = "#" * int(done * 30)
+        local = site.local_time(step.t).strftime("%Y-%m-%d %H:%M")  # type: ignore[attr-defined]
+        print(f"\r[{bar:<30}] {done:4.0%} {local} {summary.messages} messages", end="", file=sys.stderr, flush=True)
+
+    return show
+
+
+def format_summary(summary: Summary, site: object, scenario: str, seed: int) -> str:
+    lines = [f"scenario {scenario} (seed {seed}): {summary.sim_seconds / 3600:.1f} h simulated, "
+             f"{summary.messages} messages"]
+    for kind, count in sorted(summary.readings_by_kind.items()):
+        lines.append(f"  {kind:<10} {count:>9} readings")
+    lines.append(f"  {'status':<10} {summary.status_messages:>9} messages")
+    if summary.malformed:
+        lines.append(f"  malformed  {sum(summary.malformed.values()):>9} ("
+                     + ", ".join(f"{r} {n}" for r, n in sorted(summary.malformed.items())) + ")")
+    lines.append(f"events fired: {len(summary.events)}")
+    for t, event in summary.events:
+        lines.append(f"  {site.local_time(t).strftime('%Y-%m-%d %H:%M')}  {event}")  # type: ignore[attr-defined]
+    return "\n".join(lines)
