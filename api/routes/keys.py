@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path
 
-from api.deps import Admin, KeysDep
+from api.deps import Admin, KeysDep, Viewer
 from api.keys import ApiKey, BadKeyName, KeyNotFound, Role
 from api.models import ApiKeyCreate, ApiKeyCreated, ApiKeyOut, iso
 from api.problems import ERROR_RESPONSES, NotFound, Unprocessable
@@ -19,6 +19,11 @@ router = APIRouter(prefix="/keys", tags=["keys"], responses=ERROR_RESPONSES)
 def key_out(key: ApiKey) -> ApiKeyOut:
     return ApiKeyOut(id=key.id, name=key.name, role=key.role.value, created_at=iso(key.created_at),
                      revoked_at=iso(key.revoked_at))
+
+
+@router.get("/me", response_model=ApiKeyOut, summary="The key this request was made with (its role)")
+def who_am_i(caller: Viewer) -> ApiKeyOut:
+    return key_out(caller)
 
 
 @router.get("", response_model=list[ApiKeyOut], summary="List API keys (never their secrets)")
