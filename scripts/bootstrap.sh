@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 # Debian packages: the servers facmon supervises in `facmon up` and its tests start on free ports.
 # policy-rc.d keeps apt from starting them as system services: facmon starts its own.
 DEB_PACKAGES=(mosquitto mosquitto-clients influxdb nginx-light prometheus-alertmanager
-              python3 python3-venv python3-pip ca-certificates)
+              python3 python3-venv python3-pip ca-certificates chromium)
 
 need_binary() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/usr/bin/$1" ]; }
 
