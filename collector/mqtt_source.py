@@ -82,6 +82,7 @@ class MqttSource:
         self._client = self._new_client()
         self._connection = 0
         self._connected = False
+        self._subscribed = False
         self._socket_open = False
         self._backoff_s = settings.reconnect_min_s
         self._next_attempt = 0.0
@@ -90,6 +91,11 @@ class MqttSource:
     @property
     def connected(self) -> bool:
         return self._connected
+
+    @property
+    def subscribed(self) -> bool:
+        """True once the broker confirmed the subscriptions on the current connection."""
+        return self._subscribed
 
     @property
     def protocol_name(self) -> str:
@@ -114,6 +120,7 @@ class MqttSource:
         client.on_connect = self._handle_connect
         client.on_disconnect = self._handle_disconnect
         client.on_message = self._handle_message
+        client.on_subscribe = self._handle_subscribe
         return client
 
     def _connect_properties(self) -> Properties | None:
@@ -161,6 +168,16 @@ class MqttSource:
                            reason: mqtt.ReasonCode, _props: Properties | None) -> None:
         self._mark_lost(f"disconnected: {reason}")
 
+    def _handle_subscribe(self, _client: mqtt.Client, _userdata: object, _mid: int,
+                          reasons: list[mqtt.ReasonCode], _props: Properties | None) -> None:
+        refused = [str(r) for r in reasons if r.is_failure]
+        if refused:
+            log.error("broker refused a subscription", extra={"reasons": refused, "topics": self.subscriptions(),
+                                                              "hint": "check the broker's ACL for this user"})
+        self._subscribed = not refused
+        if self._subscribed:
+            log.info("mqtt subscribed", extra={"topics": self.subscriptions()})
+
     def _handle_message(self, _client: mqtt.Client, _userdata: object, message: mqtt.MQTTMessage) -> None:
         token = AckToken(self._connection, message.mid) if message.qos > 0 else None
         self._on_message(InboundMessage(message.topic, message.payload, token))
@@ -172,6 +189,7 @@ class MqttSource:
     def _mark_lost(self, why: str) -> None:
         was_connected = self._connected
         self._connected = False
+        self._subscribed = False
         self._socket_open = False
         self._client.drop_buffered_input()
         self.last_error = why

@@ -58,6 +58,8 @@ def running_collector(config: FacmonConfig) -> Iterator[CollectorService]:
     thread = threading.Thread(target=service.run, args=(stop,), name="collector-under-test", daemon=True)
     thread.start()
     try:
+        # Publishing before the subscription exists would send readings to nobody.
+        poll_until(lambda: service.source.subscribed, 15, what="collector subscribed")
         yield service
     finally:
         stop.set()
@@ -74,10 +76,16 @@ class CollectorProcess:
         self._process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
+        """Start the child; `wait_subscribed` before publishing to a broker that has no session yet."""
         log = open(self._log_path, "ab")  # noqa: SIM115 - handed to the child
         self._process = subprocess.Popen([sys.executable, "-m", "facmon", "collect"], env=self._env,
                                          stdout=log, stderr=subprocess.STDOUT, cwd=Path(__file__).parents[3])
         log.close()
+
+    def wait_subscribed(self, times: int = 1, timeout_s: float = 20) -> None:
+        """Wait until the child logged its `times`-th confirmed subscription."""
+        poll_until(lambda: self._log_path.read_text(errors="replace").count('msg="mqtt subscribed"') >= times,
+                   timeout_s, 0.05, f"collector subscribed ({times})")
 
     def kill(self) -> None:
         assert self._process is not None
