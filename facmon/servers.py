@@ -199,7 +199,8 @@ class ServerProcess:
 
     @staticmethod
     def _kill_group(process: subprocess.Popen[bytes]) -> None:
-        # The group id stays reserved while any member lives, so this cannot hit a stranger's group.
+        # A group id stays reserved while any member lives; once all are gone killpg finds nothing
+        # (unless the pid was reused as a new session leader in between, which Linux makes remote).
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=10)

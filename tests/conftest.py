@@ -28,13 +28,15 @@ import pytest
 from core.influxql import InfluxQLClient
 from facmon.servers import Alertmanager, InfluxDB, InfluxV2WriteProxy, Mosquitto, ServerProcess
 
+_TESTS_DIR = Path(__file__).resolve().parent
 _SERVER_DIRS = ("integration", "e2e")
 _database_numbers = itertools.count(1)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if any(part in _SERVER_DIRS for part in Path(str(item.fspath)).parts[-3:-1]):
+        relative = Path(str(item.fspath)).resolve().relative_to(_TESTS_DIR)
+        if relative.parts[0] in _SERVER_DIRS:
             item.add_marker(pytest.mark.integration)
 
 
