@@ -63,7 +63,7 @@ class Engine:
         self._external_url = external_url.rstrip("/")
         self._groups = {g.key: g for g in store.groups()}
         self._silences = SilenceMuter(store.list_silences(include_expired=False))
-        self._data_version = -1
+        self._data_version: tuple[int, int] = (-1, -1)
         self._watchdog = watchdog
         self._sink = transition_sink
         self._on_enqueued = on_enqueued

@@ -36,7 +36,7 @@ from core.contract import DeviceKey, Kind, Reading
 from core.decode import StatusChange
 from core.site import Site
 from rules.alerts import fingerprint
-from rules.matchers import Matcher, matches_all
+from rules.matchers import matches_all
 from rules.model import Rule, RulePack
 
 MONITORING_DEGRADED = "MonitoringDegraded"
@@ -120,6 +120,7 @@ class Evaluator:
         self._hold_absence_until = now
         self._reconnected_at = now  # a fresh start is like a reconnect: devices get a full window
         self._assumed_active: set[str] = set()
+        self._site_memo: dict[tuple[str, str, int], object] = {}
         self._degraded_fp = fingerprint({"alertname": MONITORING_DEGRADED, "instance": ENGINE_INSTANCE})
         self._degraded_active = False
         for site in self._sites.values():
@@ -304,17 +305,12 @@ class Evaluator:
         assert agg is not None
         inst = self._instances.get((index, key)) or self._instance(index, key)
         if inst.window is None:
-            inst.window = deque(maxlen=agg.window_readings)
-        window = inst.window
-        t = reading.ts_ms / 1000.0
-        raw = reading.metrics.get(agg.metric)
-        window.append((t, raw))
-        if agg.window_s is not None:
-            while window and window[0][0] <= t - agg.window_s:
-                window.popleft()
-        value = _aggregate(agg.func, window, agg.q)
+            inst.window = Window(agg.window_s, agg.window_readings)
+        window: Window = inst.window  # type: ignore[assignment]
+        window.add(reading.ts_ms / 1000.0, reading.metrics.get(agg.metric))
+        value = window.aggregate(agg.func, agg.q)
         if value is None or len(window) < agg.min_readings:
-            active = False if not inst.active else inst.active
+            active = inst.active
         elif inst.active and agg.clear is not None:
             active = value >= agg.clear if agg.op in (">", ">=") else value <= agg.clear
         else:
@@ -433,19 +429,25 @@ class Evaluator:
     # ---- site context ---------------------------------------------------------------------------
 
     def _site_call(self, site_id: str, method: str, now: float) -> object:
+        # Schedules change on minute boundaries; one lookup per site, method and second is plenty.
+        key = (site_id, method, math.floor(now))
+        if key in self._site_memo:
+            return self._site_memo[key]
         site = self._sites.get(site_id)
-        return None if site is None else getattr(site, method)(now)
+        result = None if site is None else getattr(site, method)(now)
+        if len(self._site_memo) > 1024:
+            self._site_memo.clear()
+        self._site_memo[key] = result
+        return result
 
     def _schedule_allows(self, rule: Rule, site_id: str, now: float) -> bool:
         site = self._sites.get(site_id)
         if site is None:
             return False  # no site description: a schedule cannot be judged, so do not page on it
         when = rule.active_when
-        if when == "open":
-            return site.is_open(now)
-        if when == "closed":
-            return not site.is_open(now)
-        shedding = site.in_load_shedding(now)
+        if when in ("open", "closed"):
+            return (self._site_call(site_id, "is_open", now) is True) == (when == "open")
+        shedding = self._site_call(site_id, "in_load_shedding", now) is True
         return shedding if when == "load_shedding" else not shedding
 
     def _uplink_roles(self, site_id: str) -> dict[str, str]:
@@ -530,28 +532,59 @@ def _number(value: object) -> float | None:
     return None
 
 
-def _aggregate(func: str, window: Iterable[tuple[float, object]], q: float | None) -> float | None:
-    """The window's aggregate with numpy; None when there is nothing to aggregate."""
-    pairs = list(window)
-    if func == "loss_ratio":
-        if not pairs:
+class Window:
+    """The last `seconds` (device time) or last `readings` values of one metric: times and values in
+    two deques (a missing or non-numeric value is NaN, a `false` is 0), aggregated with numpy."""
+
+    __slots__ = ("_lost", "_readings", "_seconds", "times", "values")
+
+    def __init__(self, seconds: float | None, readings: int | None) -> None:
+        self._seconds = seconds
+        self._readings = readings
+        self.times: deque[float] = deque(maxlen=readings)
+        self.values: deque[float] = deque(maxlen=readings)
+        self._lost: deque[bool] = deque(maxlen=readings)
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+    def add(self, t: float, raw: object) -> None:
+        lost = raw is None or raw is False
+        value = float(raw) if isinstance(raw, int | float) else math.nan
+        self.times.append(t)
+        self.values.append(value)
+        self._lost.append(lost)
+        if self._seconds is not None:
+            horizon = t - self._seconds
+            while self.times and self.times[0] <= horizon:
+                self.times.popleft()
+                self.values.popleft()
+                self._lost.popleft()
+
+    def aggregate(self, func: str, q: float | None = None) -> float | None:
+        """The window's `func` (mean, min, max, percentile q, rate per second, loss_ratio); None
+        when there is nothing numeric to aggregate."""
+        n = len(self.times)
+        if n == 0:
             return None
-        lost = sum(1 for _, v in pairs if v is None or v is False)
-        return lost / len(pairs)
-    numeric = [(t, float(v)) for t, v in pairs if isinstance(v, int | float)]
-    if not numeric:
-        return None
-    values = np.fromiter((v for _, v in numeric), dtype=float, count=len(numeric))
-    if func == "mean":
-        return float(values.mean())
-    if func == "min":
-        return float(values.min())
-    if func == "max":
-        return float(values.max())
-    if func == "percentile":
-        return float(np.percentile(values, q or 50.0))
-    times = np.fromiter((t for t, _ in numeric), dtype=float, count=len(numeric))
-    return slope_per_s(times, values)
+        if func == "loss_ratio":
+            return sum(self._lost) / n
+        values = np.fromiter(self.values, dtype=float, count=n)
+        numeric = ~np.isnan(values)
+        if not numeric.any():
+            return None
+        if not numeric.all():
+            values = values[numeric]
+        if func == "mean":
+            return float(values.mean())
+        if func == "min":
+            return float(values.min())
+        if func == "max":
+            return float(values.max())
+        if func == "percentile":
+            return float(np.percentile(values, q if q is not None else 50.0))
+        times = np.fromiter(self.times, dtype=float, count=n)[numeric]
+        return slope_per_s(times, values)
 
 
 def slope_per_s(times: np.ndarray, values: np.ndarray) -> float | None:
@@ -588,4 +621,4 @@ def _hhmm(epoch_s: object, site: Site | None) -> str:
     return datetime.fromtimestamp(float(epoch_s), tz).strftime("%H:%M")
 
 
-__all__ = ["MONITORING_DEGRADED", "Evaluator", "Matcher", "Observation", "render", "slope_per_s", "time_to_empty"]
+__all__ = ["MONITORING_DEGRADED", "Evaluator", "Observation", "Window", "render", "slope_per_s", "time_to_empty"]

@@ -164,12 +164,13 @@ class Router:
         elif not firing and not resolved:
             plan.deleted.append(key)
             return
-        self._escalate(plan, route, key, unacked, muted_list, now)
+        self._escalate(plan, route, group, unacked, muted_list, now)
 
-    def _escalate(self, plan: Plan, route: Route, key: str, unacked: list[Alert], muted: tuple[Alert, ...],
+    def _escalate(self, plan: Plan, route: Route, group: GroupState, unacked: list[Alert], muted: tuple[Alert, ...],
                   now: float) -> None:
-        group = next((g for g in reversed(plan.groups) if g.key == key), None)
-        if group is None or not unacked or group.escalation_level >= len(route.escalations):
+        key = group.key
+        group = next((g for g in reversed(plan.groups) if g.key == key), group)
+        if not unacked or group.escalation_level >= len(route.escalations):
             return
         step = route.escalations[group.escalation_level]
         if now < group.first_seen_at + step.after_s:

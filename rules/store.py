@@ -145,6 +145,7 @@ class AlertStore:
         if str(path) != ":memory:":
             self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
+        self._own_changes = 0
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=10.0)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -169,10 +170,11 @@ class AlertStore:
                 raise
             self._db.execute("COMMIT")
 
-    def data_version(self) -> int:
-        """Changes whenever another connection (e.g. the API) committed a write; cheap to poll."""
+    def data_version(self) -> tuple[int, int]:
+        """Changes whenever acks or silences may have changed: another connection (e.g. the API)
+        committed a write (SQLite's data_version), or this one wrote an ack or silence; cheap to poll."""
         with self._lock:
-            return int(self._db.execute("PRAGMA data_version").fetchone()[0])
+            return int(self._db.execute("PRAGMA data_version").fetchone()[0]), self._own_changes
 
     # ---- alerts -------------------------------------------------------------------------------
 
@@ -264,6 +266,7 @@ class AlertStore:
                        (by, now, comment, fingerprint))
             db.execute("INSERT INTO acks (fingerprint, by, comment, at) VALUES (?,?,?,?)",
                        (fingerprint, by, comment, now))
+            self._own_changes += 1
             row = db.execute("SELECT * FROM alerts WHERE fingerprint = ?", (fingerprint,)).fetchone()
         return _alert(row)
 
@@ -285,6 +288,7 @@ class AlertStore:
             db.execute("INSERT INTO silences VALUES (?,?,?,?,?,?,?,?)",
                        (silence.id, _dump([m.to_dict() for m in silence.matchers]), silence.starts_at,
                         silence.ends_at, silence.created_by, silence.comment, silence.created_at, None))
+            self._own_changes += 1
         return silence
 
     def list_silences(self, include_expired: bool = True) -> list[Silence]:
@@ -311,6 +315,7 @@ class AlertStore:
                 ends_at = max(now, row["starts_at"] + 1e-3)
                 db.execute("UPDATE silences SET ends_at = ?, expired_by = ? WHERE id = ?",
                            (ends_at, by, silence_id))
+                self._own_changes += 1
             row = db.execute("SELECT * FROM silences WHERE id = ?", (silence_id,)).fetchone()
         return _silence(row)
 
