@@ -18,14 +18,10 @@ class AlertFeed:
         self._hub = hub
         self._cursor = start_at
         self._published_at_cursor: set[tuple[str, str, str]] = set()
-        self._version: int | None = None
 
     def poll(self) -> int:
         """Publish transitions newer than the last poll; how many were published."""
-        version = self._store.data_version()
-        if version == self._version:
-            return 0
-        self._version = version
+        # No data_version shortcut: it ignores writes made through this process's own connection.
         count = 0
         for t in self._store.history(since=self._cursor, limit=1000):
             ident = (t.fingerprint, t.from_state.value, t.to_state.value)
