@@ -199,9 +199,10 @@ def _check_value(metric: Metric, value: object) -> FieldValue:
                            f"{metric.name}={value[:40]!r} is not one of {', '.join(metric.choices)}")
         return value
     if kind is MetricType.LABEL:
-        if not value.strip() or len(value) > MAX_LABEL_CHARS or not value.isprintable():
+        if not value.strip() or len(value) > MAX_LABEL_CHARS or not value.isprintable() or "\\" in value:
             raise _Invalid(RejectReason.BAD_LABEL,
-                           f"{metric.name}={value[:80]!r} must be 1..{MAX_LABEL_CHARS} printable characters")
+                           f"{metric.name}={value[:80]!r} must be 1..{MAX_LABEL_CHARS} printable characters "
+                           "without a backslash")
         return value
     if len(value) > 256 or not value.isprintable():
         raise _Invalid(RejectReason.WRONG_TYPE, f"{metric.name} must be at most 256 printable characters")

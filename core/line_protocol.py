@@ -9,19 +9,41 @@ a field type conflict with earlier data.
 
 from __future__ import annotations
 
+import re
+
 from core.contract import METRICS, FieldValue, MetricType, Reading
 
 REJECTS_MEASUREMENT = "facmon_rejects"
 
-_TAG_ESCAPES = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ ", "\\": "\\\\", "\n": " ", "\r": " ", "\t": " "})
+_TAG_SPECIALS = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ "})
+# Line protocol cannot carry these in a tag at all; an unescaped space would end the tag set.
+_CONTROL_WHITESPACE = str.maketrans({"\n": " ", "\r": " ", "\t": " ", "\x0b": " ", "\x0c": " "})
+_BACKSLASHES_BEFORE_SEPARATOR = re.compile(r"(\\+)(?=[,= ]|\Z)")
 _MEASUREMENT_ESCAPES = str.maketrans({",": r"\,", " ": r"\ ", "\\": "\\\\", "\n": " ", "\r": " "})
 _STRING_ESCAPES = str.maketrans({'"': r"\"", "\\": "\\\\", "\n": "\\n", "\r": " "})
 
 
+def _pair_backslashes(match: re.Match[str]) -> str:
+    run = match.group(1)
+    if match.end() == match.endpos:
+        return ""  # InfluxDB refuses a tag ending in a backslash, however many there are
+    return run + "\\" * (len(run) % 2)  # the parser reads backslashes in pairs before a separator
+
+
 def escape_tag(value: str) -> str:
-    """Escape a tag key or value. Line protocol cannot carry a newline in a tag, so control
-    whitespace becomes a space; a trailing backslash is doubled so it cannot escape the separator."""
-    return value.translate(_TAG_ESCAPES)
+    """Escape a tag key or value for line protocol.
+
+    InfluxDB 1.x unescapes only `\\,`, `\\=` and `\\ ` in tags and keeps every other backslash as
+    written, so backslashes are not doubled: `a\\b` is stored as `a\\b` (measured on influxd 1.6.7,
+    docs/influxdb.md). Exact for every value without control whitespace and without a backslash at
+    its end or right before a comma, equals sign or space (contract labels have no backslash at all).
+    Other values still give a tag InfluxDB accepts, changed as little as possible: control
+    whitespace becomes a space, a backslash run right before a comma, equals sign or space is made
+    even (one backslash more is stored), trailing backslashes are dropped."""
+    value = value.translate(_CONTROL_WHITESPACE)
+    if "\\" in value:
+        value = _BACKSLASHES_BEFORE_SEPARATOR.sub(_pair_backslashes, value)
+    return value.translate(_TAG_SPECIALS)
 
 
 def escape_string_field(value: str) -> str:
