@@ -1,0 +1,160 @@
+"""Every condition type on a FakeClock, plus the rule file validation that `facmon rules check` runs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from core.contract import Kind
+from rules.evaluate import Window, render, time_to_empty
+from rules.model import RuleFileError, check_rule_files, load_rule_files
+from tests.unit.rules.rules_harness import Harness, all_devices_reporting, inverter, local, occupancy, uplink
+
+MONDAY_NOON = local("2026-01-05 12:00")
+
+
+def test_window_aggregates_match_numpy_and_expire_by_time():
+    window = Window(seconds=10, readings=None)
+    for t, v in [(0, 1.0), (2, None), (4, 3.0), (6, 5.0), (8, False), (10, 7.0)]:
+        window.add(t, v)
+    # t=0 fell out of the 10 s window when t=10 arrived.
+    assert len(window) == 5
+    assert window.aggregate("mean") == pytest.approx(np.mean([3.0, 5.0, 0.0, 7.0]))
+    assert window.aggregate("max") == 7.0 and window.aggregate("min") == 0.0
+    assert window.aggregate("percentile", 50) == pytest.approx(np.percentile([3.0, 5.0, 0.0, 7.0], 50))
+    assert window.aggregate("loss_ratio") == pytest.approx(2 / 5)
+    rate = Window(seconds=None, readings=3)
+    for t in range(5):
+        rate.add(float(t), 10.0 - 2.0 * t)
+    assert rate.aggregate("rate") == pytest.approx(-2.0)
+    assert len(rate) == 3
+
+
+def test_time_to_empty_is_a_least_squares_projection():
+    points = [(float(t), 50.0 - 0.01 * t + (0.3 if t % 2 else -0.3)) for t in range(0, 600, 10)]
+    tte = time_to_empty(points, empty_at=5.0)
+    fitted_last = 50.0 - 0.01 * 590
+    assert tte == pytest.approx((fitted_last - 5.0) / 0.01, rel=0.02)
+    assert time_to_empty([(0.0, 40.0), (10.0, 41.0)]) is None  # charging: never empty
+
+
+def test_render_never_fails():
+    assert render("{site} {value:.1f}% {nope}", {"site": "park", "value": 12.345}) == "park 12.3% {nope}"
+    assert render("{value:.0f}", {"value": "n/a"}) == "n/a"
+
+
+def test_uplink_degraded_by_latency_percentile_with_hysteresis(tmp_path):
+    h = Harness(tmp_path, MONDAY_NOON)
+    every = all_devices_reporting(h)
+    every[(Kind.UPLINK, "uplink-ptcl")] = uplink("PTCL", rtt=900.0)
+    h.run(400, step=10, every=every)
+    [alert] = h.engine.alert_by_rule("UplinkDegradedLatency")
+    assert alert.state.value == "firing" and alert.labels["alertname"] == "UplinkDegraded"
+    assert alert.labels["cause"] == "latency" and alert.labels["isp"] == "PTCL"
+    every[(Kind.UPLINK, "uplink-ptcl")] = uplink("PTCL", rtt=300.0)  # below 400 but above clear (250)
+    h.run(600, step=10, every=every)
+    assert h.state("UplinkDegradedLatency") == "firing"
+    every[(Kind.UPLINK, "uplink-ptcl")] = uplink("PTCL", rtt=40.0)
+    h.run(600, step=10, every=every)
+    assert h.state("UplinkDegradedLatency") == "resolved"
+
+
+def test_failover_then_site_offline(tmp_path):
+    h = Harness(tmp_path, MONDAY_NOON)
+    every = all_devices_reporting(h)
+    every[(Kind.UPLINK, "uplink-ptcl")] = uplink("PTCL", up=False)
+    h.run(60, every=every)
+    assert h.state("FailoverActive") == "firing"
+    assert h.state("SiteOffline") == "inactive"
+    every[(Kind.UPLINK, "uplink-jazz")] = uplink("Jazz 4G", up=False)
+    h.run(60, every=every)
+    assert h.state("SiteOffline") == "firing"
+    assert h.state("FailoverActive") == "resolved"  # the backup is down too: no failover any more
+
+
+def test_battery_runout_before_scheduled_grid_return(tmp_path):
+    # 16:00-17:00 is scheduled load-shedding; the battery falls 0.05 %/s from 60 %: empty (5 %) in
+    # ~18 min, before the grid is due back at 17:00 → predicted runout; at 0.005 %/s it lasts.
+    h = Harness(tmp_path, local("2026-01-05 16:02"))
+    every = all_devices_reporting(h)
+    soc = 60.0
+    for _ in range(12):
+        soc -= 0.05 * 10
+        every[(Kind.INVERTER, "inv-main")] = inverter(soc=soc, grid_ok=False)
+        h.run(10, step=10, every=every)
+    [alert] = h.engine.alert_by_rule("BatteryRunoutPredicted")
+    assert alert.state.value == "firing"
+    # Minutes to empty as predicted when it fired, at the 5th point (min_points): SoC 57.5 % → 5 %.
+    assert alert.value == pytest.approx((57.5 - 5.0) / 0.05 / 60, rel=0.02)
+    assert "17:00" in alert.annotations["summary"]
+    assert h.state("BatteryRunoutPredicted", "inv-lab") == "inactive"  # on grid: no prediction
+    slow = Harness(tmp_path / "slow", local("2026-01-05 16:02"))
+    every = all_devices_reporting(slow)
+    soc = 90.0
+    for _ in range(12):
+        soc -= 0.005 * 10
+        every[(Kind.INVERTER, "inv-main")] = inverter(soc=soc, grid_ok=False)
+        slow.run(10, step=10, every=every)
+    assert slow.state("BatteryRunoutPredicted", "inv-main") == "inactive"
+
+
+def test_grid_outage_context_scheduled_vs_unscheduled_and_occupied(tmp_path):
+    h = Harness(tmp_path, local("2026-01-05 10:10"))  # inside the 10:00-11:00 schedule
+    every = all_devices_reporting(h)
+    every[(Kind.OCCUPANCY, "occ-lab")] = occupancy("Lab", True, people=5)
+    every[(Kind.INVERTER, "inv-lab")] = inverter(grid_ok=False)
+    h.run(20, every=every)
+    [alert] = h.engine.alert_by_rule("GridOutage")
+    assert (alert.labels["outage"], alert.labels["severity"], alert.labels["occupancy"]) == (
+        "scheduled", "warning", "occupied")
+    # The outage outlasts the published window: it becomes unscheduled, and critical.
+    h.run(50 * 60, step=10, every=every)
+    [alert] = h.engine.alert_by_rule("GridOutage")
+    assert (alert.labels["outage"], alert.labels["severity"]) == ("unscheduled", "critical")
+    assert alert.fingerprint == h.engine.alert_by_rule("GridOutage")[0].fingerprint
+
+
+def test_occupancy_after_hours_and_over_capacity(tmp_path):
+    h = Harness(tmp_path, local("2026-01-05 17:50"))  # open until 18:00
+    every = all_devices_reporting(h)
+    every[(Kind.OCCUPANCY, "occ-room-1")] = occupancy("کمرہ 1", True, people=15)  # capacity 12
+    h.run(25 * 60, step=10, every=every)
+    assert h.state("RoomOverCapacity", "occ-room-1") == "firing"
+    [alert] = h.engine.alert_by_rule("RoomOverCapacity")
+    assert alert.annotations["summary"] == "کمرہ 1 at park holds 15 people, over its capacity of 12"
+    # Closed from 18:00; `for: 10m` → fires at 18:10, not during opening hours.
+    [after_hours] = h.engine.alert_by_rule("OccupancyAfterHours")
+    assert after_hours.state.value == "firing"
+    assert after_hours.fired_at == pytest.approx(local("2026-01-05 18:10"), abs=10)
+
+
+def test_rule_file_errors_name_file_line_and_problem(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "rules:\n"
+        "  - name: HotInverter\n"
+        "    kind: inverter\n"
+        "    condition:\n"
+        "      threshold: {metric: inverter_temp_c, op: '>', value: 70, clear: 80}\n"
+        "  - name: Quiet\n"
+        "    condition: {absence: {after_s: soon}}\n"
+        "    severity: high\n"
+        "  - name: HotInverter\n"
+        "    kind: uplink\n"
+        "    condition:\n"
+        "      threshold: {metric: link_up, op: '==', value: false}\n")
+    problems = check_rule_files([bad])
+    assert problems == [
+        f"{bad}:5: rules.0.condition.threshold: clear (80) must be below the firing value (70), "
+        "or the alert would flap",
+        f"{bad}:7: rules.1.condition.absence.after_s: 'soon' is not a duration; write seconds or e.g. "
+        "'30s', '5m', '1h', '250ms' (got 'soon')",
+        f"{bad}:8: rules.1.severity: unknown key (check the spelling)",
+    ]
+    with pytest.raises(RuleFileError):
+        load_rule_files([bad])
+    dup = tmp_path / "dup.yaml"
+    dup.write_text("rules:\n  - name: A\n    kind: uplink\n    condition: {absence: {after_s: 1m}}\n"
+                   "  - name: A\n    kind: uplink\n    condition: {absence: {after_s: 2m}}\n")
+    assert check_rule_files([dup]) == [f"{dup}:5: rules.1.name: rule 'A' is already defined at {dup}:2; "
+                                       "names must be unique"]
