@@ -83,6 +83,7 @@ class MqttSource:
         self._connection = 0
         self._connected = False
         self._subscribed = False
+        self._closing = False
         self._socket_open = False
         self._backoff_s = settings.reconnect_min_s
         self._next_attempt = 0.0
@@ -195,7 +196,7 @@ class MqttSource:
         self.last_error = why
         self._next_attempt = self._clock.monotonic() + self._backoff_s
         self._backoff_s = min(self._backoff_s * 2, self._settings.reconnect_max_s)
-        if was_connected:
+        if was_connected and not self._closing:
             log.warning("mqtt connection lost", extra={"broker": self._where(), "why": why})
             if self._on_connection_change:
                 self._on_connection_change(False)
@@ -247,6 +248,7 @@ class MqttSource:
         return acked
 
     def close(self) -> None:
+        self._closing = True
         if self._socket_open:
             self._client.disconnect()
             self._client.loop(0.2)

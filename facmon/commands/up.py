@@ -1,0 +1,122 @@
+"""`facmon up`: the whole stack on one machine. With local defaults it starts its own Mosquitto and
+InfluxDB (Debian's binaries, data under ./var), then the collector, simulators, rules engine and API
+as child processes, restarts any that dies, and stops everything on Ctrl-C / SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import logging
+import os
+import signal
+import threading
+from pathlib import Path
+
+from core.clock import SystemClock
+from core.config import FacmonConfig
+from facmon.servers import InfluxDB, Mosquitto, ServerError, ServerProcess
+from facmon.supervise import ChildSpec, Supervisor
+
+HELP = "run everything: local broker + InfluxDB (unless configured external), collector, simulators, rules, API"
+log = logging.getLogger("facmon.up")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-simulators", action="store_true", help="do not run the simulated devices")
+    parser.add_argument("--speed", default="60",
+                        help="simulators' replay speed for the first simulated day (default 60: a day in 24 min)")
+    parser.epilog = ("Local servers listen on loopback ports of their own (local.broker_port, default 11883; "
+                     "local.influxdb_port, default 18086) so they never clash with a system broker or InfluxDB. "
+                     "Set local.start_broker / local.start_influxdb to false to use the servers in mqtt.* / "
+                     "influxdb.* instead. Logs of every process are in <local.var_dir>/log/.")
+
+
+def _has_command(name: str) -> bool:
+    return importlib.util.find_spec(f"facmon.commands.{name}") is not None
+
+
+def child_specs(config: FacmonConfig, simulators: bool, speed: str) -> list[ChildSpec]:
+    specs = [ChildSpec("collector", (("collect",),))]
+    if _has_command("rules"):
+        specs.append(ChildSpec("rules", (("rules", "run"),)))
+    if _has_command("api"):
+        specs.append(ChildSpec("api", (("api",),)))
+    if simulators and _has_command("simulate"):
+        # First a simulated day at `speed` (ending about now), then the same site live, for a month.
+        specs.append(ChildSpec("simulators", (
+            ("simulate", "--scenario", "load-shedding-day", "--speed", speed, "--quiet"),
+            ("simulate", "--scenario", "load-shedding-day", "--speed", "1", "--duration", "30d", "--quiet"),
+        )))
+    return specs
+
+
+def _start_servers(config: FacmonConfig, env: dict[str, str]) -> list[ServerProcess]:
+    local = config.local
+    var = local.var_dir.resolve()
+    servers: list[ServerProcess] = []
+    if local.start_broker:
+        broker = Mosquitto(var / "mosquitto", local.broker_port)
+        servers.append(broker)
+        env.update({"FACMON_MQTT__HOST": broker.host, "FACMON_MQTT__PORT": str(broker.port)})
+    if local.start_influxdb:
+        influx = InfluxDB(var / "influxdb", local.influxdb_port)
+        servers.append(influx)
+        env.update({"FACMON_INFLUXDB__API": "v1", "FACMON_INFLUXDB__URL": influx.url})
+    for server in servers:
+        server.start()
+        server.wait_ready(60)
+        log.info("server ready", extra={"server": type(server).__name__, "address": f"{server.host}:{server.port}",
+                                        "data": str(server.workdir)})
+    return servers
+
+
+def run(args: argparse.Namespace, config: FacmonConfig) -> int:
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    var = config.local.var_dir.resolve()
+    env = dict(os.environ)
+    env.setdefault("FACMON_COLLECTOR__SPOOL__DIR", str(var / "spool"))
+    env.setdefault("FACMON_COLLECTOR__DEAD_LETTERS__FILE", str(var / "dead-letters.jsonl"))
+    servers: list[ServerProcess] = []
+    supervisor = None
+    try:
+        servers = _start_servers(config, env)
+        supervisor = Supervisor(child_specs(config, not args.no_simulators and config.local.run_simulators,
+                                            args.speed), env, var / "log", SystemClock(),
+                                config.local.restart_backoff_max_s)
+        supervisor.start()
+        _announce(config, env)
+        while not stop.wait(0.5):
+            supervisor.check()
+            for server in servers:
+                if not server.running:
+                    log.warning("server died; restarting", extra={"server": type(server).__name__,
+                                                                  "log_tail": server.log_tail(5)})
+                    server.restart(60)
+    except ServerError as err:
+        log.error("cannot start a local server", extra={"error": str(err)})
+        return 1
+    finally:
+        log.info("stopping")
+        if supervisor:
+            supervisor.stop()
+        for server in reversed(servers):
+            server.stop()
+    log.info("stopped cleanly")
+    return 0
+
+
+def _announce(config: FacmonConfig, env: dict[str, str]) -> None:
+    lines = [
+        f"  MQTT broker      mqtt://{env.get('FACMON_MQTT__HOST', config.mqtt.host)}:"
+        f"{env.get('FACMON_MQTT__PORT', config.mqtt.port)}",
+        f"  InfluxDB         {env.get('FACMON_INFLUXDB__URL', config.influxdb.url)} "
+        f"(database {config.influxdb.database})",
+    ]
+    if config.collector.http_listen:
+        lines.append(f"  collector        http://{config.collector.http_listen}/metrics")
+    if _has_command("api"):
+        lines.append(f"  API + status     http://{config.api.listen}/status/")
+    lines.append(f"  logs             {Path(config.local.var_dir).resolve() / 'log'}/")
+    print("facmon is up (Ctrl-C stops everything):\n" + "\n".join(lines), flush=True)
