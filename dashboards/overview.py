@@ -27,10 +27,16 @@ SITE = '"site" =~ /^$site$/'
 POWER_SOURCE_NOW = f'SELECT last("mode") FROM "inverter" WHERE $timeFilter AND {SITE} GROUP BY "site", "device"'
 SOC_NOW = f'SELECT last("battery_soc_pct") FROM "inverter" WHERE $timeFilter AND {SITE} GROUP BY "site", "device"'
 RUNTIME_WINDOW_H = 0.5
+RUNTIME_EPSILON_PCT = 1e-6
+"""Written as 0.000001 in the query: InfluxQL would read `1e-06` as a malformed duration."""
+NOT_DISCHARGING_ABOVE_H = 1000
 RUNTIME_NOW = (
     # Runtime at the recent discharge rate: SoC now / (SoC lost per hour over the last 30 min).
-    # Negative (charging) or infinite (flat) values are mapped to "not discharging".
-    f'SELECT last("battery_soc_pct") * {RUNTIME_WINDOW_H} / (first("battery_soc_pct") - last("battery_soc_pct")) '
+    # InfluxQL answers 0 for x / 0, which would read "empty" for a battery that is merely idle, so
+    # the denominator gets a negligible epsilon: an idle battery comes out huge, a charging one
+    # negative, and both are mapped to "not discharging"; an empty idle battery stays 0 h.
+    f'SELECT last("battery_soc_pct") * {RUNTIME_WINDOW_H} / '
+    f'(first("battery_soc_pct") - last("battery_soc_pct") + {RUNTIME_EPSILON_PCT:.6f}) '
     f'FROM "inverter" WHERE $timeFilter AND {SITE} GROUP BY "site", "device"')
 UPLINKS_NOW = f'SELECT last("link_up") FROM "uplink" WHERE $timeFilter AND {SITE} GROUP BY "site", "isp"'
 ROOMS_OCCUPIED_NOW = (
@@ -49,8 +55,12 @@ def build(timezone: str) -> dashboard_builders.Dashboard:
     runtime = stat_panel("Battery runtime at current drain", [target(RUNTIME_NOW, alias="$tag_device")], "h", 6)
     runtime.thresholds(thresholds((None, RED), (1, AMBER), (3, GREEN))).time_from("30m").hide_time_override(True)
     runtime.decimals(1).no_value("not discharging")
-    runtime.mappings([model.RangeMap(options=model.DashboardRangeMapOptions(
-        from_val=-1e12, to=0, result=model.ValueMappingResult(text="not discharging", color=GREEN, index=0)))])
+    not_discharging = model.ValueMappingResult(text="not discharging", color=GREEN, index=0)
+    runtime.mappings([
+        model.RangeMap(options=model.DashboardRangeMapOptions(from_val=-1e15, to=-1e-9, result=not_discharging)),
+        model.RangeMap(options=model.DashboardRangeMapOptions(from_val=NOT_DISCHARGING_ABOVE_H, to=1e15,
+                                                              result=not_discharging)),
+    ])
     return (
         shared_dashboard(UID, "facmon — Park overview",
                          "Per site, right now: power source, battery, uplinks, rooms, active alerts. "
