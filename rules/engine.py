@@ -109,6 +109,10 @@ class Engine:
     def alert_by_rule(self, rule: str) -> list[Alert]:
         return [a for a in self.alerts() if a.rule == rule]
 
+    def rules(self) -> tuple:
+        """The rules this engine evaluates (`rules.model.Rule`)."""
+        return self._evaluator.rules
+
     @property
     def degraded(self) -> bool:
         return self._evaluator.degraded

@@ -1,0 +1,91 @@
+"""The rules engine's own MQTT subscription: the only module of `rules` that imports paho-mqtt.
+
+A persistent session under its own client id (MQTT 5, `clean_start=False` + session expiry), QoS 1,
+so readings published while the engine restarts are delivered when it returns. Messages are decoded
+with `core.decode.decode_message` (rejects are the collector's to count; here they are skipped) and
+handed to `on_message` as `Reading`/`StatusChange`; connection changes go to `on_connection(bool)`.
+
+Lifecycle: `start()` once (paho's network thread, reconnecting with backoff), `stop()` once.
+Callbacks run on paho's thread.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from core.clock import Clock
+from core.contract import Reading, reading_subscription, status_subscription
+from core.decode import DecodeLimits, StatusChange, decode_message
+from core.settings.base import read_secret
+from core.settings.mqtt import MqttSettings
+
+log = logging.getLogger("facmon.rules.mqtt")
+
+
+class RulesSubscription:
+    def __init__(self, settings: MqttSettings, client_id: str, clock: Clock,
+                 on_message: Callable[[Reading | StatusChange], None],
+                 on_connection: Callable[[bool], None], limits: DecodeLimits | None = None) -> None:
+        self._settings = settings
+        self._clock = clock
+        self._on_message = on_message
+        self._on_connection = on_connection
+        self._limits = limits or DecodeLimits()
+        self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
+                                   protocol=mqtt.MQTTv5)
+        if settings.username:
+            self._client.username_pw_set(settings.username,
+                                         read_secret(settings.password, settings.password_file, "mqtt.password"))
+        if settings.tls.enabled:
+            self._client.tls_set(ca_certs=str(settings.tls.ca_file) if settings.tls.ca_file else None,
+                                 certfile=str(settings.tls.cert_file) if settings.tls.cert_file else None,
+                                 keyfile=str(settings.tls.key_file) if settings.tls.key_file else None)
+            self._client.tls_insecure_set(settings.tls.insecure_skip_verify)
+        self._client.reconnect_delay_set(int(max(settings.reconnect_min_s, 1)), int(settings.reconnect_max_s))
+        self._client.on_connect = self._handle_connect
+        self._client.on_disconnect = self._handle_disconnect
+        self._client.on_message = self._handle_message
+        self._connected = False
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    def start(self) -> None:
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = self._settings.session_expiry_s
+        self._client.connect_async(self._settings.host, self._settings.port, self._settings.keepalive_s,
+                                   clean_start=False, properties=props)
+        self._client.loop_start()
+
+    def stop(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    def _handle_connect(self, client: mqtt.Client, _userdata: object, _flags: object, reason: object,
+                        _props: object) -> None:
+        if getattr(reason, "is_failure", False):
+            log.warning("broker refused the rules engine", extra={"reason": str(reason)})
+            return
+        client.subscribe([(reading_subscription(), 1), (status_subscription(), 1)])
+        self._connected = True
+        log.info("rules engine connected to the broker",
+                 extra={"host": self._settings.host, "port": self._settings.port})
+        self._on_connection(True)
+
+    def _handle_disconnect(self, _client: mqtt.Client, _userdata: object, _flags: object, reason: object,
+                           _props: object) -> None:
+        if self._connected:
+            self._connected = False
+            log.warning("rules engine lost the broker", extra={"reason": str(reason)})
+            self._on_connection(False)
+
+    def _handle_message(self, _client: mqtt.Client, _userdata: object, message: mqtt.MQTTMessage) -> None:
+        decoded = decode_message(message.topic, message.payload, self._clock.now(), self._limits)
+        if isinstance(decoded, Reading | StatusChange):
+            self._on_message(decoded)

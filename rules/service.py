@@ -1,0 +1,155 @@
+"""`facmon rules run`: the engine with its edges — MQTT in, APScheduler ticks, notifier delivery on
+its own thread, alert transitions to InfluxDB. Built from `RulesSettings`; the clock is injected.
+
+    service = RulesService.from_settings(config.rules, config.mqtt, clock, influx_writer)
+    service.start(); ...; service.stop()
+
+Delivery never blocks evaluation: the engine only enqueues in the store; the delivery thread sends
+(woken at once on enqueue, otherwise every second for retries).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from core.clock import Clock
+from core.settings.base import read_secret
+from core.settings.mqtt import MqttSettings
+from core.settings.rules import ReceiverSettings, RulesSettings
+from core.site import Site, load_site
+from rules.engine import WATCHDOG, Engine
+from rules.matchers import parse_matcher
+from rules.model import RulePack, load_rule_files
+from rules.mqtt import RulesSubscription
+from rules.notify import (
+    AlertmanagerNotifier,
+    ChatNotifier,
+    Delivery,
+    EmailNotifier,
+    Notifier,
+    WebhookNotifier,
+)
+from rules.route import Escalation, Route
+from rules.store import AlertStore
+
+log = logging.getLogger("facmon.rules")
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_RULE_FILES = (Path(__file__).resolve().parent / "packs" / "park.yaml",)
+DEFAULT_SITE_FILES = (PACKAGE_ROOT / "simulators" / "sites" / "park.yaml",)
+
+
+def build_notifiers(receivers: Sequence[ReceiverSettings]) -> tuple[dict[str, Notifier], dict[str, list[str]]]:
+    """Notifiers by outbox target (`<receiver>:<integration><n>`), and each receiver's targets."""
+    targets: dict[str, Notifier] = {}
+    by_receiver: dict[str, list[str]] = {}
+    for receiver in receivers:
+        names = by_receiver.setdefault(receiver.name, [])
+
+        def add(integration: str, notifier_of: Callable[[str], Notifier], names: list[str] = names,
+                receiver: ReceiverSettings = receiver) -> None:
+            target = f"{receiver.name}:{integration}{len(names)}"
+            targets[target] = notifier_of(target)
+            names.append(target)
+
+        for url in receiver.webhooks:
+            add("webhook", lambda t, url=url: WebhookNotifier(t, url))
+        for url in receiver.alertmanager_urls:
+            add("alertmanager", lambda t, url=url: AlertmanagerNotifier(t, url))
+        for chat in receiver.chat:
+            add("chat", lambda t, chat=chat: ChatNotifier(t, chat.url, chat.language, chat.field))
+        if receiver.email is not None:
+            mail = receiver.email
+            password = read_secret(mail.password, mail.password_file, f"rules.receivers.{receiver.name}.email.password")
+            add("email", lambda t, m=mail, p=password: EmailNotifier(t, m.host, m.port, m.from_addr, tuple(m.to),
+                                                                     m.language, m.starttls, m.username, p))
+    return targets, by_receiver
+
+
+def build_routes(settings: RulesSettings) -> list[Route]:
+    routes = []
+    if settings.heartbeat.receiver:
+        # The Watchdog goes only to the heartbeat receiver, re-sent every interval (like Alertmanager's).
+        interval = settings.heartbeat.interval_s
+        routes.append(Route(settings.heartbeat.receiver, (parse_matcher(f"alertname={WATCHDOG}"),), (), 0.0,
+                            interval, interval))
+    for r in settings.routes:
+        routes.append(Route(r.receiver, tuple(parse_matcher(m) for m in r.match), tuple(r.group_by), r.group_wait_s,
+                            r.group_interval_s, r.repeat_interval_s,
+                            tuple(Escalation(e.after_s, e.receiver) for e in r.escalations), r.continue_))
+    return routes
+
+
+def load_sites(paths: Sequence[Path]) -> dict[str, Site]:
+    return {site.id: site for site in (load_site(p) for p in paths)}
+
+
+class RulesService:
+    def __init__(self, engine: Engine, delivery: Delivery, clock: Clock, interval_s: float,
+                 subscription_factory: Callable[[Engine], RulesSubscription] | None) -> None:
+        self.engine = engine
+        self.delivery = delivery
+        self._clock = clock
+        self._interval_s = interval_s
+        self._subscription = subscription_factory(engine) if subscription_factory else None
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._scheduler = BackgroundScheduler(timezone="UTC")
+        self._delivery_thread = threading.Thread(target=self._deliver_loop, name="rules-delivery", daemon=True)
+
+    @classmethod
+    def from_settings(cls, settings: RulesSettings, mqtt: MqttSettings, clock: Clock,
+                      write_lines: Callable[[list[str]], None] | None = None,
+                      pack: RulePack | None = None, sites: Mapping[str, Site] | None = None) -> RulesService:
+        pack = pack or load_rule_files(settings.rule_files or DEFAULT_RULE_FILES)
+        sites = sites if sites is not None else load_sites(settings.site_files or DEFAULT_SITE_FILES)
+        store = AlertStore(settings.store_path, clock)
+        targets, by_receiver = build_notifiers(settings.receivers)
+        holder: dict[str, RulesService] = {}
+        engine = Engine(pack, sites, store, build_routes(settings), clock, by_receiver,
+                        reconnect_grace_s=settings.reconnect_grace_s, external_url=settings.external_url,
+                        watchdog=settings.heartbeat.receiver is not None,
+                        transition_sink=write_lines if settings.write_influx else None,
+                        on_enqueued=lambda: holder["service"]._wake.set() if "service" in holder else None)
+        delivery = Delivery(store, targets, settings.retry_min_s, settings.retry_max_s, settings.max_attempts)
+
+        def subscription(engine: Engine) -> RulesSubscription:
+            return RulesSubscription(mqtt, settings.mqtt_client_id, clock, engine.handle, engine.source_connected)
+
+        service = cls(engine, delivery, clock, settings.evaluation_interval_s, subscription)
+        holder["service"] = service
+        return service
+
+    def start(self) -> None:
+        self._scheduler.add_job(self._tick, "interval", seconds=self._interval_s, id="rules-tick",
+                                max_instances=1, coalesce=True)
+        self._scheduler.start()
+        self._delivery_thread.start()
+        if self._subscription is not None:
+            self._subscription.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+        if self._subscription is not None:
+            self._subscription.stop()
+        self._scheduler.shutdown(wait=True)
+        self._delivery_thread.join(timeout=30)
+
+    def _tick(self) -> None:
+        try:
+            self.engine.tick()
+        except Exception:
+            # A scheduler job that raises is only logged by APScheduler; say which stage failed.
+            log.exception("rules tick failed; the next tick retries")
+
+    def _deliver_loop(self) -> None:
+        while not self._stopping.is_set():
+            self._wake.clear()
+            self.delivery.deliver_due(self._clock.now())
+            self._wake.wait(timeout=1.0)
+        self.delivery.deliver_due(self._clock.now())
