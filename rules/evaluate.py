@@ -2,6 +2,7 @@
 I/O, no clock of its own (every call passes `now`, epoch seconds of the injected clock).
 
     ev = Evaluator(pack, sites, now)        # sites: site id → core.site.Site (may be empty)
+    ev.set_source_connected(True, now)      # absence is held until the source first connects
     ev.on_reading(reading, now)  -> list[Observation]   stream rules (threshold, aggregate), composites
     ev.on_status(change, now)    -> list[Observation]   LWT `offline` → absence rules
     ev.on_tick(now)              -> list[Observation]   absence, runout, schedules, context changes
@@ -116,7 +117,9 @@ class Evaluator:
         self._last_seen: dict[DeviceKey, float] = {}
         self._online: dict[DeviceKey, bool] = {}
         self._device_labels: dict[DeviceKey, dict[str, str]] = {}
-        self._connected = True
+        # Until the source says it is connected, absence is held (nothing was heard yet, and that is
+        # not the devices' fault); MonitoringDegraded is raised only when a connection is *lost*.
+        self._connected = False
         self._hold_absence_until = now
         self._reconnected_at = now  # a fresh start is like a reconnect: devices get a full window
         self._assumed_active: set[str] = set()
@@ -140,6 +143,8 @@ class Evaluator:
         """Alerts that were active before a restart: their instances start active, so the first
         evaluation that finds them false resolves them (and one that finds them true changes nothing)."""
         self._assumed_active |= set(fingerprints)
+        if self._degraded_fp in self._assumed_active:
+            self._degraded_active = True  # resolved after the next (re)connect and its grace
 
     @property
     def rules(self) -> tuple[Rule, ...]:
@@ -191,8 +196,9 @@ class Evaluator:
             return out
         self._connected = connected
         if not connected:
-            self._degraded_active = True
-            out.append(self._degraded_observation(True, now))
+            if not self._degraded_active:
+                self._degraded_active = True
+                out.append(self._degraded_observation(True, now))
         else:
             # Readings queued by the broker arrive right after this; a device that does not
             # resume gets its full absence window from the reconnect, not from before the outage.

@@ -51,6 +51,7 @@ class RulesSubscription:
         self._client.on_disconnect = self._handle_disconnect
         self._client.on_message = self._handle_message
         self._connected = False
+        self._stopping = False
 
     @property
     def connected(self) -> bool:
@@ -64,6 +65,8 @@ class RulesSubscription:
         self._client.loop_start()
 
     def stop(self) -> None:
+        # A deliberate stop is not an outage: do not raise MonitoringDegraded for it.
+        self._stopping = True
         self._client.disconnect()
         self._client.loop_stop()
 
@@ -82,6 +85,8 @@ class RulesSubscription:
                            _props: object) -> None:
         if self._connected:
             self._connected = False
+            if self._stopping:
+                return
             log.warning("rules engine lost the broker", extra={"reason": str(reason)})
             self._on_connection(False)
 

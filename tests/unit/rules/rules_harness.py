@@ -58,8 +58,10 @@ class Harness:
 
     def _engine(self) -> Engine:
         receivers = {r.receiver for r in self.routes} | {e.receiver for r in self.routes for e in r.escalations}
-        return Engine(self.pack, {self.site.id: self.site}, self.store, self.routes, self.clock,
-                      {name: [f"{name}:hook"] for name in receivers}, watchdog=self.watchdog)
+        engine = Engine(self.pack, {self.site.id: self.site}, self.store, self.routes, self.clock,
+                        {name: [f"{name}:hook"] for name in receivers}, watchdog=self.watchdog)
+        engine.source_connected(True)  # as the MQTT subscription does when it connects
+        return engine
 
     def restart(self) -> None:
         """A new process: a new store connection and engine on the same database file."""
