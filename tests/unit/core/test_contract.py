@@ -1,0 +1,83 @@
+"""core.contract: topics and ids, and that what `encode_reading` publishes decodes back to the very
+same reading (what simulators send is what the collector stores)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given, settings
+
+from core.contract import (
+    METRICS,
+    Channel,
+    DeviceKey,
+    Kind,
+    Reading,
+    Topic,
+    TopicError,
+    encode_reading,
+    format_ts,
+    parse_topic,
+    reading_subscription,
+    status_subscription,
+)
+from core.decode import DecodeLimits, decode_message
+from tests.unit.core.strategies import readings
+
+ANY_TIME = DecodeLimits(max_future_s=1e12, max_age_s=1e12)
+
+
+def test_device_topics_and_parse_topic_are_inverse() -> None:
+    device = DeviceKey("park", Kind.UPLINK, "wan_b-2")
+    assert device.reading_topic() == "facmon/v1/park/uplink/wan_b-2/reading"
+    assert device.status_topic() == "facmon/v1/park/uplink/wan_b-2/status"
+    assert parse_topic(device.reading_topic()) == Topic(device, Channel.READING)
+    assert parse_topic(device.status_topic()) == Topic(device, Channel.STATUS)
+    assert str(device) == "park/uplink/wan_b-2"
+
+
+def test_subscriptions_match_one_channel_of_every_device() -> None:
+    assert reading_subscription() == "facmon/v1/+/+/+/reading"
+    assert status_subscription("park") == "facmon/v1/park/+/+/status"
+
+
+@pytest.mark.parametrize(("topic", "reason"), [("facmon/v1/park/pump/p1/reading", "unknown_kind"),
+                                               ("facmon/v1/Park/inverter/p1/reading", "bad_id"),
+                                               ("facmon/v1/park/inverter/p1", "bad_topic")])
+def test_parse_topic_raises_with_a_reason_code(topic: str, reason: str) -> None:
+    with pytest.raises(TopicError) as caught:
+        parse_topic(topic)
+    assert caught.value.reason == reason
+
+
+def test_format_ts_is_rfc3339_utc_milliseconds() -> None:
+    assert format_ts(1_767_225_600_042) == "2026-01-01T00:00:00.042Z"
+    assert format_ts(0) == "1970-01-01T00:00:00.000Z"
+
+
+def test_encode_reading_is_compact_json_in_contract_order() -> None:
+    reading = Reading(DeviceKey("park", Kind.OCCUPANCY, "r1"), 1_767_225_600_000, 5,
+                      {"sensor_battery_pct": 80.5, "occupied": True, "room": "Hall A"})
+    assert encode_reading(reading) == (b'{"ts":"2026-01-01T00:00:00.000Z","seq":5,"room":"Hall A",'
+                                       b'"occupied":true,"sensor_battery_pct":80.5}')
+
+
+def test_every_metric_has_a_unit_or_is_unitless_by_type_and_ranges_are_ordered() -> None:
+    for kind, metrics in METRICS.items():
+        names = [m.name for m in metrics]
+        assert len(names) == len(set(names)), kind
+        for metric in metrics:
+            assert metric.name not in ("ts", "seq")
+            if metric.minimum is not None or metric.maximum is not None:
+                assert metric.minimum is not None and metric.maximum is not None
+                assert metric.minimum < metric.maximum, metric.name
+
+
+@settings(max_examples=150, deadline=None)
+@given(readings())
+def test_a_valid_reading_survives_encode_then_decode_unchanged(reading: Reading) -> None:
+    payload = encode_reading(reading)
+    json.loads(payload)  # plain JSON: no NaN, no Infinity
+    decoded = decode_message(reading.device.reading_topic(), payload, reading.ts_ms / 1000, ANY_TIME)
+    assert decoded == reading
