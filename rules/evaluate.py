@@ -112,6 +112,16 @@ class Evaluator:
             for kind in kinds:
                 self._by_kind.setdefault(kind, []).append(index)
         self._candidates: dict[DeviceKey, tuple[int, ...]] = {}
+        self._by_device: dict[tuple[Kind | None, str], list[int]] = {}
+        self._unpinned: dict[Kind | None, list[int]] = {}
+        for kind, indices in self._by_kind.items():
+            for index in indices:
+                rule = self._rules[index]
+                pinned = next((m.value for m in rule.match if m.name == "device" and m.is_equality), None)
+                if pinned is not None and rule.condition.composite is None and kind is not None:
+                    self._by_device.setdefault((kind, pinned), []).append(index)
+                else:
+                    self._unpinned.setdefault(kind, []).append(index)
         self._instances: dict[tuple[int, object], _Instance] = {}
         self._latest: dict[DeviceKey, Reading] = {}
         self._last_seen: dict[DeviceKey, float] = {}
@@ -249,7 +259,11 @@ class Evaluator:
             if isinstance(value, str):
                 labels[name] = value
         self._device_labels[key] = labels
-        indices = [i for i in self._by_kind.get(key.kind, []) + self._by_kind.get(None, [])
+        # Rules pinned to one device by an equality matcher are looked up by that device; only the
+        # others are scanned, so a new device costs O(unpinned rules), not O(all rules).
+        pool = self._by_device.get((key.kind, key.device), []) + self._unpinned.get(key.kind, []) + \
+            self._unpinned.get(None, [])
+        indices = [i for i in pool
                    if self._rules[i].condition.composite is not None or matches_all(self._rules[i].match, labels)]
         result = tuple(sorted(indices))
         self._candidates[key] = result
