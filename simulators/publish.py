@@ -81,12 +81,14 @@ class MqttPublisher:
         self._clients: list[mqtt.Client] = []
         self._route: dict[DeviceKey, mqtt.Client] = {}
         self._own_connection: set[DeviceKey] = set()
+        self._dropped: set[DeviceKey] = set()
+        self._per_client: dict[int, int] = {}
         self._outstanding = 0
         self._cond = threading.Condition()
 
     def _client(self, client_id: str, will_device: DeviceKey | None) -> mqtt.Client:
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
-        client.max_inflight_messages_set(1000)
+        client.max_inflight_messages_set(20)  # TODO: follow the broker's receive maximum
         client.max_queued_messages_set(0)
         if self._settings.username:
             password = self._settings.password.get_secret_value() if self._settings.password else None
@@ -101,6 +103,7 @@ class MqttPublisher:
     def _on_publish(self, client: mqtt.Client, userdata: object, mid: int, reason: object, props: object) -> None:
         with self._cond:
             self._outstanding -= 1
+            self._per_client[id(client)] -= 1
             self._cond.notify_all()
 
     def _connect(self, client: mqtt.Client) -> None:
@@ -147,8 +150,15 @@ class MqttPublisher:
     def publish(self, message: Message) -> None:
         client = self._route.get(message.device) if message.device is not None else None
         client = client or self._clients[0]
+        if message.device in self._dropped:
+            return  # a dead device's connection is gone; nothing it "sends" could arrive
         if message.will and message.device in self._own_connection:
             # MQTT 5 reason 0x04 "disconnect with will message": the broker announces the death itself.
+            self._dropped.add(message.device)
+            with self._cond:  # its last readings go out before it dies
+                deadline = self._clock.monotonic() + 10.0
+                while self._per_client.get(id(client), 0) > 0 and self._clock.monotonic() < deadline:
+                    self._cond.wait(0.05)
             client.disconnect(reasoncode=ReasonCode(PacketTypes.DISCONNECT, identifier=4))
             return
         with self._cond:
@@ -158,10 +168,8 @@ class MqttPublisher:
                     raise BrokerUnreachable("the broker has not acknowledged messages for 60 s; is it overloaded?")
                 self._cond.wait(0.05)
             self._outstanding += 1
-        info = client.publish(message.topic, message.payload, qos=1, retain=message.retain)
-        if info.rc == mqtt.MQTT_ERR_NO_CONN:  # this device's connection was dropped on purpose (its will)
-            with self._cond:
-                self._outstanding -= 1
+            self._per_client[id(client)] = self._per_client.get(id(client), 0) + 1
+        client.publish(message.topic, message.payload, qos=1, retain=message.retain)
 
     def close(self, timeout_s: float = 30.0) -> None:
         deadline = self._clock.monotonic() + timeout_s
