@@ -1,0 +1,61 @@
+"""collector.ingest.Ingest: one message in, the lines to spool out, with counts per outcome and a
+`facmon_rejects` point for every reject (no servers: the integration test is test_bad_input.py)."""
+
+from __future__ import annotations
+
+import json
+
+from collector.ingest import Ingest
+from collector.state import DeviceTable
+from core.contract import DeviceKey, Kind, Reading, encode_reading
+from core.decode import DecodeLimits, RejectReason
+
+NOW = 1_767_225_600.0
+DEVICE = DeviceKey("park", Kind.OCCUPANCY, "r1")
+READING = Reading(DEVICE, int(NOW * 1000) - 1000, 4, {"room": "Hall A", "occupied": True, "people": 2})
+
+
+def make_ingest(excerpt_bytes: int = 16) -> Ingest:
+    return Ingest(DecodeLimits(), DeviceTable(duplicate_window=8), excerpt_bytes)
+
+
+def test_valid_reading_gives_its_point() -> None:
+    ingest = make_ingest()
+    result = ingest.handle(DEVICE.reading_topic(), encode_reading(READING), NOW)
+    assert result.reject is None
+    assert result.lines == ["occupancy,device=r1,room=Hall\\ A,site=park occupied=true,people=2i,seq=4i "
+                            "1767225599000000000"]
+    assert (ingest.counts.received, ingest.counts.readings) == (1, 1)
+
+
+def test_repeated_reading_gives_nothing_the_second_time() -> None:
+    ingest = make_ingest()
+    ingest.handle(DEVICE.reading_topic(), encode_reading(READING), NOW)
+    assert ingest.handle(DEVICE.reading_topic(), encode_reading(READING), NOW + 1).lines == []
+    assert (ingest.counts.received, ingest.counts.readings) == (2, 1)
+
+
+def test_status_updates_state_without_a_point() -> None:
+    ingest = make_ingest()
+    assert ingest.handle(DEVICE.status_topic(), b"offline", NOW).lines == []
+    assert ingest.counts.statuses == 1
+
+
+def test_reject_is_counted_and_gives_a_dead_letter_point() -> None:
+    ingest = make_ingest(excerpt_bytes=8)
+    payload = json.dumps({"ts": int(NOW * 1000), "seq": 1, "room": "Hall", "occupied": "yes"}).encode()
+    result = ingest.handle(DEVICE.reading_topic(), payload, NOW)
+    assert result.reject is not None and result.reject.reason is RejectReason.WRONG_TYPE
+    assert ingest.counts.rejected == {"wrong_type": 1} and ingest.counts.readings == 0
+    [line] = result.lines
+    assert line.startswith("facmon_rejects,device=r1,kind=occupancy,reason=wrong_type,site=park count=1i,"
+                           'detail="occupied is a string; it must be true or false",'
+                           'topic="facmon/v1/park/occupancy/r1/reading",payload="{\\"ts\\": 1…" ')
+    assert line.endswith(f" {int(NOW * 1e6) * 1000 + 1}")
+
+
+def test_rejects_in_the_same_microsecond_get_distinct_timestamps() -> None:
+    ingest = make_ingest()
+    lines = [ingest.handle("facmon/v1/park/pump/p1/reading", b"{}", NOW).lines[0] for _ in range(3)]
+    assert len({line.rsplit(" ", 1)[1] for line in lines}) == 3
+    assert ingest.counts.rejected == {"unknown_kind": 3}
