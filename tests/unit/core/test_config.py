@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from core.config import ConfigError, load_config
+from docs.generate import CONFIG_SECTIONS, config_table, render
 
 
 def _yaml(tmp_path: Path, text: str) -> Path:
@@ -87,3 +88,28 @@ def test_config_file_must_be_a_mapping(tmp_path: Path) -> None:
 def test_missing_config_file_says_so(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read the config file: No such file"):
         load_config(tmp_path / "absent.yaml", {})
+
+
+# --- docs/configuration.md cannot drift from the settings models ------------------------------------------------
+
+DOC = Path(__file__).resolve().parents[3] / "docs" / "configuration.md"
+
+
+def test_configuration_doc_tables_match_the_models() -> None:
+    assert render(DOC) == DOC.read_text(encoding="utf-8"), "run: .venv/bin/python -m docs.generate"
+
+
+def test_configuration_doc_lists_every_key_with_default_and_env_var() -> None:
+    text = DOC.read_text(encoding="utf-8")
+    assert ("| `collector.decode.max_future_s` | float, ≥ 0 | `300.0` | `FACMON_COLLECTOR__DECODE__MAX_FUTURE_S` |"
+            in text)
+    for section in CONFIG_SECTIONS:
+        assert config_table(section) in text
+    assert "| `influxdb.token` | SecretStr \\| null | — (environment or `_file` only) |" in text
+
+
+def test_configuration_doc_example_is_a_valid_config(tmp_path: Path) -> None:
+    example = DOC.read_text(encoding="utf-8").split("```yaml\n", 1)[1].split("```", 1)[0]
+    config = load_config(_yaml(tmp_path, example), {})
+    assert (config.influxdb.api, config.mqtt.shared_group, config.collector.decode.max_age_s) == ("v2", "facmon",
+                                                                                                  7_776_000.0)

@@ -4,6 +4,8 @@ same reading (what simulators send is what the collector stores)."""
 from __future__ import annotations
 
 import json
+from datetime import datetime
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -23,6 +25,7 @@ from core.contract import (
     status_subscription,
 )
 from core.decode import DecodeLimits, decode_message
+from docs.generate import metrics_table, render
 from tests.unit.core.strategies import readings
 
 ANY_TIME = DecodeLimits(max_future_s=1e12, max_age_s=1e12)
@@ -81,3 +84,33 @@ def test_a_valid_reading_survives_encode_then_decode_unchanged(reading: Reading)
     json.loads(payload)  # plain JSON: no NaN, no Infinity
     decoded = decode_message(reading.device.reading_topic(), payload, reading.ts_ms / 1000, ANY_TIME)
     assert decoded == reading
+
+
+# --- docs/contract.md cannot drift from the contract ----------------------------------------------------------
+
+DOCS = Path(__file__).resolve().parents[3] / "docs"
+
+
+def test_contract_doc_metric_tables_match_metrics() -> None:
+    path = DOCS / "contract.md"
+    assert render(path) == path.read_text(encoding="utf-8"), "run: .venv/bin/python -m docs.generate"
+    for kind in Kind:
+        assert metrics_table(kind) in path.read_text(encoding="utf-8")
+
+
+def test_metrics_table_shows_type_unit_range_and_required() -> None:
+    assert ("| `battery_soc_pct` | number | % | 0 … 100 | yes |  | battery state of charge |"
+            in metrics_table(Kind.INVERTER))
+    assert "| `mode` | string (one of) |  | `grid` \\| `battery`" in metrics_table(Kind.INVERTER)
+
+
+@pytest.mark.parametrize("kind", list(Kind))
+def test_documented_example_payloads_are_valid_readings(kind: Kind) -> None:
+    payload = (DOCS / "examples" / f"{kind.value}.json").read_bytes()
+    body = json.loads(payload)
+    received_at = body["ts"] / 1000 if isinstance(body["ts"], int) else datetime.fromisoformat(body["ts"]).timestamp()
+    decoded = decode_message(DeviceKey("park", kind, "example").reading_topic(), payload, received_at, DecodeLimits())
+    assert isinstance(decoded, Reading), decoded
+    assert set(decoded.metrics) == set(body) - {"ts", "seq"}
+    # The doc shows each example file verbatim.
+    assert payload.decode().strip() in (DOCS / "contract.md").read_text(encoding="utf-8")
