@@ -45,14 +45,18 @@ class DrainCounts:
     last_error: str | None = None
 
 
+StoredHandler = Callable[[Sequence[str], float], None]
+"""Called with (lines, wall-clock time) after InfluxDB confirmed a batch."""
+
 RefusedHandler = Callable[[str, str], None]
 """Called with (line, InfluxDB's reason) for each line InfluxDB refused on its own."""
 
 
 class SpoolDrain:
     def __init__(self, spool: Spool, writer: LineWriter, settings: WriterSettings, on_refused: RefusedHandler,
-                 limiter: RateLimiter, clock: Clock) -> None:
+                 limiter: RateLimiter, clock: Clock, on_stored: StoredHandler | None = None) -> None:
         self._clock = clock
+        self._on_stored = on_stored
         self._spool = spool
         self._writer = writer
         self._settings = settings
@@ -118,6 +122,8 @@ class SpoolDrain:
             self.counts.batches_written += 1
             self.counts.influx_up = True
             self.counts.last_error = None
+            if self._on_stored is not None:
+                self._on_stored(batch.lines, self._clock.now())
         self._spool.confirm(batch)
         return True
 

@@ -9,10 +9,10 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
-from collector.service import CollectorService
+from collector.service import LAG_BUCKETS_S, CollectorService
 from core.contract import format_ts
 
 
@@ -20,7 +20,7 @@ class _ServiceMetrics(Collector):
     def __init__(self, service: CollectorService) -> None:
         self._service = service
 
-    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily | HistogramMetricFamily]:
         s = self._service
         counts = s.ingest.counts
         seq = s.table.counts
@@ -58,6 +58,14 @@ class _ServiceMetrics(Collector):
         yield GaugeMetricFamily("facmon_collector_broker_connected", "1 while connected to the MQTT broker",
                                 value=int(s.source.connected))
         yield GaugeMetricFamily("facmon_collector_devices", "Devices seen", value=len(s.table))
+        lag = s.store_lag
+        cumulative, running = [], 0
+        for bound, n in zip((*LAG_BUCKETS_S, float("inf")), lag.bucket_counts, strict=True):
+            running += n
+            cumulative.append((str(bound) if bound != float("inf") else "+Inf", running))
+        yield HistogramMetricFamily("facmon_collector_store_lag_seconds",
+                                    "Device timestamp to InfluxDB confirmation, per point",
+                                    buckets=cumulative, sum_value=lag.sum_s)
 
 
 def _state_json(service: CollectorService) -> bytes:

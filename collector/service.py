@@ -10,6 +10,7 @@ MQTT receive window) and the broker keeps the rest: back-pressure, not loss.
 
 from __future__ import annotations
 
+import bisect
 import logging
 import threading
 from collections import deque
@@ -30,6 +31,30 @@ from core.settings.mqtt import MqttSettings
 
 log = logging.getLogger("facmon.collector")
 
+LAG_BUCKETS_S = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0)
+
+
+class StoreLag:
+    """How old readings are when InfluxDB confirms them: device `ts` to confirmation, as a histogram
+    (cumulative counts per upper bound, seconds). With live devices and a sane clock this is the
+    end-to-end delay; replayed or backfilled data lands in the top bucket."""
+
+    def __init__(self) -> None:
+        self.bucket_counts = [0] * (len(LAG_BUCKETS_S) + 1)
+        self.sum_s = 0.0
+        self.count = 0
+
+    def observe(self, lines: list[str] | tuple[str, ...], confirmed_at: float) -> None:
+        confirmed_ns = int(confirmed_at * 1e9)
+        counts = self.bucket_counts
+        total = 0.0
+        for line in lines:
+            lag_s = (confirmed_ns - int(line[line.rfind(" ") + 1:])) / 1e9
+            total += lag_s
+            counts[bisect.bisect_left(LAG_BUCKETS_S, lag_s)] += 1
+        self.sum_s += total
+        self.count += len(lines)
+
 
 class CollectorService:
     """One collector process. Call `run(stop)` from one thread; everything else is read-only for others."""
@@ -47,8 +72,9 @@ class CollectorService:
         self.dead_letters = DeadLetterFile(settings.dead_letters.file, settings.dead_letters.max_bytes,
                                            settings.dead_letters.payload_excerpt_bytes)
         self._limiter = RateLimiter(clock, settings.log_reject_every_s)
+        self.store_lag = StoreLag()
         self.drain = SpoolDrain(self.spool, writer, settings.writer, self._on_refused_by_influx,
-                                RateLimiter(clock, 10.0), clock)
+                                RateLimiter(clock, 10.0), clock, self.store_lag.observe)
         self.source = MqttSource(mqtt_settings, self._on_message, clock, self._on_connection_change)
         self._pending_acks: list[AckToken] = []
         self._pending_since: float | None = None

@@ -1,0 +1,285 @@
+"""Ingest benchmark: MQTT → collector → InfluxDB on this machine, against `mosquitto_sub` as reference.
+
+Starts its own Mosquitto and InfluxDB 1.6.7 (facmon.servers, temp dirs), runs `facmon collect` as a
+child process, and publishes readings from many simulated devices with a separate publisher process.
+
+Phases (each prints its figures):
+  1. reference   N messages queued in a persistent session, drained by `mosquitto_sub -C N` (msg/s)
+  2. drain       the same N readings queued for the collector's session, drained into InfluxDB
+                 (readings/s from collector start to the last point confirmed; ratio to 1.)
+  3. sustained   the publisher offers readings as fast as it can while the collector runs:
+                 end-to-end readings/s (first publish → last point confirmed), loss
+  4. offered     a fixed offered rate (default 5,000/s): p50/p99 publish-to-stored latency from the
+                 collector's store-lag histogram (device ts = publish time)
+Collector CPU (% of one core) and peak RSS (VmHWM) are reported per phase; loss is
+published − stored, counted in InfluxDB.
+
+    .venv/bin/python benchmarks/ingest.py                     # defaults below
+    .venv/bin/python benchmarks/ingest.py --devices 10000 --messages 200000 --rate 5000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import psutil
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from core.influxql import InfluxQLClient  # noqa: E402
+from facmon.servers import InfluxDB, Mosquitto, free_port  # noqa: E402
+
+PAYLOAD_TEMPLATE = ('{{"ts":{ts},"seq":{seq},"grid_v":231.5,"grid_hz":50.0,"grid_ok":true,"mode":"grid",'
+                    '"battery_soc_pct":87.5,"battery_v":52.3,"battery_a":4.2,"battery_temp_c":31.0,'
+                    '"pv_w":2150.0,"load_w":1830.0,"inverter_temp_c":44.5,"fault_code":null}}')
+
+
+def publisher_main(port: int, devices: int, total: int, rate: float, seq_offset: int, ready: mp.Event,
+                   go: mp.Event, result: mp.Queue) -> None:
+    """Publishes `total` readings round-robin over `devices` at `rate`/s (0: as fast as possible)."""
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-pub-{seq_offset}",
+                         protocol=mqtt.MQTTv5)
+    client.max_inflight_messages_set(2000)
+    client.max_queued_messages_set(0)
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    while not client.is_connected():
+        time.sleep(0.01)
+    topics = [f"facmon/v1/bench/inverter/inv-{d}/reading" for d in range(devices)]
+    ready.set()
+    go.wait()
+    started = time.time()
+    infos = []
+    chunk = max(1, int(rate / 100)) if rate else 1000
+    for i in range(total):
+        if rate and i % chunk == 0:
+            target = started + i / rate
+            delay = target - time.time()
+            if delay > 0:
+                time.sleep(delay)
+        seq = seq_offset + i // devices
+        payload = PAYLOAD_TEMPLATE.format(ts=int(time.time() * 1000), seq=seq)
+        infos.append(client.publish(topics[i % devices], payload, qos=1))
+    published_at = time.time()
+    for info in infos:
+        info.wait_for_publish(timeout=120)
+    acked_at = time.time()
+    client.disconnect()
+    client.loop_stop()
+    result.put({"started": started, "published": published_at, "acked": acked_at,
+                "all_acked": all(i.is_published() for i in infos)})
+
+
+def run_publisher(port: int, devices: int, total: int, rate: float, seq_offset: int,
+                  on_start=None) -> dict:
+    ctx = mp.get_context("spawn")
+    ready, go, result = ctx.Event(), ctx.Event(), ctx.Queue()
+    proc = ctx.Process(target=publisher_main, args=(port, devices, total, rate, seq_offset, ready, go, result))
+    proc.start()
+    ready.wait(30)
+    if on_start:
+        on_start()
+    go.set()
+    out = result.get(timeout=600)
+    proc.join(30)
+    return out
+
+
+class Collector:
+    def __init__(self, workdir: Path, broker_port: int, influx_url: str) -> None:
+        self.http_port = free_port()
+        self.env = {**os.environ,
+                    "FACMON_MQTT__PORT": str(broker_port), "FACMON_MQTT__CLIENT_ID": "bench-collector",
+                    "FACMON_INFLUXDB__URL": influx_url, "FACMON_INFLUXDB__DATABASE": "bench",
+                    "FACMON_COLLECTOR__SPOOL__DIR": str(workdir / "spool"),
+                    "FACMON_COLLECTOR__DEAD_LETTERS__FILE": str(workdir / "dead.jsonl"),
+                    "FACMON_COLLECTOR__HTTP_LISTEN": f"127.0.0.1:{self.http_port}", "FACMON_LOG__LEVEL": "warning"}
+        self.log = workdir / "collector.log"
+        self.proc: subprocess.Popen | None = None
+        self.ps: psutil.Process | None = None
+        self._cpu0 = 0.0
+
+    def start(self) -> None:
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen([sys.executable, "-m", "facmon", "collect"], env=self.env, cwd=REPO,
+                                         stdout=out, stderr=subprocess.STDOUT)
+        self.ps = psutil.Process(self.proc.pid)
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            try:
+                if self.metric("facmon_collector_broker_connected") == 1:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError("collector did not connect: " + self.log.read_text()[-2000:])
+
+    def metrics_text(self) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/metrics", timeout=5) as resp:
+            return resp.read().decode()
+
+    def metric(self, name: str) -> float:
+        for line in self.metrics_text().splitlines():
+            if line.startswith(name + " ") or line.startswith(name + "_total "):
+                return float(line.split()[-1])
+        return float("nan")
+
+    def lag_histogram(self) -> list[tuple[float, float]]:
+        buckets = []
+        for line in self.metrics_text().splitlines():
+            if line.startswith("facmon_collector_store_lag_seconds_bucket"):
+                bound = line.split('le="')[1].split('"')[0]
+                buckets.append((float("inf") if bound == "+Inf" else float(bound), float(line.split()[-1])))
+        return buckets
+
+    def cpu_seconds(self) -> float:
+        t = self.ps.cpu_times()
+        return t.user + t.system
+
+    def peak_rss_mb(self) -> float:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(60)
+
+
+def percentile_from_histogram(buckets: list[tuple[float, float]], q: float) -> float:
+    """Linear interpolation inside the bucket holding the q-quantile, as Prometheus' histogram_quantile."""
+    total = buckets[-1][1]
+    rank = q * total
+    prev_bound, prev_count = 0.0, 0.0
+    for bound, count in buckets:
+        if count >= rank:
+            if bound == float("inf"):
+                return prev_bound
+            span = count - prev_count
+            return prev_bound + (bound - prev_bound) * ((rank - prev_count) / span if span else 0)
+        prev_bound, prev_count = bound, count
+    return float("nan")
+
+
+def stored(db: InfluxQLClient) -> int:
+    series = db.query("SELECT count(seq) FROM inverter")
+    return int(series[0].values[0][1]) if series else 0
+
+
+def wait_stored(db: InfluxQLClient, expected: int, timeout_s: float) -> float:
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        if stored(db) >= expected:
+            return time.time()
+        time.sleep(0.05)
+    raise RuntimeError(f"only {stored(db)} of {expected} stored after {timeout_s} s")
+
+
+def reference_drain(broker: Mosquitto, devices: int, total: int) -> float:
+    sub = shutil.which("mosquitto_sub") or "/usr/bin/mosquitto_sub"
+    base = [sub, "-h", "127.0.0.1", "-p", str(broker.port), "-q", "1", "-c", "-i", "bench-ref",
+            "-t", "facmon/v1/+/+/+/reading", "-V", "mqttv5", "-x", "3600"]
+    subprocess.run([*base, "-W", "1"], capture_output=True)  # create the session, then leave
+    run_publisher(broker.port, devices, total, 0, 0)
+    started = time.time()
+    subprocess.run([*base, "-C", str(total)], stdout=subprocess.DEVNULL, check=True, timeout=600)
+    return total / (time.time() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--devices", type=int, default=1000)
+    parser.add_argument("--messages", type=int, default=150_000, help="readings per full-speed phase")
+    parser.add_argument("--rate", type=float, default=5000, help="offered rate for the latency phase")
+    parser.add_argument("--rate-seconds", type=float, default=20)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="facmon-bench-"))
+    report: dict[str, object] = {"devices": args.devices, "messages": args.messages,
+                                 "cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d")}
+    broker = Mosquitto(work / "mosquitto")
+    influx = InfluxDB(work / "influxdb")
+    collector = None
+    try:
+        broker.start()
+        broker.wait_ready(20)
+        influx.start()
+        influx.wait_ready(60)
+        influx.create_database("bench")
+        db = InfluxQLClient(influx.url, "bench")
+
+        ref_rate = reference_drain(broker, args.devices, args.messages)
+        report["reference_mosquitto_sub_msgs_per_s"] = round(ref_rate)
+        print(f"reference  mosquitto_sub drained {args.messages} queued messages at {ref_rate:,.0f} msg/s", flush=True)
+
+        collector = Collector(work, broker.port, influx.url)
+        collector.start()  # creates the persistent session
+        collector.stop()
+        run_publisher(broker.port, args.devices, args.messages, 0, 0)
+        collector = Collector(work, broker.port, influx.url)
+        started = time.time()
+        collector.start()
+        cpu0 = collector.cpu_seconds()
+        done = wait_stored(db, args.messages, 600)
+        drain_rate = args.messages / (done - started)
+        drain_cpu = (collector.cpu_seconds() - cpu0) / (done - started) * 100
+        report.update(drain_readings_per_s=round(drain_rate), drain_ratio_to_reference=round(drain_rate / ref_rate, 3),
+                      drain_collector_cpu_pct=round(drain_cpu))
+        print(f"drain      collector drained {args.messages} queued readings into InfluxDB at {drain_rate:,.0f}/s "
+              f"(ratio to mosquitto_sub {drain_rate / ref_rate:.2f}); collector CPU {drain_cpu:.0f}% of a core",
+              flush=True)
+
+        base = stored(db)
+        cpu0 = collector.cpu_seconds()
+        pub = run_publisher(broker.port, args.devices, args.messages, 0, 1_000_000)
+        done = wait_stored(db, base + args.messages, 600)
+        sustained = args.messages / (done - pub["started"])
+        offered = args.messages / (pub["published"] - pub["started"])
+        cpu = (collector.cpu_seconds() - cpu0) / (done - pub["started"]) * 100
+        loss = base + args.messages - stored(db)
+        report.update(sustained_readings_per_s=round(sustained), sustained_offered_per_s=round(offered),
+                      sustained_loss=loss, sustained_collector_cpu_pct=round(cpu))
+        print(f"sustained  publisher offered {offered:,.0f}/s; end-to-end {sustained:,.0f} readings/s "
+              f"(first publish → last stored); loss {loss}; collector CPU {cpu:.0f}%", flush=True)
+
+        base = stored(db)
+        before = collector.lag_histogram()
+        total = int(args.rate * args.rate_seconds)
+        pub = run_publisher(broker.port, args.devices, total, args.rate, 2_000_000)
+        wait_stored(db, base + total, 120)
+        time.sleep(0.2)
+        after = collector.lag_histogram()
+        delta = [(b, a - p) for (b, a), (_, p) in zip(after, before, strict=True)]
+        p50, p99 = percentile_from_histogram(delta, 0.5), percentile_from_histogram(delta, 0.99)
+        loss = base + total - stored(db)
+        report.update(latency_rate_per_s=args.rate, latency_p50_s=round(p50, 3), latency_p99_s=round(p99, 3),
+                      latency_loss=loss)
+        print(f"offered    {args.rate:,.0f}/s for {args.rate_seconds:g} s: publish→stored p50 {p50 * 1000:.0f} ms, "
+              f"p99 {p99 * 1000:.0f} ms (histogram-interpolated); loss {loss}", flush=True)
+        report["collector_peak_rss_mb"] = round(collector.peak_rss_mb(), 1)
+        print(f"memory     collector peak RSS {collector.peak_rss_mb():.1f} MB with {args.devices} devices", flush=True)
+        print(json.dumps(report))
+    finally:
+        if collector:
+            collector.stop()
+        influx.stop()
+        broker.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
