@@ -17,10 +17,8 @@ class ApiSettings(Section):
     site_files: tuple[Path, ...] = ()
     """Site description files (core/site.py), one per site: the site tree the API serves. Devices that
     publish without being described still appear, marked `configured: false`."""
-    rules_store: Path = Path("var/rules.sqlite")
-    """The rules engine's SQLite alert store (alerts, acks, silences); the API reads and writes it."""
     rule_files: tuple[Path, ...] = ()
-    """Rule files listed by /api/v1/rules; empty: the shipped packs (rules/packs/*.yaml)."""
+    """Rule files listed by /api/v1/rules; empty: the engine's `rules.rule_files`, else the shipped packs."""
     cors_origins: tuple[str, ...] = ()
     """Origins allowed to call the API from a browser; empty (the default) turns CORS off."""
     stale_after_s: float = Field(60.0, gt=0)

@@ -120,7 +120,8 @@ def wired_services(config: FacmonConfig, clock: Clock) -> Iterator[ApiServices]:
     """Every part of the API built from `config`, closed on exit. `facmon up` uses this too."""
     settings = config.api
     site_files = settings.site_files or (config.simulate.site or SHIPPED_SITE,)
-    rule_files = settings.rule_files or tuple(sorted(SHIPPED_RULES.glob("*.yaml")))
+    # By default /rules lists what the engine runs (rules.rule_files), not a list of its own.
+    rule_files = settings.rule_files or tuple(config.rules.rule_files) or tuple(sorted(SHIPPED_RULES.glob("*.yaml")))
     states = DeviceStates(settings.stale_after_s)
     hub = EventHub(settings.sse_queue_max, settings.sse_keepalive_s)
     influx_settings = config.influxdb
@@ -128,7 +129,9 @@ def wired_services(config: FacmonConfig, clock: Clock) -> Iterator[ApiServices]:
                             read_secret(influx_settings.password, influx_settings.password_file, "influxdb.password"),
                             influx_settings.timeout_s)
     keys = KeyStore(settings.keys_db, clock)
-    store = AlertStore(settings.rules_store, clock)
+    # The engine's own store file (rules.store_path), never a second setting that could point elsewhere:
+    # acks and silences written here only reach the engine through this one SQLite file.
+    store = AlertStore(config.rules.store_path, clock)
     services = ApiServices(settings=settings, clock=clock, states=states, sites=SiteTree(load_site(p) for p in
                                                                                            site_files),
                            keys=keys, hub=hub, metrics=ApiMetrics(), history=HistoryReader(influx), alerts=store,

@@ -27,7 +27,8 @@ def stack_config(tmp_path: Path, broker: Mosquitto, influx: InfluxQLClient, **ap
         "mqtt": {"host": "127.0.0.1", "port": broker.port, "reconnect_min_s": 0.1, "reconnect_max_s": 1},
         "influxdb": {"url": influx.url, "database": influx.database},
         "collector": {"http_listen": None},
-        "api": {"keys_db": str(tmp_path / "keys.sqlite"), "rules_store": str(tmp_path / "rules.sqlite"), **api},
+        "rules": {"store_path": str(tmp_path / "alerts.db")},
+        "api": {"keys_db": str(tmp_path / "keys.sqlite"), **api},
     })
 
 
