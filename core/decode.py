@@ -13,6 +13,7 @@ import enum
 import functools
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -147,15 +148,15 @@ def _decode_reading(device: DeviceKey, payload: bytes, received_at: float, limit
     ts_ms = _check_ts(body.get("ts", _MISSING), received_at, limits)
     seq = _check_seq(body.get("seq", _MISSING))
     metrics: dict[str, FieldValue] = {}
-    spec = _SPEC[device.kind]
-    for name, metric in spec.items():
+    for name, required, check in _CHECKERS[device.kind]:
         value = body.get(name, _MISSING)
         if value is _MISSING:
-            if metric.required:
+            if required:
                 raise _Invalid(RejectReason.MISSING_FIELD, f"{device.kind.value} reading has no {name!r}")
             continue
-        metrics[name] = _check_value(metric, value)
+        metrics[name] = check(value)
     if len(body) != len(metrics) + 2:
+        spec = _SPEC[device.kind]
         extra = sorted(k for k in body if k not in spec and k not in RESERVED_KEYS)
         raise _Invalid(RejectReason.UNKNOWN_FIELD,
                        f"{device.kind.value} readings have no field {', '.join(map(repr, extra[:5]))[:200]}; "
@@ -207,6 +208,45 @@ def _check_value(metric: Metric, value: object) -> FieldValue:
     if len(value) > 256 or not value.isprintable():
         raise _Invalid(RejectReason.WRONG_TYPE, f"{metric.name} must be at most 256 printable characters")
     return value
+
+
+def _number_checker(metric: Metric) -> Callable[[object], FieldValue]:
+    """The common case (a finite float or int inside the range) in as few steps as possible; anything
+    else goes the long way through `_check_value`, which explains what is wrong."""
+    low = float("-inf") if metric.minimum is None else metric.minimum
+    high = float("inf") if metric.maximum is None else metric.maximum
+    to_float = metric.type is MetricType.FLOAT
+
+    def check(value: object) -> FieldValue:
+        kind = type(value)
+        if to_float:
+            if (kind is float or kind is int) and low <= value <= high:  # type: ignore[operator]
+                return float(value)  # type: ignore[arg-type]
+        elif kind is int and low <= value <= high:  # type: ignore[operator]
+            return value  # type: ignore[return-value]
+        return _check_value(metric, value)
+
+    return check
+
+
+def _bool_checker(metric: Metric) -> Callable[[object], FieldValue]:
+    def check(value: object) -> FieldValue:
+        if value is True or value is False:
+            return value
+        return _check_value(metric, value)
+
+    return check
+
+
+def _checker(metric: Metric) -> Callable[[object], FieldValue]:
+    if metric.type in (MetricType.FLOAT, MetricType.INT):
+        return _number_checker(metric)
+    if metric.type is MetricType.BOOL:
+        return _bool_checker(metric)
+    return functools.partial(_check_value, metric)
+
+
+_CHECKERS = {kind: tuple((m.name, m.required, _checker(m)) for m in metrics) for kind, metrics in METRICS.items()}
 
 
 def _json_type(value: object) -> str:
