@@ -25,6 +25,7 @@ from core.settings.influxdb import InfluxSettings
 from core.settings.local import LocalStackSettings
 from core.settings.logging import LogSettings
 from core.settings.mqtt import MqttSettings
+from core.settings.probe import ProbeSettings
 from core.settings.rules import RulesSettings
 from core.settings.simulate import SimulateSettings
 
@@ -39,6 +40,7 @@ class FacmonConfig(Section):
     rules: RulesSettings = RulesSettings()
     api: ApiSettings = ApiSettings()
     simulate: SimulateSettings = SimulateSettings()
+    probe: ProbeSettings = ProbeSettings()
     dashboards: DashboardsSettings = DashboardsSettings()
     local: LocalStackSettings = LocalStackSettings()
     log: LogSettings = LogSettings()
