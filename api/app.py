@@ -27,7 +27,7 @@ from api.deps import ApiServices
 from api.events import LiveEvent
 from api.models import device_out
 from api.problems import install_problem_handlers
-from api.routes import alerts, events, health, history, keys, rules, silences, sites
+from api.routes import alerts, events, health, history, keys, rules, silences, sites, unmatched
 from api.state import DeviceEvent
 
 API_PREFIX = "/api/v1"
@@ -129,12 +129,14 @@ def create_app(services: ApiServices) -> FastAPI:
     app.include_router(health.router)
     for module in (sites, history, alerts, silences, rules, events, keys):
         app.include_router(module.router, prefix=API_PREFIX)
+    app.include_router(unmatched.router, prefix=API_PREFIX)  # last: it answers what no route above matched
     app.mount("/status", StaticFiles(directory=STATIC_DIR, html=True), name="status")
 
     @app.get("/", include_in_schema=False)
     async def root() -> RedirectResponse:
         return RedirectResponse("/status/")
 
+    app.add_middleware(unmatched.KeepEncodedSlashes)
     app.add_middleware(_RequestMetrics, services=services)
     settings = services.settings
     if settings.cors_origins:
