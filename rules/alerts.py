@@ -74,3 +74,5 @@ class Transition:
     to_state: AlertState
     labels: Mapping[str, str] = field(default_factory=dict)
     value: float | None = None
+    summary: str = ""
+    """The alert's `summary` annotation at the time (the text of its dashboard annotation)."""

@@ -59,6 +59,15 @@ class RuleFileError(ValueError):
     """A rule file that cannot be used; one line per problem: `file:line: key: what is wrong`."""
 
 
+class _ProblemAt(ValueError):
+    """A problem a model-level check finds in one of the model's nested keys: `at` is that key's path
+    below the model, so the error names its line (e.g. the `metric:` line), not the rule's."""
+
+    def __init__(self, message: str, at: tuple[str | int, ...]) -> None:
+        super().__init__(message)
+        self.at = at
+
+
 def parse_duration(value: Any) -> float:
     """`30`, `30s`, `5m`, `1.5h`, `250ms` → seconds. Raises ValueError with the accepted forms."""
     if isinstance(value, bool):
@@ -280,28 +289,33 @@ class Rule(_Model):
         for matcher in self.match:
             if matcher.name not in MATCHABLE_LABELS:
                 raise ValueError(f"match on {matcher.name!r}: rules select by {', '.join(MATCHABLE_LABELS)}")
-        for kind, metric in self._metrics_used():
-            _check_metric(kind, metric)
+        for kind, metric, at in self._metrics_used():
+            _check_metric(kind, metric, at)
         return self
 
     @property
     def alert_name(self) -> str:
         return self.alertname or self.name
 
-    def _metrics_used(self) -> Iterable[tuple[Kind, str]]:
+    def _metrics_used(self) -> Iterable[tuple[Kind, str, tuple[str | int, ...]]]:
+        """(kind, metric, path of its `metric:` key below the rule) of every metric the condition reads."""
         c = self.condition
         if c.composite is not None:
-            return [(t.kind, t.metric) for t in c.composite.terms]
+            quantifier = "all" if c.composite.all is not None else "any"
+            return [(t.kind, t.metric, ("condition", "composite", quantifier, i, "metric"))
+                    for i, t in enumerate(c.composite.terms)]
         inner = c.threshold or c.aggregate or c.runout
-        return [(self.kind, inner.metric)] if inner is not None and self.kind is not None else []
+        if inner is None or self.kind is None:
+            return []
+        return [(self.kind, inner.metric, ("condition", c.type, "metric"))]
 
 
-def _check_metric(kind: Kind, metric: str) -> None:
+def _check_metric(kind: Kind, metric: str, at: tuple[str | int, ...]) -> None:
     known = METRICS_BY_NAME[kind]
     if metric not in known:
-        raise ValueError(f"{kind.value} readings have no metric {metric!r}; known: {', '.join(known)}")
+        raise _ProblemAt(f"{kind.value} readings have no metric {metric!r}; known: {', '.join(known)}", at)
     if known[metric].type is MetricType.LABEL:
-        raise ValueError(f"{metric!r} is a label; select it with match: [\"{metric}=...\"]")
+        raise _ProblemAt(f"{metric!r} is a label; select it with match: [\"{metric}=...\"]", at)
 
 
 class InhibitRule(_Model):
@@ -389,5 +403,13 @@ def _load_one(path: Path) -> tuple[RuleFile, Mapping]:
 
 
 def _describe(err: ValidationError, path: Path, lines: Mapping) -> str:
-    # pydantic names aliased fields by alias already; drop union/validator steps from locations.
-    return describe_validation_error(err, path, lines)
+    # pydantic names aliased fields by alias already. A model-level check that found its problem in a
+    # nested key (`_ProblemAt`) is moved to that key, so the line printed is the offending one.
+    errors = []
+    for problem in err.errors():
+        cause = (problem.get("ctx") or {}).get("error")
+        if isinstance(cause, _ProblemAt):
+            problem = {**problem, "loc": (*problem["loc"], *cause.at)}
+        errors.append(problem)
+    return describe_validation_error(ValidationError.from_exception_data(err.title, errors),  # type: ignore[arg-type]
+                                     path, lines)

@@ -173,7 +173,12 @@ class Router:
         if not unacked or group.escalation_level >= len(route.escalations):
             return
         step = route.escalations[group.escalation_level]
-        if now < group.first_seen_at + step.after_s:
+        # Counted from the incident's first notification: nobody could act before being told, and a
+        # long group_wait must not eat into the time on-call has to acknowledge. (A group stored
+        # before first_notified_at existed falls back to when it was first seen.)
+        told_at = group.first_notified_at if group.first_notified_at is not None else (
+            group.first_seen_at if group.last_notified_at is not None else None)
+        if told_at is None or now < told_at + step.after_s:
             return
         escalated = replace(group, escalation_level=group.escalation_level + 1, escalated_at=now)
         plan.groups[:] = [g for g in plan.groups if g.key != key] + [escalated]
@@ -184,7 +189,8 @@ class Router:
               muted: tuple[Alert, ...], entries: tuple[str, ...], reason: str, now: float) -> None:
         status = "firing" if firing else "resolved"
         notified = tuple(e for e in entries if not e.endswith(":resolved"))
-        updated = replace(group, last_notified_at=now, notified=notified)
+        updated = replace(group, last_notified_at=now, notified=notified,
+                          first_notified_at=group.first_notified_at if group.first_notified_at is not None else now)
         plan.groups[:] = [g for g in plan.groups if g.key != group.key] + [updated]
         plan.notifications.append(Notification(receiver, group.key, group.labels, status,
                                                tuple(firing) + tuple(resolved), muted, reason,

@@ -148,4 +148,5 @@ class Lifecycle:
 
 
 def _transition(alert: Alert, from_state: AlertState, at: float) -> Transition:
-    return Transition(alert.fingerprint, alert.rule, at, from_state, alert.state, dict(alert.labels), alert.value)
+    return Transition(alert.fingerprint, alert.rule, at, from_state, alert.state, dict(alert.labels), alert.value,
+                      alert.annotations.get("summary", ""))

@@ -42,7 +42,11 @@ from rules.alerts import Alert, AlertState, Transition
 from rules.matchers import Matcher
 from rules.silences import Silence
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# Columns added after version 1, added in place to a version-1 database on open.
+_ADDED_COLUMNS = (("transitions", "summary", "TEXT NOT NULL DEFAULT ''"), ("groups", "first_notified_at", "REAL"))
+_GROUP_COLUMNS = ("key, receiver, labels, first_seen_at, last_notified_at, notified, escalation_level, escalated_at, "
+                  "first_notified_at")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -54,7 +58,8 @@ CREATE TABLE IF NOT EXISTS alerts (
 CREATE INDEX IF NOT EXISTS alerts_state ON alerts (state);
 CREATE TABLE IF NOT EXISTS transitions (
     id INTEGER PRIMARY KEY AUTOINCREMENT, fingerprint TEXT NOT NULL, rule TEXT NOT NULL, at REAL NOT NULL,
-    from_state TEXT NOT NULL, to_state TEXT NOT NULL, labels TEXT NOT NULL, value REAL);
+    from_state TEXT NOT NULL, to_state TEXT NOT NULL, labels TEXT NOT NULL, value REAL,
+    summary TEXT NOT NULL DEFAULT '');
 CREATE INDEX IF NOT EXISTS transitions_fp ON transitions (fingerprint, at);
 CREATE INDEX IF NOT EXISTS transitions_at ON transitions (at);
 CREATE TABLE IF NOT EXISTS acks (
@@ -66,7 +71,7 @@ CREATE TABLE IF NOT EXISTS silences (
 CREATE TABLE IF NOT EXISTS groups (
     key TEXT PRIMARY KEY, receiver TEXT NOT NULL, labels TEXT NOT NULL, first_seen_at REAL NOT NULL,
     last_notified_at REAL, notified TEXT NOT NULL DEFAULT '[]', escalation_level INTEGER NOT NULL DEFAULT 0,
-    escalated_at REAL);
+    escalated_at REAL, first_notified_at REAL);
 CREATE TABLE IF NOT EXISTS notifications (
     id INTEGER PRIMARY KEY AUTOINCREMENT, group_key TEXT NOT NULL, receiver TEXT NOT NULL,
     status TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, created_at REAL NOT NULL,
@@ -109,6 +114,8 @@ class GroupState:
     """Sorted `fingerprint:status` entries of the last notification, to tell if anything changed."""
     escalation_level: int = 0
     escalated_at: float | None = None
+    first_notified_at: float | None = None
+    """When the incident was first notified: escalation counts from here, not from first seen."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +160,11 @@ class AlertStore:
         self._db.execute("PRAGMA busy_timeout=10000")
         with self._lock:
             self._db.executescript(_SCHEMA)
-            self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            for table, column, decl in _ADDED_COLUMNS:
+                have = {row["name"] for row in self._db.execute(f"PRAGMA table_info({table})")}
+                if column not in have:
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
 
     def close(self) -> None:
         with self._lock:
@@ -202,10 +213,10 @@ class AlertStore:
                  _dump(list(alert.muted_by)), alert.acked_by, alert.acked_at, alert.ack_comment))
             if transition is not None:
                 db.execute(
-                    "INSERT INTO transitions (fingerprint, rule, at, from_state, to_state, labels, value) "
-                    "VALUES (?,?,?,?,?,?,?)",
+                    "INSERT INTO transitions (fingerprint, rule, at, from_state, to_state, labels, value, summary) "
+                    "VALUES (?,?,?,?,?,?,?,?)",
                     (transition.fingerprint, transition.rule, transition.at, transition.from_state.value,
-                     transition.to_state.value, _dump(transition.labels), transition.value))
+                     transition.to_state.value, _dump(transition.labels), transition.value, transition.summary))
 
     def all_alerts(self) -> list[Alert]:
         """Every alert the store knows, in any state (the engine loads these on start)."""
@@ -248,6 +259,29 @@ class AlertStore:
             rows = self._db.execute("SELECT * FROM transitions WHERE at >= ? ORDER BY at, id LIMIT ?",
                                     (since if since is not None else float("-inf"), limit)).fetchall()
         return [_transition(row) for row in rows]
+
+    def transitions_after(self, transition_id: int, limit: int = 500) -> list[tuple[int, Transition]]:
+        """(id, transition) of the transitions recorded after `transition_id`, oldest first. Ids only
+        grow, so a consumer keeps the last id it handled as its cursor (see rules.annotations)."""
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM transitions WHERE id > ? ORDER BY id LIMIT ?",
+                                    (transition_id, limit)).fetchall()
+        return [(int(row["id"]), _transition(row)) for row in rows]
+
+    def last_transition_id(self) -> int:
+        with self._lock:
+            row = self._db.execute("SELECT MAX(id) FROM transitions").fetchone()
+        return int(row[0] or 0)
+
+    def meta(self, key: str) -> str | None:
+        """A value kept across restarts (e.g. a consumer's cursor), or None."""
+        with self._lock:
+            row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._tx() as db:
+            db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
 
     def acknowledge(self, fingerprint: str, by: str, comment: str = "") -> Alert:
         """Acknowledge the alert's current activation: repeats and escalation stop for it. Raises
@@ -323,9 +357,7 @@ class AlertStore:
 
     def save_group(self, group: GroupState) -> None:
         with self._tx() as db:
-            db.execute("INSERT OR REPLACE INTO groups VALUES (?,?,?,?,?,?,?,?)",
-                       (group.key, group.receiver, _dump(group.labels), group.first_seen_at, group.last_notified_at,
-                        _dump(list(group.notified)), group.escalation_level, group.escalated_at))
+            _save_group(db, group)
 
     def delete_group(self, key: str) -> None:
         with self._tx() as db:
@@ -336,7 +368,7 @@ class AlertStore:
             rows = self._db.execute("SELECT * FROM groups ORDER BY key").fetchall()
         return [GroupState(r["key"], r["receiver"], json.loads(r["labels"]), r["first_seen_at"],
                            r["last_notified_at"], tuple(json.loads(r["notified"])), r["escalation_level"],
-                           r["escalated_at"]) for r in rows]
+                           r["escalated_at"], r["first_notified_at"]) for r in rows]
 
     def enqueue_notification(self, group_key: str, receiver: str, fingerprints: Iterable[str], payload: dict,
                              at: float, group: GroupState | None = None) -> int:
@@ -348,10 +380,7 @@ class AlertStore:
                 "fingerprints, payload) VALUES (?,?,?,?,?,?,?,?)",
                 (group_key, receiver, "pending", 0, at, at, _dump(sorted(fingerprints)), _dump(payload)))
             if group is not None:
-                db.execute("INSERT OR REPLACE INTO groups VALUES (?,?,?,?,?,?,?,?)",
-                           (group.key, group.receiver, _dump(group.labels), group.first_seen_at,
-                            group.last_notified_at, _dump(list(group.notified)), group.escalation_level,
-                            group.escalated_at))
+                _save_group(db, group)
             return int(cur.lastrowid or 0)
 
     def due_notifications(self, now: float, limit: int = 100) -> list[NotificationRecord]:
@@ -390,6 +419,12 @@ class AlertStore:
         return [_notification(r) for r in rows]
 
 
+def _save_group(db: sqlite3.Connection, group: GroupState) -> None:
+    db.execute(f"INSERT OR REPLACE INTO groups ({_GROUP_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
+               (group.key, group.receiver, _dump(group.labels), group.first_seen_at, group.last_notified_at,
+                _dump(list(group.notified)), group.escalation_level, group.escalated_at, group.first_notified_at))
+
+
 def _dump(value: object) -> str:
     return json.dumps(value, sort_keys=True, ensure_ascii=False)
 
@@ -403,7 +438,7 @@ def _alert(row: sqlite3.Row) -> Alert:
 
 def _transition(row: sqlite3.Row) -> Transition:
     return Transition(row["fingerprint"], row["rule"], row["at"], AlertState(row["from_state"]),
-                      AlertState(row["to_state"]), json.loads(row["labels"]), row["value"])
+                      AlertState(row["to_state"]), json.loads(row["labels"]), row["value"], row["summary"])
 
 
 def _silence(row: sqlite3.Row) -> Silence:

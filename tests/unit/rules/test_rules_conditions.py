@@ -158,3 +158,35 @@ def test_rule_file_errors_name_file_line_and_problem(tmp_path):
                    "  - name: A\n    kind: uplink\n    condition: {absence: {after_s: 2m}}\n")
     assert check_rule_files([dup]) == [f"{dup}:5: rules.1.name: rule 'A' is already defined at {dup}:2; "
                                        "names must be unique"]
+
+
+def test_unknown_metric_is_reported_at_its_metric_line(tmp_path):
+    bad = tmp_path / "metrics.yaml"
+    bad.write_text(
+        "rules:\n"
+        "  - name: Hot\n"
+        "    kind: inverter\n"
+        "    labels: {severity: warning}\n"
+        "    condition:\n"
+        "      aggregate:\n"
+        "        func: mean\n"
+        "        window_s: 2m\n"
+        "        metric: inverter_tmp_c\n"
+        "        op: '>'\n"
+        "        value: 70\n"
+        "  - name: Dark\n"
+        "    condition:\n"
+        "      composite:\n"
+        "        all:\n"
+        "          - {kind: uplink, metric: link_up, op: '==', value: false}\n"
+        "          - kind: uplink\n"
+        "            op: '=='\n"
+        "            metric: isp\n"
+        "            value: PTCL\n")
+    problems = check_rule_files([bad])
+    assert [p.split(": ")[0:2] for p in problems] == [
+        [f"{bad}:9", "rules.0.condition.aggregate.metric"],
+        [f"{bad}:19", "rules.1.condition.composite.all.1.metric"],
+    ]
+    assert "inverter readings have no metric 'inverter_tmp_c'; known: grid_v," in problems[0]
+    assert "'isp' is a label; select it with match: [\"isp=...\"]" in problems[1]

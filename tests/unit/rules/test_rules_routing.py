@@ -114,3 +114,24 @@ def test_routes_by_severity_and_watchdog_heartbeat(tmp_path):
     # The building is empty (no sensor says occupied): the occupancy context lowers it to the digest.
     assert outage.labels["severity"] == "info" and outage.labels["digest"] == "true"
     assert "pager:hook" not in receivers and "digest:hook" not in receivers  # digest waits an hour
+
+
+def test_escalation_counts_from_the_first_notification_not_first_seen(tmp_path):
+    # group_wait 300 s: on-call is told 300 s after the alert fired; they get the full 900 s from then.
+    route = Route("oncall", group_wait_s=300, group_interval_s=60, repeat_interval_s=86400,
+                  escalations=(Escalation(900, "duty-manager"),))
+    h = Harness(tmp_path, MONDAY_NOON, routes=[route])
+    every = all_devices_reporting(h)
+    every[(Kind.INVERTER, "inv-lab")] = inverter(grid_ok=False)
+    h.run(11, every=every)  # first reading at +1 s, pending; firing at +11 s: the incident is first seen
+    [alert] = h.engine.alert_by_rule("GridOutage")
+    assert alert.state.value == "firing"
+    h.run(300, every=every)
+    [first] = h.outbox()
+    assert (first.receiver, first.created_at) == ("oncall:hook", alert.fired_at + 300)
+    h.run(890, step=10, every=every)
+    h.run(9, every=every)  # first seen + 900 s passed long ago; first notification + 900 s not yet
+    assert [n.receiver for n in h.outbox()] == ["oncall:hook"]
+    h.run(1, every=every)
+    assert [(n.receiver, n.created_at - first.created_at) for n in h.outbox()] == [
+        ("oncall:hook", 0.0), ("duty-manager:hook", 900.0)]

@@ -106,3 +106,28 @@ def test_outbox_enqueue_retry_and_sent(tmp_path):
     assert (record.status, record.attempts, record.sent_at, record.last_error) == (
         "sent", 2, now + 5, "connection refused")
     assert store.due_notifications(now + 100) == []
+
+
+def test_a_version_1_database_gains_the_new_columns_and_keeps_its_rows(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "v1.db"
+    db = sqlite3.connect(path)
+    db.executescript(
+        "CREATE TABLE transitions (id INTEGER PRIMARY KEY AUTOINCREMENT, fingerprint TEXT NOT NULL, rule TEXT NOT NULL,"
+        " at REAL NOT NULL, from_state TEXT NOT NULL, to_state TEXT NOT NULL, labels TEXT NOT NULL, value REAL);"
+        "CREATE TABLE groups (key TEXT PRIMARY KEY, receiver TEXT NOT NULL, labels TEXT NOT NULL,"
+        " first_seen_at REAL NOT NULL, last_notified_at REAL, notified TEXT NOT NULL DEFAULT '[]',"
+        " escalation_level INTEGER NOT NULL DEFAULT 0, escalated_at REAL);"
+        "INSERT INTO transitions (fingerprint, rule, at, from_state, to_state, labels) "
+        "VALUES ('fp', 'GridOutage', 5.0, 'pending', 'firing', '{}');"
+        "INSERT INTO groups VALUES ('oncall/{}', 'oncall', '{}', 1.0, 2.0, '[]', 0, NULL);")
+    db.close()
+    store = AlertStore(path, FakeClock())
+    [(first_id, transition)] = store.transitions_after(0)
+    assert (first_id, transition.rule, transition.summary) == (1, "GridOutage", "")
+    [group] = store.groups()
+    assert (group.first_seen_at, group.last_notified_at, group.first_notified_at) == (1.0, 2.0, None)
+    store.save_group(GroupState("oncall/{}", "oncall", {}, 1.0, 2.0, first_notified_at=2.0))
+    assert store.groups()[0].first_notified_at == 2.0
+    assert store.meta("schema_version") == "2"
