@@ -69,13 +69,16 @@ class MqttPublisher:
     `publish` waits (back-pressure instead of unbounded memory)."""
 
     def __init__(self, settings: MqttSettings, clock: Clock, *, client_id_prefix: str = "facmon-sim",
-                 max_connections: int = 64, max_outstanding: int = 20_000, connect_attempts: int = 5,
-                 connect_timeout_s: float = 5.0) -> None:
+                 max_connections: int = 64, max_outstanding: int = 20_000, max_inflight: int = 1000,
+                 connect_attempts: int = 5, connect_timeout_s: float = 5.0) -> None:
         self._settings = settings
         self._clock = clock
         self._prefix = client_id_prefix
         self._max_connections = max_connections
         self._max_outstanding = max_outstanding
+        self._max_inflight = max_inflight
+        self._window: dict[int, int] = {}
+        """Per connection: unacknowledged publishes allowed, min(max_inflight, the broker's receive maximum)."""
         self._attempts = connect_attempts
         self._timeout_s = connect_timeout_s
         self._clients: list[mqtt.Client] = []
@@ -88,7 +91,10 @@ class MqttPublisher:
 
     def _client(self, client_id: str, will_device: DeviceKey | None) -> mqtt.Client:
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
-        client.max_inflight_messages_set(20)  # TODO: follow the broker's receive maximum
+        # paho's own window (default 20, fixed once connected) would cap a connection at 20 messages per
+        # round trip; it is switched off and `publish` keeps each connection within `_window` instead,
+        # which follows the receive maximum the broker advertises in its CONNACK.
+        client.max_inflight_messages_set(0)
         client.max_queued_messages_set(0)
         if self._settings.username:
             password = self._settings.password.get_secret_value() if self._settings.password else None
@@ -98,7 +104,16 @@ class MqttPublisher:
         if will_device is not None:
             client.will_set(will_device.status_topic(), STATUS_OFFLINE, qos=1, retain=True)
         client.on_publish = self._on_publish
+        client.on_connect = self._on_connect
         return client
+
+    def _on_connect(self, client: mqtt.Client, userdata: object, flags: object, reason: object,
+                    props: object) -> None:
+        # MQTT 5: absent ReceiveMaximum means 65,535.
+        broker_max = getattr(props, "ReceiveMaximum", 65_535)
+        with self._cond:
+            self._window[id(client)] = max(1, min(self._max_inflight, broker_max))
+            self._cond.notify_all()
 
     def _on_publish(self, client: mqtt.Client, userdata: object, mid: int, reason: object, props: object) -> None:
         with self._cond:
@@ -127,7 +142,7 @@ class MqttPublisher:
                 "is it running? Point facmon at it with FACMON_MQTT__HOST / FACMON_MQTT__PORT")
         client.loop_start()
         deadline = self._clock.monotonic() + self._timeout_s
-        while not client.is_connected():
+        while not (client.is_connected() and id(client) in self._window):
             if self._clock.monotonic() > deadline:
                 client.loop_stop()
                 raise BrokerUnreachable(f"the MQTT broker at {host}:{port} accepted TCP but did not complete the "
@@ -163,7 +178,8 @@ class MqttPublisher:
             return
         with self._cond:
             deadline = self._clock.monotonic() + 60.0
-            while self._outstanding >= self._max_outstanding:
+            window = self._window[id(client)]
+            while self._outstanding >= self._max_outstanding or self._per_client.get(id(client), 0) >= window:
                 if self._clock.monotonic() > deadline:
                     raise BrokerUnreachable("the broker has not acknowledged messages for 60 s; is it overloaded?")
                 self._cond.wait(0.05)

@@ -19,6 +19,8 @@ from core.contract import Channel, parse_topic
 from simulators.publish import Publisher
 from simulators.world import Simulation, Step
 
+_STATUS_SUFFIX = "/" + Channel.STATUS.value
+
 
 @dataclass
 class Summary:
@@ -37,12 +39,13 @@ class Summary:
             if message.expected_reject is not None:
                 self.malformed[message.expected_reject] += 1
                 continue
-            topic = parse_topic(message.topic)
-            if topic.channel is Channel.STATUS:
+            # Every well-formed message carries its device; the topic's last level says which channel.
+            device = message.device if message.device is not None else parse_topic(message.topic).device
+            if message.topic.endswith(_STATUS_SUFFIX):
                 self.status_messages += 1
             else:
-                self.readings_by_kind[topic.device.kind.value] += 1
-                self.readings_by_device[topic.device.device] += 1
+                self.readings_by_kind[device.kind.value] += 1
+                self.readings_by_device[device.device] += 1
         self.events.extend((step.t, e) for e in step.events)
 
 

@@ -21,5 +21,7 @@ class SimulateSettings(Section):
     """Occupancy sensors report every this many steps."""
     max_connections: int = Field(64, ge=1, le=10_000)
     """Up to this many devices get an MQTT connection (and last will) of their own; more share them."""
+    max_inflight: int = Field(1000, ge=1, le=65535)
+    """Unacknowledged QoS 1 publishes per connection (capped by the broker's advertised receive maximum)."""
     connect_attempts: int = Field(5, ge=1, le=100)
     client_id_prefix: str = Field("facmon-sim", min_length=1, max_length=64)

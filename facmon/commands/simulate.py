@@ -92,7 +92,8 @@ def run(args: argparse.Namespace, config: FacmonConfig, clock: Clock | None = No
     if publisher is None:
         publisher = MemoryPublisher(keep=False) if args.dry_run else MqttPublisher(
             config.mqtt, clock, client_id_prefix=settings.client_id_prefix,
-            max_connections=settings.max_connections, connect_attempts=settings.connect_attempts)
+            max_connections=settings.max_connections, max_inflight=settings.max_inflight,
+            connect_attempts=settings.connect_attempts)
     progress = None if args.quiet or not sys.stderr.isatty() else _progress_bar(duration_s, site)
     try:
         summary = run_simulation(simulation, publisher, clock, speed, progress)
