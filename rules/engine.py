@@ -144,6 +144,9 @@ class Engine:
             self._route(now)
 
     def _route(self, now: float) -> None:
+        # Acks and silences the API wrote since the last tick apply to this routing too: an alert that
+        # fires from a reading right after a silence was made must already be muted by it.
+        self._refresh_from_store()
         alerts = self._lifecycle.alerts()
         muted = self._router.mute(alerts, self._silences, now)
         for alert in alerts:
