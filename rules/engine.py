@@ -11,8 +11,9 @@ same store) continues exactly where the last process stopped: no duplicate notif
 forgotten resolve, silence or ack. Acks and silences written by the API are re-read on every tick
 when the database changed (`AlertStore.data_version`).
 
-`transition_sink(lines)` (optional) receives `facmon_alerts` line-protocol lines for InfluxDB; its
-failures are logged and never block evaluation.
+`on_transitions()` (optional) is called after transitions were stored: the InfluxDB annotation
+writer (`rules.annotations`) copies them from the store on its own thread, so InfluxDB never blocks
+evaluation.
 """
 
 from __future__ import annotations
@@ -24,10 +25,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from core.clock import Clock
 from core.contract import Reading
 from core.decode import StatusChange
-from core.influx_write import InfluxWriteError
-from core.line_protocol import escape_string_field, escape_tag
 from core.site import Site
-from rules.alerts import Alert, AlertState, Transition, fingerprint
+from rules.alerts import Alert, AlertState, fingerprint
 from rules.evaluate import MONITORING_DEGRADED, Evaluator, Observation
 from rules.model import RulePack
 from rules.notify import payload_of
@@ -37,7 +36,6 @@ from rules.state import Change, Lifecycle, Timing
 from rules.store import AlertStore
 
 log = logging.getLogger("facmon.rules.engine")
-ALERTS_MEASUREMENT = "facmon_alerts"
 WATCHDOG = "Watchdog"
 
 
@@ -45,7 +43,7 @@ class Engine:
     def __init__(self, pack: RulePack, sites: Mapping[str, Site], store: AlertStore, routes: Sequence[Route],
                  clock: Clock, targets_of: Mapping[str, Sequence[str]], *, reconnect_grace_s: float = 30.0,
                  external_url: str = "http://localhost:8080", watchdog: bool = False,
-                 transition_sink: Callable[[list[str]], None] | None = None,
+                 on_transitions: Callable[[], None] | None = None,
                  on_enqueued: Callable[[], None] | None = None) -> None:
         """`targets_of`: receiver name → its outbox targets (`<receiver>:<integration>`), one per notifier."""
         self._clock = clock
@@ -65,7 +63,7 @@ class Engine:
         self._silences = SilenceMuter(store.list_silences(include_expired=False))
         self._data_version: tuple[int, int] = (-1, -1)
         self._watchdog = watchdog
-        self._sink = transition_sink
+        self._on_transitions = on_transitions
         self._on_enqueued = on_enqueued
         self._refresh_from_store()
 
@@ -137,9 +135,8 @@ class Engine:
             all_changes.extend(self._lifecycle.observe(obs))
         for change in all_changes:
             self._store.save_alert(change.alert, change.transition)
-        transitions = [c.transition for c in all_changes if c.transition is not None]
-        if transitions:
-            self._write_transitions(transitions)
+        if self._on_transitions is not None and any(c.transition is not None for c in all_changes):
+            self._on_transitions()
         if all_changes or force_route:
             self._route(now)
 
@@ -191,27 +188,5 @@ class Engine:
         annotations = {"summary": "facmon's rules engine is alive (dead man's switch: alert when this stops)"}
         return Observation(WATCHDOG, fingerprint(labels), labels, annotations, True, None, now)
 
-    def _write_transitions(self, transitions: list[Transition]) -> None:
-        if self._sink is None:
-            return
-        try:
-            self._sink([transition_line(t, self._lifecycle.alert(t.fingerprint)) for t in transitions])
-        except (InfluxWriteError, OSError) as err:  # the dashboard annotation is lost; alerting goes on
-            log.warning("cannot write alert transitions to InfluxDB", extra={"error": str(err)[:300]})
 
-
-def transition_line(t: Transition, alert: Alert | None) -> str:
-    """One `facmon_alerts` point: tags alertname, site, severity, state; fields for annotations."""
-    labels = t.labels
-    tags = {"alertname": labels.get("alertname", t.rule), "site": labels.get("site", ""),
-            "severity": labels.get("severity", ""), "state": t.to_state.value, "device": labels.get("device", "")}
-    tag_text = ",".join(f"{k}={escape_tag(v)}" for k, v in sorted(tags.items()) if v)
-    summary = (alert.annotations.get("summary", "") if alert is not None else "") or t.rule
-    fields = [f"fingerprint={escape_string_field(t.fingerprint)}", f"from={escape_string_field(t.from_state.value)}",
-              f"summary={escape_string_field(summary[:500])}", f"rule={escape_string_field(t.rule)}"]
-    if t.value is not None:
-        fields.append(f"value={float(t.value)!r}")
-    return f"{ALERTS_MEASUREMENT},{tag_text} {','.join(fields)} {round(t.at * 1e9)}"
-
-
-__all__ = ["ALERTS_MEASUREMENT", "MONITORING_DEGRADED", "WATCHDOG", "Engine", "transition_line"]
+__all__ = ["MONITORING_DEGRADED", "WATCHDOG", "Engine"]

@@ -1,11 +1,12 @@
 """`facmon rules run`: the engine with its edges — MQTT in, APScheduler ticks, notifier delivery on
 its own thread, alert transitions to InfluxDB. Built from `RulesSettings`; the clock is injected.
 
-    service = RulesService.from_settings(config.rules, config.mqtt, clock, influx_writer)
+    service = RulesService.from_settings(config.rules, config.mqtt, clock, line_writer.write)
     service.start(); ...; service.stop()
 
 Delivery never blocks evaluation: the engine only enqueues in the store; the delivery thread sends
-(woken at once on enqueue, otherwise every second for retries).
+(woken at once on enqueue, otherwise every second for retries). Alert transitions reach InfluxDB
+the same way: `rules.annotations.AnnotationWriter` copies them from the store on its own thread.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from core.settings.base import read_secret
 from core.settings.mqtt import MqttSettings
 from core.settings.rules import ReceiverSettings, RulesSettings
 from core.site import Site, load_site
+from rules.annotations import AnnotationWriter
 from rules.engine import WATCHDOG, Engine
 from rules.matchers import parse_matcher
 from rules.model import RulePack, load_rule_files
@@ -90,9 +92,11 @@ def load_sites(paths: Sequence[Path]) -> dict[str, Site]:
 
 class RulesService:
     def __init__(self, engine: Engine, delivery: Delivery, clock: Clock, interval_s: float,
-                 subscription_factory: Callable[[Engine], RulesSubscription] | None) -> None:
+                 subscription_factory: Callable[[Engine], RulesSubscription] | None,
+                 annotations: AnnotationWriter | None = None) -> None:
         self.engine = engine
         self.delivery = delivery
+        self.annotations = annotations
         self._clock = clock
         self._interval_s = interval_s
         self._subscription = subscription_factory(engine) if subscription_factory else None
@@ -108,19 +112,20 @@ class RulesService:
         pack = pack or load_rule_files(settings.rule_files or DEFAULT_RULE_FILES)
         sites = sites if sites is not None else load_sites(settings.site_files or DEFAULT_SITE_FILES)
         store = AlertStore(settings.store_path, clock)
+        annotations = AnnotationWriter(store, write_lines) if write_lines and settings.write_influx else None
         targets, by_receiver = build_notifiers(settings.receivers)
         holder: dict[str, RulesService] = {}
         engine = Engine(pack, sites, store, build_routes(settings), clock, by_receiver,
                         reconnect_grace_s=settings.reconnect_grace_s, external_url=settings.external_url,
                         watchdog=settings.heartbeat.receiver is not None,
-                        transition_sink=write_lines if settings.write_influx else None,
+                        on_transitions=annotations.wake if annotations is not None else None,
                         on_enqueued=lambda: holder["service"]._wake.set() if "service" in holder else None)
         delivery = Delivery(store, targets, settings.retry_min_s, settings.retry_max_s, settings.max_attempts)
 
         def subscription(engine: Engine) -> RulesSubscription:
             return RulesSubscription(mqtt, settings.mqtt_client_id, clock, engine.handle, engine.source_connected)
 
-        service = cls(engine, delivery, clock, settings.evaluation_interval_s, subscription)
+        service = cls(engine, delivery, clock, settings.evaluation_interval_s, subscription, annotations)
         holder["service"] = service
         return service
 
@@ -129,6 +134,8 @@ class RulesService:
                                 max_instances=1, coalesce=True)
         self._scheduler.start()
         self._delivery_thread.start()
+        if self.annotations is not None:
+            self.annotations.start()
         if self._subscription is not None:
             self._subscription.start()
 
@@ -139,6 +146,8 @@ class RulesService:
             self._subscription.stop()
         self._scheduler.shutdown(wait=True)
         self._delivery_thread.join(timeout=30)
+        if self.annotations is not None:
+            self.annotations.stop()
 
     def _tick(self) -> None:
         try:
