@@ -64,6 +64,35 @@ class _BufferedClient(mqtt.Client):
         self._rx_pos += len(chunk)
         return chunk
 
+    def _handle_publish(self) -> mqtt.MQTTErrorCode:
+        """paho builds an MQTT 5 `Properties` object for every PUBLISH, even an empty one, which
+        measured ~45 µs of the collector's ~140 µs per message. A QoS 1 PUBLISH without properties
+        (what devices send) is decoded here directly; anything else goes to paho's own handler.
+        The collector acknowledges manually, so no PUBACK is sent here."""
+        header = self._in_packet["command"]
+        if self._protocol != mqtt.MQTTv5 or (header & 0x06) != 0x02 or not self._manual_ack:
+            return super()._handle_publish()
+        packet = self._in_packet["packet"]
+        topic_end = 2 + int.from_bytes(packet[0:2], "big")
+        properties_at = topic_end + 2
+        if topic_end == 2 or len(packet) <= properties_at or packet[properties_at] != 0:
+            return super()._handle_publish()  # topic alias or properties present: paho's full path
+        message = mqtt.MQTTMessage(mid=int.from_bytes(packet[topic_end:properties_at], "big"),
+                                   topic=bytes(packet[2:topic_end]))
+        message.qos = 1
+        message.dup = bool(header & 0x08)
+        message.retain = bool(header & 0x01)
+        message.payload = bytes(packet[properties_at + 1:])
+        self._handle_on_message(message)
+        return mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    def queue_pubacks(self, mids: list[int]) -> None:
+        """Queue the PUBACKs of `mids`, in order, as one write. paho's `ack()` queues each PUBACK as its
+        own packet with its own wake-up and send() calls: two system calls per message. A PUBACK with
+        reason "success" is the same 4 bytes in MQTT 3.1.1 and 5 (the reason code may be omitted)."""
+        pubacks = b"".join(b"\x40\x02" + mid.to_bytes(2, "big") for mid in mids)
+        self._packet_queue(mqtt.PUBACK, pubacks, 0, 0)
+
     def has_buffered_input(self) -> bool:
         return self._rx_pos < len(self._rx)
 
@@ -122,6 +151,9 @@ class MqttSource:
         client.on_disconnect = self._handle_disconnect
         client.on_message = self._handle_message
         client.on_subscribe = self._handle_subscribe
+        # Registering a write callback stops paho from flushing the socket after every queued packet:
+        # `ack` queues a whole group commit's PUBACKs, then writes them with one loop_write().
+        client.on_socket_register_write = self._ignore_socket_event
         return client
 
     def _connect_properties(self) -> Properties | None:
@@ -168,6 +200,10 @@ class MqttSource:
     def _handle_disconnect(self, _client: mqtt.Client, _userdata: object, _flags: mqtt.DisconnectFlags,
                            reason: mqtt.ReasonCode, _props: Properties | None) -> None:
         self._mark_lost(f"disconnected: {reason}")
+
+    @staticmethod
+    def _ignore_socket_event(*_args: object) -> None:
+        return
 
     def _handle_subscribe(self, _client: mqtt.Client, _userdata: object, _mid: int,
                           reasons: list[mqtt.ReasonCode], _props: Properties | None) -> None:
@@ -224,28 +260,27 @@ class MqttSource:
                 self._clock.sleep(min(timeout_s, max(self._next_attempt - self._clock.monotonic(), 0.0)))
                 return
         client = self._client
+        deadline = self._clock.monotonic() + timeout_s
         rc = client.loop(timeout_s)
-        # Serve what is already buffered before waiting on the socket again (bounded per poll).
-        for _ in range(10_000):
-            if rc != mqtt.MQTT_ERR_SUCCESS or not client.has_buffered_input():
-                break
+        # Serve what is already buffered before waiting on the socket again, but return by the
+        # deadline: the caller's group commit (and so the broker's flow of messages) waits on us.
+        while rc == mqtt.MQTT_ERR_SUCCESS and client.has_buffered_input():
             rc = client.loop_read()
+            if self._clock.monotonic() >= deadline:
+                break
         if rc != mqtt.MQTT_ERR_SUCCESS and self._socket_open:
             self._mark_lost(f"network loop: {mqtt.error_string(rc)}")
 
     def ack(self, tokens: Sequence[AckToken]) -> int:
         """Acknowledge, in order, the messages of the current connection; tokens from an earlier
         connection are dropped (the broker re-sends those). Returns how many were acknowledged."""
-        acked = 0
         if not self._connected:
             return 0
-        for token in tokens:
-            if token.connection == self._connection:
-                self._client.ack(token.mid, 1)
-                acked += 1
-        if acked:
+        mids = [token.mid for token in tokens if token.connection == self._connection]
+        if mids:
+            self._client.queue_pubacks(mids)
             self._client.loop_write()
-        return acked
+        return len(mids)
 
     def close(self) -> None:
         self._closing = True

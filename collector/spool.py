@@ -72,6 +72,11 @@ class Spool:
         self._committed = Position(self._active_id, self._active_size)
         self._sizes = {seg: self._segment_path(seg).stat().st_size for seg in self._segments}
         self._uncommitted_bytes = 0
+        # Each total is written by one thread only (appends: the collector; confirms: the writer), so
+        # `pending_bytes`, asked for every message, needs neither a lock nor a walk over segments.
+        self._appended_total = sum(size for seg, size in self._sizes.items() if seg >= self._cursor.segment) - (
+            self._cursor.offset if self._cursor.segment in self._sizes else 0)
+        self._confirmed_total = 0
 
     # -- recovery -------------------------------------------------------------------------------
     def _segment_path(self, segment: int) -> Path:
@@ -134,6 +139,7 @@ class Spool:
             raise SpoolError(f"cannot write spool segment in {self._dir}: {err.strerror}") from None
         self._active_size += len(data)
         self._uncommitted_bytes += len(data)
+        self._appended_total += len(data)
 
     def _rotate(self) -> None:
         self._flush_active()
@@ -170,9 +176,7 @@ class Spool:
     @property
     def pending_bytes(self) -> int:
         """Bytes appended but not yet confirmed by InfluxDB (committed or not)."""
-        with self._lock:
-            total = sum(size for seg, size in self._sizes.items() if seg >= self._cursor.segment)
-            return total - self._cursor.offset + self._uncommitted_bytes
+        return self._appended_total - self._confirmed_total
 
     def is_full(self) -> bool:
         return self.pending_bytes >= self._max_bytes
@@ -217,6 +221,7 @@ class Spool:
         """InfluxDB has every line of `batch`: advance the cursor past it, drop finished segments."""
         with self._lock:
             self._cursor = batch.end
+            self._confirmed_total += batch.size_bytes
             finished = [s for s in self._segments if s < batch.end.segment]
             for seg in finished:
                 self._segments.remove(seg)

@@ -17,6 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import orjson
+
 from core.contract import (
     MAX_LABEL_CHARS,
     METRICS,
@@ -138,11 +140,9 @@ def _decode_reading(device: DeviceKey, payload: bytes, received_at: float, limit
     except UnicodeDecodeError as err:
         raise _Invalid(RejectReason.BAD_ENCODING, f"payload is not UTF-8: {err.reason} at byte {err.start}") from None
     try:
-        body = _json_decoder.decode(text)
-    except ValueError as err:
-        raise _Invalid(RejectReason.BAD_JSON, f"payload is not JSON: {err}") from None
-    except RecursionError:
-        raise _Invalid(RejectReason.BAD_JSON, "payload is not JSON: nested too deeply") from None
+        body = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        body = _parse_json_slowly(text)  # the standard parser says precisely what is wrong
     if not isinstance(body, dict):
         raise _Invalid(RejectReason.NOT_AN_OBJECT, f"payload is a JSON {type(body).__name__}, not an object")
     ts_ms = _check_ts(body.get("ts", _MISSING), received_at, limits)
@@ -162,6 +162,18 @@ def _decode_reading(device: DeviceKey, payload: bytes, received_at: float, limit
                        f"{device.kind.value} readings have no field {', '.join(map(repr, extra[:5]))[:200]}; "
                        f"known: {', '.join(spec)}")
     return Reading(device, ts_ms, seq, metrics)
+
+
+def _parse_json_slowly(text: str) -> object:
+    """Diagnose what orjson refused: the standard parser names the position, and its constant hook
+    tells NaN/Infinity (a non-finite number) from plain bad syntax. Rarely, it accepts what orjson
+    does not (integers beyond 64 bits); the checks after it judge those values."""
+    try:
+        return _json_decoder.decode(text)
+    except ValueError as err:
+        raise _Invalid(RejectReason.BAD_JSON, f"payload is not JSON: {err}") from None
+    except RecursionError:
+        raise _Invalid(RejectReason.BAD_JSON, "payload is not JSON: nested too deeply") from None
 
 
 _MISSING = object()

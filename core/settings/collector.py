@@ -14,7 +14,9 @@ class SpoolSettings(Section):
     segment_bytes: int = Field(16 * 1024 * 1024, ge=4096)
     commit_interval_ms: float = Field(10.0, gt=0, le=5000)
     """Group commit: fsync at most this long after the first unsynced message, then acknowledge."""
-    commit_max_messages: int = Field(5000, ge=1)
+    commit_max_messages: int = Field(1000, ge=1)
+    """Commit at once when this many messages wait for their ack; keep it below the broker's in-flight
+    window (mqtt.receive_maximum) so the broker keeps sending while the spool syncs."""
     fsync: bool = True
 
 
