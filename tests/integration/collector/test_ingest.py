@@ -45,3 +45,36 @@ def test_every_reading_lands_once_with_its_values(api: str, tmp_path: Path, mosq
     assert rows == [{"time": start + 17_000, "battery_a": -3.5, "battery_soc_pct": 17.0, "battery_v": 51.2,
                      "device": "inv-3", "grid_ok": True, "grid_v": 223.017, "load_w": 900.0, "mode": "grid",
                      "pv_w": 1017.0, "seq": 17, "site": "park"}]
+
+
+def test_mqtt_311_persistent_session_keeps_readings_while_the_collector_is_away(
+        tmp_path: Path, mosquitto: Mosquitto, influxdb: InfluxDB, influx_db: InfluxQLClient) -> None:
+    env = collector_env(tmp_path, mosquitto.port, influxdb.url, influx_db.database,
+                        extra={"FACMON_MQTT__PROTOCOL": "3.1.1"})
+    readings = inverter_readings("park", devices=3, per_device=30, start_ms=now_ms() - 3_600_000)
+    with running_collector(config_from(env)) as service:
+        assert service.source.protocol_name == "3.1.1"
+    publisher = Publisher(mosquitto.port)
+    publisher.publish_readings(readings)  # nobody connected: the broker queues them for the session
+    publisher.wait_all_acked()
+    publisher.close()
+    with running_collector(config_from(env)):
+        wait_for_points(influx_db, len(readings))
+    assert seqs_by_device(influx_db) == {f"inv-{d}": list(range(30)) for d in range(3)}
+
+
+def test_shared_subscription_splits_the_stream_and_stores_it_once(
+        tmp_path: Path, mosquitto: Mosquitto, influxdb: InfluxDB, influx_db: InfluxQLClient) -> None:
+    configs = [config_from(collector_env(tmp_path / f"c{i}", mosquitto.port, influxdb.url, influx_db.database,
+                                         client_id=f"facmon-collector-{i}",
+                                         extra={"FACMON_MQTT__SHARED_GROUP": "facmon"})) for i in range(2)]
+    readings = inverter_readings("park", devices=10, per_device=40, start_ms=now_ms() - 3_600_000)
+    with running_collector(configs[0]) as first, running_collector(configs[1]) as second:
+        publisher = Publisher(mosquitto.port)
+        publisher.publish_readings(readings)
+        publisher.wait_all_acked()
+        publisher.close()
+        wait_for_points(influx_db, len(readings))
+        shares = (first.ingest.counts.readings, second.ingest.counts.readings)
+    assert sum(shares) == len(readings) and min(shares) > 0, shares
+    assert seqs_by_device(influx_db) == {f"inv-{d}": list(range(40)) for d in range(10)}
