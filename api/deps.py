@@ -4,6 +4,11 @@
 so a test overrides exactly the part it fakes (`app.dependency_overrides[get_history] = ...`).
 Role aliases (`Viewer`, `Operator`, `Admin`) authenticate the caller: no or unknown key → 401,
 a key whose role is too low → 403.
+
+Every dependency here is `async def` on purpose: FastAPI runs each plain `def` dependency in a worker
+thread, and a thread hop per getter per request cost more than the requests themselves (the
+latest-state p99 under load, benchmarks/README.md). They only read attributes and memory; the one
+that may touch SQLite (`authenticate`, on a cache miss) hands that to a worker thread itself.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from typing import Annotated, Any, Protocol
 
 from fastapi import Depends, HTTPException, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 
 from api.events import EventHub
 from api.keys import ApiKey, KeyStore, Role
@@ -70,36 +76,36 @@ class ApiServices:
     """Callables returning Prometheus text appended to /metrics (alert gauges, collector figures)."""
 
 
-def get_services(request: Request) -> ApiServices:
+async def get_services(request: Request) -> ApiServices:
     return request.app.state.services
 
 
-def get_clock(request: Request) -> Clock:
-    return get_services(request).clock
+async def get_clock(request: Request) -> Clock:
+    return request.app.state.services.clock
 
 
-def get_states(request: Request) -> DeviceStates:
-    return get_services(request).states
+async def get_states(request: Request) -> DeviceStates:
+    return request.app.state.services.states
 
 
-def get_sites(request: Request) -> SiteTree:
-    return get_services(request).sites
+async def get_sites(request: Request) -> SiteTree:
+    return request.app.state.services.sites
 
 
-def get_keys(request: Request) -> KeyStore:
-    return get_services(request).keys
+async def get_keys(request: Request) -> KeyStore:
+    return request.app.state.services.keys
 
 
-def get_hub(request: Request) -> EventHub:
-    return get_services(request).hub
+async def get_hub(request: Request) -> EventHub:
+    return request.app.state.services.hub
 
 
-def get_history(request: Request) -> Any:
-    return get_services(request).history
+async def get_history(request: Request) -> Any:
+    return request.app.state.services.history
 
 
-def get_alerts(request: Request) -> Any:
-    return get_services(request).alerts
+async def get_alerts(request: Request) -> Any:
+    return request.app.state.services.alerts
 
 
 ServicesDep = Annotated[ApiServices, Depends(get_services)]
@@ -113,18 +119,21 @@ _bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer fmk_.
 _header = APIKeyHeader(name="X-API-Key", auto_error=False, description="the same key in an `X-API-Key` header")
 
 
-def authenticate(
+async def authenticate(
     keys: KeysDep,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
     header: Annotated[str | None, Security(_header)],
 ) -> ApiKey:
-    """The caller's live key. 401 (with `WWW-Authenticate`) when there is none or it is not valid."""
+    """The caller's live key. 401 (with `WWW-Authenticate`) when there is none or it is not valid.
+    A key verified within the last second comes from memory; otherwise SQLite is asked in a worker
+    thread, never on the event loop."""
     token = bearer.credentials if bearer is not None else header
     if not token:
         raise HTTPException(401, "an API key is required: send `Authorization: Bearer <key>` "
                                  "(an admin creates keys with `facmon keys create`)",
                             headers={"WWW-Authenticate": "Bearer"})
-    key = keys.authenticate(token[:200])
+    token = token[:200]
+    key = keys.verified(token) or await run_in_threadpool(keys.authenticate, token)
     if key is None:
         raise HTTPException(401, "the API key is not valid (unknown, revoked or mistyped)",
                             headers={"WWW-Authenticate": "Bearer"})
@@ -132,7 +141,7 @@ def authenticate(
 
 
 def _require(role: Role) -> Callable[[ApiKey], ApiKey]:
-    def check(key: Annotated[ApiKey, Depends(authenticate)]) -> ApiKey:
+    async def check(key: Annotated[ApiKey, Depends(authenticate)]) -> ApiKey:
         if not key.role.allows(role):
             raise HTTPException(403, f"this needs the {role.value} role; key {key.id} ({key.name}) is "
                                      f"{key.role.value}")

@@ -93,8 +93,17 @@ def _sha256(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
+VERIFIED_FOR_S = 1.0
+"""How long a verified key is trusted from memory: a key revoked by another process (`facmon keys
+revoke`) stops working within this; one revoked through this store stops at once."""
+_VERIFIED_MAX = 1000
+
+
 class KeyStore:
-    """Thread-safe store of API keys and audit entries. `path` may be ":memory:" for tests."""
+    """Thread-safe store of API keys and audit entries. `path` may be ":memory:" for tests.
+
+    `verified(token)` answers from memory (no SQLite, safe on an event loop) for a token that
+    `authenticate` accepted less than VERIFIED_FOR_S ago; the API asks it first on every request."""
 
     def __init__(self, path: Path | str, clock: Clock) -> None:
         if str(path) != ":memory:":
@@ -105,6 +114,8 @@ class KeyStore:
         self._db.executescript(_SCHEMA)
         self._clock = clock
         self._lock = threading.Lock()
+        self._verified: dict[bytes, tuple[float, ApiKey]] = {}
+        """sha256(token) → (clock.monotonic() when verified, key); never the token itself."""
 
     def close(self) -> None:
         with self._lock:
@@ -128,8 +139,28 @@ class KeyStore:
                              (key.id, key.name, key.role.value, _sha256(secret), key.created_at))
         return key, f"{KEY_PREFIX}_{key_id}_{secret}"
 
+    def verified(self, token: str) -> ApiKey | None:
+        """The key of `token` if `authenticate` accepted it within VERIFIED_FOR_S; else None (then ask
+        `authenticate`). Pure memory: no SQLite."""
+        entry = self._verified.get(hashlib.sha256(token.encode()).digest())
+        if entry is None or self._clock.monotonic() - entry[0] > VERIFIED_FOR_S:
+            return None
+        return entry[1]
+
     def authenticate(self, token: str) -> ApiKey | None:
         """The live key `token` belongs to, or None (unknown, malformed, wrong secret or revoked)."""
+        key = self._authenticate(token)
+        digest = hashlib.sha256(token.encode()).digest()
+        with self._lock:
+            if key is None:
+                self._verified.pop(digest, None)
+                return None
+            if len(self._verified) >= _VERIFIED_MAX:
+                self._verified.clear()
+            self._verified[digest] = (self._clock.monotonic(), key)
+        return key
+
+    def _authenticate(self, token: str) -> ApiKey | None:
         match = _KEY_RE.match(token)
         if match is None:
             return None
@@ -156,6 +187,7 @@ class KeyStore:
                                       (self._clock.now(), key_id))
             if cursor.rowcount == 0:
                 raise KeyNotFound(f"no API key with id {key_id[:40]!r}; `facmon keys list` shows the ids")
+            self._verified = {d: (at, k) for d, (at, k) in self._verified.items() if k.id != key_id}
             row = self._db.execute("SELECT id, name, role, created_at, revoked_at FROM api_keys WHERE id = ?",
                                    (key_id,)).fetchone()
         return ApiKey(row[0], row[1], Role(row[2]), row[3], row[4])

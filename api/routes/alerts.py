@@ -21,7 +21,7 @@ router = APIRouter(prefix="/alerts", tags=["alerts"], responses=ERROR_RESPONSES)
 Fingerprint = Annotated[str, Path(pattern=r"^[0-9a-f]{16}$", description="the alert's fingerprint (16 hex digits)")]
 
 
-def _store(store: Annotated[AlertStore | None, Depends(get_alerts)]) -> AlertStore:
+async def _store(store: Annotated[AlertStore | None, Depends(get_alerts)]) -> AlertStore:
     if store is None:
         raise Unavailable("alerts need the rules store (SQLite), and this API has none configured")
     return store

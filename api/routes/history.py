@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, Field
 
 from api.deps import ServicesDep, SitesDep, StatesDep, Viewer, get_history
@@ -24,7 +24,7 @@ Agg = Annotated[Aggregate, Query(description="how each bucket is summarised")]
 Metrics = Annotated[list[str], Query(max_length=20, description="metric names of the kind; default: all numeric")]
 
 
-def _reader(reader: Annotated[HistoryReader | None, Depends(get_history)]) -> HistoryReader:
+async def _reader(reader: Annotated[HistoryReader | None, Depends(get_history)]) -> HistoryReader:
     if reader is None:
         raise Unavailable("history needs InfluxDB, and this API has none configured (influxdb.url)")
     return reader
@@ -50,14 +50,18 @@ class HistoryOut(BaseModel):
     series: list[SeriesOut]
 
 
-def _run(reader: HistoryReader, build: HistoryRequest) -> HistoryOut:
+def _run(reader: HistoryReader, build: HistoryRequest) -> Response:
+    """Query and serialise here, in the handler's worker thread: a day at 1 min is thousands of
+    values, and encoding them on the event loop (FastAPI's response_model path) would hold it up for
+    every latest-state request meanwhile. `response_model=HistoryOut` still documents the shape."""
     try:
         result = reader.read(build)
     except InfluxError as err:
         raise Unavailable(f"InfluxDB did not answer the history query: {err}") from None
-    return HistoryOut(site=build.site, kind=build.kind, device=build.device, aggregate=build.aggregate,
-                      interval_s=build.interval_s, start=_dt(build.start_ms), end=_dt(build.end_ms),
-                      series=[_series(s) for s in result])
+    out = HistoryOut(site=build.site, kind=build.kind, device=build.device, aggregate=build.aggregate,
+                     interval_s=build.interval_s, start=_dt(build.start_ms), end=_dt(build.end_ms),
+                     series=[_series(s) for s in result])
+    return Response(out.model_dump_json(), media_type="application/json")
 
 
 def _series(s: DeviceSeries) -> SeriesOut:
@@ -80,7 +84,7 @@ def _build(services: ServicesDep, site: str, kind: Kind, device: str | None, met
 @router.get("/{site}/{device}", response_model=HistoryOut, summary="History of one device")
 def device_history(site: SiteId, device: DeviceId, start: Start, end: End, _: Viewer, reader: HistoryDep,
                    services: ServicesDep, sites: SitesDep, states: StatesDep, metrics: Metrics = [],  # noqa: B006
-                   interval: Interval = "1m", agg: Agg = Aggregate.MEAN) -> HistoryOut:
+                   interval: Interval = "1m", agg: Agg = Aggregate.MEAN) -> Response:
     configured = sites.device(site, device)
     kind = configured.key.kind if configured else next(
         (s.device.kind for s in states.of_site(site) if s.device.device == device), None)
@@ -92,5 +96,5 @@ def device_history(site: SiteId, device: DeviceId, start: Start, end: End, _: Vi
 @router.get("/{site}", response_model=HistoryOut, summary="History of every device of one kind at a site")
 def site_history(site: SiteId, kind: Kind, start: Start, end: End, _: Viewer, reader: HistoryDep,
                  services: ServicesDep, metrics: Metrics = [],  # noqa: B006
-                 interval: Interval = "1m", agg: Agg = Aggregate.MEAN) -> HistoryOut:
+                 interval: Interval = "1m", agg: Agg = Aggregate.MEAN) -> Response:
     return _run(reader, _build(services, site, kind, None, metrics, start, end, interval, agg))

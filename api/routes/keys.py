@@ -22,7 +22,7 @@ def key_out(key: ApiKey) -> ApiKeyOut:
 
 
 @router.get("/me", response_model=ApiKeyOut, summary="The key this request was made with (its role)")
-def who_am_i(caller: Viewer) -> ApiKeyOut:
+async def who_am_i(caller: Viewer) -> ApiKeyOut:
     return key_out(caller)
 
 

@@ -12,6 +12,8 @@ from api.sites import SiteTree
 from api.state import DeviceState, DeviceStates
 
 router = APIRouter(prefix="/sites", tags=["sites"], responses=ERROR_RESPONSES)
+# Handlers are `async def`: they only read the in-memory site tree and device states (a lock held for
+# microseconds), so a worker-thread hop would cost more than the work (the latest-state benchmark).
 
 
 def _site_devices(site_id: str, sites: SiteTree, states: DeviceStates) -> list[DeviceOut]:
@@ -42,7 +44,7 @@ def _detail(site_id: str, sites: SiteTree, states: DeviceStates, now: float) -> 
 
 
 @router.get("", response_model=list[SiteSummary], summary="List sites")
-def list_sites(_: Viewer, sites: SitesDep, states: StatesDep, clock: ClockDep) -> list[SiteSummary]:
+async def list_sites(_: Viewer, sites: SitesDep, states: StatesDep, clock: ClockDep) -> list[SiteSummary]:
     """Every described site, and every site a device has reported from, with device counts."""
     ids = [s.id for s in sites.sites()]
     ids += sorted({s.device.site for s in states.all()} - set(ids))
@@ -51,18 +53,18 @@ def list_sites(_: Viewer, sites: SitesDep, states: StatesDep, clock: ClockDep) -
 
 
 @router.get("/{site}", response_model=SiteDetail, summary="One site with its devices and their state")
-def get_site(site: SiteId, _: Viewer, sites: SitesDep, states: StatesDep, clock: ClockDep) -> SiteDetail:
+async def get_site(site: SiteId, _: Viewer, sites: SitesDep, states: StatesDep, clock: ClockDep) -> SiteDetail:
     return _detail(site, sites, states, clock.now())
 
 
 @router.get("/{site}/devices", response_model=list[DeviceOut], summary="A site's devices and their state")
-def list_devices(site: SiteId, _: Viewer, sites: SitesDep, states: StatesDep, clock: ClockDep) -> list[DeviceOut]:
+async def list_devices(site: SiteId, _: Viewer, sites: SitesDep, states: StatesDep, clock: ClockDep) -> list[DeviceOut]:
     return _detail(site, sites, states, clock.now()).device_list
 
 
 @router.get("/{site}/devices/{device}", response_model=DeviceOut,
             summary="One device: latest reading, last seen, online/offline and why")
-def get_device(site: SiteId, device: DeviceId, _: Viewer, sites: SitesDep, states: StatesDep) -> DeviceOut:
+async def get_device(site: SiteId, device: DeviceId, _: Viewer, sites: SitesDep, states: StatesDep) -> DeviceOut:
     configured = sites.device(site, device)
     for state in states.of_site(site):
         if state.device.device == device:
