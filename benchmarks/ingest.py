@@ -6,7 +6,8 @@ child process, and publishes readings from many simulated devices with a separat
 Phases (each prints its figures):
   1. reference   N messages queued in a persistent session, drained by `mosquitto_sub -C N` (msg/s)
   2. drain       the same N readings queued for the collector's session, drained into InfluxDB
-                 (readings/s from collector start to the last point confirmed; ratio to 1.)
+                 (readings/s from collector start to the last point confirmed; ratio to 1.), once with
+                 the collector on MQTT 3.1.1 and once on MQTT 5 (the default)
   3. sustained   the publisher offers readings as fast as it can while the collector runs:
                  end-to-end readings/s (first publish → last point confirmed), loss
   4. offered     a fixed offered rate (default 5,000/s): p50/p99 publish-to-stored latency from the
@@ -47,18 +48,19 @@ PAYLOAD_TEMPLATE = ('{{"ts":{ts},"seq":{seq},"grid_v":231.5,"grid_hz":50.0,"grid
                     '"pv_w":2150.0,"load_w":1830.0,"inverter_temp_c":44.5,"fault_code":null}}')
 
 
-def publisher_main(port: int, devices: int, total: int, rate: float, seq_offset: int, ready: mp.Event,
+def publisher_main(port: int, devices: range, total: int, rate: float, seq_offset: int, ready: mp.Event,
                    go: mp.Event, result: mp.Queue) -> None:
-    """Publishes `total` readings round-robin over `devices` at `rate`/s (0: as fast as possible)."""
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-pub-{seq_offset}",
-                         protocol=mqtt.MQTTv5)
+    """Publishes `total` readings round-robin over `devices` at `rate`/s (0: as fast as possible).
+    MQTT 3.1.1: paho's MQTT 5 publish path costs more CPU, and the publisher must not be the limit."""
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-pub-{seq_offset}-{devices.start}",
+                         protocol=mqtt.MQTTv311)
     client.max_inflight_messages_set(2000)
     client.max_queued_messages_set(0)
     client.connect("127.0.0.1", port)
     client.loop_start()
     while not client.is_connected():
         time.sleep(0.01)
-    topics = [f"facmon/v1/bench/inverter/inv-{d}/reading" for d in range(devices)]
+    topics = [f"facmon/v1/bench/inverter/inv-{d}/reading" for d in devices]
     ready.set()
     go.wait()
     started = time.time()
@@ -70,9 +72,9 @@ def publisher_main(port: int, devices: int, total: int, rate: float, seq_offset:
             delay = target - time.time()
             if delay > 0:
                 time.sleep(delay)
-        seq = seq_offset + i // devices
+        seq = seq_offset + i // len(topics)
         payload = PAYLOAD_TEMPLATE.format(ts=int(time.time() * 1000), seq=seq)
-        infos.append(client.publish(topics[i % devices], payload, qos=1))
+        infos.append(client.publish(topics[i % len(topics)], payload, qos=1))
     published_at = time.time()
     for info in infos:
         info.wait_for_publish(timeout=120)
@@ -84,25 +86,34 @@ def publisher_main(port: int, devices: int, total: int, rate: float, seq_offset:
 
 
 def run_publisher(port: int, devices: int, total: int, rate: float, seq_offset: int,
-                  on_start=None) -> dict:
+                  processes: int = 1) -> dict:
+    """`processes` publisher processes, each with its share of the devices, rate and readings."""
     ctx = mp.get_context("spawn")
-    ready, go, result = ctx.Event(), ctx.Event(), ctx.Queue()
-    proc = ctx.Process(target=publisher_main, args=(port, devices, total, rate, seq_offset, ready, go, result))
-    proc.start()
-    ready.wait(30)
-    if on_start:
-        on_start()
+    go, result = ctx.Event(), ctx.Queue()
+    procs, readies = [], []
+    for p in range(processes):
+        ready = ctx.Event()
+        share = range(p * devices // processes, (p + 1) * devices // processes)
+        count = total * len(share) // devices
+        procs.append(ctx.Process(target=publisher_main, args=(port, share, count, rate / processes, seq_offset,
+                                                               ready, go, result)))
+        readies.append(ready)
+        procs[-1].start()
+    for ready in readies:
+        ready.wait(30)
     go.set()
-    out = result.get(timeout=600)
-    proc.join(30)
-    return out
+    outs = [result.get(timeout=600) for _ in procs]
+    for proc in procs:
+        proc.join(30)
+    return {"started": min(o["started"] for o in outs), "published": max(o["published"] for o in outs),
+            "acked": max(o["acked"] for o in outs), "all_acked": all(o["all_acked"] for o in outs)}
 
 
 class Collector:
-    def __init__(self, workdir: Path, broker_port: int, influx_url: str) -> None:
+    def __init__(self, workdir: Path, broker_port: int, influx_url: str, protocol: str = "5") -> None:
         self.http_port = free_port()
-        self.env = {**os.environ,
-                    "FACMON_MQTT__PORT": str(broker_port), "FACMON_MQTT__CLIENT_ID": "bench-collector",
+        self.env = {**os.environ, "FACMON_MQTT__PROTOCOL": protocol,
+                    "FACMON_MQTT__PORT": str(broker_port), "FACMON_MQTT__CLIENT_ID": f"bench-collector-{protocol}",
                     "FACMON_INFLUXDB__URL": influx_url, "FACMON_INFLUXDB__DATABASE": "bench",
                     "FACMON_COLLECTOR__SPOOL__DIR": str(workdir / "spool"),
                     "FACMON_COLLECTOR__DEAD_LETTERS__FILE": str(workdir / "dead.jsonl"),
@@ -190,15 +201,30 @@ def wait_stored(db: InfluxQLClient, expected: int, timeout_s: float) -> float:
     raise RuntimeError(f"only {stored(db)} of {expected} stored after {timeout_s} s")
 
 
+def drop_session(broker: Mosquitto, client_id: str) -> None:
+    """Connect once with a clean session under `client_id`, so the broker stops queueing for it."""
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311,
+                         clean_session=True)
+    client.connect("127.0.0.1", broker.port)
+    client.loop_start()
+    deadline = time.time() + 10
+    while not client.is_connected() and time.time() < deadline:
+        time.sleep(0.01)
+    client.disconnect()
+    client.loop_stop()
+
+
 def reference_drain(broker: Mosquitto, devices: int, total: int) -> float:
     sub = shutil.which("mosquitto_sub") or "/usr/bin/mosquitto_sub"
     base = [sub, "-h", "127.0.0.1", "-p", str(broker.port), "-q", "1", "-c", "-i", "bench-ref",
             "-t", "facmon/v1/+/+/+/reading", "-V", "mqttv5", "-x", "3600"]
     subprocess.run([*base, "-W", "1"], capture_output=True)  # create the session, then leave
-    run_publisher(broker.port, devices, total, 0, 0)
+    run_publisher(broker.port, devices, total, 0, 0, 2)
     started = time.time()
     subprocess.run([*base, "-C", str(total)], stdout=subprocess.DEVNULL, check=True, timeout=600)
-    return total / (time.time() - started)
+    rate = total / (time.time() - started)
+    drop_session(broker, "bench-ref")
+    return rate
 
 
 def main() -> None:
@@ -207,6 +233,7 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=150_000, help="readings per full-speed phase")
     parser.add_argument("--rate", type=float, default=5000, help="offered rate for the latency phase")
     parser.add_argument("--rate-seconds", type=float, default=20)
+    parser.add_argument("--publishers", type=int, default=2, help="publisher processes")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="facmon-bench-"))
     report: dict[str, object] = {"devices": args.devices, "messages": args.messages,
@@ -226,26 +253,34 @@ def main() -> None:
         report["reference_mosquitto_sub_msgs_per_s"] = round(ref_rate)
         print(f"reference  mosquitto_sub drained {args.messages} queued messages at {ref_rate:,.0f} msg/s", flush=True)
 
-        collector = Collector(work, broker.port, influx.url)
-        collector.start()  # creates the persistent session
-        collector.stop()
-        run_publisher(broker.port, args.devices, args.messages, 0, 0)
-        collector = Collector(work, broker.port, influx.url)
-        started = time.time()
-        collector.start()
-        cpu0 = collector.cpu_seconds()
-        done = wait_stored(db, args.messages, 600)
-        drain_rate = args.messages / (done - started)
-        drain_cpu = (collector.cpu_seconds() - cpu0) / (done - started) * 100
-        report.update(drain_readings_per_s=round(drain_rate), drain_ratio_to_reference=round(drain_rate / ref_rate, 3),
-                      drain_collector_cpu_pct=round(drain_cpu))
-        print(f"drain      collector drained {args.messages} queued readings into InfluxDB at {drain_rate:,.0f}/s "
-              f"(ratio to mosquitto_sub {drain_rate / ref_rate:.2f}); collector CPU {drain_cpu:.0f}% of a core",
-              flush=True)
+        for protocol in ("3.1.1", "5"):
+            collector = Collector(work, broker.port, influx.url, protocol)
+            collector.start()  # creates the persistent session
+            collector.stop()
+            base = stored(db)
+            run_publisher(broker.port, args.devices, args.messages, 0, 10_000_000 * (protocol == "5"),
+                          args.publishers)
+            collector = Collector(work, broker.port, influx.url, protocol)
+            started = time.time()
+            collector.start()
+            cpu0 = collector.cpu_seconds()
+            done = wait_stored(db, base + args.messages, 600)
+            rate = args.messages / (done - started)
+            cpu = (collector.cpu_seconds() - cpu0) / (done - started) * 100
+            key = "drain_mqtt5" if protocol == "5" else "drain_mqtt311"
+            report.update({f"{key}_readings_per_s": round(rate), f"{key}_ratio_to_reference": round(rate / ref_rate, 3),
+                           f"{key}_collector_cpu_pct": round(cpu),
+                           f"{key}_cpu_us_per_reading": round(cpu / 100 / rate * 1e6, 1)})
+            print(f"drain      collector (MQTT {protocol}) drained {args.messages} queued readings into InfluxDB at "
+                  f"{rate:,.0f}/s (ratio to mosquitto_sub {rate / ref_rate:.2f}); collector CPU {cpu:.0f}% of a core, "
+                  f"{cpu / 100 / rate * 1e6:.0f} µs per reading", flush=True)
+            if protocol == "3.1.1":
+                collector.stop()
+                drop_session(broker, collector.env["FACMON_MQTT__CLIENT_ID"])
 
         base = stored(db)
         cpu0 = collector.cpu_seconds()
-        pub = run_publisher(broker.port, args.devices, args.messages, 0, 1_000_000)
+        pub = run_publisher(broker.port, args.devices, args.messages, 0, 1_000_000, args.publishers)
         done = wait_stored(db, base + args.messages, 600)
         sustained = args.messages / (done - pub["started"])
         offered = args.messages / (pub["published"] - pub["started"])
@@ -259,7 +294,7 @@ def main() -> None:
         base = stored(db)
         before = collector.lag_histogram()
         total = int(args.rate * args.rate_seconds)
-        pub = run_publisher(broker.port, args.devices, total, args.rate, 2_000_000)
+        pub = run_publisher(broker.port, args.devices, total, args.rate, 2_000_000, args.publishers)
         wait_stored(db, base + total, 120)
         time.sleep(0.2)
         after = collector.lag_histogram()
