@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from collector.dead_letters import payload_excerpt
 from collector.state import DeviceTable, SeqVerdict
@@ -22,8 +23,7 @@ class IngestCounts:
     rejected: Counter[str] = field(default_factory=Counter)
 
 
-@dataclass(frozen=True, slots=True)
-class IngestResult:
+class IngestResult(NamedTuple):  # one per message: a NamedTuple is built several times faster
     lines: list[str]
     """Line protocol to spool: the reading's point, or the reject's `facmon_rejects` point, or none."""
     reject: Reject | None = None

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import ssl
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -30,16 +30,16 @@ from core.settings.mqtt import MqttSettings
 log = logging.getLogger("facmon.collector.mqtt")
 
 
-@dataclass(frozen=True, slots=True)
-class AckToken:
+# NamedTuples rather than frozen dataclasses: two of each are built per message, and a frozen
+# dataclass's __init__ (object.__setattr__ per field) measured several times slower.
+class AckToken(NamedTuple):
     """Which connection delivered a message, and its packet id: an ack is only valid on that connection."""
 
     connection: int
     mid: int
 
 
-@dataclass(frozen=True, slots=True)
-class InboundMessage:
+class InboundMessage(NamedTuple):
     topic: str
     payload: bytes
     ack: AckToken | None
@@ -53,6 +53,9 @@ class _BufferedClient(mqtt.Client):
 
     _rx: bytes = b""
     _rx_pos: int = 0
+    on_qos1_publish: Callable[[str, bytes, int], None] | None = None
+    """If set, QoS 1 PUBLISHes without properties go straight here as (topic, payload, packet id),
+    skipping paho's message object and callback matching (the collector subscribes to one handler)."""
 
     def _sock_recv(self, bufsize: int) -> bytes:
         if self._rx_pos >= len(self._rx):
@@ -77,8 +80,15 @@ class _BufferedClient(mqtt.Client):
         properties_at = topic_end + 2
         if topic_end == 2 or len(packet) <= properties_at or packet[properties_at] != 0:
             return super()._handle_publish()  # topic alias or properties present: paho's full path
-        message = mqtt.MQTTMessage(mid=int.from_bytes(packet[topic_end:properties_at], "big"),
-                                   topic=bytes(packet[2:topic_end]))
+        mid = int.from_bytes(packet[topic_end:properties_at], "big")
+        if self.on_qos1_publish is not None:
+            try:
+                topic = bytes(packet[2:topic_end]).decode("utf-8")
+            except UnicodeDecodeError:
+                return super()._handle_publish()  # paho reports undecodable topics its own way
+            self.on_qos1_publish(topic, bytes(packet[properties_at + 1:]), mid)
+            return mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
+        message = mqtt.MQTTMessage(mid=mid, topic=bytes(packet[2:topic_end]))
         message.qos = 1
         message.dup = bool(header & 0x08)
         message.retain = bool(header & 0x01)
@@ -150,6 +160,7 @@ class MqttSource:
         client.on_connect = self._handle_connect
         client.on_disconnect = self._handle_disconnect
         client.on_message = self._handle_message
+        client.on_qos1_publish = self._handle_qos1_publish
         client.on_subscribe = self._handle_subscribe
         # Registering a write callback stops paho from flushing the socket after every queued packet:
         # `ack` queues a whole group commit's PUBACKs, then writes them with one loop_write().
@@ -214,6 +225,9 @@ class MqttSource:
         self._subscribed = not refused
         if self._subscribed:
             log.info("mqtt subscribed", extra={"topics": self.subscriptions()})
+
+    def _handle_qos1_publish(self, topic: str, payload: bytes, mid: int) -> None:
+        self._on_message(InboundMessage(topic, payload, AckToken(self._connection, mid)))
 
     def _handle_message(self, _client: mqtt.Client, _userdata: object, message: mqtt.MQTTMessage) -> None:
         token = AckToken(self._connection, message.mid) if message.qos > 0 else None

@@ -25,6 +25,9 @@ from pathlib import Path
 
 SEGMENT_SUFFIX = ".lp"
 CURSOR_FILE = "cursor.json"
+CURSOR_WRITE_EVERY = 20
+"""Confirmed batches between cursor writes (and at every segment change and close). A crash re-sends
+at most this many confirmed batches, which InfluxDB absorbs; writing the file per batch cost more."""
 
 
 class SpoolError(Exception):
@@ -77,6 +80,7 @@ class Spool:
         self._appended_total = sum(size for seg, size in self._sizes.items() if seg >= self._cursor.segment) - (
             self._cursor.offset if self._cursor.segment in self._sizes else 0)
         self._confirmed_total = 0
+        self._confirms_since_cursor_write = 0
 
     # -- recovery -------------------------------------------------------------------------------
     def _segment_path(self, segment: int) -> Path:
@@ -228,14 +232,20 @@ class Spool:
                 self._sizes.pop(seg, None)
         for seg in finished:
             self._segment_path(seg).unlink(missing_ok=True)
-        self._write_cursor(batch.end)
+        self._confirms_since_cursor_write += 1
+        if finished or self._confirms_since_cursor_write >= CURSOR_WRITE_EVERY:
+            self._write_cursor(batch.end)
 
     def _write_cursor(self, position: Position) -> None:
+        self._confirms_since_cursor_write = 0
         tmp = self._dir / (CURSOR_FILE + ".tmp")
         tmp.write_text(json.dumps({"segment": position.segment, "offset": position.offset}))
         os.replace(tmp, self._dir / CURSOR_FILE)
 
     def close(self) -> None:
-        """Commit what was appended and close the active segment. The spool must not be used after."""
+        """Commit what was appended, record the cursor and close. The spool must not be used after."""
         self.commit()
         self._active.close()
+        with self._lock:
+            cursor = self._cursor
+        self._write_cursor(cursor)

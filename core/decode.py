@@ -250,11 +250,24 @@ def _bool_checker(metric: Metric) -> Callable[[object], FieldValue]:
     return check
 
 
+def _choice_checker(metric: Metric) -> Callable[[object], FieldValue]:
+    choices = frozenset(metric.choices)
+
+    def check(value: object) -> FieldValue:
+        if type(value) is str and value in choices:
+            return value
+        return _check_value(metric, value)
+
+    return check
+
+
 def _checker(metric: Metric) -> Callable[[object], FieldValue]:
     if metric.type in (MetricType.FLOAT, MetricType.INT):
         return _number_checker(metric)
     if metric.type is MetricType.BOOL:
         return _bool_checker(metric)
+    if metric.type is MetricType.CHOICE:
+        return _choice_checker(metric)
     return functools.partial(_check_value, metric)
 
 

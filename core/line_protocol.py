@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from core.contract import METRICS, FieldValue, MetricType, Reading
+from core.contract import METRICS, FieldValue, Metric, MetricType, Reading
 
 REJECTS_MEASUREMENT = "facmon_rejects"
 
@@ -60,7 +60,11 @@ def format_field(value: FieldValue, metric_type: MetricType) -> str:
     return escape_string_field(str(value))
 
 
-def _field_formatter(metric_type: MetricType):
+def _field_formatter(metric: Metric):
+    metric_type = metric.type
+    if metric_type is MetricType.CHOICE:
+        quoted = {choice: escape_string_field(choice) for choice in metric.choices}
+        return lambda v: quoted.get(v) or escape_string_field(str(v))
     if metric_type is MetricType.FLOAT:
         return lambda v: repr(float(v))
     if metric_type is MetricType.INT:
@@ -73,7 +77,7 @@ def _field_formatter(metric_type: MetricType):
 _LAYOUT = {
     kind: (
         tuple(m.name for m in metrics if m.is_tag),
-        tuple((m.name + "=", _field_formatter(m.type)) for m in metrics if not m.is_tag),
+        tuple((m.name + "=", _field_formatter(m)) for m in metrics if not m.is_tag),
     )
     for kind, metrics in METRICS.items()
 }
