@@ -64,7 +64,8 @@ def publisher_main(port: int, devices: range, total: int, rate: float, seq_offse
     ready.set()
     go.wait()
     started = time.time()
-    infos = []
+    infos: list[mqtt.MQTTMessageInfo] = []
+    oldest = 0
     chunk = max(1, int(rate / 100)) if rate else 1000
     for i in range(total):
         if rate and i % chunk == 0:
@@ -75,6 +76,10 @@ def publisher_main(port: int, devices: range, total: int, rate: float, seq_offse
         seq = seq_offset + i // len(topics)
         payload = PAYLOAD_TEMPLATE.format(ts=int(time.time() * 1000), seq=seq)
         infos.append(client.publish(topics[i % len(topics)], payload, qos=1))
+        # paho numbers messages with 16-bit ids: keep fewer than 65,535 unacknowledged.
+        while len(infos) - oldest > 50_000:
+            infos[oldest].wait_for_publish(timeout=120)
+            oldest += 1
     published_at = time.time()
     for info in infos:
         info.wait_for_publish(timeout=120)

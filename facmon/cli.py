@@ -16,9 +16,25 @@ COMMANDS = ("up", "collect", "simulate", "probe", "rules", "api", "keys", "dashb
 DEFAULT_CONFIG = Path("facmon.yaml")
 
 
-def _command_modules() -> dict[str, object]:
+def _requested_command(argv: Sequence[str]) -> str | None:
+    """The subcommand named on the command line, if any (skipping the value of -c/--config)."""
+    skip_value = False
+    for arg in argv:
+        if skip_value:
+            skip_value = False
+        elif arg in ("-c", "--config"):
+            skip_value = True
+        elif not arg.startswith("-"):
+            return arg if arg in COMMANDS else None
+    return None
+
+
+def _command_modules(names: Sequence[str] = COMMANDS) -> dict[str, object]:
+    """Import the command modules. Running one command imports only its own: each pulls in its
+    stage (the API its web stack, the rules engine numpy...), and the collector should not carry
+    every other stage's libraries in its memory."""
     modules = {}
-    for name in COMMANDS:
+    for name in names:
         try:
             modules[name] = importlib.import_module(f"facmon.commands.{name}")
         except ModuleNotFoundError as err:
@@ -46,7 +62,9 @@ def build_parser(modules: dict[str, object]) -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    modules = _command_modules()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    requested = _requested_command(argv)
+    modules = _command_modules((requested,) if requested else COMMANDS)
     args = build_parser(modules).parse_args(argv)
     config_path = args.config or (Path(os.environ["FACMON_CONFIG"]) if os.environ.get("FACMON_CONFIG") else None)
     if config_path is None and DEFAULT_CONFIG.exists():

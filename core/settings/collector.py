@@ -34,8 +34,9 @@ class DecodeSettings(Section):
     """Readings stamped further ahead of the collector's clock are rejected (device clock wrong)."""
     max_age_s: float = Field(30 * 86_400.0, gt=0)
     """Readings older than this are rejected; raise it to backfill older history."""
-    duplicate_window: int = Field(256, ge=1, le=100_000)
-    """Per device, how many recent (seq, ts) pairs are remembered to recognise redeliveries."""
+    duplicate_window: int = Field(32, ge=1, le=100_000)
+    """Per device, how many recent (seq, ts) pairs are remembered to recognise redeliveries. The broker
+    redelivers at most its in-flight window, spread over all devices, so a few dozen per device suffice."""
 
 
 class DeadLetterSettings(Section):
