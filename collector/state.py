@@ -4,7 +4,6 @@ whether it says it is online, and where its sequence counter stands (duplicates,
 from __future__ import annotations
 
 import enum
-from collections import deque
 from dataclasses import dataclass
 
 from core.contract import DeviceKey, Reading
@@ -26,36 +25,41 @@ class DeviceSnapshot:
 
 
 class _Record:
-    __slots__ = ("last_seen", "last_seq", "latest", "online", "recent", "recent_keys", "status_changed_at")
+    __slots__ = ("high_seq", "high_ts_ms", "last_seen", "latest", "online", "seen", "status_changed_at")
 
     def __init__(self) -> None:
         self.latest: Reading | None = None
         self.last_seen: float | None = None
         self.online: bool | None = None
         self.status_changed_at: float | None = None
-        self.last_seq: int | None = None
-        self.recent: deque[int] = deque()
-        self.recent_keys: set[int] = set()
+        self.high_seq = -1
+        self.high_ts_ms = -1
+        self.seen = 0
+        """Bit i set: seq `high_seq - i` has been received (a sliding window of `duplicate_window` bits)."""
 
 
 @dataclass
 class SequenceCounts:
     duplicates: int = 0
     gaps: int = 0
-    """Readings a device numbered but we never received (sum of holes in `seq`)."""
+    """Readings a device numbered but we have not received (holes in `seq`, less those filled late)."""
     restarts: int = 0
     """Times a device's `seq` went backwards with a newer `ts` (the device rebooted)."""
     out_of_order: int = 0
+    """Readings that arrived after a higher `seq` of the same device (stored, not the latest state)."""
 
 
 class DeviceTable:
     """Per-device state. Not thread-safe: one consumer thread updates it; readers take snapshots.
 
-    Duplicate detection remembers the last `duplicate_window` (seq, ts) pairs of each device, so a
-    device that restarts its counter (same seq, new ts) is never mistaken for a duplicate."""
+    Duplicates are recognised per device with a bitmap of the last `duplicate_window` sequence
+    numbers below the highest seen: a few hundred bytes per device, so 10,000 devices cost a few MB.
+    A reading whose `seq` is not above the highest but whose `ts` is newer than any seen is a device
+    that restarted its counter, never a duplicate; the same `seq` again with an older or equal `ts`
+    is a redelivery or a repeated publish."""
 
     def __init__(self, duplicate_window: int) -> None:
-        self._window = duplicate_window
+        self._window_mask = (1 << duplicate_window) - 1
         self._records: dict[DeviceKey, _Record] = {}
         self.counts = SequenceCounts()
 
@@ -67,32 +71,30 @@ class DeviceTable:
 
     def observe(self, reading: Reading, received_at: float) -> SeqVerdict:
         record = self._record(reading.device)
-        # One int per remembered reading instead of a (seq, ts) tuple: with 10,000 devices the window
-        # is most of the collector's memory. Exact, not a hash: seq < 2^63 and ts_ms < 2^53.
-        key = (reading.seq << 53) | (reading.ts_ms & 0x1F_FFFF_FFFF_FFFF)
-        if key in record.recent_keys:
-            self.counts.duplicates += 1
-            return SeqVerdict.DUPLICATE
-        record.recent.append(key)
-        record.recent_keys.add(key)
-        if len(record.recent) > self._window:
-            record.recent_keys.discard(record.recent.popleft())
-        previous = record.latest
-        last_seq = record.last_seq
-        if last_seq is not None and previous is not None:
-            if reading.seq > last_seq + 1:
-                self.counts.gaps += reading.seq - last_seq - 1
-            elif reading.seq <= last_seq:
-                if reading.ts_ms > previous.ts_ms:
-                    self.counts.restarts += 1
-                else:
-                    self.counts.out_of_order += 1
-                    record.last_seen = received_at
-                    return SeqVerdict.NEW  # late arrival: stored, but not the latest state
-        record.last_seq = reading.seq
-        record.latest = reading
+        seq, ts_ms = reading.seq, reading.ts_ms
         record.last_seen = received_at
-        return SeqVerdict.NEW
+        if record.high_seq < 0 or (seq <= record.high_seq and ts_ms > record.high_ts_ms):
+            if record.high_seq >= 0:
+                self.counts.restarts += 1
+            record.high_seq, record.high_ts_ms, record.seen, record.latest = seq, ts_ms, 1, reading
+            return SeqVerdict.NEW
+        if seq > record.high_seq:
+            shift = seq - record.high_seq
+            self.counts.gaps += shift - 1
+            record.seen = ((record.seen << shift) | 1) & self._window_mask
+            record.high_seq, record.high_ts_ms, record.latest = seq, max(ts_ms, record.high_ts_ms), reading
+            return SeqVerdict.NEW
+        bit = 1 << (record.high_seq - seq)
+        if bit > self._window_mask or record.seen & bit:
+            if bit <= self._window_mask:
+                self.counts.duplicates += 1
+                return SeqVerdict.DUPLICATE
+            self.counts.out_of_order += 1  # older than the window: cannot tell, store it (idempotent)
+            return SeqVerdict.NEW
+        record.seen |= bit
+        self.counts.gaps -= 1
+        self.counts.out_of_order += 1
+        return SeqVerdict.NEW  # late arrival: stored, but not the latest state
 
     def set_status(self, device: DeviceKey, online: bool, at: float) -> None:
         record = self._record(device)

@@ -34,9 +34,9 @@ class DecodeSettings(Section):
     """Readings stamped further ahead of the collector's clock are rejected (device clock wrong)."""
     max_age_s: float = Field(30 * 86_400.0, gt=0)
     """Readings older than this are rejected; raise it to backfill older history."""
-    duplicate_window: int = Field(32, ge=1, le=100_000)
-    """Per device, how many recent (seq, ts) pairs are remembered to recognise redeliveries. The broker
-    redelivers at most its in-flight window, spread over all devices, so a few dozen per device suffice."""
+    duplicate_window: int = Field(1024, ge=1, le=1_000_000)
+    """Per device, how many sequence numbers below the highest seen are remembered (one bit each) to
+    recognise redeliveries and repeated publishes."""
 
 
 class DeadLetterSettings(Section):
