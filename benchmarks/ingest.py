@@ -289,12 +289,15 @@ def main() -> None:
         done = wait_stored(db, base + args.messages, 600)
         sustained = args.messages / (done - pub["started"])
         offered = args.messages / (pub["published"] - pub["started"])
+        accepted = args.messages / (pub["acked"] - pub["started"])
         cpu = (collector.cpu_seconds() - cpu0) / (done - pub["started"]) * 100
         loss = base + args.messages - stored(db)
         report.update(sustained_readings_per_s=round(sustained), sustained_offered_per_s=round(offered),
+                      sustained_broker_accepted_per_s=round(accepted),
                       sustained_loss=loss, sustained_collector_cpu_pct=round(cpu))
-        print(f"sustained  publisher offered {offered:,.0f}/s; end-to-end {sustained:,.0f} readings/s "
-              f"(first publish → last stored); loss {loss}; collector CPU {cpu:.0f}%", flush=True)
+        print(f"sustained  {args.publishers} publishers queued {offered:,.0f}/s, the broker acknowledged "
+              f"{accepted:,.0f}/s; end-to-end {sustained:,.0f} readings/s (first publish → last stored); "
+              f"loss {loss}; collector CPU {cpu:.0f}%", flush=True)
 
         base = stored(db)
         before = collector.lag_histogram()
