@@ -2,14 +2,15 @@
 stream in memory and integration tests and real runs use a broker (paho-mqtt, only here).
 
 Lifecycle: `open(devices)` once (connects; each device's status `online` is a message in the stream
-itself), then `publish()` any number of times, then `close()` once, which waits for the broker to
+itself), then `publish_step()` (one simulation step's messages, in order) any number of times, then
+`close()` once, which waits for the broker to
 acknowledge what was published (QoS 1) and disconnects. `publish` is never called after `close`.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
+from collections import Counter
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -20,6 +21,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from core.clock import Clock
 from core.contract import STATUS_OFFLINE, DeviceKey
 from core.settings.mqtt import MqttSettings
+from simulators.mqtt_batch import BatchClient, PublishStalled
 from simulators.world import Message
 
 log = logging.getLogger(__name__)
@@ -32,7 +34,7 @@ class BrokerUnreachable(RuntimeError):
 class Publisher(Protocol):
     def open(self, devices: Sequence[DeviceKey]) -> None: ...
 
-    def publish(self, message: Message) -> None: ...
+    def publish_step(self, messages: Sequence[Message]) -> None: ...
 
     def close(self) -> None: ...
 
@@ -53,6 +55,11 @@ class MemoryPublisher:
         if self._keep:
             self.messages.append(message)
 
+    def publish_step(self, messages: Sequence[Message]) -> None:
+        self.count += len(messages)
+        if self._keep:
+            self.messages.extend(messages)
+
     def close(self) -> None:
         pass
 
@@ -62,40 +69,47 @@ class MemoryPublisher:
 
 
 class MqttPublisher:
-    """Publishes over up to `max_connections` MQTT connections. With one connection per device
-    (devices <= max_connections) each connection carries its device's last will (`offline`,
-    retained); with more devices they share connections and a device's death is published as a
-    plain retained `offline`. QoS 1; at most `max_outstanding` unacknowledged messages, then
-    `publish` waits (back-pressure instead of unbounded memory)."""
+    """Publishes over MQTT 5, QoS 1, with `BatchClient`s: each step's messages go out as one write per
+    connection, PUBACKs are counted in bulk, and each connection keeps at most its window of
+    unacknowledged messages (`max_inflight`, capped by the broker's receive maximum), so
+    `publish_step` waits rather than holding unbounded memory or dropping anything.
+
+    With one connection per device (devices <= max_connections) each connection carries its device's
+    last will (`offline`, retained); with more devices they share `shared_connections` connections and
+    a device's death is published as a plain retained `offline`. Fewer shared connections are faster:
+    each has its own paho network thread (see benchmarks/README.md, "Simulators")."""
 
     def __init__(self, settings: MqttSettings, clock: Clock, *, client_id_prefix: str = "facmon-sim",
-                 max_connections: int = 64, max_outstanding: int = 20_000, max_inflight: int = 1000,
-                 connect_attempts: int = 5, connect_timeout_s: float = 5.0) -> None:
+                 max_connections: int = 64, shared_connections: int = 2, max_inflight: int = 1000,
+                 connect_attempts: int = 5, connect_timeout_s: float = 5.0, stall_timeout_s: float = 60.0) -> None:
         self._settings = settings
         self._clock = clock
         self._prefix = client_id_prefix
         self._max_connections = max_connections
-        self._max_outstanding = max_outstanding
+        self._shared_connections = max(1, shared_connections)
         self._max_inflight = max_inflight
-        self._window: dict[int, int] = {}
-        """Per connection: unacknowledged publishes allowed, min(max_inflight, the broker's receive maximum)."""
         self._attempts = connect_attempts
         self._timeout_s = connect_timeout_s
-        self._clients: list[mqtt.Client] = []
-        self._route: dict[DeviceKey, mqtt.Client] = {}
+        self._stall_timeout_s = stall_timeout_s
+        self._clients: list[BatchClient] = []
+        self._route: dict[DeviceKey, BatchClient] = {}
         self._own_connection: set[DeviceKey] = set()
         self._dropped: set[DeviceKey] = set()
-        self._per_client: dict[int, int] = {}
-        self._outstanding = 0
-        self._cond = threading.Condition()
 
-    def _client(self, client_id: str, will_device: DeviceKey | None) -> mqtt.Client:
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
-        # paho's own window (default 20, fixed once connected) would cap a connection at 20 messages per
-        # round trip; it is switched off and `publish` keeps each connection within `_window` instead,
-        # which follows the receive maximum the broker advertises in its CONNACK.
-        client.max_inflight_messages_set(0)
-        client.max_queued_messages_set(0)
+    @property
+    def acked(self) -> int:
+        """Messages the broker has acknowledged so far."""
+        return sum(client.acked for client in self._clients)
+
+    @property
+    def resent(self) -> int:
+        """Messages sent again (DUP) after a reconnect."""
+        return sum(client.resent for client in self._clients)
+
+    def _client(self, client_id: str, will_device: DeviceKey | None) -> BatchClient:
+        client = BatchClient(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+        client.configure_batching(self._clock, self._max_inflight)
+        client.reconnect_delay_set(1, 8)
         if self._settings.username:
             password = self._settings.password.get_secret_value() if self._settings.password else None
             client.username_pw_set(self._settings.username, password)
@@ -103,25 +117,9 @@ class MqttPublisher:
             client.tls_set(ca_certs=str(self._settings.tls.ca_file) if self._settings.tls.ca_file else None)
         if will_device is not None:
             client.will_set(will_device.status_topic(), STATUS_OFFLINE, qos=1, retain=True)
-        client.on_publish = self._on_publish
-        client.on_connect = self._on_connect
         return client
 
-    def _on_connect(self, client: mqtt.Client, userdata: object, flags: object, reason: object,
-                    props: object) -> None:
-        # MQTT 5: absent ReceiveMaximum means 65,535.
-        broker_max = getattr(props, "ReceiveMaximum", 65_535)
-        with self._cond:
-            self._window[id(client)] = max(1, min(self._max_inflight, broker_max))
-            self._cond.notify_all()
-
-    def _on_publish(self, client: mqtt.Client, userdata: object, mid: int, reason: object, props: object) -> None:
-        with self._cond:
-            self._outstanding -= 1
-            self._per_client[id(client)] -= 1
-            self._cond.notify_all()
-
-    def _connect(self, client: mqtt.Client) -> None:
+    def _connect(self, client: BatchClient) -> None:
         host, port = self._settings.host, self._settings.port
         last_error = ""
         delay = 0.2
@@ -142,7 +140,7 @@ class MqttPublisher:
                 "is it running? Point facmon at it with FACMON_MQTT__HOST / FACMON_MQTT__PORT")
         client.loop_start()
         deadline = self._clock.monotonic() + self._timeout_s
-        while not (client.is_connected() and id(client) in self._window):
+        while not client.online:
             if self._clock.monotonic() > deadline:
                 client.loop_stop()
                 raise BrokerUnreachable(f"the MQTT broker at {host}:{port} accepted TCP but did not complete the "
@@ -151,7 +149,7 @@ class MqttPublisher:
 
     def open(self, devices: Sequence[DeviceKey]) -> None:
         own = len(devices) <= self._max_connections
-        count = len(devices) if own else self._max_connections
+        count = len(devices) if own else min(self._shared_connections, self._max_connections)
         for index in range(max(count, 1)):
             device = devices[index] if own and devices else None
             client = self._client(f"{self._prefix}-{device or index}"[:128], device)
@@ -163,38 +161,51 @@ class MqttPublisher:
                 self._own_connection.add(device)
 
     def publish(self, message: Message) -> None:
-        client = self._route.get(message.device) if message.device is not None else None
-        client = client or self._clients[0]
-        if message.device in self._dropped:
-            return  # a dead device's connection is gone; nothing it "sends" could arrive
-        if message.will and message.device in self._own_connection:
-            # MQTT 5 reason 0x04 "disconnect with will message": the broker announces the death itself.
-            self._dropped.add(message.device)
-            with self._cond:  # its last readings go out before it dies
-                deadline = self._clock.monotonic() + 10.0
-                while self._per_client.get(id(client), 0) > 0 and self._clock.monotonic() < deadline:
-                    self._cond.wait(0.05)
-            client.disconnect(reasoncode=ReasonCode(PacketTypes.DISCONNECT, identifier=4))
-            return
-        with self._cond:
-            deadline = self._clock.monotonic() + 60.0
-            window = self._window[id(client)]
-            while self._outstanding >= self._max_outstanding or self._per_client.get(id(client), 0) >= window:
-                if self._clock.monotonic() > deadline:
-                    raise BrokerUnreachable("the broker has not acknowledged messages for 60 s; is it overloaded?")
-                self._cond.wait(0.05)
-            self._outstanding += 1
-            self._per_client[id(client)] = self._per_client.get(id(client), 0) + 1
-        client.publish(message.topic, message.payload, qos=1, retain=message.retain)
+        self.publish_step([message])
+
+    def publish_step(self, messages: Sequence[Message]) -> None:
+        """Publish a step's messages in order (per device; devices on different connections are
+        independent), one batch per connection. Blocks while a connection's window is full; raises
+        BrokerUnreachable if the broker acknowledges nothing for the stall timeout."""
+        batches: dict[int, tuple[BatchClient, list[tuple[str, bytes, bool]]]] = {}
+        default = self._clients[0]
+        try:
+            for message in messages:
+                device = message.device
+                if device in self._dropped:
+                    continue  # a dead device's connection is gone; nothing it "sends" could arrive
+                client = self._route.get(device, default) if device is not None else default
+                if message.will and device in self._own_connection:
+                    entry = batches.pop(id(client), None)
+                    if entry is not None:  # its last readings go out before it dies
+                        client.publish_batch(entry[1], self._stall_timeout_s)
+                    self._die(client, device)  # type: ignore[arg-type]
+                    continue
+                entry = batches.get(id(client))
+                if entry is None:
+                    entry = batches[id(client)] = (client, [])
+                entry[1].append((message.topic, message.payload, message.retain))
+            for client, batch in batches.values():
+                client.publish_batch(batch, self._stall_timeout_s)
+        except PublishStalled as err:
+            raise BrokerUnreachable(str(err)) from err
+
+    def _die(self, client: BatchClient, device: DeviceKey) -> None:
+        self._dropped.add(device)
+        client.wait_all_acked(10.0)
+        # MQTT 5 reason 0x04 "disconnect with will message": the broker announces the death itself.
+        client.disconnect(reasoncode=ReasonCode(PacketTypes.DISCONNECT, identifier=4))
 
     def close(self, timeout_s: float = 30.0) -> None:
+        """Wait (up to `timeout_s` in all) for the broker to acknowledge everything, then disconnect."""
         deadline = self._clock.monotonic() + timeout_s
-        with self._cond:
-            while self._outstanding > 0 and self._clock.monotonic() < deadline:
-                self._cond.wait(0.05)
-            left = self._outstanding
+        left = sum(client.wait_all_acked(max(0.0, deadline - self._clock.monotonic())) for client in self._clients)
+        refused = sum((client.refused for client in self._clients), Counter())
         if left:
             log.warning("closing with unacknowledged messages", extra={"count": left})
+        if refused:
+            log.warning("the broker refused messages", extra={"by_reason_code": dict(refused),
+                                                               "hint": "check the broker's ACL for this user"})
         for client in self._clients:
             client.disconnect()
             client.loop_stop()

@@ -62,8 +62,7 @@ def run_simulation(simulation: Simulation, publisher: Publisher, clock: Clock, s
                 wait = due - clock.monotonic()
                 if wait > 0:
                     clock.sleep(wait)
-            for message in step.messages:
-                publisher.publish(message)
+            publisher.publish_step(step.messages)
             summary.count(step)
             summary.sim_seconds = step.t - simulation.start_s
             if on_step is not None:

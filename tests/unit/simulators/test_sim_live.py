@@ -46,6 +46,10 @@ class _LivePublisher:
         if self.clock.now() - NOW > CUT_AFTER_S:
             raise _Enough
 
+    def publish_step(self, messages: list[Message]) -> None:
+        for message in messages:
+            self.publish(message)
+
     def close(self) -> None:
         pass
 

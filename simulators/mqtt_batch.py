@@ -1,0 +1,294 @@
+"""A paho-mqtt client that publishes QoS 1 messages in batches: the simulators' load-generator path.
+
+paho's `publish()` costs ~65 µs of Python per message (an `MQTTMessage`, an `MQTTMessageInfo`, locks,
+logging, a wake-up byte and one `send()` per packet) and reads PUBACKs one packet per `select()`. At
+tens of thousands of messages a second that, not the simulation, is the limit. `BatchClient` keeps
+paho for everything that is not the hot path (CONNECT with last will, TLS, keep-alive, reconnect,
+SUBSCRIBE, DISCONNECT) and replaces only these:
+
+- `publish_batch(messages)` encodes QoS 1 PUBLISH packets itself (`encode_publish`, MQTT 3.1.1 and 5),
+  gives them packet ids from paho's own counter (so its ids never collide with paho's) and queues
+  them as one write.
+- PUBACKs of its own packet ids are counted in bulk straight from a buffered socket read; any other
+  packet (CONNACK, PINGRESP, PUBACKs of messages sent through paho's `publish()`) goes through paho.
+- Flow control: at most `window` unacknowledged messages (the setting, capped by the broker's
+  receive maximum from the CONNACK); `publish_batch` waits while the window is full. Nothing is ever
+  dropped: a message stays in `_unacked` until its PUBACK arrives, and after a reconnect every
+  unacknowledged message is sent again, in the original order, with the same packet id and DUP set
+  (the broker may then deliver it twice; that is QoS 1).
+
+Threads: `publish_batch`, `wait_all_acked` and `unacked` from any one producer thread; paho's network
+thread (`loop_start`) does the socket I/O. `_flow` guards `_unacked`, `_online` and `_window`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import Counter
+from collections.abc import Iterable
+from typing import Literal
+
+import paho.mqtt.client as mqtt
+from paho.mqtt import _packet as paho_packet  # CONNACK decoding, once per connection
+
+from core.clock import Clock
+
+log = logging.getLogger(__name__)
+
+_PUBLISH_QOS1 = 0x32
+_DUP = 0x08
+_PUBACK = 0x40
+_MAX_WINDOW = 60_000
+"""Below 65,535 ids, so a free id always exists for paho's own packets and for ours."""
+
+
+class PublishStalled(RuntimeError):
+    """The broker acknowledged nothing for the stall timeout while messages waited; the message says
+    how many are unacknowledged and what to check."""
+
+
+def remaining_length(length: int) -> bytes:
+    """MQTT's variable-length integer (1-4 bytes, 7 bits each, least significant first)."""
+    if length < 128:
+        return bytes((length,))
+    out = bytearray()
+    while True:
+        byte, length = length & 0x7F, length >> 7
+        out.append(byte | 0x80 if length else byte)
+        if not length:
+            return bytes(out)
+
+
+def encode_publish(topic: bytes, payload: bytes, mid: int, *, retain: bool, mqtt5: bool, dup: bool = False) -> bytes:
+    """One QoS 1 PUBLISH packet as paho would write it: fixed header, topic (length-prefixed),
+    packet id, (MQTT 5: an empty property list), payload. `topic` must be valid UTF-8 without
+    wildcards; `mid` 1..65535."""
+    body_length = 4 + len(topic) + len(payload) + (1 if mqtt5 else 0)
+    first = _PUBLISH_QOS1 | (_DUP if dup else 0) | (1 if retain else 0)
+    return b"".join((bytes((first,)), remaining_length(body_length), len(topic).to_bytes(2, "big"), topic,
+                     mid.to_bytes(2, "big"), b"\x00" if mqtt5 else b"", payload))
+
+
+class BatchClient(mqtt.Client):
+    """paho's `Client` plus `publish_batch`; see the module docstring. Construct it like paho's
+    client, then call `configure_batching` before `connect`."""
+
+    _clock: Clock
+    _flow: threading.Condition
+    _unacked: dict[int, bytes]
+    """Packet id -> the PUBLISH as first encoded (DUP clear), in the order they were sent."""
+    _window: int
+    _window_setting: int
+    _online: bool
+    _topics: dict[str, bytes]
+    _rx: bytes
+    _rx_pos: int
+    acked: int
+    refused: Counter[int]
+    """MQTT 5 PUBACK reason codes >= 0x80 (the broker did not accept the message), by code."""
+    resent: int
+
+    def configure_batching(self, clock: Clock, max_inflight: int) -> None:
+        self._clock = clock
+        self._flow = threading.Condition()
+        self._unacked = {}
+        self._window_setting = max(1, min(max_inflight, _MAX_WINDOW))
+        self._window = self._window_setting
+        self._online = False
+        self._topics = {}
+        self._rx, self._rx_pos = b"", 0
+        self.acked = 0
+        self.refused = Counter()
+        self.resent = 0
+
+    # -- producer side -------------------------------------------------------------------------------
+    @property
+    def window(self) -> int:
+        """Unacknowledged messages allowed on the current connection."""
+        return self._window
+
+    @property
+    def online(self) -> bool:
+        """Connected, CONNACK received, unacknowledged messages (if any) re-sent."""
+        return self._online
+
+    def unacked(self) -> int:
+        with self._flow:
+            return len(self._unacked)
+
+    def publish_batch(self, messages: Iterable[tuple[str, bytes, bool]], stall_timeout_s: float = 60.0) -> None:
+        """Publish (topic, payload, retain) messages with QoS 1, in order, each once; blocks while the
+        in-flight window is full. Messages are queued for paho's network thread, which writes them;
+        `wait_all_acked` waits for the broker's PUBACKs. Raises PublishStalled if the broker
+        acknowledges nothing for `stall_timeout_s` while the window is full."""
+        mqtt5 = self._protocol == mqtt.MQTTv5
+        topics = self._topics
+        pending = list(messages)
+        start = 0
+        while start < len(pending):
+            with self._flow:
+                room = self._wait_for_room(stall_timeout_s)
+                chunk = pending[start:start + room]
+                start += len(chunk)
+                packets = []
+                for topic, payload, retain in chunk:
+                    encoded_topic = topics.get(topic)
+                    if encoded_topic is None:
+                        if len(topics) > 100_000:
+                            topics.clear()  # bounded: malformed-topic bursts must not grow it forever
+                        encoded_topic = topics[topic] = topic.encode()
+                    mid = self._mid_generate()
+                    packet = encode_publish(encoded_topic, payload, mid, retain=retain, mqtt5=mqtt5)
+                    self._unacked[mid] = packet
+                    packets.append(packet)
+                # Offline (connecting, or between a lost connection and its CONNACK) the packets wait in
+                # `_unacked`; `_handle_connack` sends them. Queued only under `_flow`, so never before a CONNECT.
+                if self._online:
+                    self._queue_publishes(b"".join(packets))
+
+    def _wait_for_room(self, stall_timeout_s: float) -> int:
+        """With `_flow` held: wait until the window has room; return how much."""
+        deadline = self._clock.monotonic() + stall_timeout_s
+        seen = self.acked
+        while len(self._unacked) >= self._window:
+            if self.acked != seen:
+                seen, deadline = self.acked, self._clock.monotonic() + stall_timeout_s
+            elif self._clock.monotonic() > deadline:
+                raise PublishStalled(
+                    f"the broker acknowledged nothing for {stall_timeout_s:g} s with {len(self._unacked)} messages "
+                    f"in flight (connected: {self._online}); is it running, reachable and not overloaded?")
+            self._flow.wait(0.05)
+        return self._window - len(self._unacked)
+
+    def _mid_generate(self) -> int:
+        """The next packet id from paho's counter that neither we nor paho have in flight (paho's
+        publish() and subscribe() call this too, so the two never collide)."""
+        with self._mid_generate_mutex:
+            for _ in range(65_536):
+                self._last_mid = self._last_mid + 1 if self._last_mid < 65_535 else 1
+                if self._last_mid not in self._unacked and self._last_mid not in self._out_messages:
+                    return self._last_mid
+        raise RuntimeError("all 65,535 MQTT packet ids are in flight; lower max_inflight")
+
+    def _queue_publishes(self, packets: bytes) -> None:
+        # Queued as one write. qos=1 keeps paho's writer from treating it as a QoS 0 publish of its own
+        # (which would fire on_publish and touch a message-info object we do not have).
+        self._packet_queue(mqtt.PUBLISH, packets, 0, 1)
+
+    def wait_all_acked(self, timeout_s: float) -> int:
+        """Wait until every message published so far is acknowledged, at most `timeout_s`.
+        Returns how many are still unacknowledged (0: all)."""
+        deadline = self._clock.monotonic() + timeout_s
+        with self._flow:
+            while self._unacked and self._clock.monotonic() < deadline:
+                self._flow.wait(0.05)
+            return len(self._unacked)
+
+    # -- network thread ---------------------------------------------------------------------------------
+    def reconnect(self) -> mqtt.MQTTErrorCode:
+        # Before paho clears its output queue and writes CONNECT: from now until the CONNACK nothing of ours
+        # is queued (what was queued on the old connection is lost with it and re-sent from `_unacked`).
+        with self._flow:
+            self._online = False
+        self._rx, self._rx_pos = b"", 0
+        return super().reconnect()
+
+    def _handle_connack(self) -> mqtt.MQTTErrorCode:
+        connack = paho_packet.decode_connack(self._in_packet["command"], self._in_packet["packet"], self._protocol)
+        rc = super()._handle_connack()
+        if self._state != mqtt._ConnectionState.MQTT_CS_CONNECTED:
+            return rc
+        # MQTT 5: the broker's receive maximum (absent: 65,535); 3.1.1 has none, the setting rules.
+        broker_max = getattr(connack.properties, "ReceiveMaximum", 65_535) if connack.properties else 65_535
+        with self._flow:
+            self._window = max(1, min(self._window_setting, broker_max))
+            if self._unacked:
+                # Same ids, same order, DUP set: the broker may have received some before the connection broke.
+                self.resent += len(self._unacked)
+                self._queue_publishes(b"".join(bytes((p[0] | _DUP,)) + p[1:] for p in self._unacked.values()))
+            self._online = True
+            self._flow.notify_all()
+        return rc
+
+    def _sock_recv(self, bufsize: int) -> bytes:
+        """paho reads a packet header a byte at a time, one recv() each; serve it from a large read."""
+        if self._rx_pos >= len(self._rx):
+            data = super()._sock_recv(262_144)
+            if not data:
+                return data
+            self._rx, self._rx_pos = data, 0
+        chunk = self._rx[self._rx_pos:self._rx_pos + bufsize]
+        self._rx_pos += len(chunk)
+        return chunk
+
+    def loop_read(self, max_packets: int = 1) -> mqtt.MQTTErrorCode:
+        """Read what the socket has and handle all of it: runs of PUBACKs for our ids at once, anything
+        else through paho's packet reader. (paho reads one packet per `select()` when its own
+        bookkeeping holds no messages, which is always the case here.)"""
+        if self._sock is None:
+            return mqtt.MQTTErrorCode.MQTT_ERR_NO_CONN
+        if self._rx_pos >= len(self._rx):
+            try:
+                data = super()._sock_recv(262_144)
+            except BlockingIOError:
+                return mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
+            except OSError:
+                return self._loop_rc_handle(mqtt.MQTTErrorCode.MQTT_ERR_CONN_LOST)
+            if not data:
+                return self._loop_rc_handle(mqtt.MQTTErrorCode.MQTT_ERR_CONN_LOST)
+            self._rx, self._rx_pos = data, 0
+            with self._msgtime_mutex:  # paho's keep-alive bookkeeping, on paho's own clock
+                self._last_bytes_received = mqtt.time_func()
+        for _ in range(len(self._rx) + 1):  # bounded: each pass consumes at least one byte or returns
+            if self._in_packet["command"] == 0:
+                self._take_pubacks()
+                if self._rx_pos >= len(self._rx):
+                    return mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
+            rc = self._packet_read()
+            if self._sock is None:
+                return mqtt.MQTTErrorCode.MQTT_ERR_NO_CONN
+            if rc == mqtt.MQTTErrorCode.MQTT_ERR_AGAIN:
+                return mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
+            if rc > 0:
+                return self._loop_rc_handle(rc)
+            if self._rx_pos >= len(self._rx):
+                return mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
+        return mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    def _take_pubacks(self) -> None:
+        """Consume the buffered run of whole PUBACKs for our ids (success, or MQTT 5 with a reason
+        code). Stops at anything else, which paho's reader then handles."""
+        buf, pos, end = self._rx, self._rx_pos, len(self._rx)
+        with self._flow:
+            unacked = self._unacked
+            before = len(unacked)
+            while pos + 4 <= end and buf[pos] == _PUBACK and 2 <= buf[pos + 1] < 128:
+                length = buf[pos + 1]
+                mid = (buf[pos + 2] << 8) | buf[pos + 3]
+                if pos + 2 + length > end or mid not in unacked:
+                    break  # split across reads, or paho's own message: paho's reader handles it
+                if length > 2 and buf[pos + 4] >= 0x80:
+                    self.refused[buf[pos + 4]] += 1
+                del unacked[mid]
+                pos += 2 + length
+            taken = before - len(unacked)
+            if taken:
+                self.acked += taken
+                self._flow.notify_all()
+        self._rx_pos = pos
+
+    def _handle_pubackcomp(self, cmd: Literal["PUBACK", "PUBCOMP"]) -> mqtt.MQTTErrorCode:
+        # A PUBACK of ours that paho's reader got whole (it was split across two socket reads).
+        packet = self._in_packet["packet"]
+        if cmd == "PUBACK" and len(packet) >= 2:
+            mid = (packet[0] << 8) | packet[1]
+            with self._flow:
+                if mid in self._unacked:
+                    if len(packet) > 2 and packet[2] >= 0x80:
+                        self.refused[packet[2]] += 1
+                    del self._unacked[mid]
+                    self.acked += 1
+                    self._flow.notify_all()
+                    return mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
+        return super()._handle_pubackcomp(cmd)
