@@ -28,6 +28,8 @@ class ChildSpec:
     name: str
     steps: tuple[tuple[str, ...], ...]
     """Each step: the arguments after `facmon` (e.g. ("collect",))."""
+    after: tuple[str, int] | None = None
+    """Start only once the named child has reached this step (or finished)."""
 
 
 class Child:
@@ -45,12 +47,18 @@ class Child:
         self._restart_at: float | None = None
         self.restarts = 0
         self.done = False
+        self.started = False
+
+    @property
+    def step(self) -> int:
+        return self._step
 
     @property
     def log_path(self) -> Path:
         return self._log_path
 
     def start(self) -> None:
+        self.started = True
         args = [sys.executable, "-m", "facmon", *self.spec.steps[self._step]]
         with open(self._log_path, "ab") as out:
             self._process = subprocess.Popen(args, env=self._env, stdout=out, stderr=subprocess.STDOUT,
@@ -111,11 +119,21 @@ class Supervisor:
 
     def start(self) -> None:
         for child in self.children:
-            child.start()
+            if child.spec.after is None:
+                child.start()
 
     def check(self) -> None:
         for child in self.children:
-            child.check()
+            if child.started:
+                child.check()
+            elif self._may_start(child):
+                child.start()
+
+    def _may_start(self, child: Child) -> bool:
+        assert child.spec.after is not None
+        name, step = child.spec.after
+        other = next((c for c in self.children if c.spec.name == name), None)
+        return other is None or other.done or other.step >= step
 
     def stop(self) -> None:
         for child in reversed(self.children):

@@ -23,8 +23,9 @@ log = logging.getLogger("facmon.up")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-simulators", action="store_true", help="do not run the simulated devices")
-    parser.add_argument("--speed", default="60",
-                        help="simulators' replay speed for the first simulated day (default 60: a day in 24 min)")
+    parser.add_argument("--speed", default="max",
+                        help="how fast the simulators replay the past day before going live: 'max' (default, "
+                             "about a minute), or N times real time")
     parser.epilog = ("Local servers listen on loopback ports of their own (local.broker_port, default 11883; "
                      "local.influxdb_port, default 18086) so they never clash with a system broker or InfluxDB. "
                      "Set local.start_broker / local.start_influxdb to false to use the servers in mqtt.* / "
@@ -36,17 +37,21 @@ def _has_command(name: str) -> bool:
 
 
 def child_specs(config: FacmonConfig, simulators: bool, speed: str) -> list[ChildSpec]:
+    """Collector and API at once. With simulators: first the past simulated day replayed at `speed`
+    (ending about now, so dashboards have a day of history at once), then the site live. The rules
+    engine judges time by the wall clock, so it starts with the live run: replayed hours would pass
+    in seconds and every `for:` and absence timer would be wrong."""
+    run_simulators = simulators and _has_command("simulate")
     specs = [ChildSpec("collector", (("collect",),))]
-    if _has_command("rules"):
-        specs.append(ChildSpec("rules", (("rules", "run"),)))
     if _has_command("api"):
         specs.append(ChildSpec("api", (("api",),)))
-    if simulators and _has_command("simulate"):
-        # First a simulated day at `speed` (ending about now), then the same site live, for a month.
+    if run_simulators:
         specs.append(ChildSpec("simulators", (
             ("simulate", "--scenario", "load-shedding-day", "--speed", speed, "--quiet"),
             ("simulate", "--scenario", "load-shedding-day", "--speed", "1", "--duration", "30d", "--quiet"),
         )))
+    if _has_command("rules"):
+        specs.append(ChildSpec("rules", (("rules", "run"),), after=("simulators", 1) if run_simulators else None))
     return specs
 
 

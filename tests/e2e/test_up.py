@@ -28,7 +28,7 @@ def test_up_runs_the_stack_and_stops_it_cleanly(tmp_path: Path) -> None:
            "FACMON_API__LISTEN": f"127.0.0.1:{free_port()}"}
     log_path = tmp_path / "up.log"
     with open(log_path, "wb") as log:
-        up = subprocess.Popen([sys.executable, "-m", "facmon", "up", "--speed", "600"], cwd=tmp_path, env=env,
+        up = subprocess.Popen([sys.executable, "-m", "facmon", "up"], cwd=tmp_path, env=env,
                               stdout=log, stderr=subprocess.STDOUT)
     db = InfluxQLClient(f"http://127.0.0.1:{influx_port}", "facmon")
 
@@ -41,9 +41,23 @@ def test_up_runs_the_stack_and_stops_it_cleanly(tmp_path: Path) -> None:
 
     try:
         poll_until(lambda: stored_readings() >= 50, 90, 0.5, "simulated readings in InfluxDB")
+
+        def command_lines() -> str:
+            lines = []
+            for child in psutil.Process(up.pid).children(recursive=True):
+                try:
+                    lines.append(" ".join(child.cmdline()))
+                except psutil.Error:  # a step that just exited, not yet reaped
+                    continue
+            return " ".join(lines)
+
+        # The rules engine starts once the replayed day is in and the simulators go live.
+        poll_until(lambda: "facmon rules run" in command_lines().replace("-m ", ""), 120, 0.5,
+                   "the rules engine started after the replay")
+        names = command_lines().replace("-m ", "")
+        assert all(part in names for part in ("mosquitto", "influxd", "facmon collect", "facmon api",
+                                              "facmon simulate --scenario load-shedding-day --speed 1"))
         children = psutil.Process(up.pid).children(recursive=True)
-        names = " ".join(" ".join(c.cmdline()) for c in children)
-        assert "mosquitto" in names and "influxd" in names and "facmon collect" in names.replace("-m ", "")
     finally:
         up.send_signal(signal.SIGINT)
         code = up.wait(timeout=60)
