@@ -9,27 +9,36 @@ from core.settings.base import Section
 
 class SpoolSettings(Section):
     dir: Path = Path("var/spool")
+    """Where the spool keeps readings not yet confirmed by InfluxDB; on a disk that survives reboots."""
     max_bytes: int = Field(512 * 1024 * 1024, ge=64 * 1024)
     """At this many unsent bytes the collector stops acknowledging; the broker holds the rest."""
     segment_bytes: int = Field(16 * 1024 * 1024, ge=4096)
+    """Size at which a spool segment file is closed and a new one begun."""
     commit_interval_ms: float = Field(10.0, gt=0, le=5000)
     """Group commit: fsync at most this long after the first unsynced message, then acknowledge."""
     commit_max_messages: int = Field(1000, ge=1)
     """Commit at once when this many messages wait for their ack; keep it below the broker's in-flight
     window (mqtt.receive_maximum) so the broker keeps sending while the spool syncs."""
     fsync: bool = True
+    """fsync before acknowledging; turning it off trades crash safety for speed."""
 
 
 class WriterSettings(Section):
     batch_max_lines: int = Field(5000, ge=1, le=100_000)
+    """Most points in one InfluxDB write."""
     batch_max_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    """Most bytes of line protocol in one InfluxDB write."""
     retry_min_s: float = Field(0.2, gt=0)
+    """First wait after a failed write; doubles on each failure."""
     retry_max_s: float = Field(30.0, gt=0)
+    """Longest wait between write attempts while InfluxDB is down."""
     idle_poll_s: float = Field(0.05, gt=0)
+    """How long the writer waits for new lines before looking again."""
 
 
 class DecodeSettings(Section):
     max_payload_bytes: int = Field(16_384, ge=128)
+    """Larger messages are rejected (payload_too_large)."""
     max_future_s: float = Field(300.0, ge=0)
     """Readings stamped further ahead of the collector's clock are rejected (device clock wrong)."""
     max_age_s: float = Field(30 * 86_400.0, gt=0)
@@ -41,9 +50,11 @@ class DecodeSettings(Section):
 
 class DeadLetterSettings(Section):
     file: Path = Path("var/dead-letters.jsonl")
+    """The local dead-letter record: one JSON line per rejected message."""
     max_bytes: int = Field(16 * 1024 * 1024, ge=4096)
     """The file is rotated to `<file>.1` at this size, so dead letters take at most twice this."""
     payload_excerpt_bytes: int = Field(1024, ge=0, le=16_384)
+    """How much of a rejected payload is kept (dead-letter file and facmon_rejects)."""
 
 
 class CollectorSettings(Section):
