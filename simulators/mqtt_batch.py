@@ -88,6 +88,8 @@ class BatchClient(mqtt.Client):
     refused: Counter[int]
     """MQTT 5 PUBACK reason codes >= 0x80 (the broker did not accept the message), by code."""
     resent: int
+    peak_unacked: int
+    """The most messages ever unacknowledged at once (never above the window)."""
 
     def configure_batching(self, clock: Clock, max_inflight: int) -> None:
         self._clock = clock
@@ -101,6 +103,7 @@ class BatchClient(mqtt.Client):
         self.acked = 0
         self.refused = Counter()
         self.resent = 0
+        self.peak_unacked = 0
 
     # -- producer side -------------------------------------------------------------------------------
     @property
@@ -142,6 +145,7 @@ class BatchClient(mqtt.Client):
                     packet = encode_publish(encoded_topic, payload, mid, retain=retain, mqtt5=mqtt5)
                     self._unacked[mid] = packet
                     packets.append(packet)
+                self.peak_unacked = max(self.peak_unacked, len(self._unacked))
                 # Offline (connecting, or between a lost connection and its CONNACK) the packets wait in
                 # `_unacked`; `_handle_connack` sends them. Queued only under `_flow`, so never before a CONNECT.
                 if self._online:
