@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, SecretStr, ValidationError
 
 from core.settings.api import ApiSettings
 from core.settings.base import Section
@@ -30,7 +30,6 @@ from core.settings.rules import RulesSettings
 from core.settings.simulate import SimulateSettings
 
 ENV_PREFIX = "FACMON_"
-SECRET_KEYS = {("mqtt", "password"), ("influxdb", "password"), ("influxdb", "token")}
 
 
 class FacmonConfig(Section):
@@ -83,9 +82,29 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def _secret_keys_present(data: Mapping[str, Any]) -> list[str]:
-    return [f"{section}.{key}" for section, key in SECRET_KEYS
-            if isinstance(data.get(section), dict) and key in data[section]]
+def _secret_field_names(model: type[BaseModel]) -> set[str]:
+    """Names of every SecretStr field anywhere in the model tree (passwords, tokens)."""
+    names: set[str] = set()
+    for name, field in model.model_fields.items():
+        annotation = field.annotation
+        for arg in (annotation, *get_args(annotation), *(a for t in get_args(annotation) for a in get_args(t))):
+            if arg is SecretStr:
+                names.add(name)
+            elif isinstance(arg, type) and issubclass(arg, BaseModel):
+                names |= _secret_field_names(arg)
+    return names
+
+
+def _secret_keys_present(data: Any, prefix: str = "") -> list[str]:
+    """Dotted paths of secrets written into the config file itself."""
+    found: list[str] = []
+    items = data.items() if isinstance(data, dict) else enumerate(data) if isinstance(data, list) else ()
+    for key, value in items:
+        dotted = f"{prefix}{key}"
+        if isinstance(key, str) and key in _SECRET_FIELDS and value is not None:
+            found.append(dotted)
+        found.extend(_secret_keys_present(value, dotted + "."))
+    return found
 
 
 def _set_dotted(data: dict[str, Any], keys: list[str], value: str) -> None:
@@ -112,3 +131,6 @@ def _describe(err: ValidationError, path: Path | None) -> str:
         env_name = ENV_PREFIX + key.upper().replace(".", "__")
         lines.append(f"config: {key}: {message}{shown} [file {path or '-'} or env {env_name}]")
     return "\n".join(lines)
+
+
+_SECRET_FIELDS = _secret_field_names(FacmonConfig)

@@ -23,7 +23,7 @@ from typing import Any
 from pydantic import BaseModel, SecretStr
 from pydantic.fields import FieldInfo
 
-from core.config import ENV_PREFIX, SECRET_KEYS, FacmonConfig
+from core.config import ENV_PREFIX, FacmonConfig
 from core.contract import METRICS, Kind, Metric, MetricType
 
 DOCS = Path(__file__).resolve().parent
@@ -104,7 +104,7 @@ def _config_rows(model: type[BaseModel], path: tuple[str, ...]) -> Iterator[str]
             yield from _config_rows(annotation, (*path, name))
             continue
         dotted = ".".join((*path, name))
-        secret = (path[0], name) in SECRET_KEYS or "SecretStr" in str(annotation)
+        secret = "SecretStr" in str(annotation)
         default = "— (environment or `_file` only)" if secret else _default(field.default)
         env = ENV_PREFIX + "__".join((*path, name)).upper()
         yield f"| `{dotted}` | {_type_name(field)} | {default} | `{env}` | {docs.get(name, '')} |"

@@ -113,3 +113,24 @@ def test_configuration_doc_example_is_a_valid_config(tmp_path: Path) -> None:
     config = load_config(_yaml(tmp_path, example), {})
     assert (config.influxdb.api, config.mqtt.shared_group, config.collector.decode.max_age_s) == ("v2", "facmon",
                                                                                                   7_776_000.0)
+
+
+def test_secrets_anywhere_in_the_file_are_refused_with_the_key_and_the_way_to_set_them(tmp_path) -> None:
+    from core.config import ConfigError, load_config
+
+    config_file = tmp_path / "facmon.yaml"
+    config_file.write_text("dashboards:\n  grafana_token: abc\n")
+    try:
+        load_config(config_file, {})
+    except ConfigError as err:
+        assert "dashboards.grafana_token" in str(err) and "FACMON_DASHBOARDS__GRAFANA_TOKEN" in str(err)
+    else:
+        raise AssertionError("a token in the config file must be refused")
+    config_file.write_text("rules:\n  receivers:\n    - name: oncall\n      email:\n        host: smtp\n"
+                           "        to: [a@b.c]\n        password: hunter2\n")
+    try:
+        load_config(config_file, {})
+    except ConfigError as err:
+        assert "rules.receivers.0.email.password" in str(err)
+    else:
+        raise AssertionError("a password nested in a list must be refused too")
