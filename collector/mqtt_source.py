@@ -24,6 +24,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from core.clock import Clock
 from core.contract import reading_subscription, status_subscription
+from core.mqtt_buffer import BufferedReadClient
 from core.settings.base import read_secret
 from core.settings.mqtt import MqttSettings
 
@@ -46,26 +47,13 @@ class InboundMessage(NamedTuple):
     """None for QoS 0 messages, which need no acknowledgement."""
 
 
-class _BufferedClient(mqtt.Client):
-    """paho reads each packet header byte by byte with its own recv() call; at tens of thousands of
-    messages a second those system calls dominate. This reads the socket in large chunks and serves
-    paho from the buffer (paho already handles short reads)."""
+class _BufferedClient(BufferedReadClient):
+    """The collector's paho client: chunked socket reads (BufferedReadClient), a direct path for QoS 1
+    PUBLISHes and one write for a group commit's PUBACKs."""
 
-    _rx: bytes = b""
-    _rx_pos: int = 0
     on_qos1_publish: Callable[[str, bytes, int], None] | None = None
     """If set, QoS 1 PUBLISHes without properties go straight here as (topic, payload, packet id),
     skipping paho's message object and callback matching (the collector subscribes to one handler)."""
-
-    def _sock_recv(self, bufsize: int) -> bytes:
-        if self._rx_pos >= len(self._rx):
-            data = super()._sock_recv(262_144)
-            if not data:
-                return data
-            self._rx, self._rx_pos = data, 0
-        chunk = self._rx[self._rx_pos:self._rx_pos + bufsize]
-        self._rx_pos += len(chunk)
-        return chunk
 
     def _handle_publish(self) -> mqtt.MQTTErrorCode:
         """paho builds an MQTT 5 `Properties` object for every PUBLISH, even an empty one, which
@@ -106,12 +94,6 @@ class _BufferedClient(mqtt.Client):
         reason "success" is the same 4 bytes in MQTT 3.1.1 and 5 (the reason code may be omitted)."""
         pubacks = b"".join(b"\x40\x02" + mid.to_bytes(2, "big") for mid in mids)
         self._packet_queue(mqtt.PUBACK, pubacks, 0, 0)
-
-    def has_buffered_input(self) -> bool:
-        return self._rx_pos < len(self._rx)
-
-    def drop_buffered_input(self) -> None:
-        self._rx, self._rx_pos = b"", 0
 
 
 class MqttSource:

@@ -33,6 +33,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt import _packet as paho_packet  # CONNACK decoding, once per connection
 
 from core.clock import Clock
+from core.mqtt_buffer import READ_CHUNK_BYTES, BufferedReadClient
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +71,7 @@ def encode_publish(topic: bytes, payload: bytes, mid: int, *, retain: bool, mqtt
                      mid.to_bytes(2, "big"), b"\x00" if mqtt5 else b"", payload))
 
 
-class BatchClient(mqtt.Client):
+class BatchClient(BufferedReadClient):
     """paho's `Client` plus `publish_batch`; see the module docstring. Construct it like paho's
     client, then call `configure_batching` before `connect`."""
 
@@ -195,7 +196,7 @@ class BatchClient(mqtt.Client):
         # is queued (what was queued on the old connection is lost with it and re-sent from `_unacked`).
         with self._flow:
             self._online = False
-        self._rx, self._rx_pos = b"", 0
+        self.drop_buffered_input()
         return super().reconnect()
 
     def _handle_connack(self) -> mqtt.MQTTErrorCode:
@@ -215,17 +216,6 @@ class BatchClient(mqtt.Client):
             self._flow.notify_all()
         return rc
 
-    def _sock_recv(self, bufsize: int) -> bytes:
-        """paho reads a packet header a byte at a time, one recv() each; serve it from a large read."""
-        if self._rx_pos >= len(self._rx):
-            data = super()._sock_recv(262_144)
-            if not data:
-                return data
-            self._rx, self._rx_pos = data, 0
-        chunk = self._rx[self._rx_pos:self._rx_pos + bufsize]
-        self._rx_pos += len(chunk)
-        return chunk
-
     def loop_read(self, max_packets: int = 1) -> mqtt.MQTTErrorCode:
         """Read what the socket has and handle all of it: runs of PUBACKs for our ids at once, anything
         else through paho's packet reader. (paho reads one packet per `select()` when its own
@@ -234,7 +224,7 @@ class BatchClient(mqtt.Client):
             return mqtt.MQTTErrorCode.MQTT_ERR_NO_CONN
         if self._rx_pos >= len(self._rx):
             try:
-                data = super()._sock_recv(262_144)
+                data = mqtt.Client._sock_recv(self, READ_CHUNK_BYTES)
             except BlockingIOError:
                 return mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
             except OSError:

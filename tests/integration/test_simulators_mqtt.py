@@ -116,9 +116,12 @@ def test_batches_arrive_whole_and_in_order_across_a_broker_restart(mosquitto: Mo
         own = client.publish("facmon/v1/test/inverter/paho/reading", b"paho's own", qos=1)  # ids must not collide
         publish(range(100, 107))          # 140 in flight, likely unacknowledged when the broker stops
         mosquitto.stop()
+        # The broker comes back a second later on another thread: if the window is already full,
+        # the next publish_batch waits for room (it never drops), so it cannot restart the broker itself.
+        comeback = threading.Timer(1.0, lambda: (mosquitto.start(), mosquitto.wait_ready(10)))
+        comeback.start()
         publish(range(107, 109))          # 40 more while the broker is down: held, sent after the reconnect
-        mosquitto.start()
-        mosquitto.wait_ready(10)
+        comeback.join(15)
         publish(range(109, 300))          # and the stream goes on
         assert client.wait_all_acked(20) == 0
         own.wait_for_publish(5)
