@@ -116,15 +116,19 @@ def run_publisher(port: int, devices: int, total: int, rate: float, seq_offset: 
 
 
 class Collector:
-    def __init__(self, workdir: Path, broker_port: int, influx_url: str, protocol: str = "5") -> None:
+    def __init__(self, workdir: Path, broker_port: int, influx_url: str, protocol: str = "5",
+                 shared_group: str | None = None, index: int = 0) -> None:
         self.http_port = free_port()
+        name = f"bench-collector-{protocol}" + (f"-{shared_group}-{index}" if shared_group else "")
         self.env = {**os.environ, "FACMON_MQTT__PROTOCOL": protocol,
-                    "FACMON_MQTT__PORT": str(broker_port), "FACMON_MQTT__CLIENT_ID": f"bench-collector-{protocol}",
+                    "FACMON_MQTT__PORT": str(broker_port), "FACMON_MQTT__CLIENT_ID": name,
                     "FACMON_INFLUXDB__URL": influx_url, "FACMON_INFLUXDB__DATABASE": "bench",
-                    "FACMON_COLLECTOR__SPOOL__DIR": str(workdir / "spool"),
-                    "FACMON_COLLECTOR__DEAD_LETTERS__FILE": str(workdir / "dead.jsonl"),
+                    "FACMON_COLLECTOR__SPOOL__DIR": str(workdir / f"spool-{name}"),
+                    "FACMON_COLLECTOR__DEAD_LETTERS__FILE": str(workdir / f"dead-{name}.jsonl"),
                     "FACMON_COLLECTOR__HTTP_LISTEN": f"127.0.0.1:{self.http_port}", "FACMON_LOG__LEVEL": "warning"}
-        self.log = workdir / "collector.log"
+        if shared_group:
+            self.env["FACMON_MQTT__SHARED_GROUP"] = shared_group
+        self.log = workdir / f"{name}.log"
         self.proc: subprocess.Popen | None = None
         self.ps: psutil.Process | None = None
         self._cpu0 = 0.0
@@ -233,6 +237,32 @@ def reference_drain(broker: Mosquitto, devices: int, total: int) -> float:
     return rate
 
 
+def shared_sustained(work: Path, broker: Mosquitto, influx_url: str, db: InfluxQLClient,
+                     args: argparse.Namespace) -> dict[str, object]:
+    """Scale-out: N collectors on one shared subscription ($share/facmon/...), publishers at full speed."""
+    collectors = [Collector(work, broker.port, influx_url, "5", "facmon", i) for i in range(args.shared_collectors)]
+    try:
+        for c in collectors:
+            c.start()
+        cpu0 = [c.cpu_seconds() for c in collectors]
+        base = stored(db)
+        pub = run_publisher(broker.port, args.devices, args.messages, 0, 3_000_000, args.publishers)
+        done = wait_stored(db, base + args.messages, 600)
+        rate = args.messages / (done - pub["started"])
+        accepted = args.messages / (pub["acked"] - pub["started"])
+        cpu = [(c.cpu_seconds() - c0) / (done - pub["started"]) * 100 for c, c0 in zip(collectors, cpu0, strict=True)]
+        loss = base + args.messages - stored(db)
+        print(f"shared     {len(collectors)} collectors on one shared subscription: broker acknowledged "
+              f"{accepted:,.0f}/s; end-to-end {rate:,.0f} readings/s; loss {loss}; collectors' CPU "
+              f"{' + '.join(f'{x:.0f}%' for x in cpu)}", flush=True)
+        return {"shared_collectors": len(collectors), "shared_readings_per_s": round(rate),
+                "shared_broker_accepted_per_s": round(accepted), "shared_loss": loss,
+                "shared_collector_cpu_pct": [round(x) for x in cpu]}
+    finally:
+        for c in collectors:
+            c.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--devices", type=int, default=1000)
@@ -240,6 +270,8 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=5000, help="offered rate for the latency phase")
     parser.add_argument("--rate-seconds", type=float, default=20)
     parser.add_argument("--publishers", type=int, default=2, help="publisher processes")
+    parser.add_argument("--shared-collectors", type=int, default=2,
+                        help="collectors on one MQTT 5 shared subscription for the last phase (0: skip it)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="facmon-bench-"))
     report: dict[str, object] = {"devices": args.devices, "messages": args.messages,
@@ -316,6 +348,11 @@ def main() -> None:
               f"p99 {p99 * 1000:.0f} ms (histogram-interpolated); loss {loss}", flush=True)
         report["collector_peak_rss_mb"] = round(collector.peak_rss_mb(), 1)
         print(f"memory     collector peak RSS {collector.peak_rss_mb():.1f} MB with {args.devices} devices", flush=True)
+        if args.shared_collectors:
+            collector.stop()
+            drop_session(broker, collector.env["FACMON_MQTT__CLIENT_ID"])
+            collector = None
+            report.update(shared_sustained(work, broker, influx.url, db, args))
         print(json.dumps(report))
     finally:
         if collector:
