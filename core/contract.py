@@ -15,11 +15,13 @@ documents it for device integrators. A change here is a change of the wire forma
 from __future__ import annotations
 
 import enum
-import json
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+
+import orjson
 
 CONTRACT_VERSION = "v1"
 TOPIC_ROOT = "facmon"
@@ -200,15 +202,31 @@ class Reading:
 
 def format_ts(ts_ms: int) -> str:
     """RFC 3339 in UTC with millisecond precision, the form facmon's own devices publish."""
-    dt = datetime.fromtimestamp(ts_ms / 1000, UTC)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts_ms % 1000:03d}Z"
+    second, millis = divmod(ts_ms, 1000)
+    cached_second, prefix = _last_ts_prefix
+    if second != cached_second:
+        prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S.")
+        _last_ts_prefix[:] = [second, prefix]
+    return f"{prefix}{millis:03d}Z"
+
+
+# Readings come in bursts within the same second; formatting the date part once per second
+# was a quarter of a simulated reading's cost.
+_last_ts_prefix: list = [None, ""]
 
 
 def encode_reading(reading: Reading) -> bytes:
     """The JSON payload a device publishes for `reading` (compact, keys in contract order,
-    `ts` as RFC 3339 UTC)."""
+    `ts` as RFC 3339 UTC). Raises ValueError for NaN or infinite values, which JSON cannot carry."""
     body: dict[str, FieldValue] = {"ts": format_ts(reading.ts_ms), "seq": reading.seq}
+    metrics = reading.metrics
     for metric in METRICS[reading.device.kind]:
-        if metric.name in reading.metrics:
-            body[metric.name] = reading.metrics[metric.name]
-    return json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+        name = metric.name
+        if name in metrics:
+            value = metrics[name]
+            if type(value) is float and not math.isfinite(value):
+                raise ValueError(f"{name}={value!r}: JSON has no NaN or infinity; omit the metric or send null")
+            body[name] = value
+    # orjson writes the same compact UTF-8 JSON as json.dumps(separators=(",", ":"), ensure_ascii=False),
+    # about ten times faster, but would turn NaN into null silently: hence the check above.
+    return orjson.dumps(body)
