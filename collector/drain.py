@@ -39,7 +39,6 @@ class DrainCounts:
     batches_written: int = 0
     lines_refused: int = 0
     write_failures: int = 0
-    last_write_seconds: float = 0.0
     write_seconds_total: float = 0.0
     influx_up: bool = False
     last_error: str | None = None
@@ -116,7 +115,6 @@ class SpoolDrain:
                 self._database_ready = False
                 raise
             elapsed = self._clock.monotonic() - started
-            self.counts.last_write_seconds = elapsed
             self.counts.write_seconds_total += elapsed
             self.counts.lines_written += len(batch.lines)
             self.counts.batches_written += 1

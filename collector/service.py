@@ -84,7 +84,6 @@ class CollectorService:
         self.acked = 0
         self.commits = 0
         self.held_peak = 0
-        self.connection_changes = 0
 
     # -- intake ---------------------------------------------------------------------------------------
     def _on_message(self, message: InboundMessage) -> None:
@@ -133,7 +132,6 @@ class CollectorService:
                 log.warning("could not store the influx refusal in facmon_rejects", extra={"error": str(err)})
 
     def _on_connection_change(self, connected: bool) -> None:
-        self.connection_changes += 1
         if not connected:
             # Acks for the lost connection are void: the broker re-sends those messages, and their
             # points are already in the spool (a harmless re-write), so nothing is lost or doubled.

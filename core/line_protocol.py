@@ -10,6 +10,7 @@ a field type conflict with earlier data.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from core.contract import METRICS, FieldValue, Metric, MetricType, Reading
 
@@ -50,17 +51,8 @@ def escape_string_field(value: str) -> str:
     return '"' + value.translate(_STRING_ESCAPES) + '"'
 
 
-def format_field(value: FieldValue, metric_type: MetricType) -> str:
-    if metric_type is MetricType.FLOAT:
-        return repr(float(value))  # type: ignore[arg-type]
-    if metric_type is MetricType.INT:
-        return f"{int(value)}i"  # type: ignore[arg-type]
-    if metric_type is MetricType.BOOL:
-        return "true" if value else "false"
-    return escape_string_field(str(value))
-
-
-def _field_formatter(metric: Metric):
+def _field_formatter(metric: Metric) -> Callable[[FieldValue], str]:
+    """The line-protocol text of one metric's values, chosen once per metric rather than per value."""
     metric_type = metric.type
     if metric_type is MetricType.CHOICE:
         quoted = {choice: escape_string_field(choice) for choice in metric.choices}
