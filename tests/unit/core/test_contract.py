@@ -7,6 +7,7 @@ import json
 from datetime import datetime
 from pathlib import Path
 
+import orjson
 import pytest
 from hypothesis import given, settings
 
@@ -64,6 +65,31 @@ def test_encode_reading_is_compact_json_in_contract_order() -> None:
                       {"sensor_battery_pct": 80.5, "occupied": True, "room": "Hall A"})
     assert encode_reading(reading) == (b'{"ts":"2026-01-01T00:00:00.000Z","seq":5,"room":"Hall A",'
                                        b'"occupied":true,"sensor_battery_pct":80.5}')
+
+
+def _general_encoding(reading: Reading) -> bytes:
+    """What encode_reading promises, written the slow, obvious way (orjson's float format, as the wire's)."""
+    body = {"ts": format_ts(reading.ts_ms), "seq": reading.seq}
+    body.update((m.name, reading.metrics[m.name]) for m in METRICS[reading.device.kind] if m.name in reading.metrics)
+    return orjson.dumps(body)
+
+
+@settings(max_examples=150, deadline=None)
+@given(readings())
+def test_encoding_does_not_depend_on_metric_order_or_unknown_keys(reading: Reading) -> None:
+    # In contract order (the fast path), reversed and with an unknown key (the general path): same bytes.
+    shuffled = Reading(reading.device, reading.ts_ms, reading.seq,
+                       {"colour": "blue", **dict(reversed(list(reading.metrics.items())))})
+    assert encode_reading(reading) == encode_reading(shuffled) == _general_encoding(reading)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_values_raise_even_beside_a_null(bad: float) -> None:
+    # fault_code null beside a NaN: orjson writes both as null, so counting nulls alone would miss it.
+    metrics = {"grid_v": 230.0, "grid_ok": True, "mode": "grid", "battery_soc_pct": bad, "battery_v": 51.0,
+               "battery_a": 0.0, "pv_w": 0.0, "load_w": 100.0, "fault_code": None}
+    with pytest.raises(ValueError, match="battery_soc_pct"):
+        encode_reading(Reading(DeviceKey("park", Kind.INVERTER, "inv-1"), 0, 1, metrics))
 
 
 def test_every_metric_has_a_unit_or_is_unitless_by_type_and_ranges_are_ordered() -> None:
