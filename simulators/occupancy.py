@@ -1,52 +1,69 @@
-"""A room's occupancy sensor: people arrive (Poisson) and leave (each with a chance per step), so
+"""Rooms' occupancy sensors: people arrive (Poisson) and leave (each with a chance per step), so
 the count wanders around the office-day profile; a PIR variant reports only `occupied`, held for
-`hold_s` after the last presence. Its own battery drains; at 0 % it goes silent for good."""
+`hold_s` after the last presence. Each sensor's own battery drains; at 0 % it goes silent for good.
+
+All sensors of a site step together (`OccupancyFleet`), as arrays."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import numpy as np
+
 from core.site import OccupancySensor
 from simulators.context import StepContext
-from simulators.noise import DeviceRandom
+from simulators.noise import FleetRandom, binomial_from_uniform, device_generator, poisson_from_uniform
 
 MEAN_STAY_OPEN_S = 2700.0
 MEAN_STAY_CLOSED_S = 900.0
 REPORT_COST_PCT = 0.00002
 """Battery spent per report (radio), on top of the steady drain."""
+_U_ARRIVALS, _U_DEPARTURES = 0, 1
 
 
-class OccupancyModel:
-    def __init__(self, spec: OccupancySensor, rng: DeviceRandom) -> None:
-        self.spec = spec
-        self.rng = rng
-        self.people = 0
-        self.room_use = 0.55 + 0.4 * rng.uniform()
-        self.battery_pct = 60 + 40 * rng.uniform()
-        self._last_presence_t: float | None = None
-        self.forced_silent = 0
+class OccupancyFleet:
+    """Every occupancy sensor of a site, stepped together, in `specs` order."""
 
-    @property
-    def silent(self) -> bool:
-        return self.forced_silent > 0 or self.battery_pct <= 0
+    def __init__(self, specs: Sequence[OccupancySensor], seed: int) -> None:
+        self.specs = list(specs)
+        generators = [device_generator(seed, s.id) for s in self.specs]
+        first = [g.random(2) for g in generators]  # each sensor's own start: how busy its room is, its battery
+        self._random = FleetRandom(generators, 2, 0)
+        self._room_use = np.array([0.55 + 0.4 * f[0] for f in first], dtype=float)
+        self.battery_pct = np.array([60 + 40 * f[1] for f in first], dtype=float)
+        self.people = np.zeros(len(self.specs), dtype=np.int64)
+        self.forced_silent = np.zeros(len(self.specs), dtype=np.int64)
+        """Per sensor, how many scenario events hold it silent now."""
+        self._capacity = np.array([s.capacity for s in self.specs], dtype=np.int64)
+        self._drain_pct_per_s = np.array([100 / (s.battery_days * 86_400) for s in self.specs], dtype=float)
+        self._hold_s = np.array([s.hold_s for s in self.specs], dtype=float)
+        self._last_presence_t = np.full(len(self.specs), -np.inf)
+        self._labels = [(s.room, s.counts_people) for s in self.specs]
 
-    def step(self, ctx: StepContext) -> dict[str, float | bool | str | int | None] | None:
-        """Advance; return the reading's metrics, or None when the sensor is silent."""
-        spec, rng = self.spec, self.rng
+    def step(self, ctx: StepContext) -> list[dict[str, float | bool | str | int | None] | None]:
+        """Advance every sensor; each one's reading's metrics, or None for a silent sensor."""
+        if not self.specs:
+            return []
+        u, _ = self._random.step()
         leave_p = min(1.0, ctx.dt / (MEAN_STAY_OPEN_S if ctx.site_open else MEAN_STAY_CLOSED_S))
-        target = spec.capacity * self.room_use * ctx.expected_occupancy
-        self.people += rng.poisson(target * leave_p) - rng.binomial(self.people, leave_p)
-        self.people = max(0, min(self.people, spec.capacity))
-        self.battery_pct = max(0.0, self.battery_pct - 100 * ctx.dt / (spec.battery_days * 86_400))
-        if self.people > 0:
-            self._last_presence_t = ctx.t
-        if self.silent:
-            return None
-        self.battery_pct = max(0.0, self.battery_pct - REPORT_COST_PCT)
-        metrics: dict[str, float | bool | str | int | None] = {"room": spec.room}
-        if spec.counts_people:
-            metrics["occupied"] = self.people > 0
-            metrics["people"] = self.people
-        else:
-            held = self._last_presence_t is not None and ctx.t - self._last_presence_t < spec.hold_s
-            metrics["occupied"] = self.people > 0 or held
-        metrics["sensor_battery_pct"] = round(self.battery_pct, 2)
-        return metrics
+        target = self._capacity * self._room_use * ctx.expected_occupancy
+        people = (self.people + poisson_from_uniform(target * leave_p, u[:, _U_ARRIVALS])
+                  - binomial_from_uniform(self.people, leave_p, u[:, _U_DEPARTURES]))
+        self.people = people = np.clip(people, 0, self._capacity)
+        battery = np.maximum(0.0, self.battery_pct - self._drain_pct_per_s * ctx.dt)
+        present = people > 0
+        self._last_presence_t = np.where(present, ctx.t, self._last_presence_t)
+        silent = (self.forced_silent > 0) | (battery <= 0)
+        self.battery_pct = battery = np.where(silent, battery, np.maximum(0.0, battery - REPORT_COST_PCT))
+        held = present | (ctx.t - self._last_presence_t < self._hold_s)
+        out: list[dict[str, float | bool | str | int | None] | None] = []
+        columns = zip(self._labels, silent.tolist(), people.tolist(), held.tolist(),
+                      np.round(battery, 2).tolist(), strict=True)
+        for (room, counts_people), quiet, count, occupied, battery_pct in columns:
+            if quiet:
+                out.append(None)
+            elif counts_people:
+                out.append({"room": room, "occupied": count > 0, "people": count, "sensor_battery_pct": battery_pct})
+            else:
+                out.append({"room": room, "occupied": occupied, "sensor_battery_pct": battery_pct})
+        return out

@@ -25,9 +25,9 @@ from simulators.context import StepContext, ambient_c, office_profile
 from simulators.inverter import InverterModel
 from simulators.malformed import malformed_messages
 from simulators.noise import DeviceRandom
-from simulators.occupancy import OccupancyModel
+from simulators.occupancy import OccupancyFleet
 from simulators.sun import clear_sky_irradiance_w_m2, solar_elevation_deg
-from simulators.uplink import UplinkModel
+from simulators.uplink import UplinkFleet, UplinkOverrides
 
 
 class Message(NamedTuple):
@@ -129,11 +129,14 @@ class Simulation:
         self.end_s = self.start_s + self.duration_s
         soc = scenario.initial.battery_soc_pct
         self.inverters = {i.id: InverterModel(i, DeviceRandom(seed, i.id), soc.get(i.id)) for i in site.inverters}
-        self.uplinks = {u.id: UplinkModel(u, DeviceRandom(seed, u.id)) for u in site.uplinks}
-        self.sensors = {o.id: OccupancyModel(o, DeviceRandom(seed, o.id)) for o in site.occupancy_sensors}
+        self.uplink_fleet = UplinkFleet(site.uplinks, seed)
+        self.uplinks = {o.spec.id: o for o in self.uplink_fleet.overrides}
+        self.occupancy = OccupancyFleet(site.occupancy_sensors, seed)
+        self._sensor_index = {o.id: index for index, o in enumerate(site.occupancy_sensors)}
         self.keys = {**{d: DeviceKey(site.id, Kind.INVERTER, d) for d in self.inverters},
                      **{d: DeviceKey(site.id, Kind.UPLINK, d) for d in self.uplinks},
-                     **{d: DeviceKey(site.id, Kind.OCCUPANCY, d) for d in self.sensors}}
+                     **{d: DeviceKey(site.id, Kind.OCCUPANCY, d) for d in self._sensor_index}}
+        self._powered_by = [None if u.powered_by is None else self.inverters[u.powered_by] for u in site.uplinks]
         self.delivery = {d: _Delivery() for d in self.keys}
         self._reading_topics = {d: key.reading_topic() for d, key in self.keys.items()}
         self._capacity = sum(o.capacity for o in site.occupancy_sensors)
@@ -180,7 +183,7 @@ class Simulation:
             case sc.UplinkDegraded():
                 model = self.uplinks[event.device]
 
-                def degrade(m: UplinkModel = model, e: sc.UplinkDegraded = event) -> None:
+                def degrade(m: UplinkOverrides = model, e: sc.UplinkDegraded = event) -> None:
                     m.forced_degraded += 1
                     m.degraded_rtt_factor, m.degraded_extra_loss_pct = e.rtt_factor, e.extra_loss_pct
 
@@ -214,9 +217,9 @@ class Simulation:
 
     def _set_silent(self, device: str, silent: bool) -> None:
         self.delivery[device].silent = silent
-        sensor = self.sensors.get(device)
+        sensor = self._sensor_index.get(device)
         if sensor is not None:
-            sensor.forced_silent += 1 if silent else -1
+            self.occupancy.forced_silent[sensor] += 1 if silent else -1
         key = self.keys[device]
         if silent:
             self._pending.append(Message(key.status_topic(), STATUS_OFFLINE.encode(), True, key, will=True))
@@ -261,18 +264,13 @@ class Simulation:
             action.apply()  # type: ignore[operator]
             fired.append(action.description)
         ctx = self._context(t, dt)
-        metrics: dict[str, dict] = {}
-        people = 0
-        for device, sensor in self.sensors.items():
-            metrics[device] = sensor.step(ctx)
-            people += sensor.people
+        metrics: dict[str, dict | None] = dict(zip(self._sensor_index, self.occupancy.step(ctx), strict=True))
+        people = int(self.occupancy.people.sum())
         fraction = people / self._capacity if self._capacity else ctx.expected_occupancy
         for device, inverter in self.inverters.items():
             metrics[device] = inverter.step(ctx, fraction)
-        for device, uplink in self.uplinks.items():
-            power = uplink.spec.powered_by
-            powered = power is None or self.inverters[power].site_powered
-            metrics[device] = uplink.step(ctx, powered)
+        powered = [inverter is None or inverter.site_powered for inverter in self._powered_by]
+        metrics.update(zip(self.uplinks, self.uplink_fleet.step(ctx, powered), strict=True))
         return fired, metrics
 
     def steps(self) -> Iterator[Step]:
