@@ -1,4 +1,4 @@
-"""A solar backup inverter with its battery and PV array, stepped through simulated time.
+"""Solar backup inverters with their batteries and PV arrays, stepped through simulated time.
 
 Power flows each step (W, averaged over the step):
 
@@ -12,15 +12,22 @@ published `battery_a * dt` therefore reproduces the published SoC (tests/unit/si
 Modes: `grid` (grid present), `solar` (PV covers the load), `battery`, `bypass` (a fault with the
 grid present: the grid feeds the load past the inverter), `fault` (the inverter is off and so is
 the site's power). Faults: `overload`, `over_temperature`, `low_battery_cutoff`.
+
+All inverters of a site step together (`InverterFleet`), as arrays: each branch of the physics is
+computed for every inverter and `np.where` keeps the one that applies, so a thousand inverters cost
+a few hundred numpy operations per step instead of a thousand Python method calls each.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+
+import numpy as np
 
 from core.site import Inverter
 from simulators.context import StepContext
-from simulators.noise import DeviceRandom
+from simulators.noise import FleetRandom, device_generator
 
 PV_DERATE = 0.82
 """Wiring, soiling, heat and conversion losses between the array's kWp and the inverter input."""
@@ -29,6 +36,14 @@ OVER_TEMP_CLEAR_C = 70.0
 THERMAL_TAU_S = 600.0
 GRID_NOMINAL_V = 230.0
 GRID_NOMINAL_HZ = 50.0
+
+MODES = ("grid", "solar", "battery", "bypass", "fault")
+_GRID, _SOLAR, _BATTERY, _BYPASS, _FAULT = range(5)
+FAULTS = (None, "over_temperature", "overload", "low_battery_cutoff")
+_NO_FAULT, _OVER_TEMP, _OVERLOAD, _LOW_BATTERY = range(4)
+# Per inverter per step: uniforms [a cloud comes?, its length, its thickness]; normals [load, grid V, grid Hz].
+_U_CLOUD, _U_CLOUD_LENGTH, _U_CLOUD_FACTOR = 0, 1, 2
+_N_LOAD, _N_GRID_V, _N_GRID_HZ = 0, 1, 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,153 +62,167 @@ class PowerFlows:
         return self.pv_w + self.grid_w + self.discharge_w - self.load_w - self.charge_w
 
 
-class InverterModel:
-    """State and physics of one inverter. Scenario events flip the public override attributes."""
+class InverterOverrides:
+    """One inverter of a fleet: the scenario state events change (counters, so overlapping events
+    nest), and a look at its latest flows."""
 
-    def __init__(self, spec: Inverter, rng: DeviceRandom, initial_soc_pct: float | None = None) -> None:
+    def __init__(self, spec: Inverter, fleet: InverterFleet, index: int) -> None:
         self.spec = spec
-        self.rng = rng
-        self.capacity_ah = spec.battery_kwh * 1000 / spec.battery_nominal_v
-        soc = initial_soc_pct if initial_soc_pct is not None else 60 + 35 * rng.uniform()
-        self.charge_ah = self.capacity_ah * soc / 100
-        self.inverter_temp_c: float | None = None
-        self.battery_temp_c: float | None = None
-        self.cut_off = False
-        self.fault: str | None = None
-        self.cloud_factor = 1.0
-        self._cloud_left_s = 0.0
-        self.flows = PowerFlows(0, 0, 0, 0, 0, 0)
-        self._current_a = 0.0
-        # Scenario overrides (counters, so overlapping events nest).
+        self._fleet = fleet
+        self._index = index
         self.forced_grid_outages = 0
         self.forced_over_temp = 0
         self.extra_load_w = 0.0
         self.scenario_pv_factor = 1.0
 
     @property
-    def soc_pct(self) -> float:
-        return 100 * self.charge_ah / self.capacity_ah
+    def flows(self) -> PowerFlows:
+        return PowerFlows(*(float(column[self._index]) for column in self._fleet.flows))
 
     @property
     def site_powered(self) -> bool:
         """Does the load behind this inverter have power?"""
-        return self.flows.load_w > 0
+        return bool(self._fleet.site_powered[self._index])
 
-    def _ocv(self) -> float:
-        return self.spec.battery_nominal_v * (0.92 + 0.16 * self.soc_pct / 100)
 
-    def _step_clouds(self, dt: float) -> None:
-        if self._cloud_left_s > 0:
-            self._cloud_left_s -= dt
-            if self._cloud_left_s <= 0:
-                self.cloud_factor = 1.0
-        elif self.rng.chance(dt / 5400):  # a passing cloud every ~1.5 h of daylight
-            self._cloud_left_s = 120 + 900 * self.rng.uniform()
-            self.cloud_factor = 0.25 + 0.5 * self.rng.uniform()
+class InverterFleet:
+    """Every inverter of a site, stepped together, in `specs` order. `initial_soc_pct` by id; an
+    inverter without one starts between 60 and 95 %."""
 
-    def step(self, ctx: StepContext, occupancy_fraction: float) -> dict[str, float | bool | str | None]:
-        """Advance by `ctx.dt` and return the reading's metrics (contract names)."""
-        spec, dt = self.spec, ctx.dt
-        self._step_clouds(dt)
-        grid_ok = not ctx.scheduled_outage and self.forced_grid_outages == 0
-        pv_avail = spec.pv_kwp * ctx.irradiance_w_m2 * PV_DERATE * self.cloud_factor * self.scenario_pv_factor
-        demand = (spec.load_base_w + (spec.load_peak_w - spec.load_base_w) * occupancy_fraction) * (
-            1 + 0.04 * self.rng.normal()) + self.extra_load_w
-        demand = max(demand, 0.0)
-        self._update_faults(ctx, grid_ok, demand)
-        if self.cut_off and (grid_ok or self.soc_pct >= spec.restart_soc_pct):
-            self.cut_off = False
-        if self.fault is not None:
-            mode, flows = self._faulted(grid_ok, demand)
-        elif grid_ok:
-            mode, flows = self._on_grid(pv_avail, demand, dt)
-        else:
-            mode, flows = self._off_grid(pv_avail, demand, dt)
-        self.flows = flows
-        return self._metrics(ctx, mode, grid_ok)
+    def __init__(self, specs: Sequence[Inverter], seed: int, initial_soc_pct: dict[str, float]) -> None:
+        self.specs = list(specs)
+        n = len(self.specs)
+        generators = [device_generator(seed, s.id) for s in self.specs]
+        drawn_soc = [60 + 35 * g.random() for g in generators]
+        self._random = FleetRandom(generators, 3, 3)
+        self.overrides = [InverterOverrides(spec, self, index) for index, spec in enumerate(self.specs)]
 
-    def _update_faults(self, ctx: StepContext, grid_ok: bool, demand: float) -> None:
-        heat = 30 * self.flows.load_w / self.spec.rated_w + 8 * self.flows.charge_w / self.spec.max_charge_w
-        target = ctx.ambient_c + 5 + heat + (45 if self.forced_over_temp else 0)
-        if self.inverter_temp_c is None:
-            self.inverter_temp_c = target
-        self.inverter_temp_c += (target - self.inverter_temp_c) * min(1.0, ctx.dt / THERMAL_TAU_S)
-        if self.inverter_temp_c >= OVER_TEMP_TRIP_C:
-            self.fault = "over_temperature"
-        elif self.fault == "over_temperature" and self.inverter_temp_c < OVER_TEMP_CLEAR_C:
-            self.fault = None
-        if demand > self.spec.rated_w * 1.1 and self.fault is None:
-            self.fault = "overload"
-        elif self.fault == "overload" and demand <= self.spec.rated_w:
-            self.fault = None
+        def column(name: str) -> np.ndarray:
+            return np.array([getattr(s, name) for s in self.specs], dtype=float)
 
-    def _faulted(self, grid_ok: bool, demand: float) -> tuple[str, PowerFlows]:
-        if grid_ok:  # bypass: the grid feeds the load directly; nothing charges
-            return "bypass", PowerFlows(0, demand, 0, demand, 0, 0)
-        return "fault", PowerFlows(0, 0, 0, 0, 0, 0)
+        self._nominal_v = column("battery_nominal_v")
+        self._capacity_ah = column("battery_kwh") * 1000 / self._nominal_v
+        self._pv_kwp, self._rated_w, self._max_charge_w = column("pv_kwp"), column("rated_w"), column("max_charge_w")
+        self._charge_eff, self._discharge_eff = column("charge_efficiency"), column("discharge_efficiency")
+        self._cutoff_soc, self._restart_soc = column("cutoff_soc_pct"), column("restart_soc_pct")
+        self._load_base_w, self._load_peak_w = column("load_base_w"), column("load_peak_w")
+        soc = np.array([initial_soc_pct.get(s.id, drawn) for s, drawn in zip(self.specs, drawn_soc, strict=True)])
+        self._charge_ah = self._capacity_ah * soc / 100
+        self._inverter_temp_c = np.full(n, np.nan)  # nan: not yet stepped (starts at its target)
+        self._battery_temp_c = np.full(n, np.nan)
+        self._cut_off = np.zeros(n, dtype=bool)
+        self._fault = np.zeros(n, dtype=np.int64)
+        self._cloud_factor = np.ones(n)
+        self._cloud_left_s = np.zeros(n)
+        self.flows: tuple[np.ndarray, ...] = tuple(np.zeros(n) for _ in PowerFlows.__slots__)
+        """pv_w, grid_w, discharge_w, load_w, charge_w, battery_terminal_w: one array each."""
 
-    def _battery(self, terminal_w: float, dt: float) -> float:
-        """Move charge for `terminal_w` over `dt`, clipped to 0..capacity; returns the terminal power applied."""
-        current = terminal_w / self._ocv()
-        delta_ah = current * dt / 3600
-        if self.charge_ah + delta_ah > self.capacity_ah:
-            delta_ah = self.capacity_ah - self.charge_ah
-        elif self.charge_ah + delta_ah < 0:
-            delta_ah = -self.charge_ah
-        applied_w = delta_ah * 3600 / dt * self._ocv() if dt > 0 else 0.0
-        self.charge_ah += delta_ah
-        self._current_a = delta_ah * 3600 / dt if dt > 0 else 0.0
-        return applied_w
+    @property
+    def site_powered(self) -> np.ndarray:
+        """Per inverter: does the load behind it have power?"""
+        return self.flows[3] > 0
 
-    def _on_grid(self, pv_avail: float, demand: float, dt: float) -> tuple[str, PowerFlows]:
-        spec = self.spec
-        headroom_w = (self.capacity_ah - self.charge_ah) * self._ocv() * 3600 / dt / spec.charge_efficiency
-        charge_w = min(spec.max_charge_w, max(headroom_w, 0.0))
-        terminal = self._battery(charge_w * spec.charge_efficiency, dt)
-        charge_w = terminal / spec.charge_efficiency
-        grid_w = demand + charge_w - pv_avail  # negative: PV surplus exported
-        mode = "solar" if pv_avail >= demand + charge_w else "grid"
-        return mode, PowerFlows(pv_avail, grid_w, 0, demand, charge_w, terminal)
+    def _soc_pct(self) -> np.ndarray:
+        return 100 * self._charge_ah / self._capacity_ah
 
-    def _off_grid(self, pv_avail: float, demand: float, dt: float) -> tuple[str, PowerFlows]:
-        spec = self.spec
-        if self.cut_off:  # output off; the charge controller still charges from PV
-            terminal = self._battery(min(pv_avail, spec.max_charge_w) * spec.charge_efficiency, dt)
-            charge_w = terminal / spec.charge_efficiency
-            return "fault", PowerFlows(charge_w, 0, 0, 0, charge_w, terminal)
-        if pv_avail >= demand:
-            terminal = self._battery(min(pv_avail - demand, spec.max_charge_w) * spec.charge_efficiency, dt)
-            charge_w = terminal / spec.charge_efficiency
-            return "solar", PowerFlows(demand + charge_w, 0, 0, demand, charge_w, terminal)
-        deficit = demand - pv_avail
-        terminal = self._battery(-deficit / spec.discharge_efficiency, dt)
-        discharge_w = -terminal * spec.discharge_efficiency
-        served = pv_avail + discharge_w
-        if self.soc_pct <= spec.cutoff_soc_pct or served < demand - 1e-6:
-            self.cut_off = True
-        return "battery", PowerFlows(pv_avail, 0, discharge_w, served, 0, terminal)
+    def _ocv(self) -> np.ndarray:
+        return self._nominal_v * (0.92 + 0.16 * self._soc_pct() / 100)
 
-    def _metrics(self, ctx: StepContext, mode: str, grid_ok: bool) -> dict[str, float | bool | str | None]:
-        flows, rng = self.flows, self.rng
-        current = self._current_a if flows.battery_terminal_w else 0.0
-        battery_v = self._ocv() + current * 0.02 * self.spec.battery_nominal_v / 48
+    def _step_clouds(self, dt: float, u: np.ndarray) -> None:
+        passing = self._cloud_left_s > 0
+        left = np.where(passing, self._cloud_left_s - dt, self._cloud_left_s)
+        factor = np.where(passing & (left <= 0), 1.0, self._cloud_factor)
+        comes = ~passing & (u[:, _U_CLOUD] < dt / 5400)  # a passing cloud every ~1.5 h of daylight
+        self._cloud_left_s = np.where(comes, 120 + 900 * u[:, _U_CLOUD_LENGTH], left)
+        self._cloud_factor = np.where(comes, 0.25 + 0.5 * u[:, _U_CLOUD_FACTOR], factor)
+
+    def _update_faults(self, ctx: StepContext, demand: np.ndarray, forced_over_temp: np.ndarray) -> None:
+        load_w, charge_w = self.flows[3], self.flows[4]
+        heat = 30 * load_w / self._rated_w + 8 * charge_w / self._max_charge_w
+        target = ctx.ambient_c + 5 + heat + np.where(forced_over_temp, 45.0, 0.0)
+        temp = np.where(np.isnan(self._inverter_temp_c), target, self._inverter_temp_c)
+        self._inverter_temp_c = temp = temp + (target - temp) * min(1.0, ctx.dt / THERMAL_TAU_S)
+        fault = self._fault
+        fault = np.where(temp >= OVER_TEMP_TRIP_C, _OVER_TEMP,
+                         np.where((fault == _OVER_TEMP) & (temp < OVER_TEMP_CLEAR_C), _NO_FAULT, fault))
+        fault = np.where((demand > self._rated_w * 1.1) & (fault == _NO_FAULT), _OVERLOAD,
+                         np.where((fault == _OVERLOAD) & (demand <= self._rated_w), _NO_FAULT, fault))
+        self._fault = fault
+
+    def _battery(self, terminal_w: np.ndarray, dt: float) -> tuple[np.ndarray, np.ndarray]:
+        """Move charge for `terminal_w` over `dt`, clipped to 0..capacity; returns (terminal power
+        applied, battery current)."""
+        ocv = self._ocv()
+        delta_ah = np.clip(terminal_w / ocv * dt / 3600, -self._charge_ah, self._capacity_ah - self._charge_ah)
+        self._charge_ah = self._charge_ah + delta_ah
+        current_a = delta_ah * 3600 / dt
+        return current_a * ocv, current_a
+
+    def step(self, ctx: StepContext, occupancy_fraction: float) -> list[dict[str, float | bool | str | None]]:
+        """Advance every inverter by `ctx.dt`; their readings' metrics (contract names), in `specs` order."""
+        if not self.specs:
+            return []
+        u, n = self._random.step()
+        dt = ctx.dt
+        overrides = self.overrides
+        self._step_clouds(dt, u)
+        grid_ok = np.array([not ctx.scheduled_outage and o.forced_grid_outages == 0 for o in overrides])
+        pv_factor = np.array([o.scenario_pv_factor for o in overrides])
+        pv = self._pv_kwp * ctx.irradiance_w_m2 * PV_DERATE * self._cloud_factor * pv_factor
+        demand = (self._load_base_w + (self._load_peak_w - self._load_base_w) * occupancy_fraction) * (
+            1 + 0.04 * n[:, _N_LOAD]) + np.array([o.extra_load_w for o in overrides])
+        demand = np.maximum(demand, 0.0)
+        self._update_faults(ctx, demand, np.array([o.forced_over_temp > 0 for o in overrides]))
+        self._cut_off &= ~(grid_ok | (self._soc_pct() >= self._restart_soc))
+        mode, current_a = self._flows(dt, grid_ok, pv, demand)
+        return self._metrics(ctx, grid_ok, mode, current_a, n)
+
+    def _flows(self, dt: float, grid_ok: np.ndarray, pv: np.ndarray,
+               demand: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Every case's flows, kept where it applies: faulted (bypass or off), on the grid, and off
+        it (cut off, PV covering the load, or the battery making up the deficit)."""
+        eff_c, eff_d, max_charge = self._charge_eff, self._discharge_eff, self._max_charge_w
+        faulted = self._fault != _NO_FAULT
+        on_grid = ~faulted & grid_ok
+        off_grid = ~faulted & ~grid_ok
+        cut_off = off_grid & self._cut_off
+        sunny = off_grid & ~cut_off & (pv >= demand)
+        deficit = off_grid & ~cut_off & ~sunny
+        headroom_w = (self._capacity_ah - self._charge_ah) * self._ocv() * 3600 / dt / eff_c
+        request = np.select(
+            [on_grid, cut_off, sunny, deficit],
+            [np.minimum(max_charge, np.maximum(headroom_w, 0.0)) * eff_c, np.minimum(pv, max_charge) * eff_c,
+             np.minimum(pv - demand, max_charge) * eff_c, -(demand - pv) / eff_d], 0.0)
+        terminal, current_a = self._battery(request, dt)
+        charge = np.where(on_grid | cut_off | sunny, terminal / eff_c, 0.0)
+        discharge = np.where(deficit, -terminal * eff_d, 0.0)
+        bypass = faulted & grid_ok
+        pv_w = np.select([on_grid | deficit, cut_off, sunny], [pv, charge, demand + charge], 0.0)
+        grid_w = np.select([bypass, on_grid], [demand, demand + charge - pv], 0.0)
+        load_w = np.select([bypass | on_grid | sunny, deficit], [demand, pv + discharge], 0.0)
+        self.flows = (pv_w, grid_w, discharge, load_w, charge, np.where(faulted, 0.0, terminal))
+        self._cut_off |= deficit & ((self._soc_pct() <= self._cutoff_soc) | (load_w < demand - 1e-6))
+        mode = np.select([bypass, faulted | cut_off, on_grid & (pv >= demand + charge), on_grid, sunny],
+                         [_BYPASS, _FAULT, _SOLAR, _GRID, _SOLAR], _BATTERY)
+        return mode, np.where(faulted, 0.0, current_a)
+
+    def _metrics(self, ctx: StepContext, grid_ok: np.ndarray, mode: np.ndarray, current_a: np.ndarray,
+                 n: np.ndarray) -> list[dict[str, float | bool | str | None]]:
+        current = np.where(self.flows[5] != 0, current_a, 0.0)
+        battery_v = self._ocv() + current * 0.02 * self._nominal_v / 48
         target_bt = ctx.ambient_c + 2 + current * current * 0.0008
-        self.battery_temp_c = target_bt if self.battery_temp_c is None else (
-            self.battery_temp_c + (target_bt - self.battery_temp_c) * min(1.0, ctx.dt / (3 * THERMAL_TAU_S)))
-        fault_code = self.fault or ("low_battery_cutoff" if self.cut_off and not grid_ok else None)
-        if fault_code is not None and mode not in ("bypass", "fault"):
-            fault_code = None
-        return {
-            "grid_v": round(GRID_NOMINAL_V + 4 * rng.normal(), 1) if grid_ok else 0.0,
-            "grid_hz": round(GRID_NOMINAL_HZ + 0.04 * rng.normal(), 2) if grid_ok else 0.0,
-            "grid_ok": grid_ok,
-            "mode": mode,
-            "battery_soc_pct": round(self.soc_pct, 3),
-            "battery_v": round(battery_v, 3),
-            "battery_a": round(current, 3),
-            "battery_temp_c": round(self.battery_temp_c, 1),
-            "pv_w": round(flows.pv_w, 1),
-            "load_w": round(flows.load_w, 1),
-            "inverter_temp_c": round(min(self.inverter_temp_c or 0.0, 149.0), 1),
-            "fault_code": fault_code,
-        }
+        before = self._battery_temp_c
+        self._battery_temp_c = np.where(np.isnan(before), target_bt,
+                                        before + (target_bt - before) * min(1.0, ctx.dt / (3 * THERMAL_TAU_S)))
+        fault = np.where((self._fault == _NO_FAULT) & self._cut_off & ~grid_ok, _LOW_BATTERY, self._fault)
+        fault = np.where((mode == _BYPASS) | (mode == _FAULT), fault, _NO_FAULT)
+        grid_v = np.where(grid_ok, np.round(GRID_NOMINAL_V + 4 * n[:, _N_GRID_V], 1), 0.0)
+        grid_hz = np.where(grid_ok, np.round(GRID_NOMINAL_HZ + 0.04 * n[:, _N_GRID_HZ], 2), 0.0)
+        columns = zip(
+            grid_v.tolist(), grid_hz.tolist(), grid_ok.tolist(), mode.tolist(), np.round(self._soc_pct(), 3).tolist(),
+            np.round(battery_v, 3).tolist(), np.round(current, 3).tolist(), np.round(self._battery_temp_c, 1).tolist(),
+            np.round(self.flows[0], 1).tolist(), np.round(self.flows[3], 1).tolist(),
+            np.round(np.minimum(self._inverter_temp_c, 149.0), 1).tolist(), fault.tolist(), strict=True)
+        return [{"grid_v": v, "grid_hz": hz, "grid_ok": ok, "mode": MODES[m], "battery_soc_pct": soc, "battery_v": bv,
+                 "battery_a": ba, "battery_temp_c": bt, "pv_w": pv, "load_w": load, "inverter_temp_c": it,
+                 "fault_code": FAULTS[f]} for v, hz, ok, m, soc, bv, ba, bt, pv, load, it, f in columns]

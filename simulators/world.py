@@ -18,13 +18,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+import numpy as np
+
 from core.contract import STATUS_OFFLINE, STATUS_ONLINE, DeviceKey, Kind, Reading, encode_payload, format_ts
 from core.site import Inverter, OccupancySensor, Site, Uplink
 from simulators import scenario as sc
 from simulators.context import StepContext, ambient_c, office_profile
-from simulators.inverter import InverterModel
+from simulators.inverter import InverterFleet
 from simulators.malformed import malformed_messages
-from simulators.noise import DeviceRandom
 from simulators.occupancy import OccupancyFleet
 from simulators.sun import clear_sky_irradiance_w_m2, solar_elevation_deg
 from simulators.uplink import UplinkFleet, UplinkOverrides
@@ -127,8 +128,8 @@ class Simulation:
         self.occupancy_every = occupancy_every
         self.duration_s = scenario.duration if duration_s is None else duration_s
         self.end_s = self.start_s + self.duration_s
-        soc = scenario.initial.battery_soc_pct
-        self.inverters = {i.id: InverterModel(i, DeviceRandom(seed, i.id), soc.get(i.id)) for i in site.inverters}
+        self.inverter_fleet = InverterFleet(site.inverters, seed, dict(scenario.initial.battery_soc_pct))
+        self.inverters = {o.spec.id: o for o in self.inverter_fleet.overrides}
         self.uplink_fleet = UplinkFleet(site.uplinks, seed)
         self.uplinks = {o.spec.id: o for o in self.uplink_fleet.overrides}
         self.occupancy = OccupancyFleet(site.occupancy_sensors, seed)
@@ -136,7 +137,10 @@ class Simulation:
         self.keys = {**{d: DeviceKey(site.id, Kind.INVERTER, d) for d in self.inverters},
                      **{d: DeviceKey(site.id, Kind.UPLINK, d) for d in self.uplinks},
                      **{d: DeviceKey(site.id, Kind.OCCUPANCY, d) for d in self._sensor_index}}
-        self._powered_by = [None if u.powered_by is None else self.inverters[u.powered_by] for u in site.uplinks]
+        inverter_index = {inv.id: index for index, inv in enumerate(site.inverters)}
+        # Per uplink, the index of the inverter powering its router (-1: its own supply).
+        self._powered_by = np.array([-1 if u.powered_by is None else inverter_index[u.powered_by]
+                                     for u in site.uplinks], dtype=np.int64)
         self.delivery = {d: _Delivery() for d in self.keys}
         self._reading_topics = {d: key.reading_topic() for d, key in self.keys.items()}
         self._capacity = sum(o.capacity for o in site.occupancy_sensors)
@@ -267,9 +271,10 @@ class Simulation:
         metrics: dict[str, dict | None] = dict(zip(self._sensor_index, self.occupancy.step(ctx), strict=True))
         people = int(self.occupancy.people.sum())
         fraction = people / self._capacity if self._capacity else ctx.expected_occupancy
-        for device, inverter in self.inverters.items():
-            metrics[device] = inverter.step(ctx, fraction)
-        powered = [inverter is None or inverter.site_powered for inverter in self._powered_by]
+        metrics.update(zip(self.inverters, self.inverter_fleet.step(ctx, fraction), strict=True))
+        site_powered = self.inverter_fleet.site_powered
+        powered = ((self._powered_by < 0) | site_powered[np.maximum(self._powered_by, 0)] if site_powered.size
+                   else np.ones(len(self._powered_by), dtype=bool)).tolist()
         metrics.update(zip(self.uplinks, self.uplink_fleet.step(ctx, powered), strict=True))
         return fired, metrics
 
