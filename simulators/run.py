@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from core.clock import Clock
-from core.contract import Channel, parse_topic
+from core.contract import Channel, DeviceKey, parse_topic
 from simulators.publish import Publisher
 from simulators.world import Simulation, Step
 
@@ -34,18 +34,20 @@ class Summary:
     sim_seconds: float = 0.0
 
     def count(self, step: Step) -> None:
+        self.messages += len(step.messages)
+        readings: list[DeviceKey] = []
         for message in step.messages:
-            self.messages += 1
             if message.expected_reject is not None:
                 self.malformed[message.expected_reject] += 1
-                continue
-            # Every well-formed message carries its device; the topic's last level says which channel.
-            device = message.device if message.device is not None else parse_topic(message.topic).device
-            if message.topic.endswith(_STATUS_SUFFIX):
+            elif message.topic.endswith(_STATUS_SUFFIX):
                 self.status_messages += 1
             else:
-                self.readings_by_kind[device.kind.value] += 1
-                self.readings_by_device[device.device] += 1
+                # Every well-formed message carries its device; the topic's last level says which channel.
+                readings.append(message.device if message.device is not None else parse_topic(message.topic).device)
+        # Counted in bulk (Counter.update is C): a step has a reading per device, and this was ~5 % of a run.
+        self.readings_by_device.update(device.device for device in readings)
+        for kind, count in Counter(device.kind for device in readings).items():
+            self.readings_by_kind[kind.value] += count
         self.events.extend((step.t, e) for e in step.events)
 
 

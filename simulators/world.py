@@ -69,10 +69,9 @@ class _Delivery:
     last: tuple[int, int, dict] | None = None
     """(ts_ms, seq, metrics) of the last reading, for malformed bursts (a `Reading` only when needed)."""
 
-    @property
-    def plain(self) -> bool:
-        """No quirk is active: the reading goes out once, now, with the step's timestamp."""
-        return not (self.skew_s or self.duplicates_left or self.swaps_left or self.late_left) and self.held is None
+
+_QUIRKS = (sc.ClockSkew, sc.Duplicates, sc.OutOfOrder, sc.Late)
+"""Scenario events that change how a device's readings are delivered (`_Delivery`)."""
 
 
 @dataclass(order=True)
@@ -142,7 +141,9 @@ class Simulation:
         self._powered_by = np.array([-1 if u.powered_by is None else inverter_index[u.powered_by]
                                      for u in site.uplinks], dtype=np.int64)
         self.delivery = {d: _Delivery() for d in self.keys}
-        self._reading_topics = {d: key.reading_topic() for d, key in self.keys.items()}
+        self._outputs = {d: (self.delivery[d], key, key.kind, key.reading_topic()) for d, key in self.keys.items()}
+        self._quirky = {e.device for e in scenario.events if isinstance(e, _QUIRKS)}
+        """Devices whose delivery a scenario event changes; the others take the short path."""
         self._capacity = sum(o.capacity for o in site.occupancy_sensors)
         margin = 86_400.0
         self._open = site.opening_hours.intervals(site.tz, site.local_time(self.start_s - margin).date(),
@@ -303,26 +304,22 @@ class Simulation:
         """Encode each device's reading for step `t` into `out` (through its quirks, if any)."""
         ts_ms = round(t * 1000)
         ts = format_ts(ts_ms)  # one timestamp for the whole step, unless a device's clock is skewed
-        delivery, keys, topics = self.delivery, self.keys, self._reading_topics
+        outputs, quirky = self._outputs, self._quirky
         occupancy = Kind.OCCUPANCY
         for device, values in metrics.items():
-            quirks = delivery[device]
-            if values is None or quirks.silent:
-                continue
-            key = keys[device]
-            kind = key.kind
-            if kind is occupancy and not occupancy_due:
+            quirks, key, kind, topic = outputs[device]
+            if values is None or quirks.silent or (kind is occupancy and not occupancy_due):
                 continue
             seq = quirks.seq
             quirks.seq = seq + 1
-            if quirks.plain:
+            if device not in quirky:
                 quirks.last = (ts_ms, seq, values)
-                out.append(Message(topics[device], encode_payload(kind, ts, seq, values), False, key))
+                out.append(Message(topic, encode_payload(kind, ts, seq, values), False, key))
                 continue
             own_ts_ms = round((t + quirks.skew_s) * 1000)
             quirks.last = (own_ts_ms, seq, values)
-            message = Message(topics[device], encode_payload(kind, format_ts(own_ts_ms), seq, values), False, key)
-            self._deliver_quirky(quirks, t, message, out)
+            self._deliver_quirky(quirks, t, Message(topic, encode_payload(kind, format_ts(own_ts_ms), seq, values),
+                                                    False, key), out)
 
     def _deliver_quirky(self, quirks: _Delivery, t: float, message: Message, out: list[Message]) -> None:
         if quirks.late_left > 0:
