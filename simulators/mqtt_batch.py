@@ -61,6 +61,11 @@ def remaining_length(length: int) -> bytes:
             return bytes(out)
 
 
+_SHORT_LENGTHS = tuple(remaining_length(n) for n in range(16_384))
+"""`remaining_length` of every length that fits in two bytes (any reading): looked up, not computed."""
+_FIRST_BYTE = {retain: bytes((_PUBLISH_QOS1 | retain,)) for retain in (False, True)}
+
+
 def encode_publish(topic: bytes, payload: bytes, mid: int, *, retain: bool, mqtt5: bool, dup: bool = False) -> bytes:
     """One QoS 1 PUBLISH packet as paho would write it: fixed header, topic (length-prefixed),
     packet id, (MQTT 5: an empty property list), payload. `topic` must be valid UTF-8 without
@@ -69,6 +74,14 @@ def encode_publish(topic: bytes, payload: bytes, mid: int, *, retain: bool, mqtt
     first = _PUBLISH_QOS1 | (_DUP if dup else 0) | (1 if retain else 0)
     return b"".join((bytes((first,)), remaining_length(body_length), len(topic).to_bytes(2, "big"), topic,
                      mid.to_bytes(2, "big"), b"\x00" if mqtt5 else b"", payload))
+
+
+def _encode_publish_fast(topic_field: bytes, properties: bytes, payload: bytes, mid: int, retain: bool) -> bytes:
+    """`encode_publish` (DUP clear) with the topic already length-prefixed and the property list
+    given: the per-message path of `publish_batch`. Same bytes (tested)."""
+    length = len(topic_field) + 2 + len(properties) + len(payload)
+    return b"".join((_FIRST_BYTE[retain], _SHORT_LENGTHS[length] if length < 16_384 else remaining_length(length),
+                     topic_field, mid.to_bytes(2, "big"), properties, payload))
 
 
 class BatchClient(BufferedReadClient):
@@ -83,6 +96,7 @@ class BatchClient(BufferedReadClient):
     _window_setting: int
     _online: bool
     _topics: dict[str, bytes]
+    """Topic -> its PUBLISH topic field (2-byte length, UTF-8), encoded once."""
     _rx: bytes
     _rx_pos: int
     acked: int
@@ -126,9 +140,9 @@ class BatchClient(BufferedReadClient):
         in-flight window is full. Messages are queued for paho's network thread, which writes them;
         `wait_all_acked` waits for the broker's PUBACKs. Raises PublishStalled if the broker
         acknowledges nothing for `stall_timeout_s` while the window is full."""
-        mqtt5 = self._protocol == mqtt.MQTTv5
-        topics = self._topics
-        pending = list(messages)
+        properties = b"\x00" if self._protocol == mqtt.MQTTv5 else b""
+        topics, unacked = self._topics, self._unacked
+        pending = messages if isinstance(messages, list) else list(messages)
         start = 0
         while start < len(pending):
             with self._flow:
@@ -136,17 +150,21 @@ class BatchClient(BufferedReadClient):
                 chunk = pending[start:start + room]
                 start += len(chunk)
                 packets = []
-                for topic, payload, retain in chunk:
-                    encoded_topic = topics.get(topic)
-                    if encoded_topic is None:
-                        if len(topics) > 100_000:
-                            topics.clear()  # bounded: malformed-topic bursts must not grow it forever
-                        encoded_topic = topics[topic] = topic.encode()
-                    mid = self._mid_generate()
-                    packet = encode_publish(encoded_topic, payload, mid, retain=retain, mqtt5=mqtt5)
-                    self._unacked[mid] = packet
-                    packets.append(packet)
-                self.peak_unacked = max(self.peak_unacked, len(self._unacked))
+                with self._mid_generate_mutex:  # held for the chunk: ids taken in one pass, as _mid_generate would
+                    mid = self._last_mid
+                    for topic, payload, retain in chunk:
+                        topic_field = topics.get(topic)
+                        if topic_field is None:
+                            if len(topics) > 100_000:
+                                topics.clear()  # bounded: malformed-topic bursts must not grow it forever
+                            encoded = topic.encode()
+                            topic_field = topics[topic] = len(encoded).to_bytes(2, "big") + encoded
+                        mid = self._free_mid_after(mid)
+                        packet = _encode_publish_fast(topic_field, properties, payload, mid, retain)
+                        unacked[mid] = packet
+                        packets.append(packet)
+                    self._last_mid = mid
+                self.peak_unacked = max(self.peak_unacked, len(unacked))
                 # Offline (connecting, or between a lost connection and its CONNACK) the packets wait in
                 # `_unacked`; `_handle_connack` sends them. Queued only under `_flow`, so never before a CONNECT.
                 if self._online:
@@ -170,10 +188,16 @@ class BatchClient(BufferedReadClient):
         """The next packet id from paho's counter that neither we nor paho have in flight (paho's
         publish() and subscribe() call this too, so the two never collide)."""
         with self._mid_generate_mutex:
-            for _ in range(65_536):
-                self._last_mid = self._last_mid + 1 if self._last_mid < 65_535 else 1
-                if self._last_mid not in self._unacked and self._last_mid not in self._out_messages:
-                    return self._last_mid
+            self._last_mid = self._free_mid_after(self._last_mid)
+            return self._last_mid
+
+    def _free_mid_after(self, mid: int) -> int:
+        """With `_mid_generate_mutex` held: the first packet id after `mid` (wrapping 65,535 -> 1)
+        that neither we nor paho have in flight."""
+        for _ in range(65_536):
+            mid = mid + 1 if mid < 65_535 else 1
+            if mid not in self._unacked and mid not in self._out_messages:
+                return mid
         raise RuntimeError("all 65,535 MQTT packet ids are in flight; lower max_inflight")
 
     def _queue_publishes(self, packets: bytes) -> None:

@@ -6,10 +6,11 @@ import socket
 
 import paho.mqtt.client as mqtt
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from simulators.mqtt_batch import encode_publish, remaining_length
+from core.clock import FakeClock
+from simulators.mqtt_batch import BatchClient, encode_publish, remaining_length
 
 
 def paho_publish_bytes(protocol: mqtt.MQTTProtocolVersion, topic: bytes, payload: bytes, mid: int,
@@ -53,6 +54,27 @@ def test_encoding_matches_paho_for_any_message(topic: str, payload: bytes, mid: 
     encoded = topic.encode()
     assert encode_publish(encoded, payload, mid, retain=retain, mqtt5=mqtt5, dup=dup) == \
         paho_publish_bytes(protocol, encoded, payload, mid, retain, dup)
+
+
+@settings(max_examples=60, deadline=None)
+@given(messages=st.lists(st.tuples(st.sampled_from(["facmon/v1/park/inverter/inv-1/reading", "a/ü/b", "t"]),
+                                   st.sampled_from([0, 1, 200, 16_370, 16_400, 70_000]), st.booleans()),
+                         min_size=1, max_size=12),
+       mqtt5=st.booleans(), first_mid=st.integers(1, 65_535))
+@example(messages=[("t", 0, False)] * 3, mqtt5=True, first_mid=65_534)
+def test_publish_batch_queues_what_encode_publish_encodes(messages: list[tuple[str, int, bool]], mqtt5: bool,
+                                                         first_mid: int) -> None:
+    # publish_batch's inlined encoder, offline: the packets wait in its unacknowledged map, in order,
+    # with consecutive ids from paho's counter (wrapping past 65,535 to 1).
+    client = BatchClient(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5 if mqtt5 else mqtt.MQTTv311)
+    client.configure_batching(FakeClock(0.0), max_inflight=100)
+    client._last_mid = first_mid - 1
+    batch = [(topic, bytes([size % 251]) * size, retain) for topic, size, retain in messages]
+    client.publish_batch(batch)
+    mids = [(first_mid - 1 + i) % 65_535 + 1 for i in range(len(batch))]
+    assert list(client._unacked) == mids
+    assert list(client._unacked.values()) == [encode_publish(topic.encode(), payload, mid, retain=retain, mqtt5=mqtt5)
+                                              for (topic, payload, retain), mid in zip(batch, mids, strict=True)]
 
 
 @pytest.mark.parametrize(("length", "expected"), [(0, b"\x00"), (127, b"\x7f"), (128, b"\x80\x01"),
