@@ -39,11 +39,13 @@ class OccupancyFleet:
         self._hold_s = np.array([s.hold_s for s in self.specs], dtype=float)
         self._last_presence_t = np.full(len(self.specs), -np.inf)
         self._labels = [(s.room, s.counts_people) for s in self.specs]
+        self._silent = np.zeros(len(self.specs), dtype=bool)
+        self._occupied = np.zeros(len(self.specs), dtype=bool)
 
-    def step(self, ctx: StepContext) -> list[dict[str, float | bool | str | int | None] | None]:
-        """Advance every sensor; each one's reading's metrics, or None for a silent sensor."""
+    def step(self, ctx: StepContext) -> None:
+        """Advance every sensor by `ctx.dt` (they report less often than they step: `metrics`)."""
         if not self.specs:
-            return []
+            return
         u, _ = self._random.step()
         leave_p = min(1.0, ctx.dt / (MEAN_STAY_OPEN_S if ctx.site_open else MEAN_STAY_CLOSED_S))
         target = self._capacity * self._room_use * ctx.expected_occupancy
@@ -53,12 +55,15 @@ class OccupancyFleet:
         battery = np.maximum(0.0, self.battery_pct - self._drain_pct_per_s * ctx.dt)
         present = people > 0
         self._last_presence_t = np.where(present, ctx.t, self._last_presence_t)
-        silent = (self.forced_silent > 0) | (battery <= 0)
-        self.battery_pct = battery = np.where(silent, battery, np.maximum(0.0, battery - REPORT_COST_PCT))
-        held = present | (ctx.t - self._last_presence_t < self._hold_s)
+        self._silent = silent = (self.forced_silent > 0) | (battery <= 0)
+        self.battery_pct = np.where(silent, battery, np.maximum(0.0, battery - REPORT_COST_PCT))
+        self._occupied = present | (ctx.t - self._last_presence_t < self._hold_s)
+
+    def metrics(self) -> list[dict[str, float | bool | str | int | None] | None]:
+        """Each sensor's reading's metrics after the last step, or None for a silent sensor."""
         out: list[dict[str, float | bool | str | int | None] | None] = []
-        columns = zip(self._labels, silent.tolist(), people.tolist(), held.tolist(),
-                      np.round(battery, 2).tolist(), strict=True)
+        columns = zip(self._labels, self._silent.tolist(), self.people.tolist(), self._occupied.tolist(),
+                      np.round(self.battery_pct, 2).tolist(), strict=True)
         for (room, counts_people), quiet, count, occupied, battery_pct in columns:
             if quiet:
                 out.append(None)
