@@ -17,6 +17,7 @@ each line also gives the generator process's CPU time, the rate per CPU-second a
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -123,6 +124,7 @@ def main() -> int:
     parser.add_argument("--skip-paho", action="store_true", help="leave out the slow paho publish() reference")
     args = parser.parse_args()
 
+    print(f"load average before: {_load()}", flush=True)
     measure("warm-up", args.devices, 2, MemoryPublisher(keep=False))  # first-run costs (imports, caches)
     memory = measure("in memory (reference)", args.devices, args.minutes, MemoryPublisher(keep=False))
     print(memory.line(), flush=True)
@@ -157,7 +159,12 @@ def main() -> int:
               f"{runs[2].cpu_s / runs[0].cpu_s:.2f}x less CPU")
     print(f"target >= 20,000 readings/s over MQTT: {'met' if batched.rate >= 20_000 else 'NOT met'} "
           f"({batched.rate:,.0f}/s wall; {batched.readings / batched.cpu_s:,.0f} per CPU-second)")
+    print(f"load average after: {_load()} (wall-clock figures mean little above ~1 on 2 cores)")
     return 0
+
+
+def _load() -> str:
+    return " ".join(f"{load:.2f}" for load in os.getloadavg())
 
 
 if __name__ == "__main__":
