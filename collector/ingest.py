@@ -13,6 +13,7 @@ from collector.dead_letters import payload_excerpt
 from collector.state import DeviceTable, SeqVerdict
 from core.decode import DecodeLimits, Reading, Reject, StatusChange, decode_message
 from core.line_protocol import reading_to_line, reject_to_line
+from core.reading_plans import fast_reading_line
 
 
 @dataclass
@@ -42,6 +43,32 @@ class Ingest:
 
     def handle(self, topic: str, payload: bytes, received_at: float) -> IngestResult:
         self.counts.received += 1
+        return self._handle_general(topic, payload, received_at)
+
+    def handle_batch(self, topics: list[str], payloads: list[bytes],
+                     received_at: float) -> tuple[list[str], list[Reject]]:
+        """`handle` for many messages received together: their lines in order, and their rejects.
+        Readings of a shape seen before take the fused path (core.reading_plans), the rest `handle`'s."""
+        self.counts.received += len(topics)
+        lines: list[str] = []
+        rejects: list[Reject] = []
+        observe, limits, duplicate = self._table.observe, self._limits, SeqVerdict.DUPLICATE
+        readings = 0
+        for topic, payload in zip(topics, payloads, strict=True):
+            fast = fast_reading_line(topic, payload, received_at, limits)
+            if fast is not None:
+                if observe(fast[0], received_at) is not duplicate:
+                    lines.append(fast[1])
+                    readings += 1
+                continue
+            result = self._handle_general(topic, payload, received_at)
+            lines.extend(result.lines)
+            if result.reject is not None:
+                rejects.append(result.reject)
+        self.counts.readings += readings
+        return lines, rejects
+
+    def _handle_general(self, topic: str, payload: bytes, received_at: float) -> IngestResult:
         decoded = decode_message(topic, payload, received_at, self._limits)
         if type(decoded) is Reading:
             if self._table.observe(decoded, received_at) is SeqVerdict.DUPLICATE:

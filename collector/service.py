@@ -18,7 +18,7 @@ from collections import deque
 from collector.dead_letters import DeadLetterFile
 from collector.drain import SpoolDrain
 from collector.ingest import Ingest, reject_point
-from collector.mqtt_source import AckToken, InboundMessage, MqttSource
+from collector.mqtt_source import AckRun, InboundBatch, MqttSource
 from collector.spool import Spool
 from collector.state import DeviceTable
 from core.clock import Clock
@@ -75,36 +75,62 @@ class CollectorService:
         self.store_lag = StoreLag()
         self.drain = SpoolDrain(self.spool, writer, settings.writer, self._on_refused_by_influx,
                                 RateLimiter(clock, 10.0), clock, self.store_lag.observe)
-        self.source = MqttSource(mqtt_settings, self._on_message, clock, self._on_connection_change)
-        self._pending_acks: list[AckToken] = []
+        self.source = MqttSource(mqtt_settings, self._on_messages, clock, self._on_connection_change)
+        self._pending_acks: list[AckRun] = []
+        self._pending_count = 0
         self._pending_since: float | None = None
-        self._held: deque[InboundMessage] = deque()
+        self._held: deque[InboundBatch] = deque()
+        self._held_count = 0
         self._commit_interval_s = settings.spool.commit_interval_ms / 1000
+        # Besides twice its payload, the most spool one message can take: a reject's point carries
+        # its detail (500), topic (300) and an escaped payload excerpt.
+        self._message_spool_bytes_bound = 1024 + 2 * settings.dead_letters.payload_excerpt_bytes
         self._refused_lock = threading.Lock()
         self.acked = 0
         self.commits = 0
         self.held_peak = 0
 
     # -- intake ---------------------------------------------------------------------------------------
-    def _on_message(self, message: InboundMessage) -> None:
-        if self._held or self.spool.is_full():
-            self._held.append(message)
-            self.held_peak = max(self.held_peak, len(self._held))
-            return
-        self._process(message)
+    def _on_messages(self, batch: InboundBatch) -> None:
+        if not self._held and not self.spool.is_full():
+            batch = self._admit(batch)
+            if batch is None:
+                return
+        self._held.append(batch)
+        self._held_count += len(batch.topics)
+        self.held_peak = max(self.held_peak, self._held_count)
 
-    def _process(self, message: InboundMessage) -> None:
+    def _admit(self, batch: InboundBatch) -> InboundBatch | None:
+        """Process what the spool has room for; give back the rest (None when all fitted). Near the
+        bound a batch goes one message at a time, so the spool passes `max_bytes` by one message at
+        most, as with per-message intake."""
+        room = self.spool.free_bytes()
+        if room > self._message_spool_bytes_bound * len(batch.topics) + 2 * sum(map(len, batch.payloads)):
+            self._process(batch)
+            return None
+        ack = batch.ack
+        for i in range(len(batch.topics)):
+            if self.spool.is_full():
+                return InboundBatch(batch.topics[i:], batch.payloads[i:],
+                                    None if ack is None else AckRun(ack.connection, ack.mids[i:]))
+            self._process(InboundBatch(batch.topics[i:i + 1], batch.payloads[i:i + 1],
+                                       None if ack is None else AckRun(ack.connection, ack.mids[i:i + 1])))
+        return None
+
+    def _process(self, batch: InboundBatch) -> None:
+        """Spool a batch's points and queue its acks."""
         received_at = self._clock.now()
-        result = self.ingest.handle(message.topic, message.payload, received_at)
-        if result.lines:
-            self.spool.append(result.lines)
-        if result.reject is not None:
-            self._dead_letter(result.reject, received_at)
-        if message.ack is not None:
+        lines, rejects = self.ingest.handle_batch(batch.topics, batch.payloads, received_at)
+        if lines:
+            self.spool.append(lines)
+        for reject in rejects:
+            self._dead_letter(reject, received_at)
+        if batch.ack is not None:
             if self._pending_since is None:
                 self._pending_since = self._clock.monotonic()
-            self._pending_acks.append(message.ack)
-            if len(self._pending_acks) >= self._settings.spool.commit_max_messages:
+            self._pending_acks.append(batch.ack)
+            self._pending_count += len(batch.ack.mids)
+            if self._pending_count >= self._settings.spool.commit_max_messages:
                 self.commit()
 
     def _dead_letter(self, reject: Reject, received_at: float) -> None:
@@ -136,8 +162,10 @@ class CollectorService:
             # Acks for the lost connection are void: the broker re-sends those messages, and their
             # points are already in the spool (a harmless re-write), so nothing is lost or doubled.
             self._pending_acks.clear()
+            self._pending_count = 0
             self._pending_since = None
             self._held.clear()
+            self._held_count = 0
 
     # -- commit --------------------------------------------------------------------------------------------
     def commit(self) -> None:
@@ -148,13 +176,18 @@ class CollectorService:
         if self._pending_acks:
             self.acked += self.source.ack(self._pending_acks)
             self._pending_acks = []
+            self._pending_count = 0
         self._pending_since = None
 
     def _release_held(self) -> None:
-        for _ in range(len(self._held)):
-            if self.spool.is_full():
+        while self._held and not self.spool.is_full():
+            batch = self._held.popleft()
+            self._held_count -= len(batch.topics)
+            rest = self._admit(batch)
+            if rest is not None:
+                self._held.appendleft(rest)
+                self._held_count += len(rest.topics)
                 return
-            self._process(self._held.popleft())
 
     def step(self) -> None:
         """One turn of the loop: network, held messages, and a group commit when one is due."""

@@ -182,6 +182,10 @@ class Spool:
         """Bytes appended but not yet confirmed by InfluxDB (committed or not)."""
         return self._appended_total - self._confirmed_total
 
+    def free_bytes(self) -> int:
+        """How much may still be appended before the spool is full (negative once past the bound)."""
+        return self._max_bytes - self.pending_bytes
+
     def is_full(self) -> bool:
         return self.pending_bytes >= self._max_bytes
 

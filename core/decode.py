@@ -102,7 +102,8 @@ _json_decoder = json.JSONDecoder(parse_constant=_reject_constant)
 
 
 # Devices publish to the same few topics over and over; errors are not cached (lru_cache re-raises).
-_parse_topic_cached = functools.lru_cache(maxsize=65_536)(parse_topic)
+# Shared with core.reading_plans, the collector's fused fast path.
+parse_topic_cached = functools.lru_cache(maxsize=65_536)(parse_topic)
 
 
 def decode_message(topic: str, payload: bytes, received_at: float,
@@ -110,7 +111,7 @@ def decode_message(topic: str, payload: bytes, received_at: float,
     """Decode one MQTT message. `received_at` is the collector's clock (epoch seconds), used to
     judge timestamps from the future or too far in the past. Never raises on input."""
     try:
-        parsed = _parse_topic_cached(topic)
+        parsed = parse_topic_cached(topic)
     except TopicError as err:
         return Reject(RejectReason(err.reason), str(err), topic, payload)
     if len(payload) > limits.max_payload_bytes:
@@ -307,6 +308,15 @@ def _check_ts(value: object, received_at: float, limits: DecodeLimits) -> int:
         raise _Invalid(RejectReason.TS_TOO_OLD,
                        f"ts is {received_at - ts_s:.0f} s in the past (limit {limits.max_age_s:g} s){hint}")
     return ts_ms
+
+
+def checked_ts_ms(value: object, received_at: float, limits: DecodeLimits) -> int | None:
+    """A reading's `ts` as epoch milliseconds if the contract accepts it at `received_at`, else None
+    (`decode_message` says why)."""
+    try:
+        return _check_ts(value, received_at, limits)
+    except _Invalid:
+        return None
 
 
 def _parse_rfc3339_ms(text: str) -> int:

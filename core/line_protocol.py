@@ -66,7 +66,7 @@ def _field_formatter(metric: Metric) -> Callable[[FieldValue], str]:
     return lambda v: escape_string_field(str(v))
 
 
-_LAYOUT = {
+LINE_LAYOUT = {  # per kind: its tag (label) names, and (`name=`, formatter) per field, in contract order
     kind: (
         tuple(m.name for m in metrics if m.is_tag),
         tuple((m.name + "=", _field_formatter(m)) for m in metrics if not m.is_tag),
@@ -77,7 +77,7 @@ _PREFIX_CACHE_MAX = 100_000
 _prefix_cache: dict[tuple[object, ...], str] = {}
 
 
-def _series_prefix(reading: Reading, label_names: tuple[str, ...]) -> str:
+def series_prefix(reading: Reading, label_names: tuple[str, ...]) -> str:
     """`measurement,tag=…,tag=… ` for this device and labels (sorted tag keys), cached: a device's
     series key rarely changes, and building it is a third of the work of a line."""
     device = reading.device
@@ -99,7 +99,7 @@ def reading_to_line(reading: Reading) -> str:
 
     Null metrics are left out (InfluxDB has no null); `seq` is stored as the integer field `seq`.
     """
-    label_names, field_layout = _LAYOUT[reading.device.kind]
+    label_names, field_layout = LINE_LAYOUT[reading.device.kind]
     metrics = reading.metrics
     fields = []
     for key, formatter in field_layout:
@@ -107,7 +107,7 @@ def reading_to_line(reading: Reading) -> str:
         if value is not None:
             fields.append(key + formatter(value))
     fields.append(f"seq={reading.seq}i")
-    return f"{_series_prefix(reading, label_names)}{','.join(fields)} {reading.ts_ms * 1_000_000}"
+    return f"{series_prefix(reading, label_names)}{','.join(fields)} {reading.ts_ms * 1_000_000}"
 
 
 def reject_to_line(reason: str, detail: str, topic: str, payload_excerpt: str, site: str | None,

@@ -59,3 +59,32 @@ def test_rejects_in_the_same_microsecond_get_distinct_timestamps() -> None:
     lines = [ingest.handle("facmon/v1/park/pump/p1/reading", b"{}", NOW).lines[0] for _ in range(3)]
     assert len({line.rsplit(" ", 1)[1] for line in lines}) == 3
     assert ingest.counts.rejected == {"unknown_kind": 3}
+
+
+def test_a_batch_gives_what_the_messages_give_one_by_one() -> None:
+    """Fast-path readings, duplicates, statuses, rejects and general-path readings (a float metric
+    sent as a whole number) mixed in one batch: the same lines in the same order, the same counts."""
+    uplink = DeviceKey("park", Kind.UPLINK, "wan-a")
+    messages: list[tuple[str, bytes]] = []
+    for seq in range(6):
+        reading = Reading(uplink, int(NOW * 1000) - 10_000 + seq, seq,
+                          {"isp": "PTCL", "link_up": True, "rtt_ms": 20.5 + seq, "jitter_ms": None, "loss_pct": 0.0})
+        messages.append((uplink.reading_topic(), encode_reading(reading)))
+    messages.insert(3, messages[1])  # a redelivery
+    messages.append((uplink.status_topic(), b"online"))
+    messages.append((uplink.reading_topic(), b'{"ts": 1, "seq": 1}'))  # reject
+    messages.append((DEVICE.reading_topic(), encode_reading(READING).replace(b'"people":2', b'"people":2.0')))
+    messages.append((DEVICE.reading_topic(), encode_reading(READING)))  # duplicate of the line before
+    one_by_one, batched = make_ingest(), make_ingest()
+    expected_lines: list[str] = []
+    expected_rejects = []
+    for topic, payload in messages:
+        result = one_by_one.handle(topic, payload, NOW)
+        expected_lines.extend(result.lines)
+        if result.reject is not None:
+            expected_rejects.append(result.reject)
+    lines, rejects = batched.handle_batch([t for t, _ in messages], [p for _, p in messages], NOW)
+    assert lines == expected_lines and len(lines) == 6 + 1 + 1  # 6 uplink readings, a reject, people=2.0
+    assert rejects == expected_rejects and len(rejects) == 1
+    assert batched.counts == one_by_one.counts
+    assert (batched.counts.received, batched.counts.readings, batched.counts.statuses) == (11, 7, 1)
