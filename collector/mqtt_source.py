@@ -50,9 +50,33 @@ class InboundBatch(NamedTuple):
     ack: AckRun | None
     """None for QoS 0 messages, which need no acknowledgement."""
 
+    def part(self, start: int, stop: int | None = None) -> InboundBatch:
+        """Messages `start` to `stop` (as a slice), with their acks."""
+        ack = None if self.ack is None else AckRun(self.ack.connection, self.ack.mids[start:stop])
+        return InboundBatch(self.topics[start:stop], self.payloads[start:stop], ack)
+
 
 PublishesHandler = Callable[[list[str], list[bytes], list[int]], None]
 _QOS1_PUBLISH, _QOS_RETAIN_DUP_MASK = 0x32, 0xF6
+
+
+def _plain_publish_fields(packet: bytes | bytearray, at: int, end: int,
+                          has_properties_length: bool) -> tuple[str, int, int] | None:
+    """(topic, packet id, where the payload starts) of a QoS 1 PUBLISH whose variable header starts at
+    `at` and which ends at `end`; None for anything unusual — too short, an empty topic (an MQTT 5
+    topic alias), MQTT 5 properties (user properties, …), a topic that is not UTF-8 — which paho's own
+    handler then reads and reports its way."""
+    if at + 2 > end:
+        return None
+    topic_end = at + 2 + (packet[at] << 8 | packet[at + 1])
+    payload_at = topic_end + 2 + has_properties_length
+    if topic_end == at + 2 or payload_at > end or (has_properties_length and packet[topic_end + 2] != 0):
+        return None
+    try:
+        topic = bytes(packet[at + 2:topic_end]).decode()
+    except UnicodeDecodeError:
+        return None
+    return topic, packet[topic_end] << 8 | packet[topic_end + 1], payload_at
 
 
 class _BufferedClient(BufferedReadClient):
@@ -96,17 +120,12 @@ class _BufferedClient(BufferedReadClient):
             else:
                 break  # cut by the end of the buffer, or malformed: paho's reader decides
             packet_end = at + length
-            topic_end = at + 2 + (rx[at] << 8 | rx[at + 1]) if at + 1 < end else end
-            payload_at = topic_end + 2 + has_properties_length
-            if packet_end > end or topic_end == at + 2 or payload_at > packet_end:
+            fields = _plain_publish_fields(rx, at, packet_end, has_properties_length) if packet_end <= end else None
+            if fields is None:
                 break
-            if has_properties_length and rx[topic_end + 2] != 0:
-                break  # properties (a topic alias, user properties): paho's full path
-            try:
-                topics.append(rx[at + 2:topic_end].decode())
-            except UnicodeDecodeError:
-                break  # paho reports undecodable topics its own way
-            mids.append(rx[topic_end] << 8 | rx[topic_end + 1])
+            topic, mid, payload_at = fields
+            topics.append(topic)
+            mids.append(mid)
             payloads.append(rx[payload_at:packet_end])
             pos = packet_end
         if mids:
@@ -121,19 +140,11 @@ class _BufferedClient(BufferedReadClient):
         if (header & 0x06) != 0x02 or not self._manual_ack or self.on_qos1_publishes is None:
             return super()._handle_publish()
         packet = self._in_packet["packet"]
-        topic_end = 2 + int.from_bytes(packet[0:2], "big")
-        properties_at = topic_end + 2
-        payload_at = properties_at
-        if self._protocol == mqtt.MQTTv5:
-            if topic_end == 2 or len(packet) <= properties_at or packet[properties_at] != 0:
-                return super()._handle_publish()  # topic alias or properties present: paho's full path
-            payload_at += 1
-        try:
-            topic = bytes(packet[2:topic_end]).decode("utf-8")
-        except UnicodeDecodeError:
+        fields = _plain_publish_fields(packet, 0, len(packet), self._protocol == mqtt.MQTTv5)
+        if fields is None:
             return super()._handle_publish()
-        self.on_qos1_publishes([topic], [bytes(packet[payload_at:])],
-                               [int.from_bytes(packet[topic_end:properties_at], "big")])
+        topic, mid, payload_at = fields
+        self.on_qos1_publishes([topic], [bytes(packet[payload_at:])], [mid])
         return mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
 
     def queue_pubacks(self, mids: list[int]) -> None:

@@ -108,13 +108,10 @@ class CollectorService:
         if room > self._message_spool_bytes_bound * len(batch.topics) + 2 * sum(map(len, batch.payloads)):
             self._process(batch)
             return None
-        ack = batch.ack
         for i in range(len(batch.topics)):
             if self.spool.is_full():
-                return InboundBatch(batch.topics[i:], batch.payloads[i:],
-                                    None if ack is None else AckRun(ack.connection, ack.mids[i:]))
-            self._process(InboundBatch(batch.topics[i:i + 1], batch.payloads[i:i + 1],
-                                       None if ack is None else AckRun(ack.connection, ack.mids[i:i + 1])))
+                return batch.part(i)
+            self._process(batch.part(i, i + 1))
         return None
 
     def _process(self, batch: InboundBatch) -> None:

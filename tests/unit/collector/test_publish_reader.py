@@ -8,7 +8,7 @@ from __future__ import annotations
 import paho.mqtt.client as mqtt
 import pytest
 
-from collector.mqtt_source import _BufferedClient
+from collector.mqtt_source import AckRun, InboundBatch, _BufferedClient
 
 
 def remaining_length(n: int) -> bytes:
@@ -90,3 +90,10 @@ def test_malformed_remaining_length_is_left_to_paho() -> None:
     client, got = reader(b"\x32\xff\xff\xff\xff\x01" + b"x" * 10, v5=False)
     assert client._take_buffered_publishes() == 0
     assert got == [] and client._rx_pos == 0
+
+
+def test_a_part_of_a_batch_keeps_its_acks_with_its_messages() -> None:
+    batch = InboundBatch(["a", "b", "c"], [b"1", b"2", b"3"], AckRun(4, [7, 8, 9]))
+    assert batch.part(1) == InboundBatch(["b", "c"], [b"2", b"3"], AckRun(4, [8, 9]))
+    assert batch.part(0, 1) == InboundBatch(["a"], [b"1"], AckRun(4, [7]))
+    assert InboundBatch(["a", "b"], [b"1", b"2"], None).part(1) == InboundBatch(["b"], [b"2"], None)
