@@ -213,14 +213,28 @@ def _check_value(metric: Metric, value: object) -> FieldValue:
                            f"{metric.name}={value[:40]!r} is not one of {', '.join(metric.choices)}")
         return value
     if kind is MetricType.LABEL:
-        if not value.strip() or len(value) > MAX_LABEL_CHARS or not value.isprintable() or "\\" in value:
+        if not is_valid_label(value):
             raise _Invalid(RejectReason.BAD_LABEL,
                            f"{metric.name}={value[:80]!r} must be 1..{MAX_LABEL_CHARS} printable characters "
                            "without a backslash")
         return value
-    if len(value) > 256 or not value.isprintable():
-        raise _Invalid(RejectReason.WRONG_TYPE, f"{metric.name} must be at most 256 printable characters")
+    if not is_valid_text(value):
+        raise _Invalid(RejectReason.WRONG_TYPE, f"{metric.name} must be at most {MAX_TEXT_CHARS} printable characters")
     return value
+
+
+MAX_TEXT_CHARS = 256
+
+
+def is_valid_label(value: str) -> bool:
+    """The contract's rule for a label (stored as a tag): 1..MAX_LABEL_CHARS printable characters, not
+    blank, no backslash (InfluxDB 1.x cannot store every backslash sequence in a tag)."""
+    return bool(value.strip()) and len(value) <= MAX_LABEL_CHARS and value.isprintable() and "\\" not in value
+
+
+def is_valid_text(value: str) -> bool:
+    """The contract's rule for a free-text metric: at most MAX_TEXT_CHARS printable characters."""
+    return len(value) <= MAX_TEXT_CHARS and value.isprintable()
 
 
 def _number_checker(metric: Metric) -> Callable[[object], FieldValue]:

@@ -17,6 +17,7 @@ and randomly mutated payloads.
 from __future__ import annotations
 
 import operator
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -24,7 +25,6 @@ from typing import Any
 import orjson
 
 from core.contract import (
-    MAX_LABEL_CHARS,
     METRICS_BY_NAME,
     SEQ_MAX,
     Channel,
@@ -33,7 +33,7 @@ from core.contract import (
     Reading,
     TopicError,
 )
-from core.decode import DecodeLimits, checked_ts_ms, parse_topic_cached
+from core.decode import DecodeLimits, checked_ts_ms, is_valid_label, is_valid_text, parse_topic_cached
 from core.line_protocol import LINE_LAYOUT, series_prefix
 
 _BOOL_TEXT = {True: "true", False: "false"}
@@ -101,8 +101,8 @@ def _build_plan(kind: Kind, keys: tuple[str, ...], types: tuple[type, ...]) -> _
         if metric.type in (MetricType.FLOAT, MetricType.INT):
             numbers.append(at)
             # Finite bounds even for an open range, so that a non-finite value fails the check.
-            lows.append(-1.7976931348623157e308 if metric.minimum is None else metric.minimum)
-            highs.append(1.7976931348623157e308 if metric.maximum is None else metric.maximum)
+            lows.append(-sys.float_info.max if metric.minimum is None else metric.minimum)
+            highs.append(sys.float_info.max if metric.maximum is None else metric.maximum)
         elif metric.type is MetricType.CHOICE:
             choices.append((at, frozenset(metric.choices)))
         elif metric.type is MetricType.LABEL:
@@ -144,7 +144,7 @@ _good_labels: set[str] = set()
 def _label_ok(value: str) -> bool:
     if value in _good_labels:
         return True
-    if not value.strip() or len(value) > MAX_LABEL_CHARS or not value.isprintable() or "\\" in value:
+    if not is_valid_label(value):
         return False
     if len(_good_labels) >= _LABELS_MAX:
         _good_labels.clear()
@@ -191,8 +191,7 @@ def fast_reading_line(topic: str, payload: bytes, received_at: float,
         if not _label_ok(values[at]):
             return None
     for at in plan.texts:
-        text = values[at]
-        if len(text) > 256 or not text.isprintable():
+        if not is_valid_text(values[at]):
             return None
     seq = values[plan.seq_at]
     if not 0 <= seq <= SEQ_MAX:
