@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import secrets
-import ssl
 from collections.abc import Callable, Iterable
 
 import paho.mqtt.client as mqtt
@@ -25,7 +24,7 @@ from api.state import DeviceEvent, DeviceStates
 from core.clock import Clock
 from core.contract import reading_subscription, status_subscription
 from core.decode import DecodeLimits, Reading, Reject, StatusChange, decode_message
-from core.settings.base import read_secret
+from core.mqtt_connect import apply_credentials_and_tls
 from core.settings.mqtt import MqttSettings
 
 log = logging.getLogger("facmon.api.mqtt")
@@ -46,16 +45,7 @@ class DeviceStateSubscription:
         self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
                                    client_id=f"{client_id_prefix}-{secrets.token_hex(4)}", protocol=protocol,
                                    clean_session=None if protocol == mqtt.MQTTv5 else True)
-        if settings.username:
-            self._client.username_pw_set(settings.username,
-                                         read_secret(settings.password, settings.password_file, "mqtt.password"))
-        if settings.tls.enabled:
-            tls = settings.tls
-            self._client.tls_set(ca_certs=str(tls.ca_file) if tls.ca_file else None,
-                                 certfile=str(tls.cert_file) if tls.cert_file else None,
-                                 keyfile=str(tls.key_file) if tls.key_file else None,
-                                 cert_reqs=ssl.CERT_NONE if tls.insecure_skip_verify else ssl.CERT_REQUIRED)
-            self._client.tls_insecure_set(tls.insecure_skip_verify)
+        apply_credentials_and_tls(self._client, settings)
         self._client.reconnect_delay_set(settings.reconnect_min_s, settings.reconnect_max_s)
         self._client.on_connect = self._handle_connect
         self._client.on_message = self._handle_message

@@ -13,7 +13,6 @@ backoff); `ack()` and `close()` from that same thread. Messages are handed to `o
 from __future__ import annotations
 
 import logging
-import ssl
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
@@ -25,7 +24,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from core.clock import Clock
 from core.contract import reading_subscription, status_subscription
 from core.mqtt_buffer import BufferedReadClient
-from core.settings.base import read_secret
+from core.mqtt_connect import apply_credentials_and_tls
 from core.settings.mqtt import MqttSettings
 
 log = logging.getLogger("facmon.collector.mqtt")
@@ -193,14 +192,7 @@ class MqttSource:
         self._client_protocol = self._protocol
         client = _BufferedClient(mqtt.CallbackAPIVersion.VERSION2, client_id=s.client_id, protocol=self._protocol,
                                  clean_session=None if v5 else False, manual_ack=True, reconnect_on_failure=False)
-        if s.username:
-            client.username_pw_set(s.username, read_secret(s.password, s.password_file, "mqtt.password"))
-        if s.tls.enabled:
-            client.tls_set(ca_certs=str(s.tls.ca_file) if s.tls.ca_file else None,
-                           certfile=str(s.tls.cert_file) if s.tls.cert_file else None,
-                           keyfile=str(s.tls.key_file) if s.tls.key_file else None,
-                           cert_reqs=ssl.CERT_NONE if s.tls.insecure_skip_verify else ssl.CERT_REQUIRED)
-            client.tls_insecure_set(s.tls.insecure_skip_verify)
+        apply_credentials_and_tls(client, s)
         client.max_inflight_messages_set(s.receive_maximum)
         client.on_connect = self._handle_connect
         client.on_disconnect = self._handle_disconnect

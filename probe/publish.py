@@ -16,6 +16,7 @@ import paho.mqtt.client as mqtt
 
 from core.clock import Clock
 from core.contract import STATUS_OFFLINE, STATUS_ONLINE, DeviceKey, Reading, encode_reading
+from core.mqtt_connect import apply_credentials_and_tls
 from core.settings.mqtt import MqttSettings
 
 log = logging.getLogger(__name__)
@@ -31,11 +32,7 @@ class DeviceConnection:
         self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id[:128], protocol=protocol)
         self._client.max_queued_messages_set(queue_limit)
         self._client.reconnect_delay_set(settings.reconnect_min_s, settings.reconnect_max_s)
-        if settings.username:
-            password = settings.password.get_secret_value() if settings.password else None
-            self._client.username_pw_set(settings.username, password)
-        if settings.tls.enabled:
-            self._client.tls_set(ca_certs=str(settings.tls.ca_file) if settings.tls.ca_file else None)
+        apply_credentials_and_tls(self._client, settings)
         self._client.will_set(device.status_topic(), STATUS_OFFLINE, qos=1, retain=True)
         self._client.on_connect = self._on_connect
         self._infos: list[mqtt.MQTTMessageInfo] = []

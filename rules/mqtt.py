@@ -21,7 +21,7 @@ from paho.mqtt.properties import Properties
 from core.clock import Clock
 from core.contract import Reading, reading_subscription, status_subscription
 from core.decode import DecodeLimits, StatusChange, decode_message
-from core.settings.base import read_secret
+from core.mqtt_connect import apply_credentials_and_tls
 from core.settings.mqtt import MqttSettings
 
 log = logging.getLogger("facmon.rules.mqtt")
@@ -38,14 +38,7 @@ class RulesSubscription:
         self._limits = limits or DecodeLimits()
         self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
                                    protocol=mqtt.MQTTv5)
-        if settings.username:
-            self._client.username_pw_set(settings.username,
-                                         read_secret(settings.password, settings.password_file, "mqtt.password"))
-        if settings.tls.enabled:
-            self._client.tls_set(ca_certs=str(settings.tls.ca_file) if settings.tls.ca_file else None,
-                                 certfile=str(settings.tls.cert_file) if settings.tls.cert_file else None,
-                                 keyfile=str(settings.tls.key_file) if settings.tls.key_file else None)
-            self._client.tls_insecure_set(settings.tls.insecure_skip_verify)
+        apply_credentials_and_tls(self._client, settings)
         self._client.reconnect_delay_set(int(max(settings.reconnect_min_s, 1)), int(settings.reconnect_max_s))
         self._client.on_connect = self._handle_connect
         self._client.on_disconnect = self._handle_disconnect

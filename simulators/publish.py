@@ -20,6 +20,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from core.clock import Clock
 from core.contract import STATUS_OFFLINE, DeviceKey
+from core.mqtt_connect import apply_credentials_and_tls
 from core.settings.mqtt import MqttSettings
 from simulators.mqtt_batch import BatchClient, PublishStalled
 from simulators.world import Message
@@ -113,11 +114,7 @@ class MqttPublisher:
         client = BatchClient(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
         client.configure_batching(self._clock, self._max_inflight)
         client.reconnect_delay_set(1, 8)
-        if self._settings.username:
-            password = self._settings.password.get_secret_value() if self._settings.password else None
-            client.username_pw_set(self._settings.username, password)
-        if self._settings.tls.enabled:
-            client.tls_set(ca_certs=str(self._settings.tls.ca_file) if self._settings.tls.ca_file else None)
+        apply_credentials_and_tls(client, self._settings)
         if will_device is not None:
             client.will_set(will_device.status_topic(), STATUS_OFFLINE, qos=1, retain=True)
         return client

@@ -1,0 +1,30 @@
+"""How every facmon client of the broker presents itself: username/password and TLS from `mqtt.*`.
+
+The collector, the API, the rules engine, the probe and the simulators each build their own paho
+client (different sessions, wills and loops), but must log in and verify the broker the same way: the
+password from the environment or `mqtt.password_file`, a client certificate where the broker wants
+one, and `tls.insecure_skip_verify` meaning what it says.
+"""
+
+from __future__ import annotations
+
+import ssl
+
+import paho.mqtt.client as mqtt
+
+from core.settings.base import read_secret
+from core.settings.mqtt import MqttSettings
+
+
+def apply_credentials_and_tls(client: mqtt.Client, settings: MqttSettings) -> None:
+    """Set `client`'s username/password and TLS from `settings` (before it connects)."""
+    if settings.username:
+        client.username_pw_set(settings.username, read_secret(settings.password, settings.password_file,
+                                                              "mqtt.password"))
+    tls = settings.tls
+    if tls.enabled:
+        client.tls_set(ca_certs=str(tls.ca_file) if tls.ca_file else None,
+                       certfile=str(tls.cert_file) if tls.cert_file else None,
+                       keyfile=str(tls.key_file) if tls.key_file else None,
+                       cert_reqs=ssl.CERT_NONE if tls.insecure_skip_verify else ssl.CERT_REQUIRED)
+        client.tls_insecure_set(tls.insecure_skip_verify)
