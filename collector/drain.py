@@ -47,6 +47,8 @@ class DrainCounts:
     write_seconds_total: float = 0.0
     influx_up: bool = False
     last_error: str | None = None
+    last_write_at: float = 0.0
+    """Wall-clock time InfluxDB last confirmed a batch (0: never)."""
 
 
 def _series_of(line: str) -> str:
@@ -131,8 +133,9 @@ class SpoolDrain:
             self.counts.batches_written += 1
             self.counts.influx_up = True
             self.counts.last_error = None
+            self.counts.last_write_at = self._clock.now()
             if self._on_stored is not None:
-                self._on_stored(batch.lines, self._clock.now())
+                self._on_stored(batch.lines, self.counts.last_write_at)
         self._spool.confirm(batch)
         return True
 

@@ -55,8 +55,14 @@ class _ServiceMetrics(Collector):
                                   value=drain.write_seconds_total)
         yield GaugeMetricFamily("facmon_collector_influx_up", "1 if the last InfluxDB write succeeded",
                                 value=int(drain.influx_up))
+        yield GaugeMetricFamily("facmon_collector_last_write_time_seconds",
+                                "Unix time of the last write InfluxDB confirmed (0: none yet); alert on its age",
+                                value=drain.last_write_at)
         yield GaugeMetricFamily("facmon_collector_broker_connected", "1 while connected to the MQTT broker",
                                 value=int(s.source.connected))
+        yield GaugeMetricFamily("facmon_collector_broker_connected_since_seconds",
+                                "Unix time the current broker connection was made (0 while disconnected)",
+                                value=s.source.connected_since if s.source.connected else 0)
         yield GaugeMetricFamily("facmon_collector_devices", "Devices seen", value=len(s.table))
         lag = s.store_lag
         cumulative, running = [], 0
@@ -81,10 +87,21 @@ def _state_json(service: CollectorService) -> bytes:
     return json.dumps({"devices": devices}, ensure_ascii=False).encode()
 
 
+def metrics_registry(service: CollectorService) -> CollectorRegistry:
+    """A registry holding only `service`'s metrics: what `/metrics` serves."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_ServiceMetrics(service))
+    return registry
+
+
+def metrics_text(service: CollectorService) -> bytes:
+    """`/metrics` of `service`, in the Prometheus text format."""
+    return generate_latest(metrics_registry(service))
+
+
 class CollectorHttp:
     def __init__(self, service: CollectorService, host: str, port: int) -> None:
-        registry = CollectorRegistry(auto_describe=False)
-        registry.register(_ServiceMetrics(service))
+        registry = metrics_registry(service)
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:

@@ -171,6 +171,8 @@ class MqttSource:
         self._backoff_s = settings.reconnect_min_s
         self._next_attempt = 0.0
         self.last_error: str | None = None
+        self.connected_since = 0.0
+        """Wall-clock time the current (or last) connection was made."""
 
     @property
     def connected(self) -> bool:
@@ -233,6 +235,7 @@ class MqttSource:
             return
         self._connection += 1
         self._connected = True
+        self.connected_since = self._clock.now()
         self._backoff_s = self._settings.reconnect_min_s
         self.last_error = None
         # Subscribing again on a resumed session is harmless and covers a broker that lost it.

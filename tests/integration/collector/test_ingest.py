@@ -3,10 +3,13 @@ both write APIs, exactly once each and with their values intact."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
 
+from collector.http import metrics_text
+from collector.service import CollectorService
 from core.influxql import InfluxQLClient
 from facmon.servers import InfluxDB, InfluxV2WriteProxy, Mosquitto
 from tests.integration.collector.harness import (
@@ -22,6 +25,12 @@ from tests.integration.collector.harness import (
 )
 
 
+def metrics_of(service: CollectorService) -> dict[str, float]:
+    """The service's /metrics as {name: value} for the unlabelled samples."""
+    return {line.split()[0]: float(line.split()[1]) for line in metrics_text(service).decode().splitlines()
+            if line and not line.startswith("#") and "{" not in line}
+
+
 @pytest.mark.parametrize("api", ["v1", "v2"])
 def test_every_reading_lands_once_with_its_values(api: str, tmp_path: Path, mosquitto: Mosquitto,
                                                   influxdb: InfluxDB, influx_v2_proxy: InfluxV2WriteProxy,
@@ -31,6 +40,7 @@ def test_every_reading_lands_once_with_its_values(api: str, tmp_path: Path, mosq
     start = now_ms() - 3_600_000
     readings = inverter_readings("park", devices=5, per_device=40, start_ms=start)
     with running_collector(config) as service:
+        connected_by = time.time()
         publisher = Publisher(mosquitto.port)
         publisher.publish_readings(readings)
         publisher.publish_readings(readings[:10])  # a repeated publish: stored once, counted as duplicates
@@ -39,6 +49,12 @@ def test_every_reading_lands_once_with_its_values(api: str, tmp_path: Path, mosq
         publisher.close()
         assert service.table.counts.duplicates == 10
         assert service.ingest.counts.readings == 200
+        metrics = metrics_of(service)
+        assert metrics["facmon_collector_points_written_total"] == 200
+        assert metrics["facmon_collector_broker_connected"] == 1
+        assert metrics["facmon_collector_broker_connected_since_seconds"] <= connected_by
+        assert connected_by - 30 < metrics["facmon_collector_broker_connected_since_seconds"]
+        assert connected_by < metrics["facmon_collector_last_write_time_seconds"] <= time.time()
     assert count_points(influx_db) == 200
     assert seqs_by_device(influx_db) == {f"inv-{d}": list(range(40)) for d in range(5)}
     rows = influx_db.query("SELECT * FROM inverter WHERE device = 'inv-3' AND seq = 17")[0].rows()
