@@ -13,7 +13,7 @@ from collector.dead_letters import payload_excerpt
 from collector.state import DeviceTable, SeqVerdict
 from core.decode import DecodeLimits, Reading, Reject, StatusChange, decode_message
 from core.line_protocol import reading_to_line, reject_to_line
-from core.reading_plans import fast_reading_line
+from core.reading_plans import fast_reading_line, kernel_reading_line
 
 
 @dataclass
@@ -48,13 +48,22 @@ class Ingest:
     def handle_batch(self, topics: list[str], payloads: list[bytes],
                      received_at: float) -> tuple[list[str], list[Reject]]:
         """`handle` for many messages received together: their lines in order, and their rejects.
-        Readings of a shape seen before take the fused path (core.reading_plans), the rest `handle`'s."""
+        Readings of a shape seen before take the C kernel or the fused path (core.reading_plans),
+        the rest `handle`'s."""
         self.counts.received += len(topics)
         lines: list[str] = []
         rejects: list[Reject] = []
         observe, limits, duplicate = self._table.observe, self._limits, SeqVerdict.DUPLICATE
+        observe_payload = self._table.observe_payload
         readings = 0
         for topic, payload in zip(topics, payloads, strict=True):
+            kernel = kernel_reading_line(topic, payload, received_at, limits)
+            if kernel is not None:
+                device, seq, ts_ms, line = kernel
+                if observe_payload(device, seq, ts_ms, payload, received_at) is not duplicate:
+                    lines.append(line)
+                    readings += 1
+                continue
             fast = fast_reading_line(topic, payload, received_at, limits)
             if fast is not None:
                 if observe(fast[0], received_at) is not duplicate:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+import orjson
+
 from core.contract import DeviceKey, Reading
 
 
@@ -28,7 +30,8 @@ class _Record:
     __slots__ = ("high_seq", "high_ts_ms", "last_seen", "latest", "online", "seen", "status_changed_at")
 
     def __init__(self) -> None:
-        self.latest: Reading | None = None
+        self.latest: Reading | tuple[int, int, bytes] | None = None
+        """The latest reading, or (ts_ms, seq, payload) of one taken by the C kernel, decoded on demand."""
         self.last_seen: float | None = None
         self.online: bool | None = None
         self.status_changed_at: float | None = None
@@ -70,8 +73,16 @@ class DeviceTable:
         return record
 
     def observe(self, reading: Reading, received_at: float) -> SeqVerdict:
-        record = self._record(reading.device)
-        seq, ts_ms = reading.seq, reading.ts_ms
+        return self._observe(self._record(reading.device), reading.seq, reading.ts_ms, reading, received_at)
+
+    def observe_payload(self, device: DeviceKey, seq: int, ts_ms: int, payload: bytes,
+                        received_at: float) -> SeqVerdict:
+        """`observe` for a reading known by its seq, ts and payload, which the contract accepted (the
+        collector's C path builds no metrics dict): a snapshot decodes the payload if it asks."""
+        return self._observe(self._record(device), seq, ts_ms, (ts_ms, seq, payload), received_at)
+
+    def _observe(self, record: _Record, seq: int, ts_ms: int, reading: Reading | tuple[int, int, bytes],
+                 received_at: float) -> SeqVerdict:
         record.last_seen = received_at
         if record.high_seq < 0 or (seq <= record.high_seq and ts_ms > record.high_ts_ms):
             if record.high_seq >= 0:
@@ -103,8 +114,17 @@ class DeviceTable:
             record.status_changed_at = at
 
     def snapshot(self) -> list[DeviceSnapshot]:
-        return [DeviceSnapshot(key, r.latest, r.last_seen, r.online, r.status_changed_at)
+        return [DeviceSnapshot(key, _as_reading(key, r.latest), r.last_seen, r.online, r.status_changed_at)
                 for key, r in list(self._records.items())]
 
     def __len__(self) -> int:
         return len(self._records)
+
+
+def _as_reading(device: DeviceKey, latest: Reading | tuple[int, int, bytes] | None) -> Reading | None:
+    if latest is None or type(latest) is Reading:
+        return latest
+    ts_ms, seq, payload = latest
+    metrics = orjson.loads(payload)
+    del metrics["ts"], metrics["seq"]
+    return Reading(device, ts_ms, seq, metrics)

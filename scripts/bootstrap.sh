@@ -7,8 +7,9 @@ cd "$(dirname "$0")/.."
 
 # Debian packages: the servers facmon supervises in `facmon up` and its tests start on free ports.
 # policy-rc.d keeps apt from starting them as system services: facmon starts its own.
+# gcc, libc6-dev and python3-dev build the collector's C kernel (core/_reading_kernel.c) at install.
 DEB_PACKAGES=(mosquitto mosquitto-clients influxdb nginx-light prometheus-alertmanager
-              python3 python3-venv python3-pip ca-certificates chromium)
+              python3 python3-venv python3-pip python3-dev gcc libc6-dev ca-certificates chromium)
 
 need_binary() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/usr/bin/$1" ]; }
 
@@ -39,8 +40,12 @@ PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
+# Reinstalled (which also rebuilds the C kernel in place) when the project's build inputs change or
+# the built kernel is missing.
 stamp=.venv/.facmon-installed
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+kernel_built() { compgen -G "core/_reading_kernel*.so" >/dev/null; }
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ setup.py -nt "$stamp" ] \
+   || [ core/_reading_kernel.c -nt "$stamp" ] || ! kernel_built; then
   .venv/bin/python -m pip install -q --upgrade pip
   .venv/bin/python -m pip install -q -e '.[dev]'
   touch "$stamp"

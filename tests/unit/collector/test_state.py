@@ -74,3 +74,13 @@ def test_status_changes_are_timed_and_repeats_keep_the_first_time() -> None:
     table.set_status(DEVICE, False, 12.0)
     assert table.snapshot()[0].online is False and table.snapshot()[0].status_changed_at == 12.0
     assert len(table) == 1
+
+
+def test_a_reading_known_by_its_payload_counts_the_same_and_snapshots_as_its_reading() -> None:
+    by_reading, by_payload = DeviceTable(duplicate_window=16), DeviceTable(duplicate_window=16)
+    for seq, ts in ((1, T0), (2, T0 + 1000), (2, T0 + 1000), (0, T0 + 5000)):
+        payload = b'{"ts": %d, "seq": %d, "room": "Hall", "occupied": true}' % (ts, seq)
+        assert by_payload.observe_payload(DEVICE, seq, ts, payload, 10.0) is by_reading.observe(reading(seq, ts), 10.0)
+    assert by_payload.counts == by_reading.counts
+    assert by_payload.snapshot() == by_reading.snapshot()
+    assert by_payload.snapshot()[0].latest == reading(0, T0 + 5000)

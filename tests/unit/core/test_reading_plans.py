@@ -1,21 +1,24 @@
-"""core.reading_plans: the fused fast path gives exactly what `decode_message` + `reading_to_line`
-give, or None (general path) — never a different answer, never an exception. Checked on the valid
-readings of every kind, on readings the contract refuses, on randomly mutated and random payloads,
-and on valid readings of any shape (optional metrics left out, nulls, labels in any script)."""
+"""core.reading_plans: the fused fast path, and its C kernel, give exactly what `decode_message` +
+`reading_to_line` give, or None (general path) — never a different answer, never an exception.
+Checked on the valid readings of every kind, on readings the contract refuses, on randomly mutated
+and random payloads, on valid readings of any shape (optional metrics left out, nulls, labels in any
+script), and for the kernel on byte-level damage, every spelling of a number and of a timestamp."""
 
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta, timezone
 
-from hypothesis import given, settings
+import pytest
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from core.contract import Kind, Reading, encode_reading
 from core.decode import DecodeLimits, Reject, decode_message
 from core.line_protocol import reading_to_line
-from core.reading_plans import fast_reading_line
+from core.reading_plans import KERNEL_BUILT, fast_reading_line, kernel_reading_line, kernel_route
 from tests.unit.core.strategies import readings
-from tests.unit.core.test_decode import DEVICES, LIMITS, NOW, VALID, near_valid_messages, with_
+from tests.unit.core.test_decode import DEVICES, LIMITS, NOW, NOW_MS, VALID, near_valid_messages, with_
 
 
 def general(topic: str, payload: bytes, received_at: float = NOW,
@@ -24,12 +27,28 @@ def general(topic: str, payload: bytes, received_at: float = NOW,
     return (decoded, reading_to_line(decoded)) if isinstance(decoded, Reading) else decoded
 
 
+def assert_kernel_agrees(topic: str, payload: bytes, received_at: float = NOW, limits: DecodeLimits = LIMITS) -> bool:
+    """The kernel's answer (with the route its topic has now) is the general path's, or None. True if
+    the kernel answered."""
+    kernel = kernel_reading_line(topic, payload, received_at, limits)
+    if kernel is None:
+        return False
+    expected = general(topic, payload, received_at, limits)
+    assert isinstance(expected, tuple), (payload, expected)
+    reading, line = expected
+    assert kernel == (reading.device, reading.seq, reading.ts_ms, line), payload
+    return True
+
+
 def assert_agrees(topic: str, payload: bytes, received_at: float = NOW, limits: DecodeLimits = LIMITS) -> bool:
-    """The fast path's answer is the general path's, or None. True if the fast path answered."""
+    """The fast path's answer is the general path's, or None, and so is the kernel's (before and
+    after the fast path, which may give the topic a new route). True if the fast path answered."""
+    assert_kernel_agrees(topic, payload, received_at, limits)
     fast = fast_reading_line(topic, payload, received_at, limits)
     if fast is None:
         return False
     assert fast == general(topic, payload, received_at, limits), payload
+    assert_kernel_agrees(topic, payload, received_at, limits)
     return True
 
 
@@ -94,3 +113,102 @@ def test_mutated_messages_agree_or_fall_back(message: tuple[str, bytes], receive
 @given(st.text(max_size=80), st.binary(max_size=300))
 def test_arbitrary_topics_and_bytes_never_raise(topic: str, payload: bytes) -> None:
     assert_agrees(topic, payload, NOW, DecodeLimits(max_payload_bytes=200))
+
+
+# --- the C kernel -----------------------------------------------------------------------------------
+
+kernel_only = pytest.mark.skipif(not KERNEL_BUILT, reason="core._reading_kernel not built (no C compiler)")
+INVERTER_TOPIC = DEVICES[Kind.INVERTER].reading_topic()
+AS_SENT = {**VALID[Kind.INVERTER], "battery_soc_pct": 87.0, "pv_w": 1520.0}
+"""An inverter reading as facmon's devices send it (floats as floats): a shape the kernel takes."""
+
+
+def test_the_kernel_is_built_where_the_test_command_installs_a_compiler() -> None:
+    # scripts/bootstrap.sh installs gcc and python3-dev; a silent fallback would hide a broken build.
+    assert KERNEL_BUILT
+
+
+@kernel_only
+def test_the_kernel_takes_a_planned_topic_and_agrees() -> None:
+    payload = payload_of(AS_SENT)
+    assert assert_agrees(INVERTER_TOPIC, payload)
+    assert kernel_route(INVERTER_TOPIC) is not None
+    assert assert_kernel_agrees(INVERTER_TOPIC, payload)
+    for ts in (NOW_MS - 5000, "2025-12-31T23:59:00.5Z", "2026-01-01T04:59:00.123456+05:00"):
+        assert assert_kernel_agrees(INVERTER_TOPIC, payload_of({**AS_SENT, "ts": ts})), ts
+    spaced = json.dumps(AS_SENT, indent=2).encode()
+    assert assert_kernel_agrees(INVERTER_TOPIC, spaced)
+
+
+@kernel_only
+def test_labelled_shapes_keep_the_python_fast_path() -> None:
+    uplink = DEVICES[Kind.UPLINK].reading_topic()
+    body = {**VALID[Kind.UPLINK], "loss_pct": 0.0}
+    assert assert_agrees(uplink, payload_of(body))
+    assert kernel_route(uplink) is None
+
+
+@kernel_only
+def test_the_kernel_answers_none_for_every_reject_of_a_planned_shape() -> None:
+    assert assert_agrees(INVERTER_TOPIC, payload_of(AS_SENT))
+    for changes in ({"battery_soc_pct": 100.5}, {"battery_a": -2000.5}, {"mode": "turbo"}, {"seq": -1},
+                    {"ts": "2025-12-31T23:59:00"}, {"ts": "2035-12-31T23:59:00Z"}, {"ts": "2025-02-29T10:00:00Z"},
+                    {"ts": "2025-12-31T24:00:00Z"}, {"ts": NOW_MS + 301_000}, {"ts": NOW_MS - 31 * 86_400_000},
+                    {"grid_ok": 1}):
+        assert kernel_reading_line(INVERTER_TOPIC, payload_of({**AS_SENT, **changes}), NOW, LIMITS) is None, changes
+    escaped = payload_of(AS_SENT).replace(b'"grid"', b'"gr\\u0069d"')  # valid JSON for "grid": Python's call
+    assert b"\\u0069" in escaped and kernel_reading_line(INVERTER_TOPIC, escaped, NOW, LIMITS) is None
+    assert kernel_reading_line(INVERTER_TOPIC, payload_of(AS_SENT) + b"x", NOW, LIMITS) is None
+    assert kernel_reading_line(INVERTER_TOPIC, payload_of(AS_SENT).replace(b"}", b",}"), NOW, LIMITS) is None
+    assert kernel_reading_line(INVERTER_TOPIC, payload_of(AS_SENT), NOW, DecodeLimits(max_payload_bytes=20)) is None
+
+
+@kernel_only
+@settings(max_examples=500, deadline=None)
+@given(st.data())
+def test_byte_damage_to_a_planned_payload_agrees_or_falls_back(data: st.DataObject) -> None:
+    payload = payload_of(AS_SENT)
+    assert assert_agrees(INVERTER_TOPIC, payload)
+    for _ in range(data.draw(st.integers(1, 3))):
+        at = data.draw(st.integers(0, len(payload)))
+        action = data.draw(st.sampled_from(["replace", "insert", "delete"]))
+        piece = data.draw(st.sampled_from([b"", b" ", b"0", b"9", b".", b"-", b"e", b"E", b"+", b'"', b",", b":",
+                                           b"}", b"{", b"\\", b"\x00", b"\xff", b"null", b"1e999"])
+                          | st.binary(max_size=3))
+        end = at + (action != "insert") * data.draw(st.integers(0, 3))
+        payload = payload[:at] + (b"" if action == "delete" else piece) + payload[end:]
+    assert_kernel_agrees(INVERTER_TOPIC, payload)
+
+
+@kernel_only
+@settings(max_examples=500, deadline=None)
+@given(st.floats(min_value=-2000, max_value=2000, allow_nan=False), st.sampled_from(
+    ["{!r}", "{:.17g}", "{:.3f}", "{:.1f}", "{:e}", "{:E}", "{:.15g}", "{:.20f}"]))
+def test_every_spelling_of_a_number_gives_the_line_python_gives(value: float, spelling: str) -> None:
+    text = spelling.format(value)
+    assume("." in text or "e" in text.lower())  # a JSON float, as the plan expects
+    body = payload_of(AS_SENT).replace(b'"battery_a": -4.25', b'"battery_a": ' + text.encode())
+    assert text.encode() in body
+    assert assert_agrees(INVERTER_TOPIC, payload_of(AS_SENT))
+    assert assert_kernel_agrees(INVERTER_TOPIC, body) or not isinstance(general(INVERTER_TOPIC, body), tuple)
+
+
+@kernel_only
+@settings(max_examples=500, deadline=None)
+@given(st.datetimes(min_value=datetime(2025, 12, 1), max_value=datetime(2026, 1, 2)),
+       st.integers(-23 * 60, 23 * 60), st.sampled_from(["Z", "offset", "none", "z"]), st.integers(0, 7))
+def test_every_spelling_of_a_timestamp_gives_the_ts_python_gives(moment: datetime, offset_min: int, zone: str,
+                                                                digits: int) -> None:
+    text = moment.strftime("%Y-%m-%dT%H:%M:%S") + ("." + f"{moment.microsecond:06d}1"[:digits] if digits else "")
+    if zone == "offset":
+        text += datetime.now(timezone(timedelta(minutes=offset_min))).strftime("%z")[:3] + ":" + \
+            f"{abs(offset_min) % 60:02d}"
+    elif zone in ("Z", "z"):
+        text += zone
+    assert assert_agrees(INVERTER_TOPIC, payload_of(AS_SENT))
+    payload = payload_of({**AS_SENT, "ts": text})
+    answered = assert_kernel_agrees(INVERTER_TOPIC, payload)
+    if zone in ("Z", "offset") and digits <= 6 and isinstance(general(INVERTER_TOPIC, payload), tuple):
+        assert answered, text  # the form devices send is the kernel's to take
+    epoch_ms = int(moment.replace(tzinfo=UTC).timestamp() * 1000)
+    assert_kernel_agrees(INVERTER_TOPIC, payload_of({**AS_SENT, "ts": epoch_ms}))
