@@ -2,7 +2,8 @@
 
     collector thread:  append(lines) … append(lines) → commit()   (one fsync for many messages;
                                                                     acknowledge to the broker after it)
-    writer thread:     read_batch() → write to InfluxDB → confirm(batch)   (advances the cursor)
+    writer thread:     read_batch() → write to InfluxDB → confirm(batch)   (advances the cursor;
+                       batches read ahead with read_batch(after=…) are confirmed in order)
 
 Lines live in segment files `<n>.lp`; `cursor` records how far InfluxDB has confirmed. A segment is
 deleted once the cursor has passed it. After a crash, everything committed is still there; a torn
@@ -198,10 +199,12 @@ class Spool:
             self._data_ready.wait(timeout_s)
             return self._cursor != self._committed
 
-    def read_batch(self, max_lines: int, max_bytes: int) -> Batch | None:
-        """The next committed lines after the cursor (at most `max_lines`/about `max_bytes`), or None."""
+    def read_batch(self, max_lines: int, max_bytes: int, after: Position | None = None) -> Batch | None:
+        """The next committed lines after the cursor, or after `after` (the end of a batch read but not
+        yet confirmed: a reader may keep several in flight and confirm them in order), at most
+        `max_lines`/about `max_bytes`; None if there are none yet."""
         with self._lock:
-            cursor, committed = self._cursor, self._committed
+            cursor, committed = after or self._cursor, self._committed
             if cursor == committed:
                 return None
             segment_end = committed.offset if cursor.segment == committed.segment else self._sizes[cursor.segment]

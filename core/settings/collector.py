@@ -34,6 +34,11 @@ class WriterSettings(Section):
     """Longest wait between write attempts while InfluxDB is down."""
     idle_poll_s: float = Field(0.05, gt=0)
     """How long the writer waits for new lines before looking again."""
+    concurrency: int = Field(2, ge=1, le=16)
+    """Batches in flight to InfluxDB at once. InfluxDB parses a request on one core, so two keep two
+    cores busy while a backlog drains. Batches are confirmed (dropped from the spool) in order, but
+    InfluxDB may store two of them in either order: only two points of one series with the same
+    timestamp, in different batches, could then end the other way round. 1: strictly in order."""
 
 
 class DecodeSettings(Section):

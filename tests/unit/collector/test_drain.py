@@ -1,14 +1,19 @@
 """collector.drain.SpoolDrain without servers (a recording writer stands in for InfluxDB here; the
-real InfluxDB is in tests/integration/collector): what one batch sends, and in which order."""
+real InfluxDB is in tests/integration/collector): what one batch sends, and in which order; two
+batches in flight, confirmed in spool order whatever order InfluxDB answers in."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
+
+import pytest
 
 from collector.drain import SpoolDrain
 from collector.spool import Spool
 from core.clock import FakeClock
+from core.influx_write import InfluxUnavailable
 from core.logs import RateLimiter
 from core.settings.collector import WriterSettings
 
@@ -46,4 +51,87 @@ def test_a_batch_goes_out_grouped_by_series_each_series_in_arrival_order(tmp_pat
     for name in set(series):  # and each series' points in the order they arrived
         assert [line for line in sent if line.startswith(name + " ")] == \
                [line for line in arrived if line.startswith(name + " ")]
+    spool.close()
+
+
+class GatedWriter(RecordingWriter):
+    """Each write waits until the test opens its gate (by call number), or fails if told to."""
+
+    def __init__(self, calls: int) -> None:
+        super().__init__()
+        self.gates = [threading.Event() for _ in range(calls)]
+        self.done = [threading.Event() for _ in range(calls)]
+        self.fail: set[int] = set()
+        self._lock = threading.Lock()
+
+    def write(self, lines: Sequence[str]) -> None:
+        with self._lock:
+            call = len(self.writes)
+            self.writes.append(list(lines))
+        assert self.gates[call].wait(10), "the test never opened this write's gate"
+        self.done[call].set()
+        if call in self.fail:
+            raise InfluxUnavailable("InfluxDB at test answered 503")
+
+
+def six_lines_in_three_batches(tmp_path: Path, writer: RecordingWriter) -> tuple[Spool, SpoolDrain, list[str]]:
+    spool = Spool(tmp_path / "spool", 1 << 20, 1 << 16, fsync=False)
+    lines = [f"inverter,device=inv-1,site=park seq={i}i {1000 + i}" for i in range(6)]
+    spool.append(lines)
+    spool.commit()
+    clock = FakeClock()
+    drain = SpoolDrain(spool, writer, WriterSettings(batch_max_lines=2, concurrency=2), lambda line, why: None,
+                       RateLimiter(clock, 10.0), clock)
+    return spool, drain, lines
+
+
+def in_thread(call: Callable[[], bool]) -> tuple[threading.Thread, list[bool | BaseException]]:
+    result: list[bool | BaseException] = []
+
+    def run() -> None:
+        try:
+            result.append(call())
+        except BaseException as err:  # handed to the test thread
+            result.append(err)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, result
+
+
+def test_two_batches_fly_at_once_and_are_confirmed_in_spool_order(tmp_path: Path) -> None:
+    writer = GatedWriter(calls=3)
+    spool, drain, lines = six_lines_in_three_batches(tmp_path, writer)
+    pending = spool.pending_bytes
+    thread, result = in_thread(drain.drain_once)
+    writer.gates[1].set()  # the second batch is answered first
+    assert writer.done[1].wait(10)
+    thread.join(0.2)
+    assert thread.is_alive() and spool.pending_bytes == pending  # nothing confirmed past the first batch
+    writer.gates[0].set()
+    thread.join(10)
+    assert result == [True] and drain.counts.lines_written == 2
+    assert drain.drain_once() and drain.counts.lines_written == 4  # the second was already answered
+    writer.gates[2].set()
+    assert drain.drain_once() and drain.counts.lines_written == 6 and spool.pending_bytes == 0
+    assert writer.writes == [lines[0:2], lines[2:4], lines[4:6]]
+    drain.stop(0)
+    spool.close()
+
+
+def test_a_failed_batch_sends_it_and_those_after_it_again(tmp_path: Path) -> None:
+    writer = GatedWriter(calls=6)
+    spool, drain, lines = six_lines_in_three_batches(tmp_path, writer)
+    pending = spool.pending_bytes
+    writer.fail.add(0)  # the first batch fails, the second (in flight with it) succeeds
+    for gate in writer.gates:
+        gate.set()
+    with pytest.raises(InfluxUnavailable):
+        drain.drain_once()
+    assert spool.pending_bytes == pending and drain.counts.lines_written == 0
+    while drain.drain_once():
+        pass
+    assert writer.writes == [lines[0:2], lines[2:4], lines[0:2], lines[2:4], lines[4:6]]
+    assert drain.counts.lines_written == 6 and spool.pending_bytes == 0
+    drain.stop(0)
     spool.close()
