@@ -26,6 +26,7 @@ from core.decode import DecodeLimits, Reject, RejectReason
 from core.influx_write import InfluxWriteError, LineWriter
 from core.line_protocol import REJECTS_MEASUREMENT
 from core.logs import RateLimiter
+from core.reading_plans import KERNEL_BUILT
 from core.settings.collector import CollectorSettings
 from core.settings.mqtt import MqttSettings
 
@@ -202,7 +203,11 @@ class CollectorService:
     def run(self, stop: threading.Event) -> None:
         self.drain.start()
         log.info("collector started", extra={"spool": str(self._settings.spool.dir),
-                                             "pending_bytes": self.spool.pending_bytes})
+                                             "pending_bytes": self.spool.pending_bytes, "c_kernel": KERNEL_BUILT})
+        if not KERNEL_BUILT:
+            log.warning("the C kernel core._reading_kernel is not built: readings take the Python path, at about "
+                        "twice the collector's CPU; install gcc and python3-dev, then reinstall facmon "
+                        "(scripts/bootstrap.sh does both)")
         try:
             while not stop.is_set():
                 self.step()
