@@ -10,7 +10,8 @@ Phases (each prints its figures):
                  confirmed, as the collector reports them on /metrics; ratio to 1.), once with
                  the collector on MQTT 3.1.1 and once on MQTT 5 (the default)
   3. sustained   the publisher offers readings as fast as it can while the collector runs:
-                 end-to-end readings/s (first publish → last point confirmed), loss
+                 end-to-end readings/s (first publish → last point confirmed), loss; the reference
+                 is `mosquitto_sub` subscribed under the same publishers (first publish → last received)
   4. offered     a fixed offered rate (default 5,000/s): p50/p99 publish-to-stored latency from the
                  collector's store-lag histogram (device ts = publish time)
 Collector CPU (% of one core) and peak RSS (VmHWM) are reported per phase; loss is
@@ -254,6 +255,26 @@ def reference_drain(broker: Mosquitto, devices: int, total: int) -> float:
     return rate
 
 
+def reference_sustained(broker: Mosquitto, devices: int, total: int, publishers: int) -> float:
+    """`mosquitto_sub` subscribed while the same publishers send `total` readings at full speed:
+    readings/s from the first publish to the last one received. What the publishers and the broker
+    allow a consumer that neither validates nor stores, for the sustained phase's ratio."""
+    sub = shutil.which("mosquitto_sub") or "/usr/bin/mosquitto_sub"
+    base = [sub, "-h", "127.0.0.1", "-p", str(broker.port), "-q", "1", "-c", "-i", "bench-ref-live",
+            "-t", "facmon/v1/+/+/+/reading", "-V", "mqttv5", "-x", "3600"]
+    subprocess.run([*base, "-W", "1"], capture_output=True)  # the session exists before anything is sent
+    consumer = subprocess.Popen([*base, "-C", str(total)], stdout=subprocess.DEVNULL)
+    try:
+        pub = run_publisher(broker.port, devices, total, 0, 5_000_000, publishers)
+        consumer.wait(600)
+        done = time.time()
+    finally:
+        if consumer.poll() is None:
+            consumer.kill()
+    drop_session(broker, "bench-ref-live")
+    return total / (done - pub["started"])
+
+
 def shared_sustained(work: Path, broker: Mosquitto, influx_url: str, db: InfluxQLClient,
                      args: argparse.Namespace) -> dict[str, object]:
     """Scale-out: N collectors on one shared subscription ($share/facmon/...), publishers at full speed."""
@@ -308,6 +329,10 @@ def main() -> None:
         ref_rate = reference_drain(broker, args.devices, args.messages)
         report["reference_mosquitto_sub_msgs_per_s"] = round(ref_rate)
         print(f"reference  mosquitto_sub drained {args.messages} queued messages at {ref_rate:,.0f} msg/s", flush=True)
+        ref_live = reference_sustained(broker, args.devices, args.messages, args.publishers)
+        report["reference_sustained_mosquitto_sub_per_s"] = round(ref_live)
+        print(f"reference  mosquitto_sub subscribed while {args.publishers} publishers ran at full speed: "
+              f"{ref_live:,.0f} readings/s end-to-end", flush=True)
 
         for protocol in ("3.1.1", "5"):
             collector = Collector(work, broker.port, influx.url, protocol)
@@ -357,10 +382,12 @@ def main() -> None:
         cpu = (collector.cpu_seconds() - cpu0) / (done - pub["started"]) * 100
         loss = base + args.messages - stored(db)
         report.update(sustained_readings_per_s=round(sustained), sustained_offered_per_s=round(offered),
-                      sustained_broker_accepted_per_s=round(accepted),
-                      sustained_loss=loss, sustained_collector_cpu_pct=round(cpu))
+                      sustained_broker_accepted_per_s=round(accepted), sustained_loss=loss,
+                      sustained_collector_cpu_pct=round(cpu),
+                      sustained_ratio_to_reference=round(sustained / ref_live, 3))
         print(f"sustained  {args.publishers} publishers queued {offered:,.0f}/s, the broker acknowledged "
-              f"{accepted:,.0f}/s; end-to-end {sustained:,.0f} readings/s (first publish → last stored); "
+              f"{accepted:,.0f}/s; end-to-end {sustained:,.0f} readings/s (first publish → last stored; "
+              f"ratio to mosquitto_sub under the same publishers {sustained / ref_live:.2f}); "
               f"loss {loss}; collector CPU {cpu:.0f}%", flush=True)
 
         base = stored(db)
