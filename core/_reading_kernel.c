@@ -1,4 +1,4 @@
-/* The collector's hot path in C: one reading's JSON payload → its line-protocol fields, checked
+/* The collector's hot path in C: one reading's JSON payload → its line of line protocol, checked
  * against a plan built in Python (core/reading_plans.py) for one payload shape: the keys in order,
  * what each must be, the range of each number, the field order of the line.
  *
@@ -8,19 +8,26 @@
  * message the long way (which says what is wrong). So this file can only ever be *less* accepting
  * than core/decode.py; tests/unit/core/test_reading_plans.py holds it to the same lines.
  *
- *   Plan(entries, outputs)
+ *   Plan(entries, outputs, labels)
  *     entries: per payload key, in payload order, (key: bytes, kind: int, low: float, high: float,
- *              choices: tuple[(json_text: bytes, line_text: bytes)])
+ *              choices: tuple[(json_text: bytes, line_text: bytes)]); for LABEL and TEXT entries
+ *              `high` is the longest value allowed, in characters
  *     outputs: per line field, in line order, (entry index, b"name=")
- *   reading_fields(plan, payload, received_at, max_future_s, max_age_s, max_payload_bytes)
- *     → (fields: str, seq: int, ts_ms: int)   fields = "name=value,…,seq=Ni <ts in ns>"
+ *     labels:  the LABEL entries' indexes, in the order their values appear in the series key
+ *   reading_line(plan, payload, received_at, max_future_s, max_age_s, max_payload_bytes, prefix)
+ *     prefix: (bytes, …), one more than labels: the series key around the label values
+ *     → (line: str, seq: int, ts_ms: int)     line = prefix[0] label0 prefix[1] … "name=value,…,seq=Ni <ts ns>"
  *     → None                                  the payload is not exactly of this plan's shape
+ *
+ * Strings are taken only as printable ASCII without escapes (0x20-0x7e, no backslash): then a JSON
+ * string's bytes are its value, a line-protocol string field is that value in quotes, and a tag
+ * value only needs `,`, `=` and ` ` escaped. A LABEL must also hold something besides spaces.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <string.h>
 
-enum { K_TS = 1, K_SEQ = 2, K_FLOAT = 3, K_INT = 4, K_BOOL = 5, K_NULL = 6, K_CHOICE = 7 };
+enum { K_TS = 1, K_SEQ = 2, K_FLOAT = 3, K_INT = 4, K_BOOL = 5, K_NULL = 6, K_CHOICE = 7, K_LABEL = 8, K_TEXT = 9 };
 
 #define MAX_ENTRIES 64
 #define LINE_BUFFER 8192
@@ -55,13 +62,15 @@ typedef struct {
     Py_ssize_t n_entries;
     Output *outputs;
     Py_ssize_t n_outputs;
+    int labels[MAX_ENTRIES];
+    Py_ssize_t n_labels;
 } Plan;
 
 static PyTypeObject PlanType;
 
 /* What one entry's value turned out to be, for writing the line. */
 typedef struct {
-    const char *text; /* FLOAT: canonical JSON text (or NULL: format the double) */
+    const char *text; /* FLOAT: canonical JSON text (or NULL: format the double); LABEL, TEXT: the value */
     Py_ssize_t len;
     double number;
     long long integer; /* INT; BOOL as 0/1; CHOICE as its index */
@@ -114,9 +123,10 @@ static void plan_dealloc(Plan *self) {
 }
 
 static int plan_init(Plan *self, PyObject *args, PyObject *kwds) {
-    PyObject *entries, *outputs;
-    static char *kwlist[] = {"entries", "outputs", NULL};
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!O!", kwlist, &PyTuple_Type, &entries, &PyTuple_Type, &outputs))
+    PyObject *entries, *outputs, *labels;
+    static char *kwlist[] = {"entries", "outputs", "labels", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!O!O!", kwlist, &PyTuple_Type, &entries, &PyTuple_Type, &outputs,
+                                     &PyTuple_Type, &labels))
         return -1;
     plan_free_parts(self);
     Py_ssize_t n = PyTuple_GET_SIZE(entries), m = PyTuple_GET_SIZE(outputs);
@@ -135,7 +145,7 @@ static int plan_init(Plan *self, PyObject *args, PyObject *kwds) {
         if (!PyArg_ParseTuple(PyTuple_GET_ITEM(entries, i), "O!iddO!", &PyBytes_Type, &key, &e->kind, &e->low,
                               &e->high, &PyTuple_Type, &choices))
             return -1;
-        if (e->kind < K_TS || e->kind > K_CHOICE) {
+        if (e->kind < K_TS || e->kind > K_TEXT) {
             PyErr_SetString(PyExc_ValueError, "unknown plan entry kind");
             return -1;
         }
@@ -163,11 +173,25 @@ static int plan_init(Plan *self, PyObject *args, PyObject *kwds) {
             return -1;
         }
         int kind = self->entries[o->entry].kind;
-        if (kind == K_TS || kind == K_SEQ || kind == K_NULL) {
-            PyErr_SetString(PyExc_ValueError, "ts, seq and null entries are not line fields");
+        if (kind == K_TS || kind == K_SEQ || kind == K_NULL || kind == K_LABEL) {
+            PyErr_SetString(PyExc_ValueError, "ts, seq, null and label entries are not line fields");
             return -1;
         }
         if ((o->name = copy_bytes(name, &o->name_len, 1)) == NULL) return -1;
+    }
+    self->n_labels = PyTuple_GET_SIZE(labels);
+    if (self->n_labels > n) {
+        PyErr_SetString(PyExc_ValueError, "more labels than entries");
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < self->n_labels; i++) {
+        long at = PyLong_AsLong(PyTuple_GET_ITEM(labels, i));
+        if (at == -1 && PyErr_Occurred()) return -1;
+        if (at < 0 || at >= n || self->entries[at].kind != K_LABEL) {
+            PyErr_SetString(PyExc_ValueError, "labels must name LABEL entries");
+            return -1;
+        }
+        self->labels[i] = (int)at;
     }
     return 0;
 }
@@ -219,14 +243,14 @@ static int integer_of(const char *p, const char *end, long long *out) {
     return 1;
 }
 
-/* A JSON string at p (at its opening quote) without escapes, control characters or non-ASCII:
- * its contents. Anything else answers 0, and the general path decides. */
+/* A JSON string at p (at its opening quote) of printable ASCII without escapes: its contents.
+ * Anything else answers NULL, and the general path decides. */
 static const char *scan_plain_string(const char *p, const char *end, const char **start, Py_ssize_t *len) {
     if (p >= end || *p != '"') return NULL;
     const char *s = ++p;
     while (p < end && *p != '"') {
         unsigned char c = (unsigned char)*p;
-        if (c == '\\' || c < 0x20 || c >= 0x80) return NULL;
+        if (c == '\\' || c < 0x20 || c >= 0x7f) return NULL;
         p++;
     }
     if (p >= end) return NULL;
@@ -356,13 +380,24 @@ static int put_double(Buffer *b, double v) {
     return ok;
 }
 
-static PyObject *reading_fields(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 6 || !PyBytes_Check(args[1]) || Py_TYPE(args[0]) != &PlanType) {
-        PyErr_SetString(PyExc_TypeError,
-                        "reading_fields(plan, payload: bytes, received_at, max_future_s, max_age_s, max_payload_bytes)");
+static int put_tag_value(Buffer *b, const char *text, Py_ssize_t len) {
+    for (Py_ssize_t i = 0; i < len; i++) {
+        char c = text[i];
+        if ((c == ',' || c == '=' || c == ' ') && !put(b, "\\", 1)) return 0;
+        if (!put(b, &c, 1)) return 0;
+    }
+    return 1;
+}
+
+static PyObject *reading_line(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 7 || !PyBytes_Check(args[1]) || Py_TYPE(args[0]) != &PlanType || !PyTuple_Check(args[6]) ||
+        PyTuple_GET_SIZE(args[6]) != ((Plan *)args[0])->n_labels + 1) {
+        PyErr_SetString(PyExc_TypeError, "reading_line(plan, payload: bytes, received_at, max_future_s, max_age_s, "
+                                         "max_payload_bytes, prefix: tuple of len(labels) + 1 bytes)");
         return NULL;
     }
     Plan *plan = (Plan *)args[0];
+    PyObject *prefix = args[6];
     double received_at = PyFloat_AsDouble(args[2]), max_future_s = PyFloat_AsDouble(args[3]),
            max_age_s = PyFloat_AsDouble(args[4]);
     Py_ssize_t max_payload_bytes = PyLong_AsSsize_t(args[5]);
@@ -453,6 +488,15 @@ static PyObject *reading_fields(PyObject *module, PyObject *const *args, Py_ssiz
             if (end - p < 4 || memcmp(p, "null", 4) != 0) Py_RETURN_NONE;
             p += 4;
             break;
+        case K_LABEL:
+        case K_TEXT:
+            if ((p = scan_plain_string(p, end, &v->text, &v->len)) == NULL || v->len > e->high) Py_RETURN_NONE;
+            if (e->kind == K_LABEL) {
+                Py_ssize_t c = 0;
+                while (c < v->len && v->text[c] == ' ') c++;
+                if (c == v->len) Py_RETURN_NONE; /* empty or only spaces */
+            }
+            break;
         case K_CHOICE: {
             const char *s;
             Py_ssize_t len, c;
@@ -479,6 +523,18 @@ static PyObject *reading_fields(PyObject *module, PyObject *const *args, Py_ssiz
 
     char data[LINE_BUFFER];
     Buffer line = {data, 0};
+    for (Py_ssize_t k = 0; k <= plan->n_labels; k++) {
+        PyObject *piece = PyTuple_GET_ITEM(prefix, k);
+        if (!PyBytes_Check(piece)) {
+            PyErr_SetString(PyExc_TypeError, "prefix pieces must be bytes");
+            return NULL;
+        }
+        if (!put(&line, PyBytes_AS_STRING(piece), PyBytes_GET_SIZE(piece))) Py_RETURN_NONE;
+        if (k < plan->n_labels) {
+            const Value *label = &values[plan->labels[k]];
+            if (!put_tag_value(&line, label->text, label->len)) Py_RETURN_NONE;
+        }
+    }
     for (Py_ssize_t k = 0; k < plan->n_outputs; k++) {
         const Output *o = &plan->outputs[k];
         const Entry *e = &plan->entries[o->entry];
@@ -497,21 +553,24 @@ static PyObject *reading_fields(PyObject *module, PyObject *const *args, Py_ssiz
         case K_CHOICE:
             ok = ok && put(&line, e->choices[v->integer].line_text, e->choices[v->integer].line_len);
             break;
+        case K_TEXT:
+            ok = ok && put(&line, "\"", 1) && put(&line, v->text, v->len) && put(&line, "\"", 1);
+            break;
         }
         if (!ok || !put(&line, ",", 1)) Py_RETURN_NONE;
     }
     if (!put(&line, "seq=", 4) || !put_integer(&line, seq) || !put(&line, "i ", 2) ||
         !put_integer(&line, ts_ms * 1000000LL))
         Py_RETURN_NONE;
-    PyObject *fields = PyUnicode_DecodeASCII(line.data, line.len, NULL);
-    if (fields == NULL) return NULL;
-    return Py_BuildValue("(NLL)", fields, seq, ts_ms);
+    PyObject *text = PyUnicode_DecodeUTF8(line.data, line.len, NULL); /* the prefix may hold any id */
+    if (text == NULL) return NULL;
+    return Py_BuildValue("(NLL)", text, seq, ts_ms);
 }
 
 static PyTypeObject PlanType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "core._reading_kernel.Plan",
-    .tp_doc = "A payload shape compiled for reading_fields (see the module's source for its layout).",
+    .tp_doc = "A payload shape compiled for reading_line (see the module's source for its layout).",
     .tp_basicsize = sizeof(Plan),
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_new = PyType_GenericNew,
@@ -520,15 +579,15 @@ static PyTypeObject PlanType = {
 };
 
 static PyMethodDef methods[] = {
-    {"reading_fields", (PyCFunction)(void (*)(void))reading_fields, METH_FASTCALL,
-     "reading_fields(plan, payload, received_at, max_future_s, max_age_s, max_payload_bytes)"
-     " -> (fields, seq, ts_ms) | None"},
+    {"reading_line", (PyCFunction)(void (*)(void))reading_line, METH_FASTCALL,
+     "reading_line(plan, payload, received_at, max_future_s, max_age_s, max_payload_bytes, prefix)"
+     " -> (line, seq, ts_ms) | None"},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "core._reading_kernel",
-    "JSON reading → line-protocol fields for one planned payload shape (see core/reading_plans.py).", -1, methods,
+    "JSON reading → its line of line protocol, for one planned payload shape (see core/reading_plans.py).", -1, methods,
 };
 
 PyMODINIT_FUNC PyInit__reading_kernel(void) {
@@ -548,5 +607,7 @@ PyMODINIT_FUNC PyInit__reading_kernel(void) {
     PyModule_AddIntConstant(m, "BOOL", K_BOOL);
     PyModule_AddIntConstant(m, "NULL", K_NULL);
     PyModule_AddIntConstant(m, "CHOICE", K_CHOICE);
+    PyModule_AddIntConstant(m, "LABEL", K_LABEL);
+    PyModule_AddIntConstant(m, "TEXT", K_TEXT);
     return m;
 }

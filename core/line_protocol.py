@@ -10,9 +10,9 @@ a field type conflict with earlier data.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
-from core.contract import METRICS, FieldValue, Metric, MetricType, Reading
+from core.contract import METRICS, DeviceKey, FieldValue, Metric, MetricType, Reading
 
 REJECTS_MEASUREMENT = "facmon_rejects"
 
@@ -77,6 +77,14 @@ _PREFIX_CACHE_MAX = 100_000
 _prefix_cache: dict[tuple[object, ...], str] = {}
 
 
+def _series_key(device: DeviceKey, escaped_labels: Iterable[tuple[str, str]]) -> str:
+    """`measurement,tag=…,tag=… ` (tags sorted) from already escaped label values."""
+    tags = [f"device={escape_tag(device.device)}", f"site={escape_tag(device.site)}"]
+    tags.extend(f"{name}={value}" for name, value in escaped_labels)
+    tags.sort()
+    return f"{device.kind.value},{','.join(tags)} "
+
+
 def series_prefix(reading: Reading, label_names: tuple[str, ...]) -> str:
     """`measurement,tag=…,tag=… ` for this device and labels (sorted tag keys), cached: a device's
     series key rarely changes, and building it is a third of the work of a line."""
@@ -84,14 +92,21 @@ def series_prefix(reading: Reading, label_names: tuple[str, ...]) -> str:
     key = (device, *(reading.metrics.get(name) for name in label_names))
     prefix = _prefix_cache.get(key)
     if prefix is None:
-        tags = [f"device={escape_tag(device.device)}", f"site={escape_tag(device.site)}"]
-        tags.extend(f"{name}={escape_tag(str(reading.metrics[name]))}" for name in label_names)
-        tags.sort()
-        prefix = f"{device.kind.value},{','.join(tags)} "
+        prefix = _series_key(device, ((name, escape_tag(str(reading.metrics[name]))) for name in label_names))
         if len(_prefix_cache) >= _PREFIX_CACHE_MAX:
             _prefix_cache.clear()
         _prefix_cache[key] = prefix
     return prefix
+
+
+def series_prefix_pieces(device: DeviceKey, label_names: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """`series_prefix` of this device as text around its escaped label values: (pieces, names) with
+    prefix = pieces[0] + escape_tag(value of names[0]) + pieces[1] + … + pieces[-1]. The tag order
+    does not depend on the values: tag keys differ before their `=` (device, site, isp, room)."""
+    marks = [f"\x00{at}\x00" for at in range(len(label_names))]
+    key = _series_key(device, zip(label_names, marks, strict=True))
+    parts = re.split("\x00(\\d+)\x00", key)
+    return tuple(parts[0::2]), tuple(label_names[int(at)] for at in parts[1::2])
 
 
 def reading_to_line(reading: Reading) -> str:

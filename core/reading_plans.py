@@ -13,12 +13,12 @@ is expected, a label never seen before, an unknown key — goes the long way, wh
 wrong. tests/unit/test_reading_plans.py holds the two paths to the same answers on valid, invalid
 and randomly mutated payloads.
 
-A plan without labels or free text also gets a C form (`core/_reading_kernel.c`, built at install
-where a C compiler is present): once a topic's reading took the fused path, `kernel_reading_line`
-checks and formats that topic's next readings straight from the payload bytes — no JSON objects,
-no float repr — in ~1 µs instead of ~5 µs, answering None (take `fast_reading_line`) for anything
-the plan does not describe exactly. The C knows nothing of the contract: every rule comes from the
-plan built here.
+A plan also gets a C form (`core/_reading_kernel.c`, built at install where a C compiler is
+present): once a topic's reading took the fused path, `kernel_reading_line` checks and formats that
+topic's next readings straight from the payload bytes — no JSON objects, no float repr — in ~1 µs
+instead of ~5 µs, answering None (take `fast_reading_line`) for anything the plan does not describe
+exactly. Ranges, choices, lengths and the key order come from the plan built here; of its own the C
+only narrows: strings only as printable ASCII without escapes, a label not only spaces.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from core.contract import (
+    MAX_LABEL_CHARS,
     METRICS_BY_NAME,
     SEQ_MAX,
     Channel,
@@ -41,8 +42,15 @@ from core.contract import (
     Reading,
     TopicError,
 )
-from core.decode import DecodeLimits, checked_ts_ms, is_valid_label, is_valid_text, parse_topic_cached
-from core.line_protocol import LINE_LAYOUT, series_prefix
+from core.decode import (
+    MAX_TEXT_CHARS,
+    DecodeLimits,
+    checked_ts_ms,
+    is_valid_label,
+    is_valid_text,
+    parse_topic_cached,
+)
+from core.line_protocol import LINE_LAYOUT, series_prefix, series_prefix_pieces
 
 try:
     from core import _reading_kernel as _kernel
@@ -145,7 +153,7 @@ def _build_plan(kind: Kind, keys: tuple[str, ...], types: tuple[type, ...]) -> _
         line_indexes.append(keys.index(name))
     pieces.append("seq=%di")
     kernel_plan = None
-    if _kernel is not None and not labels and not texts:
+    if _kernel is not None:
         kernel_plan = _kernel_plan(kind, keys, types, [keys.index(key_eq[:-1]) for key_eq, _ in field_layout
                                                        if key_eq[:-1] in present and types[keys.index(key_eq[:-1])]
                                                        is not _NONE])
@@ -173,7 +181,12 @@ def _kernel_plan(kind: Kind, keys: tuple[str, ...], types: tuple[type, ...], lin
         else:
             metric = spec[name]
             entry_kind = {MetricType.FLOAT: _kernel.FLOAT, MetricType.INT: _kernel.INT, MetricType.BOOL: _kernel.BOOL,
-                          MetricType.CHOICE: _kernel.CHOICE}[metric.type]
+                          MetricType.CHOICE: _kernel.CHOICE, MetricType.LABEL: _kernel.LABEL,
+                          MetricType.TEXT: _kernel.TEXT}[metric.type]
+            if metric.type is MetricType.LABEL:
+                high = float(MAX_LABEL_CHARS)  # and printable, not blank, no backslash: the kernel's strings
+            elif metric.type is MetricType.TEXT:
+                high = float(MAX_TEXT_CHARS)  # and printable
             if metric.type in (MetricType.FLOAT, MetricType.INT):
                 low = -sys.float_info.max if metric.minimum is None else float(metric.minimum)
                 high = sys.float_info.max if metric.maximum is None else float(metric.maximum)
@@ -186,16 +199,19 @@ def _kernel_plan(kind: Kind, keys: tuple[str, ...], types: tuple[type, ...], lin
             return None
         entries.append((name.encode(), entry_kind, low, high, choices))
     outputs = tuple((at, (keys[at] + "=").encode()) for at in line_order)
-    return _kernel.Plan(tuple(entries), outputs)
+    label_names = series_prefix_pieces(DeviceKey("site", kind, "device"), LINE_LAYOUT[kind][0])[1]
+    if not set(label_names) <= set(keys):
+        return None
+    return _kernel.Plan(tuple(entries), outputs, tuple(keys.index(name) for name in label_names))
 
 
 class KernelRoute(NamedTuple):
     """How `kernel_reading_line` takes a topic's readings: the device, the C plan of the shape the
-    topic sent last, and the line's `measurement,tags ` prefix."""
+    topic sent last, and the device's `measurement,tags ` prefix as the text around its labels."""
 
     device: DeviceKey
     kernel_plan: Any
-    prefix: str
+    prefix_pieces: tuple[bytes, ...]
 
 
 _plans: dict[tuple[object, ...], _Plan | None] = {}
@@ -270,14 +286,14 @@ def fast_reading_line(topic: str, payload: bytes, received_at: float,
         line_values = list(line_values)
         for position, to_text in plan.line_conversions:
             line_values[position] = to_text(line_values[position])
-    prefix = series_prefix(reading, plan.label_names)
     if plan.kernel_plan is not None:
         route = _routes.get(topic)
         if route is None or route.kernel_plan is not plan.kernel_plan:
             if len(_routes) >= _ROUTES_MAX:
                 _routes.clear()
-            _routes[topic] = KernelRoute(reading.device, plan.kernel_plan, prefix)
-    return reading, prefix + plan.template % (*line_values, seq, ts_ms * 1_000_000)
+            pieces = series_prefix_pieces(reading.device, plan.label_names)[0]
+            _routes[topic] = KernelRoute(reading.device, plan.kernel_plan, tuple(p.encode() for p in pieces))
+    return reading, series_prefix(reading, plan.label_names) + plan.template % (*line_values, seq, ts_ms * 1_000_000)
 
 
 def kernel_route(topic: str) -> KernelRoute | None:
@@ -294,11 +310,11 @@ def kernel_reading_line(topic: str, payload: bytes, received_at: float,
     route = _routes.get(topic)
     if route is None:
         return None
-    fields = _kernel.reading_fields(route.kernel_plan, payload, received_at, limits.max_future_s, limits.max_age_s,
-                                    limits.max_payload_bytes)
-    if fields is None:
+    line = _kernel.reading_line(route.kernel_plan, payload, received_at, limits.max_future_s, limits.max_age_s,
+                                limits.max_payload_bytes, route.prefix_pieces)
+    if line is None:
         return None
-    return route.device, fields[1], fields[2], route.prefix + fields[0]
+    return route.device, line[1], line[2], line[0]
 
 
 def plan_count() -> int:

@@ -141,11 +141,20 @@ def test_the_kernel_takes_a_planned_topic_and_agrees() -> None:
 
 
 @kernel_only
-def test_labelled_shapes_keep_the_python_fast_path() -> None:
-    uplink = DEVICES[Kind.UPLINK].reading_topic()
-    body = {**VALID[Kind.UPLINK], "loss_pct": 0.0}
-    assert assert_agrees(uplink, payload_of(body))
-    assert kernel_route(uplink) is None
+def test_labelled_and_free_text_shapes_take_the_kernel_too() -> None:
+    uplink, occupancy = DEVICES[Kind.UPLINK].reading_topic(), DEVICES[Kind.OCCUPANCY].reading_topic()
+    uplink_body = {**VALID[Kind.UPLINK], "loss_pct": 0.0}
+    assert assert_agrees(uplink, payload_of(uplink_body))
+    assert kernel_route(uplink) is not None
+    for isp, iface in (("PTCL", "eth1"), ("Nayatel, fibre=1 ", "wan 2"), ("x" * 64, "y" * 256), ("  a", "")):
+        assert assert_kernel_agrees(uplink, payload_of({**uplink_body, "isp": isp, "iface": iface})), isp
+    for isp, iface in (("", "eth1"), ("   ", "eth1"), ("x" * 65, "eth1"), ("PTCL", "y" * 257), ("Jazz\u00e9", "eth1"),
+                       ("a\\b", "eth1"), ("PTCL", "tab\there")):
+        payload = payload_of({**uplink_body, "isp": isp, "iface": iface})
+        assert kernel_reading_line(uplink, payload, NOW, LIMITS) is None, isp
+    assert assert_agrees(occupancy, payload_of(VALID[Kind.OCCUPANCY]))
+    assert assert_kernel_agrees(occupancy, payload_of({**VALID[Kind.OCCUPANCY], "room": "Hall A=1"}))
+    assert assert_kernel_agrees(occupancy, payload_of({**VALID[Kind.OCCUPANCY], "room": "کمرہ"})) is False
 
 
 @kernel_only
