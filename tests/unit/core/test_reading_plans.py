@@ -173,11 +173,15 @@ def test_the_kernel_answers_none_for_every_reject_of_a_planned_shape() -> None:
 
 
 @kernel_only
-@settings(max_examples=500, deadline=None)
-@given(st.data())
-def test_byte_damage_to_a_planned_payload_agrees_or_falls_back(data: st.DataObject) -> None:
-    payload = payload_of(AS_SENT)
-    assert assert_agrees(INVERTER_TOPIC, payload)
+@pytest.mark.parametrize("kind", list(Kind))
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_byte_damage_to_a_planned_payload_agrees_or_falls_back(kind: Kind, data: st.DataObject) -> None:
+    topic = DEVICES[kind].reading_topic()
+    body = {**VALID[kind], "isp": "Nayatel, fibre=1"} if kind is Kind.UPLINK else VALID[kind]
+    payload = payload_of(AS_SENT if kind is Kind.INVERTER else {**body, "loss_pct": 0.0} if kind is Kind.UPLINK
+                         else body)
+    assert assert_agrees(topic, payload) and kernel_route(topic) is not None
     for _ in range(data.draw(st.integers(1, 3))):
         at = data.draw(st.integers(0, len(payload)))
         action = data.draw(st.sampled_from(["replace", "insert", "delete"]))
@@ -186,7 +190,7 @@ def test_byte_damage_to_a_planned_payload_agrees_or_falls_back(data: st.DataObje
                           | st.binary(max_size=3))
         end = at + (action != "insert") * data.draw(st.integers(0, 3))
         payload = payload[:at] + (b"" if action == "delete" else piece) + payload[end:]
-    assert_kernel_agrees(INVERTER_TOPIC, payload)
+    assert_kernel_agrees(topic, payload)
 
 
 @kernel_only
