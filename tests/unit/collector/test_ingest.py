@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from collector.ingest import Ingest
 from collector.state import DeviceTable
+from core import reading_plans
 from core.contract import DeviceKey, Kind, Reading, encode_reading
 from core.decode import DecodeLimits, RejectReason
 
@@ -88,3 +91,34 @@ def test_a_batch_gives_what_the_messages_give_one_by_one() -> None:
     assert rejects == expected_rejects and len(rejects) == 1
     assert batched.counts == one_by_one.counts
     assert (batched.counts.received, batched.counts.readings, batched.counts.statuses) == (11, 7, 1)
+
+
+@pytest.mark.parametrize("kernel", [True, False], ids=["C kernel", "Python only"])
+def test_with_or_without_the_c_kernel_a_batch_gives_the_same_lines_counts_and_state(
+        kernel: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a machine without a C compiler runs (core.reading_plans without `_reading_kernel`) and
+    what it runs with one: the same answers for the same stream, repeated so that plans and routes
+    exist for the later messages."""
+    if kernel and not reading_plans.KERNEL_BUILT:
+        pytest.skip("core._reading_kernel not built")
+    monkeypatch.setattr(reading_plans, "_plans", {})
+    monkeypatch.setattr(reading_plans, "_routes", {})
+    if not kernel:
+        monkeypatch.setattr(reading_plans, "_kernel", None)
+    uplink = DeviceKey("park", Kind.UPLINK, "wan-a")
+    messages: list[tuple[str, bytes]] = []
+    for seq in range(5):
+        for device, metrics in ((uplink, {"isp": "Nayatel, fibre", "iface": "eth 1", "link_up": True,
+                                          "rtt_ms": 20.5 + seq, "jitter_ms": None, "loss_pct": 0.0}),
+                                (DEVICE, {"room": "Hall A", "occupied": seq % 2 == 0, "people": seq})):
+            reading = Reading(device, int(NOW * 1000) - 10_000 + seq, seq, metrics)
+            messages.append((device.reading_topic(), encode_reading(reading)))
+    messages += messages[-2:]  # redeliveries
+    batched_table, one_by_one_table = DeviceTable(duplicate_window=8), DeviceTable(duplicate_window=8)
+    batched, one_by_one = Ingest(DecodeLimits(), batched_table, 16), Ingest(DecodeLimits(), one_by_one_table, 16)
+    lines, rejects = batched.handle_batch([t for t, _ in messages], [p for _, p in messages], NOW)
+    expected = [line for topic, payload in messages for line in one_by_one.handle(topic, payload, NOW).lines]
+    assert lines == expected and len(lines) == 10 and rejects == []
+    assert batched.counts == one_by_one.counts
+    assert batched_table.snapshot() == one_by_one_table.snapshot()
+    assert (reading_plans.kernel_route(uplink.reading_topic()) is not None) is kernel
