@@ -154,9 +154,8 @@ def _build_plan(kind: Kind, keys: tuple[str, ...], types: tuple[type, ...]) -> _
     pieces.append("seq=%di")
     kernel_plan = None
     if _kernel is not None:
-        kernel_plan = _kernel_plan(kind, keys, types, [keys.index(key_eq[:-1]) for key_eq, _ in field_layout
-                                                       if key_eq[:-1] in present and types[keys.index(key_eq[:-1])]
-                                                       is not _NONE])
+        kernel_plan = _kernel_plan(kind, keys, types, dict(zip(numbers, zip(lows, highs, strict=True), strict=True)),
+                                   line_indexes)
     return _Plan(
         ts_at=keys.index("ts"), seq_at=keys.index("seq"), numbers=_getter(numbers), lows=tuple(lows),
         highs=tuple(highs), choices=tuple(choices), labels=tuple(labels), texts=tuple(texts),
@@ -165,12 +164,14 @@ def _build_plan(kind: Kind, keys: tuple[str, ...], types: tuple[type, ...]) -> _
     )
 
 
-def _kernel_plan(kind: Kind, keys: tuple[str, ...], types: tuple[type, ...], line_order: list[int]) -> Any:
-    """The C form of a shape's plan (see core/_reading_kernel.c): per key, what its JSON value must be."""
+def _kernel_plan(kind: Kind, keys: tuple[str, ...], types: tuple[type, ...],
+                 bounds: dict[int, tuple[float, float]], line_order: list[int]) -> Any:
+    """The C form of a shape's plan (see core/_reading_kernel.c): per key, what its JSON value must be.
+    `bounds` are the Python plan's (low, high) per number's position, `line_order` its line fields'."""
     spec = METRICS_BY_NAME[kind]
     field_text = dict(LINE_LAYOUT[kind][1])
     entries = []
-    for name, value_type in zip(keys, types, strict=True):
+    for at, (name, value_type) in enumerate(zip(keys, types, strict=True)):
         low, high, choices = 0.0, 0.0, ()
         if name == "ts":
             entry_kind = _kernel.TS
@@ -188,10 +189,8 @@ def _kernel_plan(kind: Kind, keys: tuple[str, ...], types: tuple[type, ...], lin
             elif metric.type is MetricType.TEXT:
                 high = float(MAX_TEXT_CHARS)  # and printable
             if metric.type in (MetricType.FLOAT, MetricType.INT):
-                low = -sys.float_info.max if metric.minimum is None else float(metric.minimum)
-                high = sys.float_info.max if metric.maximum is None else float(metric.maximum)
-                if (metric.minimum is not None and low != metric.minimum) or (
-                        metric.maximum is not None and high != metric.maximum):
+                low, high = map(float, bounds[at])
+                if (low, high) != bounds[at]:
                     return None  # a bound a double cannot hold exactly: compare in Python
             elif metric.type is MetricType.CHOICE:
                 choices = tuple((choice.encode(), field_text[name + "="](choice).encode()) for choice in metric.choices)
