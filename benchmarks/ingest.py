@@ -242,11 +242,18 @@ def drop_session(broker: Mosquitto, client_id: str) -> None:
     client.loop_stop()
 
 
-def reference_drain(broker: Mosquitto, devices: int, total: int) -> float:
+def mosquitto_sub_session(broker: Mosquitto, client_id: str) -> list[str]:
+    """The `mosquitto_sub` command (QoS 1, persistent MQTT 5 session `client_id`, every reading topic)
+    after creating its session, so that the broker queues for it from now on."""
     sub = shutil.which("mosquitto_sub") or "/usr/bin/mosquitto_sub"
-    base = [sub, "-h", "127.0.0.1", "-p", str(broker.port), "-q", "1", "-c", "-i", "bench-ref",
-            "-t", "facmon/v1/+/+/+/reading", "-V", "mqttv5", "-x", "3600"]
-    subprocess.run([*base, "-W", "1"], capture_output=True)  # create the session, then leave
+    command = [sub, "-h", "127.0.0.1", "-p", str(broker.port), "-q", "1", "-c", "-i", client_id,
+               "-t", "facmon/v1/+/+/+/reading", "-V", "mqttv5", "-x", "3600"]
+    subprocess.run([*command, "-W", "1"], capture_output=True)  # connect, subscribe, leave after 1 s
+    return command
+
+
+def reference_drain(broker: Mosquitto, devices: int, total: int) -> float:
+    base = mosquitto_sub_session(broker, "bench-ref")
     run_publisher(broker.port, devices, total, 0, 0, 2)
     started = time.time()
     subprocess.run([*base, "-C", str(total)], stdout=subprocess.DEVNULL, check=True, timeout=600)
@@ -259,10 +266,7 @@ def reference_sustained(broker: Mosquitto, devices: int, total: int, publishers:
     """`mosquitto_sub` subscribed while the same publishers send `total` readings at full speed:
     readings/s from the first publish to the last one received. What the publishers and the broker
     allow a consumer that neither validates nor stores, for the sustained phase's ratio."""
-    sub = shutil.which("mosquitto_sub") or "/usr/bin/mosquitto_sub"
-    base = [sub, "-h", "127.0.0.1", "-p", str(broker.port), "-q", "1", "-c", "-i", "bench-ref-live",
-            "-t", "facmon/v1/+/+/+/reading", "-V", "mqttv5", "-x", "3600"]
-    subprocess.run([*base, "-W", "1"], capture_output=True)  # the session exists before anything is sent
+    base = mosquitto_sub_session(broker, "bench-ref-live")  # it exists before anything is sent
     consumer = subprocess.Popen([*base, "-C", str(total)], stdout=subprocess.DEVNULL)
     try:
         pub = run_publisher(broker.port, devices, total, 0, 5_000_000, publishers)
