@@ -24,7 +24,7 @@ from api.state import DeviceEvent, DeviceStates
 from core.clock import Clock
 from core.contract import reading_subscription, status_subscription
 from core.decode import DecodeLimits, Reading, Reject, StatusChange, decode_message
-from core.mqtt_connect import apply_credentials_and_tls
+from core.mqtt_connect import apply_credentials_and_tls, subscriptions_granted
 from core.settings.mqtt import MqttSettings
 
 log = logging.getLogger("facmon.api.mqtt")
@@ -49,10 +49,18 @@ class DeviceStateSubscription:
         self._client.reconnect_delay_set(settings.reconnect_min_s, settings.reconnect_max_s)
         self._client.on_connect = self._handle_connect
         self._client.on_message = self._handle_message
+        self._client.on_subscribe = self._handle_subscribe
+        self._client.on_disconnect = self._handle_disconnect
+        self._subscribed = False
 
     @property
     def connected(self) -> bool:
         return self._client.is_connected()
+
+    @property
+    def subscribed(self) -> bool:
+        """True once the broker granted the subscriptions on the current connection."""
+        return self._subscribed
 
     def start(self) -> None:
         self._client.connect_async(self._settings.host, self._settings.port, self._settings.keepalive_s)
@@ -69,7 +77,13 @@ class DeviceStateSubscription:
             log.warning("mqtt connect refused", extra={"reason": str(reason)})
             return
         client.subscribe([(status_subscription(), 0), (reading_subscription(), 0)])
-        log.info("mqtt subscribed", extra={"broker": f"{self._settings.host}:{self._settings.port}"})
+
+    def _handle_subscribe(self, _client: mqtt.Client, _userdata: object, _mid: int,
+                          reasons: list[mqtt.ReasonCode], _properties: object = None) -> None:
+        self._subscribed = subscriptions_granted(reasons, [status_subscription(), reading_subscription()], log)
+
+    def _handle_disconnect(self, *_args: object) -> None:
+        self._subscribed = False
 
     def _handle_message(self, _client: mqtt.Client, _userdata: object, message: mqtt.MQTTMessage) -> None:
         if self._stopped:

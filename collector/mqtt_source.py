@@ -24,7 +24,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from core.clock import Clock
 from core.contract import reading_subscription, status_subscription
 from core.mqtt_buffer import BufferedReadClient
-from core.mqtt_connect import apply_credentials_and_tls
+from core.mqtt_connect import apply_credentials_and_tls, subscriptions_granted
 from core.settings.mqtt import MqttSettings
 
 log = logging.getLogger("facmon.collector.mqtt")
@@ -258,13 +258,7 @@ class MqttSource:
 
     def _handle_subscribe(self, _client: mqtt.Client, _userdata: object, _mid: int,
                           reasons: list[mqtt.ReasonCode], _props: Properties | None) -> None:
-        refused = [str(r) for r in reasons if r.is_failure]
-        if refused:
-            log.error("broker refused a subscription", extra={"reasons": refused, "topics": self.subscriptions(),
-                                                              "hint": "check the broker's ACL for this user"})
-        self._subscribed = not refused
-        if self._subscribed:
-            log.info("mqtt subscribed", extra={"topics": self.subscriptions()})
+        self._subscribed = subscriptions_granted(reasons, self.subscriptions(), log)
 
     def _handle_qos1_publishes(self, topics: list[str], payloads: list[bytes], mids: list[int]) -> None:
         self._on_messages(InboundBatch(topics, payloads, AckRun(self._connection, mids)))

@@ -8,7 +8,9 @@ one, and `tls.insecure_skip_verify` meaning what it says.
 
 from __future__ import annotations
 
+import logging
 import ssl
+from collections.abc import Sequence
 
 import paho.mqtt.client as mqtt
 
@@ -28,3 +30,15 @@ def apply_credentials_and_tls(client: mqtt.Client, settings: MqttSettings) -> No
                        keyfile=str(tls.key_file) if tls.key_file else None,
                        cert_reqs=ssl.CERT_NONE if tls.insecure_skip_verify else ssl.CERT_REQUIRED)
         client.tls_insecure_set(tls.insecure_skip_verify)
+
+
+def subscriptions_granted(reasons: Sequence[mqtt.ReasonCode], topics: Sequence[str], log: logging.Logger) -> bool:
+    """Judge a SUBACK: True if the broker granted every subscription, else log which it refused.
+    Until then a client is connected but receives nothing, which is why callers track it apart."""
+    refused = [str(r) for r in reasons if r.is_failure]
+    if refused:
+        log.error("broker refused a subscription", extra={"reasons": refused, "topics": list(topics),
+                                                          "hint": "check the broker's ACL for this user"})
+        return False
+    log.info("mqtt subscribed", extra={"topics": list(topics)})
+    return True

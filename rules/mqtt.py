@@ -21,7 +21,7 @@ from paho.mqtt.properties import Properties
 from core.clock import Clock
 from core.contract import Reading, reading_subscription, status_subscription
 from core.decode import DecodeLimits, StatusChange, decode_message
-from core.mqtt_connect import apply_credentials_and_tls
+from core.mqtt_connect import apply_credentials_and_tls, subscriptions_granted
 from core.settings.mqtt import MqttSettings
 
 log = logging.getLogger("facmon.rules.mqtt")
@@ -43,12 +43,20 @@ class RulesSubscription:
         self._client.on_connect = self._handle_connect
         self._client.on_disconnect = self._handle_disconnect
         self._client.on_message = self._handle_message
+        self._client.on_subscribe = self._handle_subscribe
         self._connected = False
+        self._subscribed = False
         self._stopping = False
 
     @property
     def connected(self) -> bool:
         return self._connected
+
+    @property
+    def subscribed(self) -> bool:
+        """True once the broker granted the subscriptions on the current connection: readings sent
+        before that reach the engine only if its persistent session already held them."""
+        return self._subscribed
 
     def start(self) -> None:
         props = Properties(PacketTypes.CONNECT)
@@ -74,8 +82,13 @@ class RulesSubscription:
                  extra={"host": self._settings.host, "port": self._settings.port})
         self._on_connection(True)
 
+    def _handle_subscribe(self, _client: mqtt.Client, _userdata: object, _mid: int,
+                          reasons: list[mqtt.ReasonCode], _props: object) -> None:
+        self._subscribed = subscriptions_granted(reasons, [reading_subscription(), status_subscription()], log)
+
     def _handle_disconnect(self, _client: mqtt.Client, _userdata: object, _flags: object, reason: object,
                            _props: object) -> None:
+        self._subscribed = False
         if self._connected:
             self._connected = False
             if self._stopping:

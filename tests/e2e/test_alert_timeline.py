@@ -138,7 +138,7 @@ def _replay(tmp_path: Path, mosquitto, db: InfluxQLClient, hook: CaptureServer, 
         target=_publish_scenario, args=(mosquitto.port, scenario, start_s, duration_s), daemon=True)
     try:
         collector.wait_subscribed()
-        poll_until(lambda: subscription.connected, 10, what="engine subscribed")
+        poll_until(lambda: subscription.subscribed, 10, what="engine subscribed")
         devices.start()
         simulation, messages = _scenario_messages(scenario, start_s, duration_s)  # the oracle's copy
         devices.join(120)

@@ -47,7 +47,7 @@ def test_grid_outage_appears_live_and_an_operator_acknowledges_it(
     device.loop_start()
     with served(stack_config(tmp_path, mosquitto, influx_db)) as (base, services), sync_playwright() as pw:
         token = make_tokens(services)[Role.OPERATOR]
-        poll_until(lambda: services.background[0].connected, 10, what="API subscribed")
+        poll_until(lambda: services.background[0].subscribed, 10, what="API subscribed")
         device.publish(INV.status_topic(), "online", qos=1, retain=True).wait_for_publish(5)
         device.publish(INV.reading_topic(), reading(1, grid_ok=True), qos=1).wait_for_publish(5)
         # A fresh user-data-dir (Playwright passes it as --user-data-dir) and a phone-sized viewport.

@@ -91,7 +91,7 @@ def test_hostile_input_is_refused_and_the_data_is_unchanged(stack, influx_db: In
 
 def test_latest_state_follows_readings_and_status_through_the_broker(stack, mosquitto: Mosquitto) -> None:
     client, services, headers = stack
-    poll_until(lambda: services.background[0].connected, 10, what="API subscribed")
+    poll_until(lambda: services.background[0].subscribed, 10, what="API subscribed")
     publisher = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="test-device")
     publisher.connect("127.0.0.1", mosquitto.port)
     publisher.loop_start()
@@ -121,7 +121,7 @@ def test_latest_state_follows_readings_and_status_through_the_broker(stack, mosq
 
 def test_readyz_reports_broker_influx_and_store(stack) -> None:
     client, services, _ = stack
-    poll_until(lambda: services.background[0].connected, 10, what="API subscribed")
+    poll_until(lambda: services.background[0].subscribed, 10, what="API subscribed")
     body = client.get("/readyz").json()
     assert body == {"ready": True, "checks": [
         {"name": "broker", "ok": True, "detail": "connected"},

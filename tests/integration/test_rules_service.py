@@ -94,7 +94,7 @@ def test_broker_outage_one_monitoring_degraded_and_no_silent_devices(tmp_path, m
     service.start()
     devices = Devices(mosquitto.port)
     try:
-        poll_until(lambda: service.engine.rules() and service._subscription.connected, 10, what="engine connected")
+        poll_until(lambda: service.engine.rules() and service._subscription.subscribed, 10, what="engine subscribed")
         CLOCK.sleep(1.0)  # both devices heard
         mosquitto.stop()
         poll_until(lambda: ("MonitoringDegraded", "firing") in _events(capture), 10, what="MonitoringDegraded")
@@ -120,7 +120,7 @@ def test_tripping_reading_reaches_the_webhook_and_restart_sends_nothing_twice(tm
     publisher.connect("127.0.0.1", mosquitto.port)
     publisher.loop_start()
     try:
-        poll_until(lambda: service._subscription.connected, 10, what="engine connected")
+        poll_until(lambda: service._subscription.subscribed, 10, what="engine subscribed")
         topic = DeviceKey("park", Kind.INVERTER, "inv-a").reading_topic()
         publisher.publish(topic, _inverter("inv-a", 1, mode="fault"), qos=1).wait_for_publish(5)
         body = poll_until(lambda: capture.bodies, 5, what="the InverterFault webhook")[0]
@@ -133,7 +133,7 @@ def test_tripping_reading_reaches_the_webhook_and_restart_sends_nothing_twice(tm
         restarted = _service(tmp_path, mosquitto.port, capture.url)
         restarted.start()
         try:
-            poll_until(lambda: restarted._subscription.connected, 10, what="restarted engine connected")
+            poll_until(lambda: restarted._subscription.subscribed, 10, what="restarted engine subscribed")
             publisher.publish(topic, _inverter("inv-a", 2, mode="fault"), qos=1).wait_for_publish(5)
             CLOCK.sleep(1.0)
             [after] = restarted.engine.alert_by_rule("InverterFault")

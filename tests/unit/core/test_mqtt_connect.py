@@ -1,15 +1,18 @@
 """core.mqtt_connect: every facmon client logs in and verifies the broker the same way (no broker
-needed: what paho was told is read back from the client)."""
+needed: what paho was told is read back from the client), and judges a SUBACK the same way."""
 
 from __future__ import annotations
 
+import logging
 import ssl
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.reasoncodes import ReasonCode
 
-from core.mqtt_connect import apply_credentials_and_tls
+from core.mqtt_connect import apply_credentials_and_tls, subscriptions_granted
 from core.settings.mqtt import MqttSettings
 
 
@@ -43,3 +46,14 @@ def test_tls_verifies_the_broker_unless_told_not_to(skip_verify: bool, verify_mo
         {"tls": {"enabled": True, "insecure_skip_verify": skip_verify}}))
     assert tls._ssl_context.verify_mode == verify_mode
     assert tls._ssl_context.check_hostname is check_hostname
+
+
+def test_a_suback_grants_only_if_every_subscription_is_granted(caplog: pytest.LogCaptureFixture) -> None:
+    log = logging.getLogger("test.suback")
+    granted = ReasonCode(PacketTypes.SUBACK, identifier=1)  # granted QoS 1
+    refused = ReasonCode(PacketTypes.SUBACK, identifier=0x87)  # not authorized
+    with caplog.at_level(logging.INFO, logger="test.suback"):
+        assert subscriptions_granted([granted, granted], ["a/#", "b/#"], log)
+        assert not subscriptions_granted([granted, refused], ["a/#", "b/#"], log)
+    [refusal] = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert refusal.reasons == ["Not authorized"] and refusal.topics == ["a/#", "b/#"]
