@@ -13,9 +13,10 @@ import enum
 import functools
 import json
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 
 import orjson
 
@@ -60,6 +61,12 @@ class RejectReason(enum.StrEnum):
     BAD_STATUS = "bad_status"
     INFLUX_REFUSED = "influx_refused"
     """Valid by the contract but refused by InfluxDB (e.g. a field type conflict with old data)."""
+    TS_CONFLICT = "ts_conflict"
+    """Valid, but the device already sent a reading with the same `ts` and another `seq`: InfluxDB keeps
+    one point per device and time, so storing it would silently overwrite the first (the collector's)."""
+    HANDLER_FAILED = "handler_failed"
+    """facmon itself failed on this message (a bug): isolated, counted and dead-lettered so that the
+    consumer lives on (the collector's)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,12 +236,26 @@ MAX_TEXT_CHARS = 256
 def is_valid_label(value: str) -> bool:
     """The contract's rule for a label (stored as a tag): 1..MAX_LABEL_CHARS printable characters, not
     blank, no backslash (InfluxDB 1.x cannot store every backslash sequence in a tag)."""
-    return bool(value.strip()) and len(value) <= MAX_LABEL_CHARS and value.isprintable() and "\\" not in value
+    visible = _without_joiners(value)
+    return bool(visible.strip()) and len(value) <= MAX_LABEL_CHARS and visible.isprintable() and "\\" not in value
 
 
 def is_valid_text(value: str) -> bool:
     """The contract's rule for a free-text metric: at most MAX_TEXT_CHARS printable characters."""
-    return len(value) <= MAX_TEXT_CHARS and value.isprintable()
+    return len(value) <= MAX_TEXT_CHARS and _without_joiners(value).isprintable()
+
+
+_JOINERS = "\u200c\u200d"
+_DROP_JOINERS = str.maketrans("", "", _JOINERS)
+
+
+def _without_joiners(value: str) -> str:
+    """`value` less the zero-width non-joiner and joiner (U+200C, U+200D). Unicode files them as
+    format characters, so `str.isprintable` refuses them, but Urdu, Persian and the Indic scripts
+    need them in ordinary words. Other format characters (bidi overrides, …) stay refused."""
+    if "\u200c" in value or "\u200d" in value:
+        return value.translate(_DROP_JOINERS)
+    return value
 
 
 def _number_checker(metric: Metric) -> Callable[[object], FieldValue]:
@@ -294,18 +315,33 @@ def _json_type(value: object) -> str:
             dict: "an object"}.get(type(value), type(value).__name__)
 
 
+def _int_excerpt(value: int) -> str:
+    """An integer for a message: itself if short, else its size (a device can send 4,000 digits)."""
+    if -10**20 < value < 10**20:
+        return str(value)
+    return f"<an integer of about {int(abs(value).bit_length() * 0.30103) + 1} digits>"
+
+
 def _check_seq(value: object) -> int:
     if value is _MISSING:
         raise _Invalid(RejectReason.MISSING_FIELD, "reading has no 'seq' (per-device counter)")
-    if type(value) is not int or not 0 <= value <= SEQ_MAX:
-        raise _Invalid(RejectReason.BAD_SEQ, f"seq={str(value)[:40]} must be a whole number 0..2^63-1")
-    return value
+    if type(value) is int:
+        if 0 <= value <= SEQ_MAX:
+            return value
+        shown = _int_excerpt(value)
+    else:  # str() of a deeply nested array could itself fail
+        shown = _json_type(value) if isinstance(value, list | dict) else str(value)[:40]
+    raise _Invalid(RejectReason.BAD_SEQ, f"seq={shown} must be a whole number 0..2^63-1")
 
 
 def _check_ts(value: object, received_at: float, limits: DecodeLimits) -> int:
     if value is _MISSING:
         raise _Invalid(RejectReason.MISSING_FIELD, "reading has no 'ts' (RFC 3339 with offset, or epoch ms)")
     if type(value) is int:
+        if not TS_MS_MIN <= value <= TS_MS_MAX:
+            raise _Invalid(RejectReason.BAD_TS,
+                           f"ts={_int_excerpt(value)} is outside the epoch "
+                           f"milliseconds InfluxDB can store ({TS_MS_MIN}..{TS_MS_MAX}, years 1677..2262)")
         ts_ms = value
     elif type(value) is str:
         ts_ms = _parse_rfc3339_ms(value)
@@ -333,20 +369,38 @@ def checked_ts_ms(value: object, received_at: float, limits: DecodeLimits) -> in
         return None
 
 
+_RFC3339 = re.compile(r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?([Zz]|[+-]\d{2}:\d{2})?",
+                      re.ASCII)
+_RFC3339_HINT = "is not RFC 3339 (e.g. 2026-11-28T09:30:00+05:00)"
+
+
 def _parse_rfc3339_ms(text: str) -> int:
-    if len(text) > 40 or "T" not in text.upper():
-        raise _Invalid(RejectReason.BAD_TS, f"ts {text[:40]!r} is not RFC 3339 (e.g. 2026-11-28T09:30:00+05:00)")
-    try:
-        dt = datetime.fromisoformat(text)
-    except ValueError:
-        raise _Invalid(RejectReason.BAD_TS,
-                       f"ts {text[:40]!r} is not RFC 3339 (e.g. 2026-11-28T09:30:00+05:00)") from None
-    if dt.tzinfo is None:
+    """RFC 3339's `date-time` exactly (section 5.6): no basic ISO form, week dates, missing seconds or
+    other ISO 8601 spellings the contract does not promise; fractions of up to nanoseconds."""
+    match = _RFC3339.fullmatch(text) if len(text) <= 40 else None
+    if match is None:
+        raise _Invalid(RejectReason.BAD_TS, f"ts {text[:40]!r} {_RFC3339_HINT}")
+    year, month, day, hour, minute, second, fraction, offset = match.groups()
+    if offset is None:
         raise _Invalid(RejectReason.TS_WITHOUT_OFFSET,
                        f"ts {text!r} has no UTC offset; a local time would be misread by hours. "
                        "Append 'Z' or an offset such as '+05:00'")
+    tz = UTC
+    if offset not in ("Z", "z"):
+        hours, minutes = int(offset[1:3]), int(offset[4:6])
+        if hours > 23 or minutes > 59:
+            raise _Invalid(RejectReason.BAD_TS, f"ts {text!r} has the offset {offset}, beyond ±23:59")
+        tz = timezone((-1 if offset[0] == "-" else 1) * timedelta(hours=hours, minutes=minutes))
+    try:
+        dt = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second),
+                      int((fraction or "0")[:6].ljust(6, "0")), tzinfo=tz)
+    except ValueError as err:  # 2026-02-30, hour 24, leap second 60: no such instant to store
+        raise _Invalid(RejectReason.BAD_TS, f"ts {text!r} {_RFC3339_HINT}: {err}") from None
     delta = dt - _EPOCH
     return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+TS_MS_MIN = -9_223_372_036_854
+TS_MS_MAX = 9_223_372_036_854
+"""InfluxDB stores time as signed 64-bit nanoseconds: these are the epoch milliseconds it can hold."""

@@ -302,6 +302,56 @@ def test_timestamp_forms_give_utc_milliseconds(ts: object, expected_ms: int) -> 
     assert reading.ts_ms == expected_ms
 
 
+@pytest.mark.parametrize(("ts", "expected_ms"), [
+    ("2025-12-31t23:59:00z", NOW_MS - 60_000),                # RFC 3339 allows lower case T and Z
+    ("2025-12-31T23:59:00.123456789Z", NOW_MS - 59_877),     # nanoseconds, truncated to milliseconds
+    ("2025-12-31T23:59:00.9+00:00", NOW_MS - 59_100),
+    ("2025-12-31T23:59:00-00:00", NOW_MS - 60_000),          # "offset unknown", still UTC
+])
+def test_every_rfc3339_date_time_is_accepted(ts: str, expected_ms: int) -> None:
+    reading = decode(with_(Kind.INVERTER, ts=ts))
+    assert isinstance(reading, Reading), reading
+    assert reading.ts_ms == expected_ms
+
+
+@pytest.mark.parametrize("ts", [
+    "20251231T235900Z",                   # ISO 8601 basic form
+    "20251231T235900+0500",
+    "2025-W53-3T23:59:00Z",               # week date
+    "2025-365T23:59:00Z",                 # ordinal date
+    "2025-12-31T23:59Z",                  # no seconds
+    "2025-12-31T23Z",
+    "2025-12-31T23:59:00+0500",           # offset without its colon
+    "2025-12-31T23:59:00+05",
+    "2025-12-31 23:59:00Z",               # a space for the T
+    "2025-12-31T23:59:00,5Z",             # decimal comma
+    "2025-12-31T23:59:00.Z",
+    "2025-12-31T23:59:00.1234567890Z",    # below nanoseconds
+    "2025-12-31T24:00:00Z",
+    "2025-12-31T23:59:60Z",               # a leap second: no instant InfluxDB can store
+    "2025-02-29T00:00:00Z",
+    "2025-12-31T23:59:00+24:00",
+    "٢٠٢٥-12-31T23:59:00Z",               # digits of another script
+])
+def test_iso_8601_forms_outside_rfc3339_are_bad_ts(ts: str) -> None:
+    rejected(decode(with_(Kind.INVERTER, ts=ts)), RejectReason.BAD_TS, repr(ts)[:20])
+
+
+@pytest.mark.parametrize("ts", [10**400, -(10**400), 2**63, 9_223_372_036_855, -9_223_372_036_855])
+def test_integer_ts_beyond_what_influxdb_stores_is_bad_ts(ts: int) -> None:
+    """A 401-digit ts used to raise OverflowError, which stopped the collector, the rules engine and the API."""
+    payload = json.dumps(with_(Kind.INVERTER, ts=ts)).encode()
+    result = rejected(decode(payload, limits=DecodeLimits(max_age_s=1e300, max_future_s=1e300)),
+                      RejectReason.BAD_TS, "epoch milliseconds InfluxDB can store")
+    assert len(result.detail) < 200
+
+
+def test_integer_ts_at_influxdbs_limits_is_judged_by_the_window() -> None:
+    wide = DecodeLimits(max_age_s=1e300, max_future_s=1e300)
+    for ts in (9_223_372_036_854, -9_223_372_036_854):
+        assert isinstance(decode(with_(Kind.INVERTER, ts=ts), limits=wide), Reading)
+
+
 def test_timestamp_without_offset_is_refused_with_the_fix() -> None:
     rejected(decode(with_(Kind.INVERTER, ts="2026-01-01T04:59:00")), RejectReason.TS_WITHOUT_OFFSET,
              "no UTC offset", "'+05:00'")
@@ -339,6 +389,24 @@ def test_limits_follow_received_at_not_a_hidden_clock() -> None:
     rejected(decode_message(INVERTER.reading_topic(), body, NOW - 301, LIMITS), RejectReason.TS_IN_FUTURE)
 
 
+@pytest.mark.parametrize("room", ["کمرہ\u200cتین", "ਕਮਰਾ\u200d3", "می\u200cخواهم"])
+def test_labels_with_zero_width_joiners_are_accepted(room: str) -> None:
+    """U+200C/U+200D are ordinary in Urdu, Persian and Indic typing, though Unicode files them as format characters."""
+    reading = decode(with_(Kind.OCCUPANCY, room=room), Kind.OCCUPANCY)
+    assert isinstance(reading, Reading), reading
+    assert reading.metrics["room"] == room
+
+
+@pytest.mark.parametrize("room", ["\u200c", "\u200c \u200d", "room\u202e3", "room\u2066a", "a\u200bb"])
+def test_labels_of_joiners_alone_or_other_format_characters_are_bad_label(room: str) -> None:
+    rejected(decode(with_(Kind.OCCUPANCY, room=room), Kind.OCCUPANCY), RejectReason.BAD_LABEL)
+
+
+def test_a_seq_nested_deeper_than_repr_can_go_is_bad_seq() -> None:
+    payload = json.dumps(with_(Kind.INVERTER, seq=0)).replace('"seq": 0', '"seq": ' + "[" * 900 + "]" * 900)
+    rejected(decode(payload.encode()), RejectReason.BAD_SEQ, "seq=an array")
+
+
 # --- status --------------------------------------------------------------------------------------------------
 
 
@@ -352,7 +420,8 @@ def test_bad_status_payload(payload: bytes) -> None:
 def test_every_reason_but_influx_refused_is_covered_here() -> None:
     """A new RejectReason must get a test in this module (INFLUX_REFUSED is the writer's, tested on InfluxDB)."""
     source = Path(__file__).read_text(encoding="utf-8")
-    missing = [r.name for r in RejectReason if r is not RejectReason.INFLUX_REFUSED
+    not_decodes = {RejectReason.INFLUX_REFUSED, RejectReason.TS_CONFLICT, RejectReason.HANDLER_FAILED}  # collector's
+    missing = [r.name for r in RejectReason if r not in not_decodes
                and f"RejectReason.{r.name}" not in source.replace("def test_every_reason", "")]
     assert missing == []
 
@@ -360,6 +429,7 @@ def test_every_reason_but_influx_refused_is_covered_here() -> None:
 # --- never raises -----------------------------------------------------------------------------------------------
 
 _JSON_SCALARS = st.one_of(st.none(), st.booleans(), st.integers(min_value=-(2**70), max_value=2**70),
+                          st.integers(min_value=-(10**450), max_value=10**450),
                           st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=80))
 _JSON_VALUES = st.recursive(_JSON_SCALARS, lambda inner: st.one_of(
     st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=12), inner, max_size=4)), max_leaves=12)
