@@ -25,6 +25,7 @@ from core.clock import Clock
 from core.contract import reading_subscription, status_subscription
 from core.decode import DecodeLimits, Reading, Reject, StatusChange, decode_message
 from core.mqtt_connect import apply_credentials_and_tls, subscriptions_granted
+from core.poison import PoisonGuard
 from core.settings.mqtt import MqttSettings
 
 log = logging.getLogger("facmon.api.mqtt")
@@ -52,6 +53,7 @@ class DeviceStateSubscription:
         self._client.on_subscribe = self._handle_subscribe
         self._client.on_disconnect = self._handle_disconnect
         self._subscribed = False
+        self._guard = PoisonGuard("the API", log, clock)
 
     @property
     def connected(self) -> bool:
@@ -88,8 +90,12 @@ class DeviceStateSubscription:
     def _handle_message(self, _client: mqtt.Client, _userdata: object, message: mqtt.MQTTMessage) -> None:
         if self._stopped:
             return
+        if not self._guard.handle(self._decode_and_apply, message.topic, message.payload):
+            self._metrics.count_mqtt("handler_failed")
+
+    def _decode_and_apply(self, topic: str, payload: bytes) -> None:
         now = self._clock.now()
-        decoded = decode_message(message.topic, message.payload, now, self._limits)
+        decoded = decode_message(topic, payload, now, self._limits)
         if isinstance(decoded, Reject):
             self._metrics.count_mqtt(f"reject_{decoded.reason.value}")
             return

@@ -43,6 +43,9 @@ class _ServiceMetrics(Collector):
                                   value=seq.gaps)
         yield CounterMetricFamily("facmon_collector_device_restarts", "Device seq counters that restarted",
                                   value=seq.restarts)
+        yield CounterMetricFamily("facmon_collector_sequence_jumps",
+                                  "Device seq counters that leapt further than readings could be numbered",
+                                  value=seq.jumps)
         yield CounterMetricFamily("facmon_collector_messages_acked", "Messages acknowledged to the broker",
                                   value=s.acked)
         yield GaugeMetricFamily("facmon_collector_spool_bytes", "Bytes in the spool not yet confirmed by InfluxDB",

@@ -5,13 +5,16 @@ Pure apart from the `DeviceTable` it updates: no I/O, no clock (the caller passe
 
 from __future__ import annotations
 
+import traceback
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import NamedTuple
 
 from collector.dead_letters import payload_excerpt
 from collector.state import DeviceTable, SeqVerdict
-from core.decode import DecodeLimits, Reading, Reject, StatusChange, decode_message
+from core.contract import DeviceKey
+from core.decode import DecodeLimits, Reading, Reject, RejectReason, StatusChange, decode_message
 from core.line_protocol import reading_to_line, reject_to_line
 from core.reading_plans import fast_reading_line, kernel_reading_line
 
@@ -22,6 +25,8 @@ class IngestCounts:
     readings: int = 0
     statuses: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
+    handler_failures: int = 0
+    """Messages facmon itself failed on (a bug): each is also a `handler_failed` reject."""
 
 
 class IngestResult(NamedTuple):  # one per message: a NamedTuple is built several times faster
@@ -33,6 +38,13 @@ class IngestResult(NamedTuple):  # one per message: a NamedTuple is built severa
 _NOTHING = IngestResult([])
 
 
+def _ts_conflict(topic: str, payload: bytes, device: DeviceKey, seq: int, ts_ms: int) -> Reject:
+    return Reject(RejectReason.TS_CONFLICT,
+                  f"seq {seq} has the same ts ({ts_ms} ms) as this device's newest reading, which has another "
+                  "seq; InfluxDB keeps one point per device and time, so this one would overwrite it. Give each "
+                  "reading its own ts, to the millisecond", topic, payload, device)
+
+
 class Ingest:
     def __init__(self, limits: DecodeLimits, table: DeviceTable, excerpt_bytes: int) -> None:
         self._limits = limits
@@ -42,35 +54,51 @@ class Ingest:
         self._reject_serial = 0
 
     def handle(self, topic: str, payload: bytes, received_at: float) -> IngestResult:
+        """One message, the general way (the oracle of `handle_batch`'s fast paths)."""
         self.counts.received += 1
-        return self._handle_general(topic, payload, received_at)
+        try:
+            return self._handle_general(topic, payload, received_at)
+        except Exception as err:  # a bug must cost one message, not the collector
+            return self._handler_failed(topic, payload, received_at, err)
 
     def handle_batch(self, topics: list[str], payloads: list[bytes],
                      received_at: float) -> tuple[list[str], list[Reject]]:
         """`handle` for many messages received together: their lines in order, and their rejects.
         Readings of a shape seen before take the C kernel or the fused path (core.reading_plans),
-        the rest `handle`'s."""
+        the rest `handle`'s. A message that makes facmon itself fail is a `handler_failed` reject:
+        no message can stop the collector (poison-message isolation)."""
         self.counts.received += len(topics)
         lines: list[str] = []
         rejects: list[Reject] = []
-        observe, limits, duplicate = self._table.observe, self._limits, SeqVerdict.DUPLICATE
+        observe, limits, new = self._table.observe, self._limits, SeqVerdict.NEW
         observe_payload = self._table.observe_payload
         readings = 0
         for topic, payload in zip(topics, payloads, strict=True):
-            kernel = kernel_reading_line(topic, payload, received_at, limits)
-            if kernel is not None:
-                device, seq, ts_ms, line = kernel
-                if observe_payload(device, seq, ts_ms, payload, received_at) is not duplicate:
-                    lines.append(line)
-                    readings += 1
-                continue
-            fast = fast_reading_line(topic, payload, received_at, limits)
-            if fast is not None:
-                if observe(fast[0], received_at) is not duplicate:
-                    lines.append(fast[1])
-                    readings += 1
-                continue
-            result = self._handle_general(topic, payload, received_at)
+            try:
+                kernel = kernel_reading_line(topic, payload, received_at, limits)
+                if kernel is not None:
+                    device, seq, ts_ms, line = kernel
+                    verdict = observe_payload(device, seq, ts_ms, payload, received_at)
+                    if verdict is new:
+                        lines.append(line)
+                        readings += 1
+                    elif verdict is SeqVerdict.TS_CONFLICT:
+                        self._refuse_conflict(topic, payload, device, seq, ts_ms, received_at, lines, rejects)
+                    continue
+                fast = fast_reading_line(topic, payload, received_at, limits)
+                if fast is not None:
+                    reading = fast[0]
+                    verdict = observe(reading, received_at)
+                    if verdict is new:
+                        lines.append(fast[1])
+                        readings += 1
+                    elif verdict is SeqVerdict.TS_CONFLICT:
+                        self._refuse_conflict(topic, payload, reading.device, reading.seq, reading.ts_ms,
+                                              received_at, lines, rejects)
+                    continue
+                result = self._handle_general(topic, payload, received_at)
+            except Exception as err:  # a bug must cost one message, not the collector
+                result = self._handler_failed(topic, payload, received_at, err)
             lines.extend(result.lines)
             if result.reject is not None:
                 rejects.append(result.reject)
@@ -80,16 +108,37 @@ class Ingest:
     def _handle_general(self, topic: str, payload: bytes, received_at: float) -> IngestResult:
         decoded = decode_message(topic, payload, received_at, self._limits)
         if type(decoded) is Reading:
-            if self._table.observe(decoded, received_at) is SeqVerdict.DUPLICATE:
+            verdict = self._table.observe(decoded, received_at)
+            if verdict is SeqVerdict.NEW:
+                self.counts.readings += 1
+                return IngestResult([reading_to_line(decoded)])
+            if verdict is SeqVerdict.DUPLICATE:
                 return _NOTHING
-            self.counts.readings += 1
-            return IngestResult([reading_to_line(decoded)])
-        if type(decoded) is StatusChange:
+            decoded = _ts_conflict(topic, payload, decoded.device, decoded.seq, decoded.ts_ms)
+        elif type(decoded) is StatusChange:
             self.counts.statuses += 1
             self._table.set_status(decoded.device, decoded.online, received_at)
             return _NOTHING
         assert isinstance(decoded, Reject)
         return IngestResult([self.reject_line(decoded, received_at)], decoded)
+
+    def _refuse_conflict(self, topic: str, payload: bytes, device: DeviceKey, seq: int, ts_ms: int,
+                         received_at: float, lines: list[str], rejects: list[Reject]) -> None:
+        reject = _ts_conflict(topic, payload, device, seq, ts_ms)
+        lines.append(self.reject_line(reject, received_at))
+        rejects.append(reject)
+
+    def _handler_failed(self, topic: str, payload: bytes, received_at: float, err: Exception) -> IngestResult:
+        self.counts.handler_failures += 1
+        where = traceback.extract_tb(err.__traceback__)[-1]  # logged with the reject, rate-limited
+        reject = Reject(RejectReason.HANDLER_FAILED,
+                        f"facmon failed on this message ({type(err).__name__} at {Path(where.filename).name}:"
+                        f"{where.lineno}); it was not stored. This is facmon's bug: please report it with this "
+                        "payload", topic, payload)
+        try:
+            return IngestResult([self.reject_line(reject, received_at)], reject)
+        except Exception:  # not even its dead-letter point: counted above, go on
+            return IngestResult([], None)
 
     def reject_line(self, reject: Reject, received_at: float) -> str:
         """Count `reject` and give its dead-letter point."""

@@ -15,6 +15,8 @@ class SeqVerdict(enum.Enum):
     NEW = "new"
     DUPLICATE = "duplicate"
     """Same device, `seq` and `ts` as a reading seen recently: a redelivery or a repeated publish."""
+    TS_CONFLICT = "ts_conflict"
+    """Same device and `ts` as the newest reading, another `seq`: storing it would overwrite that one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,7 +29,8 @@ class DeviceSnapshot:
 
 
 class _Record:
-    __slots__ = ("high_seq", "high_ts_ms", "last_seen", "latest", "online", "seen", "status_changed_at")
+    __slots__ = ("high_seq", "high_ts_ms", "high_ts_seq", "last_seen", "latest", "online", "seen",
+                 "status_changed_at")
 
     def __init__(self) -> None:
         self.latest: Reading | tuple[int, int, bytes] | None = None
@@ -37,6 +40,8 @@ class _Record:
         self.status_changed_at: float | None = None
         self.high_seq = -1
         self.high_ts_ms = -1
+        self.high_ts_seq = -1
+        """The `seq` of the reading whose `ts` is `high_ts_ms`."""
         self.seen = 0
         """Bit i set: seq `high_seq - i` has been received (a sliding window of `duplicate_window` bits)."""
 
@@ -50,6 +55,11 @@ class SequenceCounts:
     """Times a device's `seq` went backwards with a newer `ts` (the device rebooted)."""
     out_of_order: int = 0
     """Readings that arrived after a higher `seq` of the same device (stored, not the latest state)."""
+    jumps: int = 0
+    """Times a device's `seq` leapt further ahead than it could have counted readings since its last
+    (more than one per millisecond of `ts`): a broken or hostile counter, not lost readings."""
+    ts_conflicts: int = 0
+    """Readings refused because the device's newest reading has the same `ts` and another `seq`."""
 
 
 class DeviceTable:
@@ -62,6 +72,7 @@ class DeviceTable:
     is a redelivery or a repeated publish."""
 
     def __init__(self, duplicate_window: int) -> None:
+        self._window_bits = duplicate_window
         self._window_mask = (1 << duplicate_window) - 1
         self._records: dict[DeviceKey, _Record] = {}
         self.counts = SequenceCounts()
@@ -84,18 +95,30 @@ class DeviceTable:
     def _observe(self, record: _Record, seq: int, ts_ms: int, reading: Reading | tuple[int, int, bytes],
                  received_at: float) -> SeqVerdict:
         record.last_seen = received_at
+        if ts_ms == record.high_ts_ms and seq != record.high_ts_seq and record.high_seq >= 0:
+            self.counts.ts_conflicts += 1
+            return SeqVerdict.TS_CONFLICT
         if record.high_seq < 0 or (seq <= record.high_seq and ts_ms > record.high_ts_ms):
             if record.high_seq >= 0:
                 self.counts.restarts += 1
-            record.high_seq, record.high_ts_ms, record.seen, record.latest = seq, ts_ms, 1, reading
+            self._start_window(record, seq, ts_ms, reading)
             return SeqVerdict.NEW
         if seq > record.high_seq:
-            shift = seq - record.high_seq
-            self.counts.gaps += shift - 1
-            record.seen = ((record.seen << shift) | 1) & self._window_mask
-            record.high_seq, record.high_ts_ms, record.latest = seq, max(ts_ms, record.high_ts_ms), reading
+            skipped = seq - record.high_seq - 1
+            if skipped > max(ts_ms - record.high_ts_ms, self._window_bits):
+                self.counts.jumps += 1
+                if ts_ms > record.high_ts_ms:
+                    record.high_ts_ms, record.high_ts_seq = ts_ms, seq
+                record.high_seq, record.seen, record.latest = seq, 1, reading
+                return SeqVerdict.NEW
+            self.counts.gaps += skipped
+            # A shift past the window clears it: shifting by the jump itself could take gigabytes.
+            record.seen = ((record.seen << (skipped + 1)) | 1) & self._window_mask if skipped < self._window_bits else 1
+            if ts_ms > record.high_ts_ms:
+                record.high_ts_ms, record.high_ts_seq = ts_ms, seq
+            record.high_seq, record.latest = seq, reading
             return SeqVerdict.NEW
-        bit = 1 << (record.high_seq - seq)
+        bit = 1 << (record.high_seq - seq) if record.high_seq - seq <= self._window_bits else self._window_mask + 1
         if bit > self._window_mask or record.seen & bit:
             if bit <= self._window_mask:
                 self.counts.duplicates += 1
@@ -106,6 +129,10 @@ class DeviceTable:
         self.counts.gaps -= 1
         self.counts.out_of_order += 1
         return SeqVerdict.NEW  # late arrival: stored, but not the latest state
+
+    @staticmethod
+    def _start_window(record: _Record, seq: int, ts_ms: int, reading: Reading | tuple[int, int, bytes]) -> None:
+        record.high_seq, record.high_ts_ms, record.high_ts_seq, record.seen, record.latest = seq, ts_ms, seq, 1, reading
 
     def set_status(self, device: DeviceKey, online: bool, at: float) -> None:
         record = self._record(device)

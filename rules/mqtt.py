@@ -22,6 +22,7 @@ from core.clock import Clock
 from core.contract import Reading, reading_subscription, status_subscription
 from core.decode import DecodeLimits, StatusChange, decode_message
 from core.mqtt_connect import apply_credentials_and_tls, subscriptions_granted
+from core.poison import PoisonGuard
 from core.settings.mqtt import MqttSettings
 
 log = logging.getLogger("facmon.rules.mqtt")
@@ -47,6 +48,7 @@ class RulesSubscription:
         self._connected = False
         self._subscribed = False
         self._stopping = False
+        self._guard = PoisonGuard("the rules engine", log, clock)
 
     @property
     def connected(self) -> bool:
@@ -96,7 +98,15 @@ class RulesSubscription:
             log.warning("rules engine lost the broker", extra={"reason": str(reason)})
             self._on_connection(False)
 
+    @property
+    def poison_messages(self) -> int:
+        """Messages the engine failed on (a bug), skipped so that the subscription lives on."""
+        return self._guard.failures
+
     def _handle_message(self, _client: mqtt.Client, _userdata: object, message: mqtt.MQTTMessage) -> None:
-        decoded = decode_message(message.topic, message.payload, self._clock.now(), self._limits)
+        self._guard.handle(self._decode_and_handle, message.topic, message.payload)
+
+    def _decode_and_handle(self, topic: str, payload: bytes) -> None:
+        decoded = decode_message(topic, payload, self._clock.now(), self._limits)
         if isinstance(decoded, Reading | StatusChange):
             self._on_message(decoded)

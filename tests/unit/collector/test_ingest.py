@@ -93,18 +93,22 @@ def test_a_batch_gives_what_the_messages_give_one_by_one() -> None:
     assert (batched.counts.received, batched.counts.readings, batched.counts.statuses) == (11, 7, 1)
 
 
-@pytest.mark.parametrize("kernel", [True, False], ids=["C kernel", "Python only"])
-def test_with_or_without_the_c_kernel_a_batch_gives_the_same_lines_counts_and_state(
-        kernel: bool, monkeypatch: pytest.MonkeyPatch) -> None:
-    """What a machine without a C compiler runs (core.reading_plans without `_reading_kernel`) and
-    what it runs with one: the same answers for the same stream, repeated so that plans and routes
-    exist for the later messages."""
-    if kernel and not reading_plans.KERNEL_BUILT:
+@pytest.fixture(params=[True, False], ids=["C kernel", "Python only"])
+def kernel(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bool:
+    """Whether the C kernel takes part, with reading plans and routes fresh for the test."""
+    if request.param and not reading_plans.KERNEL_BUILT:
         pytest.skip("core._reading_kernel not built")
     monkeypatch.setattr(reading_plans, "_plans", {})
     monkeypatch.setattr(reading_plans, "_routes", {})
-    if not kernel:
+    if not request.param:
         monkeypatch.setattr(reading_plans, "_kernel", None)
+    return request.param
+
+
+def test_with_or_without_the_c_kernel_a_batch_gives_the_same_lines_counts_and_state(kernel: bool) -> None:
+    """What a machine without a C compiler runs (core.reading_plans without `_reading_kernel`) and
+    what it runs with one: the same answers for the same stream, repeated so that plans and routes
+    exist for the later messages."""
     uplink = DeviceKey("park", Kind.UPLINK, "wan-a")
     messages: list[tuple[str, bytes]] = []
     for seq in range(5):
@@ -122,3 +126,50 @@ def test_with_or_without_the_c_kernel_a_batch_gives_the_same_lines_counts_and_st
     assert batched.counts == one_by_one.counts
     assert batched_table.snapshot() == one_by_one_table.snapshot()
     assert (reading_plans.kernel_route(uplink.reading_topic()) is not None) is kernel
+
+
+def test_a_second_seq_with_the_same_ts_is_a_ts_conflict_reject_on_every_path(kernel: bool) -> None:
+    """It used to be counted as accepted and silently overwrite the first reading's point."""
+    inverter = DeviceKey("park", Kind.INVERTER, "inv-1")
+    metrics = {"grid_v": 230.5, "grid_ok": True, "mode": "grid", "battery_soc_pct": 50.5, "battery_v": 51.5,
+               "battery_a": 1.5, "pv_w": 0.5, "load_w": 100.5}
+    ts_ms = int(NOW * 1000) - 5000
+    payloads = [encode_reading(Reading(inverter, ts_ms - 1000 * (3 - seq), seq, metrics)) for seq in range(3)]
+    payloads.append(encode_reading(Reading(inverter, ts_ms - 1000, 3, metrics)))  # seq 2's ts again
+    for general in (False, True):
+        ingest = make_ingest()
+        if general:
+            results = [ingest.handle(inverter.reading_topic(), payload, NOW) for payload in payloads]
+            lines = [line for result in results for line in result.lines]
+            rejects = [result.reject for result in results if result.reject is not None]
+        else:
+            lines, rejects = ingest.handle_batch([inverter.reading_topic()] * 4, payloads, NOW)
+        assert [r.reason for r in rejects] == [RejectReason.TS_CONFLICT]
+        assert "seq 3 has the same ts" in rejects[0].detail and rejects[0].device == inverter
+        assert len(lines) == 4 and lines[3].startswith("facmon_rejects,device=inv-1,kind=inverter,reason=ts_conflict")
+        assert ingest.counts.readings == 3 and ingest.counts.rejected == {"ts_conflict": 1}
+    if kernel:
+        assert reading_plans.kernel_route(inverter.reading_topic()) is not None  # the batch took the C path
+
+
+def test_a_message_facmon_fails_on_is_a_handler_failed_reject_and_the_batch_goes_on(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Poison-message isolation: a bug in a handler costs that message (dead-lettered), not the collector."""
+    ingest = make_ingest()
+    real_observe = ingest._table._observe
+
+    def observe_failing_on_seq_13(record: object, seq: int, *args: object) -> object:
+        if seq == 13:
+            raise ZeroDivisionError("a bug")
+        return real_observe(record, seq, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ingest._table, "_observe", observe_failing_on_seq_13)  # under every path's observe
+    readings = [Reading(DEVICE, READING.ts_ms + seq, seq, READING.metrics) for seq in (12, 13, 14)]
+    lines, rejects = ingest.handle_batch([DEVICE.reading_topic()] * 3, [encode_reading(r) for r in readings], NOW)
+    assert [r.reason for r in rejects] == [RejectReason.HANDLER_FAILED]
+    assert "ZeroDivisionError" in rejects[0].detail and "please report" in rejects[0].detail
+    assert [line.split(" ")[0].split(",")[0] for line in lines] == ["occupancy", "facmon_rejects", "occupancy"]
+    assert ingest.counts.handler_failures == 1 and ingest.counts.rejected == {"handler_failed": 1}
+    result = ingest.handle(DEVICE.reading_topic(), encode_reading(Reading(DEVICE, READING.ts_ms + 20, 13,
+                                                                          READING.metrics)), NOW)
+    assert result.reject is not None and result.reject.reason is RejectReason.HANDLER_FAILED

@@ -84,3 +84,49 @@ def test_a_reading_known_by_its_payload_counts_the_same_and_snapshots_as_its_rea
     assert by_payload.counts == by_reading.counts
     assert by_payload.snapshot() == by_reading.snapshot()
     assert by_payload.snapshot()[0].latest == reading(0, T0 + 5000)
+
+
+def test_a_seq_leaping_to_2_pow_62_is_a_jump_not_gigabytes_of_window() -> None:
+    """seq 1 then 2^62 used to shift the window bitmap by 2^62 bits: MemoryError, the collector down."""
+    table = DeviceTable(duplicate_window=256)
+    table.observe(reading(1, T0), 1.0)
+    assert table.observe(reading(2**62, T0 + 1000), 2.0) is SeqVerdict.NEW
+    assert (table.counts.jumps, table.counts.gaps) == (1, 0)
+    assert table.observe(reading(2**62 + 1, T0 + 2000), 3.0) is SeqVerdict.NEW  # counting on from there
+    assert table.observe(reading(2**62, T0 + 1000), 4.0) is SeqVerdict.DUPLICATE
+    assert table.observe(reading(1, T0), 5.0) is SeqVerdict.NEW  # far below the window: stored, idempotent
+    assert (table.counts.jumps, table.counts.gaps, table.counts.duplicates) == (1, 0, 1)
+    [snapshot] = table.snapshot()
+    assert snapshot.latest == reading(2**62 + 1, T0 + 2000)
+
+
+def test_a_gap_is_counted_while_the_device_could_have_numbered_it() -> None:
+    """A device counts at most one stored reading a millisecond: 7,199 missing readings over two hours
+    of an outage are gaps; 10,000 missing in one second are a jump (and so is a window's worth more)."""
+    table = DeviceTable(duplicate_window=16)
+    table.observe(reading(1, T0), 1.0)
+    table.observe(reading(7201, T0 + 7_200_000), 2.0)
+    assert (table.counts.gaps, table.counts.jumps) == (7199, 0)
+    table.observe(reading(17_202, T0 + 7_201_000), 3.0)
+    assert (table.counts.gaps, table.counts.jumps) == (7199, 1)
+    table.observe(reading(17_212, T0 + 7_201_001), 4.0)  # 9 skipped in 1 ms: within the window's tolerance
+    assert (table.counts.gaps, table.counts.jumps) == (7208, 1)
+
+
+def test_another_seq_with_the_newest_ts_is_a_conflict_and_changes_nothing() -> None:
+    """Two readings of one device with one ts: InfluxDB would keep one point, silently."""
+    table = DeviceTable(duplicate_window=16)
+    table.observe(reading(1, T0), 1.0)
+    assert table.observe(reading(2, T0), 2.0) is SeqVerdict.TS_CONFLICT
+    assert table.observe(reading(0, T0), 3.0) is SeqVerdict.TS_CONFLICT  # a late one, or a reboot, with that ts
+    assert table.observe(reading(1, T0), 4.0) is SeqVerdict.DUPLICATE   # the same reading again is not
+    assert table.counts.ts_conflicts == 2 and table.counts.restarts == 0
+    assert table.observe(reading(2, T0 + 1), 5.0) is SeqVerdict.NEW
+    assert table.counts.gaps == 0
+    [snapshot] = table.snapshot()
+    assert snapshot.latest == reading(2, T0 + 1)
+
+
+def test_the_first_reading_of_a_device_is_never_a_conflict() -> None:
+    table = DeviceTable(duplicate_window=16)
+    assert table.observe(reading(5, -1), 1.0) is SeqVerdict.NEW
