@@ -338,16 +338,16 @@ def _check_ts(value: object, received_at: float, limits: DecodeLimits) -> int:
     if value is _MISSING:
         raise _Invalid(RejectReason.MISSING_FIELD, "reading has no 'ts' (RFC 3339 with offset, or epoch ms)")
     if type(value) is int:
-        if not TS_MS_MIN <= value <= TS_MS_MAX:
-            raise _Invalid(RejectReason.BAD_TS,
-                           f"ts={_int_excerpt(value)} is outside the epoch "
-                           f"milliseconds InfluxDB can store ({TS_MS_MIN}..{TS_MS_MAX}, years 1677..2262)")
         ts_ms = value
     elif type(value) is str:
         ts_ms = _parse_rfc3339_ms(value)
     else:
         raise _Invalid(RejectReason.BAD_TS,
                        f"ts is {_json_type(value)}; send RFC 3339 with an offset or integer epoch milliseconds")
+    if not TS_MS_MIN <= ts_ms <= TS_MS_MAX:  # before any arithmetic: a device can send 4,000 digits
+        raise _Invalid(RejectReason.BAD_TS,
+                       f"ts={_int_excerpt(ts_ms) if type(value) is int else repr(value)} is outside the epoch "
+                       f"milliseconds InfluxDB can store ({TS_MS_MIN}..{TS_MS_MAX}, years 1677..2262)")
     ts_s = ts_ms / 1000
     if ts_s > received_at + limits.max_future_s:
         raise _Invalid(RejectReason.TS_IN_FUTURE,

@@ -346,6 +346,14 @@ def test_integer_ts_beyond_what_influxdb_stores_is_bad_ts(ts: int) -> None:
     assert len(result.detail) < 200
 
 
+@pytest.mark.parametrize("ts", ["0001-01-01T00:00:00+23:59", "1677-09-21T00:12:43.144Z", "2262-04-11T23:47:16.855Z",
+                                "9999-12-31T23:59:59Z"])
+def test_rfc3339_ts_beyond_what_influxdb_stores_is_bad_ts(ts: str) -> None:
+    """Year 1 at +23:59 is in year 0 UTC, which not even Python's datetime holds."""
+    rejected(decode(with_(Kind.INVERTER, ts=ts), limits=DecodeLimits(max_age_s=1e300, max_future_s=1e300)),
+             RejectReason.BAD_TS, "InfluxDB can store")
+
+
 def test_integer_ts_at_influxdbs_limits_is_judged_by_the_window() -> None:
     wide = DecodeLimits(max_age_s=1e300, max_future_s=1e300)
     for ts in (9_223_372_036_854, -9_223_372_036_854):
