@@ -24,6 +24,7 @@ from api.state import DeviceEvent, DeviceStates
 from core.clock import Clock
 from core.contract import reading_subscription, status_subscription
 from core.decode import DecodeLimits, Reading, Reject, StatusChange, decode_message
+from core.known_devices import KnownDevices
 from core.mqtt_connect import apply_credentials_and_tls, subscriptions_granted
 from core.poison import PoisonGuard
 from core.settings.mqtt import MqttSettings
@@ -34,13 +35,15 @@ log = logging.getLogger("facmon.api.mqtt")
 class DeviceStateSubscription:
     def __init__(self, settings: MqttSettings, client_id_prefix: str, states: DeviceStates, clock: Clock,
                  limits: DecodeLimits, metrics: ApiMetrics,
-                 on_events: Callable[[Iterable[DeviceEvent]], None]) -> None:
+                 on_events: Callable[[Iterable[DeviceEvent]], None], known: KnownDevices | None = None) -> None:
+        """`known`: the devices that may publish (`sites.known_devices_only`); None: any device."""
         self._settings = settings
         self._states = states
         self._clock = clock
         self._limits = limits
         self._metrics = metrics
         self._on_events = on_events
+        self._known = known
         self._stopped = False
         protocol = mqtt.MQTTv5 if settings.protocol == "5" else mqtt.MQTTv311
         self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
@@ -95,7 +98,7 @@ class DeviceStateSubscription:
 
     def _decode_and_apply(self, topic: str, payload: bytes) -> None:
         now = self._clock.now()
-        decoded = decode_message(topic, payload, now, self._limits)
+        decoded = decode_message(topic, payload, now, self._limits, self._known)
         if isinstance(decoded, Reject):
             self._metrics.count_mqtt(f"reject_{decoded.reason.value}")
             return

@@ -107,7 +107,7 @@ def latency(tmp: Path, broker: Mosquitto, alerts: int) -> list[float]:
 
     capture = StampingCapture(stamp)
     service = RulesService.from_settings(_settings(tmp, pack, capture.url, "latency"),
-                                         MqttSettings(port=broker.port), CLOCK, None, None, {})
+                                         MqttSettings(port=broker.port), CLOCK, None, None)
     service.start()
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-pub")
     client.connect("127.0.0.1", broker.port)
@@ -156,7 +156,7 @@ def absence_delay(tmp: Path, broker: Mosquitto, devices: int, after_s: float) ->
 
     capture = StampingCapture(stamp)
     service = RulesService.from_settings(_settings(tmp, pack, capture.url, "absence"),
-                                         MqttSettings(port=broker.port), CLOCK, None, None, {})
+                                         MqttSettings(port=broker.port), CLOCK, None, None)
     service.start()
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-abs")
     client.connect("127.0.0.1", broker.port)

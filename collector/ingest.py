@@ -15,6 +15,7 @@ from collector.dead_letters import payload_excerpt
 from collector.state import DeviceTable, SeqVerdict
 from core.contract import DeviceKey
 from core.decode import DecodeLimits, Reading, Reject, RejectReason, StatusChange, decode_message
+from core.known_devices import KnownDevices
 from core.line_protocol import reading_to_line, reject_to_line
 from core.reading_plans import fast_reading_line, kernel_reading_line
 
@@ -46,8 +47,12 @@ def _ts_conflict(topic: str, payload: bytes, device: DeviceKey, seq: int, ts_ms:
 
 
 class Ingest:
-    def __init__(self, limits: DecodeLimits, table: DeviceTable, excerpt_bytes: int) -> None:
+    def __init__(self, limits: DecodeLimits, table: DeviceTable, excerpt_bytes: int,
+                 known: KnownDevices | None = None) -> None:
+        """`known`: the devices that may publish (`sites.known_devices_only`); None: any device."""
         self._limits = limits
+        self._known = known
+        self._fast_topics = None if known is None else known.unlabelled_reading_topics
         self._table = table
         self._excerpt_bytes = excerpt_bytes
         self.counts = IngestCounts()
@@ -73,29 +78,31 @@ class Ingest:
         observe, limits, new = self._table.observe, self._limits, SeqVerdict.NEW
         observe_payload = self._table.observe_payload
         readings = 0
+        fast_topics = self._fast_topics
         for topic, payload in zip(topics, payloads, strict=True):
             try:
-                kernel = kernel_reading_line(topic, payload, received_at, limits)
-                if kernel is not None:
-                    device, seq, ts_ms, line = kernel
-                    verdict = observe_payload(device, seq, ts_ms, payload, received_at)
-                    if verdict is new:
-                        lines.append(line)
-                        readings += 1
-                    elif verdict is SeqVerdict.TS_CONFLICT:
-                        self._refuse_conflict(topic, payload, device, seq, ts_ms, received_at, lines, rejects)
-                    continue
-                fast = fast_reading_line(topic, payload, received_at, limits)
-                if fast is not None:
-                    reading = fast[0]
-                    verdict = observe(reading, received_at)
-                    if verdict is new:
-                        lines.append(fast[1])
-                        readings += 1
-                    elif verdict is SeqVerdict.TS_CONFLICT:
-                        self._refuse_conflict(topic, payload, reading.device, reading.seq, reading.ts_ms,
-                                              received_at, lines, rejects)
-                    continue
+                if fast_topics is None or topic in fast_topics:  # else the general path judges device and labels
+                    kernel = kernel_reading_line(topic, payload, received_at, limits)
+                    if kernel is not None:
+                        device, seq, ts_ms, line = kernel
+                        verdict = observe_payload(device, seq, ts_ms, payload, received_at)
+                        if verdict is new:
+                            lines.append(line)
+                            readings += 1
+                        elif verdict is SeqVerdict.TS_CONFLICT:
+                            self._refuse_conflict(topic, payload, device, seq, ts_ms, received_at, lines, rejects)
+                        continue
+                    fast = fast_reading_line(topic, payload, received_at, limits)
+                    if fast is not None:
+                        reading = fast[0]
+                        verdict = observe(reading, received_at)
+                        if verdict is new:
+                            lines.append(fast[1])
+                            readings += 1
+                        elif verdict is SeqVerdict.TS_CONFLICT:
+                            self._refuse_conflict(topic, payload, reading.device, reading.seq, reading.ts_ms,
+                                                  received_at, lines, rejects)
+                        continue
                 result = self._handle_general(topic, payload, received_at)
             except Exception as err:  # a bug must cost one message, not the collector
                 result = self._handler_failed(topic, payload, received_at, err)
@@ -106,7 +113,7 @@ class Ingest:
         return lines, rejects
 
     def _handle_general(self, topic: str, payload: bytes, received_at: float) -> IngestResult:
-        decoded = decode_message(topic, payload, received_at, self._limits)
+        decoded = decode_message(topic, payload, received_at, self._limits, self._known)
         if type(decoded) is Reading:
             verdict = self._table.observe(decoded, received_at)
             if verdict is SeqVerdict.NEW:

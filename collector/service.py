@@ -24,6 +24,7 @@ from collector.state import DeviceTable
 from core.clock import Clock
 from core.decode import DecodeLimits, Reject, RejectReason
 from core.influx_write import InfluxWriteError, LineWriter
+from core.known_devices import KnownDevices
 from core.line_protocol import REJECTS_MEASUREMENT
 from core.logs import RateLimiter
 from core.reading_plans import KERNEL_BUILT
@@ -61,13 +62,14 @@ class CollectorService:
     """One collector process. Call `run(stop)` from one thread; everything else is read-only for others."""
 
     def __init__(self, settings: CollectorSettings, mqtt_settings: MqttSettings, writer: LineWriter,
-                 clock: Clock) -> None:
+                 clock: Clock, known: KnownDevices | None = None) -> None:
+        """`known`: the devices that may publish (`sites.known_devices_only`); None: any device."""
         self._settings = settings
         self._clock = clock
         decode = settings.decode
         self.table = DeviceTable(decode.duplicate_window)
         self.ingest = Ingest(DecodeLimits(decode.max_payload_bytes, decode.max_future_s, decode.max_age_s),
-                             self.table, settings.dead_letters.payload_excerpt_bytes)
+                             self.table, settings.dead_letters.payload_excerpt_bytes, known)
         self.spool = Spool(settings.spool.dir, settings.spool.max_bytes, settings.spool.segment_bytes,
                            settings.spool.fsync)
         self.dead_letters = DeadLetterFile(settings.dead_letters.file, settings.dead_letters.max_bytes,

@@ -28,11 +28,13 @@ from core.settings.mqtt import MqttSettings
 from core.settings.probe import ProbeSettings
 from core.settings.rules import RulesSettings
 from core.settings.simulate import SimulateSettings
+from core.settings.sites import SitesSettings
 
 ENV_PREFIX = "FACMON_"
 
 
 class FacmonConfig(Section):
+    sites: SitesSettings = SitesSettings()
     mqtt: MqttSettings = MqttSettings()
     influxdb: InfluxSettings = InfluxSettings()
     collector: CollectorSettings = CollectorSettings()

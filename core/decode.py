@@ -17,6 +17,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
+from typing import TYPE_CHECKING
 
 import orjson
 
@@ -36,6 +37,9 @@ from core.contract import (
     TopicError,
     parse_topic,
 )
+
+if TYPE_CHECKING:
+    from core.known_devices import KnownDevices
 
 
 class RejectReason(enum.StrEnum):
@@ -64,6 +68,10 @@ class RejectReason(enum.StrEnum):
     TS_CONFLICT = "ts_conflict"
     """Valid, but the device already sent a reading with the same `ts` and another `seq`: InfluxDB keeps
     one point per device and time, so storing it would silently overwrite the first (the collector's)."""
+    UNKNOWN_DEVICE = "unknown_device"
+    """No site file describes the device (with `sites.known_devices_only` on)."""
+    UNKNOWN_LABEL = "unknown_label"
+    """A label (`isp`, `room`) other than the site file gives the device (with `sites.known_devices_only` on)."""
     HANDLER_FAILED = "handler_failed"
     """facmon itself failed on this message (a bug): isolated, counted and dead-lettered so that the
     consumer lives on (the collector's)."""
@@ -113,14 +121,17 @@ _json_decoder = json.JSONDecoder(parse_constant=_reject_constant)
 parse_topic_cached = functools.lru_cache(maxsize=65_536)(parse_topic)
 
 
-def decode_message(topic: str, payload: bytes, received_at: float,
-                   limits: DecodeLimits) -> Reading | StatusChange | Reject:
+def decode_message(topic: str, payload: bytes, received_at: float, limits: DecodeLimits,
+                   known: KnownDevices | None = None) -> Reading | StatusChange | Reject:
     """Decode one MQTT message. `received_at` is the collector's clock (epoch seconds), used to
-    judge timestamps from the future or too far in the past. Never raises on input."""
+    judge timestamps from the future or too far in the past; `known`, if given, the devices that may
+    publish and their labels. Never raises on input."""
     try:
         parsed = parse_topic_cached(topic)
     except TopicError as err:
         return Reject(RejectReason(err.reason), str(err), topic, payload)
+    if known is not None and (why := known.device_refusal(parsed.device)) is not None:
+        return Reject(RejectReason.UNKNOWN_DEVICE, why, topic, payload, parsed.device)
     if len(payload) > limits.max_payload_bytes:
         return Reject(RejectReason.PAYLOAD_TOO_LARGE,
                       f"payload is {len(payload)} bytes, over the limit of {limits.max_payload_bytes}",
@@ -128,9 +139,12 @@ def decode_message(topic: str, payload: bytes, received_at: float,
     try:
         if parsed.channel is Channel.STATUS:
             return _decode_status(parsed.device, payload)
-        return _decode_reading(parsed.device, payload, received_at, limits)
+        reading = _decode_reading(parsed.device, payload, received_at, limits)
     except _Invalid as bad:
         return Reject(bad.reason, bad.detail, topic, payload, parsed.device)
+    if known is not None and (why := known.label_refusal(reading)) is not None:
+        return Reject(RejectReason.UNKNOWN_LABEL, why, topic, payload, parsed.device)
+    return reading
 
 
 def _decode_status(device: DeviceKey, payload: bytes) -> StatusChange:

@@ -27,13 +27,13 @@ from collections.abc import Iterator, Mapping, Sequence
 from datetime import date, datetime, time, timedelta
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
-from core.contract import ID_PATTERN, MAX_LABEL_CHARS
+from core.contract import ID_PATTERN, MAX_LABEL_CHARS, Kind
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 """Weekday keys in `datetime.weekday()` order (Monday is 0)."""
@@ -139,6 +139,7 @@ def _local_minute(midnight: datetime, minute: int) -> float:
 class Inverter(_Frozen):
     """A solar backup inverter with its battery and PV array."""
 
+    kind: ClassVar[Kind] = Kind.INVERTER
     id: DeviceId
     battery_kwh: float = Field(gt=0, le=10_000, description="usable battery capacity")
     pv_kwp: float = Field(ge=0, le=10_000, description="PV array peak power")
@@ -164,6 +165,7 @@ class Inverter(_Frozen):
 class Uplink(_Frozen):
     """An internet uplink (one ISP) on the site's router."""
 
+    kind: ClassVar[Kind] = Kind.UPLINK
     id: DeviceId
     isp: Label
     iface: str = Field(min_length=1, max_length=32)
@@ -179,6 +181,7 @@ class Uplink(_Frozen):
 class OccupancySensor(_Frozen):
     """A room's occupancy sensor: a PIR with hold time, or a people counter (`counts_people`)."""
 
+    kind: ClassVar[Kind] = Kind.OCCUPANCY
     id: DeviceId
     room: Label
     capacity: int = Field(ge=1, le=10_000)

@@ -21,6 +21,7 @@ from paho.mqtt.properties import Properties
 from core.clock import Clock
 from core.contract import Reading, reading_subscription, status_subscription
 from core.decode import DecodeLimits, StatusChange, decode_message
+from core.known_devices import KnownDevices
 from core.mqtt_connect import apply_credentials_and_tls, subscriptions_granted
 from core.poison import PoisonGuard
 from core.settings.mqtt import MqttSettings
@@ -31,12 +32,15 @@ log = logging.getLogger("facmon.rules.mqtt")
 class RulesSubscription:
     def __init__(self, settings: MqttSettings, client_id: str, clock: Clock,
                  on_message: Callable[[Reading | StatusChange], None],
-                 on_connection: Callable[[bool], None], limits: DecodeLimits | None = None) -> None:
+                 on_connection: Callable[[bool], None], limits: DecodeLimits | None = None,
+                 known: KnownDevices | None = None) -> None:
+        """`known`: the devices that may publish (`sites.known_devices_only`); None: any device."""
         self._settings = settings
         self._clock = clock
         self._on_message = on_message
         self._on_connection = on_connection
         self._limits = limits or DecodeLimits()
+        self._known = known
         self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
                                    protocol=mqtt.MQTTv5)
         apply_credentials_and_tls(self._client, settings)
@@ -107,6 +111,6 @@ class RulesSubscription:
         self._guard.handle(self._decode_and_handle, message.topic, message.payload)
 
     def _decode_and_handle(self, topic: str, payload: bytes) -> None:
-        decoded = decode_message(topic, payload, self._clock.now(), self._limits)
+        decoded = decode_message(topic, payload, self._clock.now(), self._limits, self._known)
         if isinstance(decoded, Reading | StatusChange):
             self._on_message(decoded)

@@ -1,7 +1,7 @@
 """`facmon rules run`: the engine with its edges — MQTT in, APScheduler ticks, notifier delivery on
 its own thread, alert transitions to InfluxDB. Built from `RulesSettings`; the clock is injected.
 
-    service = RulesService.from_settings(config.rules, config.mqtt, clock, line_writer.write)
+    service = RulesService.from_settings(config.rules, config.mqtt, clock, line_writer.write, sites=config.sites)
     service.start(); ...; service.stop()
 
 Delivery never blocks evaluation: the engine only enqueues in the store; the delivery thread sends
@@ -13,16 +13,17 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from core.clock import Clock
+from core.known_devices import known_devices_for, load_sites
 from core.settings.base import read_secret
 from core.settings.mqtt import MqttSettings
 from core.settings.rules import ReceiverSettings, RulesSettings
-from core.site import Site, load_site
+from core.settings.sites import SitesSettings
 from rules.annotations import AnnotationWriter
 from rules.engine import WATCHDOG, Engine
 from rules.matchers import parse_matcher
@@ -44,8 +45,8 @@ log = logging.getLogger("facmon.rules")
 # lines per tick would bury the engine's own log. Its warnings (missed runs) and errors still show.
 logging.getLogger("apscheduler").setLevel(logging.WARNING)
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+NO_SITES = SitesSettings()
 DEFAULT_RULE_FILES = (Path(__file__).resolve().parent / "packs" / "park.yaml",)
-DEFAULT_SITE_FILES = (PACKAGE_ROOT / "simulators" / "sites" / "park.yaml",)
 
 
 def build_notifiers(receivers: Sequence[ReceiverSettings]) -> tuple[dict[str, Notifier], dict[str, list[str]]]:
@@ -89,10 +90,6 @@ def build_routes(settings: RulesSettings) -> list[Route]:
     return routes
 
 
-def load_sites(paths: Sequence[Path]) -> dict[str, Site]:
-    return {site.id: site for site in (load_site(p) for p in paths)}
-
-
 class RulesService:
     def __init__(self, engine: Engine, delivery: Delivery, clock: Clock, interval_s: float,
                  subscription_factory: Callable[[Engine], RulesSubscription] | None,
@@ -111,14 +108,17 @@ class RulesService:
     @classmethod
     def from_settings(cls, settings: RulesSettings, mqtt: MqttSettings, clock: Clock,
                       write_lines: Callable[[list[str]], None] | None = None,
-                      pack: RulePack | None = None, sites: Mapping[str, Site] | None = None) -> RulesService:
+                      pack: RulePack | None = None, sites: SitesSettings = NO_SITES) -> RulesService:
+        """The service as `settings` describe it, watching the sites `sites` describes (none by
+        default: no schedules, rooms or uplink roles, and any device may publish)."""
         pack = pack or load_rule_files(settings.rule_files or DEFAULT_RULE_FILES)
-        sites = sites if sites is not None else load_sites(settings.site_files or DEFAULT_SITE_FILES)
+        described = load_sites(sites.files)
+        known = known_devices_for(sites, described.values())
         store = AlertStore(settings.store_path, clock)
         annotations = AnnotationWriter(store, write_lines) if write_lines and settings.write_influx else None
         targets, by_receiver = build_notifiers(settings.receivers)
         holder: dict[str, RulesService] = {}
-        engine = Engine(pack, sites, store, build_routes(settings), clock, by_receiver,
+        engine = Engine(pack, described, store, build_routes(settings), clock, by_receiver,
                         reconnect_grace_s=settings.reconnect_grace_s, external_url=settings.external_url,
                         watchdog=settings.heartbeat.receiver is not None,
                         on_transitions=annotations.wake if annotations is not None else None,
@@ -126,7 +126,8 @@ class RulesService:
         delivery = Delivery(store, targets, settings.retry_min_s, settings.retry_max_s, settings.max_attempts)
 
         def subscription(engine: Engine) -> RulesSubscription:
-            return RulesSubscription(mqtt, settings.mqtt_client_id, clock, engine.handle, engine.source_connected)
+            return RulesSubscription(mqtt, settings.mqtt_client_id, clock, engine.handle, engine.source_connected,
+                                     known=known)
 
         service = cls(engine, delivery, clock, settings.evaluation_interval_s, subscription, annotations)
         holder["service"] = service

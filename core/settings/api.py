@@ -14,9 +14,6 @@ class ApiSettings(Section):
     """host:port the HTTP API and the status page listen on."""
     keys_db: Path = Path("var/api-keys.sqlite")
     """SQLite file of API keys (only their SHA-256 hashes) and the audit log of writes."""
-    site_files: tuple[Path, ...] = ()
-    """Site description files (core/site.py), one per site: the site tree the API serves. Devices that
-    publish without being described still appear, marked `configured: false`."""
     rule_files: tuple[Path, ...] = ()
     """Rule files listed by /api/v1/rules; empty: the engine's `rules.rule_files`, else the shipped packs."""
     cors_origins: tuple[str, ...] = ()

@@ -13,8 +13,6 @@ from core.settings.base import Section
 class DashboardsSettings(Section):
     timezone: str = "Asia/Karachi"
     """Time zone the dashboards open in (IANA name, or `browser`); daily energy is summed per local day."""
-    sites: tuple[Path, ...] = ()
-    """Site description files; their rooms' capacities go into the occupancy dashboard."""
     out_dir: Path = Path("deploy/grafana/dashboards")
     """Where `facmon dashboards build` writes the JSON (Grafana's provisioning reads it there)."""
     grafana_url: str | None = Field(None, pattern=r"^https?://[^\s/]+(/.*)?$")

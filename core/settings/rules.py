@@ -75,8 +75,6 @@ class RulesSettings(Section):
 
     rule_files: list[Path] = Field(default_factory=list)
     """Rule files; empty: the shipped park pack (rules/packs/park.yaml)."""
-    site_files: list[Path] = Field(default_factory=list)
-    """Site descriptions (schedules, rooms, uplink roles); empty: the shipped park."""
     store_path: Path = Path("var/alerts.db")
     evaluation_interval_s: float = Field(1.0, gt=0, le=60)
     reconnect_grace_s: float = Field(30.0, ge=0)

@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-from pathlib import Path
-
 from pydantic import Field
 
 from core.settings.base import Section
@@ -10,8 +8,6 @@ from core.settings.base import Section
 class SimulateSettings(Section):
     """Defaults of `facmon simulate` (each also a command-line option)."""
 
-    site: Path | None = None
-    """Site file; null: the shipped park (simulators/sites/park.yaml)."""
     scenario: str = "load-shedding-day"
     """A shipped scenario's name or a scenario file."""
     seed: int = 1

@@ -26,13 +26,12 @@ from core.clock import Clock, SystemClock
 from core.config import FacmonConfig
 from core.decode import DecodeLimits
 from core.influxql import InfluxQLClient
+from core.known_devices import known_devices_for, load_sites
 from core.settings.base import read_secret
-from core.site import load_site
 from rules.store import AlertStore
 
 HELP = "serve the HTTP API (/api/v1) and the live status page (/status/)"
 REPO = Path(__file__).resolve().parents[2]
-SHIPPED_SITE = REPO / "simulators" / "sites" / "park.yaml"
 SHIPPED_RULES = REPO / "rules" / "packs"
 log = logging.getLogger("facmon.api")
 
@@ -120,7 +119,7 @@ class CollectorSpool:
 def wired_services(config: FacmonConfig, clock: Clock) -> Iterator[ApiServices]:
     """Every part of the API built from `config`, closed on exit. `facmon up` uses this too."""
     settings = config.api
-    site_files = settings.site_files or (config.simulate.site or SHIPPED_SITE,)
+    sites = load_sites(config.sites.files)
     # By default /rules lists what the engine runs (rules.rule_files), not a list of its own.
     rule_files = settings.rule_files or tuple(config.rules.rule_files) or tuple(sorted(SHIPPED_RULES.glob("*.yaml")))
     states = DeviceStates(settings.stale_after_s)
@@ -133,15 +132,14 @@ def wired_services(config: FacmonConfig, clock: Clock) -> Iterator[ApiServices]:
     # The engine's own store file (rules.store_path), never a second setting that could point elsewhere:
     # acks and silences written here only reach the engine through this one SQLite file.
     store = AlertStore(config.rules.store_path, clock)
-    services = ApiServices(settings=settings, clock=clock, states=states, sites=SiteTree(load_site(p) for p in
-                                                                                           site_files),
+    services = ApiServices(settings=settings, clock=clock, states=states, sites=SiteTree(sites.values()),
                            keys=keys, hub=hub, metrics=ApiMetrics(), history=HistoryReader(influx), alerts=store,
                            rule_files=rule_files)
     decode = config.collector.decode
     subscription = DeviceStateSubscription(
         config.mqtt, settings.mqtt_client_id, states, clock,
         DecodeLimits(decode.max_payload_bytes, decode.max_future_s, decode.max_age_s), services.metrics,
-        lambda events: publish_device_events(services, events))
+        lambda events: publish_device_events(services, events), known_devices_for(config.sites, sites.values()))
     checks: list = [_Broker(subscription), _Influx(influx), _RulesStore(store)]
     extra = [lambda: alert_metrics(store)]
     spool_url = settings.collector_metrics_url or (

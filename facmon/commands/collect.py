@@ -13,13 +13,14 @@ from collector.spool import SpoolError
 from core.clock import SystemClock
 from core.config import FacmonConfig
 from core.influx_write import line_writer_for
+from core.known_devices import known_devices_for, load_sites
 
 HELP = "run the collector: subscribe to device readings, validate them, store every one in InfluxDB"
 log = logging.getLogger("facmon.collect")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.epilog = ("Reads mqtt.*, influxdb.* and collector.* from the configuration. Stops cleanly on "
+    parser.epilog = ("Reads mqtt.*, influxdb.*, collector.* and sites.* from the configuration. Stops cleanly on "
                      "Ctrl-C/SIGTERM; anything not yet in InfluxDB stays in the spool for the next start.")
 
 
@@ -28,10 +29,14 @@ def run(args: argparse.Namespace, config: FacmonConfig) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     try:
-        service = CollectorService(config.collector, config.mqtt, line_writer_for(config.influxdb), SystemClock())
-    except (SpoolError, OSError) as err:
+        known = known_devices_for(config.sites, load_sites(config.sites.files).values())
+        service = CollectorService(config.collector, config.mqtt, line_writer_for(config.influxdb), SystemClock(),
+                                   known)
+    except (SpoolError, OSError, ValueError) as err:  # ValueError: core.site.SiteFileError among others
         log.error("cannot start the collector", extra={"error": str(err)})
         return 1
+    log.info("devices accepted", extra={"known_devices": len(known) if known is not None else "any",
+                                        "site_files": [str(p) for p in config.sites.files]})
     http = None
     if config.collector.http_listen:
         host, _, port = config.collector.http_listen.rpartition(":")

@@ -28,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         sub = actions.add_parser(name, help=text, description=text)
         sub.add_argument("--out", type=Path, default=None, help="directory (default: dashboards.out_dir)")
         sub.add_argument("--site", type=Path, action="append", default=None,
-                         help="site description (repeatable) for room capacities (default: dashboards.sites)")
+                         help="site description (repeatable) for room capacities (default: sites.files)")
         sub.add_argument("--timezone", default=None,
                          help="IANA zone the dashboards open in (default: dashboards.timezone)")
     push = actions.add_parser("push", help="create or update the data source, folder and dashboards in a Grafana",
@@ -42,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _options(args: argparse.Namespace, config: FacmonConfig) -> DashboardOptions:
     settings = config.dashboards
-    paths = args.site if args.site is not None else list(settings.sites)
+    paths = args.site if args.site is not None else list(config.sites.files)
     sites = [load_site(p) for p in paths]
     return DashboardOptions.from_sites(sites, getattr(args, "timezone", None) or settings.timezone)
 

@@ -75,8 +75,8 @@ def _run(config: FacmonConfig) -> int:
 
     try:
         service = RulesService.from_settings(config.rules, config.mqtt, SystemClock(),
-                                             write_lines if writer is not None else None)
-    except (RuleFileError, SiteFileError, OSError, InfluxWriteError) as err:
+                                             write_lines if writer is not None else None, sites=config.sites)
+    except (RuleFileError, SiteFileError, OSError, InfluxWriteError, ValueError) as err:
         log.error("cannot start the rules engine", extra={"error": str(err)})
         return 1
     service.start()

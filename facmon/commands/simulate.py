@@ -25,7 +25,8 @@ HELP = "run simulated devices (a site + scenario) live, accelerated or as backfi
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     names = ", ".join(named_scenarios())
-    parser.add_argument("--site", help="site file or shipped site name (default: the park)")
+    parser.add_argument("--site", help="site file or shipped site name (default: the one site of sites.files, "
+                                       "else the shipped park)")
     parser.add_argument("--scenario", help=f"scenario file or one of: {names} (default: load-shedding-day)")
     parser.add_argument("--speed", default="60",
                         help="1 = live (real time), N = N times faster, 'max' = backfill as fast as possible "
@@ -67,12 +68,20 @@ def start_time(text: str | None, speed: float | None, duration_s: float, clock: 
     return when.timestamp()
 
 
+def _configured_site(config: FacmonConfig) -> str | None:
+    """The one site of `sites.files`, None (the shipped park) when there is none."""
+    files = config.sites.files
+    if len(files) > 1:
+        raise ValueError(f"sites.files lists {len(files)} sites and a simulation runs one: choose it with --site")
+    return str(files[0]) if files else None
+
+
 def run(args: argparse.Namespace, config: FacmonConfig, clock: Clock | None = None,
         publisher: Publisher | None = None) -> int:
     clock = clock or SystemClock()
     settings = config.simulate
     try:
-        site_path = resolve_site(args.site or (str(settings.site) if settings.site else None))
+        site_path = resolve_site(args.site or _configured_site(config))
         site = load_site(site_path)
         scenario_path = resolve_scenario(args.scenario or settings.scenario)
         scenario = load_scenario(scenario_path)

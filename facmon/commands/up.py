@@ -32,6 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      "influxdb.* instead. Logs of every process are in <local.var_dir>/log/.")
 
 
+DEMO_SITE = Path(__file__).resolve().parents[2] / "simulators" / "sites" / "park.yaml"
+
+
 def _has_command(name: str) -> bool:
     return importlib.util.find_spec(f"facmon.commands.{name}") is not None
 
@@ -83,6 +86,8 @@ def run(args: argparse.Namespace, config: FacmonConfig) -> int:
     env = dict(os.environ)
     env.setdefault("FACMON_COLLECTOR__SPOOL__DIR", str(var / "spool"))
     env.setdefault("FACMON_COLLECTOR__DEAD_LETTERS__FILE", str(var / "dead-letters.jsonl"))
+    if not config.sites.files:  # the demo: every stage watches the park the simulators play
+        env["FACMON_SITES__FILES"] = str(DEMO_SITE)
     servers: list[ServerProcess] = []
     supervisor = None
     try:

@@ -21,9 +21,14 @@ from core.line_protocol import reading_to_line
 from facmon.commands.api import wired_services
 from facmon.servers import Mosquitto, free_port
 
+PARK = Path(__file__).resolve().parents[2] / "simulators" / "sites" / "park.yaml"
 
-def stack_config(tmp_path: Path, broker: Mosquitto, influx: InfluxQLClient, **api: object) -> FacmonConfig:
+
+def stack_config(tmp_path: Path, broker: Mosquitto, influx: InfluxQLClient, site_files: Iterable[Path] = (PARK,),
+                 **api: object) -> FacmonConfig:
+    """The API's configuration on these servers, watching the shipped park unless `site_files` says otherwise."""
     return FacmonConfig.model_validate({
+        "sites": {"files": [str(p) for p in site_files]},
         "mqtt": {"host": "127.0.0.1", "port": broker.port, "reconnect_min_s": 0.1, "reconnect_max_s": 1},
         "influxdb": {"url": influx.url, "database": influx.database},
         "collector": {"http_listen": None},

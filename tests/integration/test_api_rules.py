@@ -106,7 +106,7 @@ def park(tmp_path: Path, mosquitto: Mosquitto, influx_db: InfluxQLClient) -> Ite
         "api": {"keys_db": str(tmp_path / "keys.sqlite")},
     })
     clock = FakeClock(START)
-    service = RulesService.from_settings(config.rules, config.mqtt, clock, None, load_rule_files([pack]), {})
+    service = RulesService.from_settings(config.rules, config.mqtt, clock, None, load_rule_files([pack]))
     service.engine.source_connected(True)  # as its MQTT subscription does on connect
     try:
         with wired_services(config, clock) as services:

@@ -134,7 +134,7 @@ def test_the_rules_engine_skips_poison_and_alerts_on_what_follows(
 
 def test_the_api_skips_poison_and_serves_what_follows(
         tmp_path: Path, mosquitto: Mosquitto, influx_db: InfluxQLClient, monkeypatch: pytest.MonkeyPatch) -> None:
-    config = stack_config(tmp_path, mosquitto, influx_db)
+    config = stack_config(tmp_path, mosquitto, influx_db, site_files=())  # its devices are in no site file
     with wired_services(config, SystemClock()) as services:
         headers = {"Authorization": f"Bearer {make_tokens(services)[Role.VIEWER]}"}
         subscription = services.background[0]

@@ -15,6 +15,7 @@ from core.clock import SystemClock
 from core.contract import DeviceKey, Kind, Reading, encode_reading
 from core.settings.mqtt import MqttSettings
 from core.settings.rules import ReceiverSettings, RouteSettings, RulesSettings
+from core.settings.sites import SitesSettings
 from rules.model import load_rule_files
 from rules.service import RulesService
 from tests.integration.test_rules_notifiers import CaptureServer
@@ -67,7 +68,7 @@ class Devices:
         self.client.loop_stop()
 
 
-def _service(tmp_path: Path, port: int, hook_url: str) -> RulesService:
+def _service(tmp_path: Path, port: int, hook_url: str, sites: SitesSettings | None = None) -> RulesService:
     pack_file = tmp_path / "pack.yaml"
     pack_file.write_text(PACK)
     settings = RulesSettings(
@@ -75,7 +76,8 @@ def _service(tmp_path: Path, port: int, hook_url: str) -> RulesService:
         write_influx=False, receivers=[ReceiverSettings(name="oncall", webhooks=[hook_url])],
         routes=[RouteSettings(receiver="oncall", group_wait_s=0, group_interval_s=0, repeat_interval_s=3600)])
     mqtt_settings = MqttSettings(host="127.0.0.1", port=port, reconnect_min_s=0.5, reconnect_max_s=1.0)
-    return RulesService.from_settings(settings, mqtt_settings, CLOCK, None, load_rule_files([pack_file]), {})
+    return RulesService.from_settings(settings, mqtt_settings, CLOCK, None, load_rule_files([pack_file]),
+                                      sites or SitesSettings())
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -12,6 +13,8 @@ from collector.state import DeviceTable
 from core import reading_plans
 from core.contract import DeviceKey, Kind, Reading, encode_reading
 from core.decode import DecodeLimits, RejectReason
+from core.known_devices import KnownDevices
+from core.site import load_site
 
 NOW = 1_767_225_600.0
 DEVICE = DeviceKey("park", Kind.OCCUPANCY, "r1")
@@ -173,3 +176,28 @@ def test_a_message_facmon_fails_on_is_a_handler_failed_reject_and_the_batch_goes
     result = ingest.handle(DEVICE.reading_topic(), encode_reading(Reading(DEVICE, READING.ts_ms + 20, 13,
                                                                           READING.metrics)), NOW)
     assert result.reject is not None and result.reject.reason is RejectReason.HANDLER_FAILED
+
+
+def test_with_known_devices_strangers_and_wrong_labels_are_refused_on_every_path(kernel: bool) -> None:
+    site = load_site(Path(__file__).resolve().parents[3] / "simulators" / "sites" / "park.yaml")
+    ingest = Ingest(DecodeLimits(), DeviceTable(duplicate_window=8), 16, KnownDevices([site]))
+    metrics = {"grid_v": 230.5, "grid_ok": True, "mode": "grid", "battery_soc_pct": 50.5, "battery_v": 51.5,
+               "battery_a": 1.5, "pv_w": 0.5, "load_w": 100.5}
+    ts_ms = int(NOW * 1000) - 10_000
+    known, stranger = DeviceKey("park", Kind.INVERTER, "inv-main"), DeviceKey("park", Kind.INVERTER, "inv-0")
+    room = DeviceKey("park", Kind.OCCUPANCY, "occ-lab")  # described with room "Lab"
+    messages = []
+    for seq in range(4):  # repeated, so that the fast paths have plans and routes for the later ones
+        for device in (known, stranger):
+            messages.append((device.reading_topic(), encode_reading(Reading(device, ts_ms + seq, seq, metrics))))
+        label = "Lab" if seq % 2 == 0 else "Lab 2"
+        messages.append((room.reading_topic(), encode_reading(Reading(room, ts_ms + seq, seq,
+                                                                      {"room": label, "occupied": True}))))
+    lines, rejects = ingest.handle_batch([t for t, _ in messages], [p for _, p in messages], NOW)
+    assert [(r.reason.value, r.device.device) for r in rejects] == [
+        ("unknown_device", "inv-0"), ("unknown_device", "inv-0"), ("unknown_label", "occ-lab")] * 2
+    assert ingest.counts.readings == 4 + 2
+    assert sorted({line.split(",")[1] for line in lines if not line.startswith("facmon_rejects")}) == [
+        "device=inv-main", "device=occ-lab"]
+    assert (reading_plans.kernel_route(known.reading_topic()) is not None) is kernel
+    assert reading_plans.kernel_route(stranger.reading_topic()) is None

@@ -14,6 +14,8 @@ from hypothesis import strategies as st
 
 from core.contract import DeviceKey, Kind, Reading
 from core.decode import DecodeLimits, Reject, RejectReason, StatusChange, decode_message
+from core.known_devices import KnownDevices
+from core.site import load_site
 
 NOW = 1_767_225_600.0  # 2026-01-01T00:00:00Z, the collector's clock in these tests
 NOW_MS = int(NOW * 1000)
@@ -491,3 +493,42 @@ def test_decode_never_raises_on_near_valid_messages(message: tuple[str, bytes], 
 def test_decode_never_raises_on_arbitrary_topics_and_bytes(topic: str, payload: bytes) -> None:
     assert isinstance(decode_message(topic, payload, NOW, DecodeLimits(max_payload_bytes=200)),
                       Reading | StatusChange | Reject)
+
+
+# --- known devices ------------------------------------------------------------------------------------------
+
+
+def _known_park() -> KnownDevices:
+    return KnownDevices([load_site(Path(__file__).resolve().parents[3] / "simulators" / "sites" / "park.yaml")])
+
+
+def test_a_device_no_site_file_describes_is_unknown_device_before_its_payload_is_read() -> None:
+    stranger = DeviceKey("park", Kind.INVERTER, "inv-typo")
+    elsewhere = "facmon/v1/elsewhere/inverter/inv-main/reading"
+    for topic, payload in ((stranger.reading_topic(), b"not even JSON"), (stranger.status_topic(), b"online"),
+                           (elsewhere, json.dumps(VALID[Kind.INVERTER]).encode())):
+        result = rejected(decode_message(topic, payload, NOW, LIMITS, _known_park()), RejectReason.UNKNOWN_DEVICE,
+                          "no site file describes", "sites.files")
+        assert result.device is not None
+
+
+def test_a_label_other_than_the_site_file_gives_is_unknown_label() -> None:
+    known = _known_park()
+    room = DeviceKey("park", Kind.OCCUPANCY, "occ-room-1")  # described with room "کمرہ 1"
+    body = with_(Kind.OCCUPANCY, room="کمرہ 1")
+    assert isinstance(decode_message(room.reading_topic(), json.dumps(body).encode(), NOW, LIMITS, known), Reading)
+    result = decode_message(room.reading_topic(), json.dumps({**body, "room": "Room 1"}).encode(), NOW, LIMITS, known)
+    rejected(result, RejectReason.UNKNOWN_LABEL, "'Room 1'", "'کمرہ 1'")
+    uplink = DeviceKey("park", Kind.UPLINK, "uplink-ptcl")
+    body = with_(Kind.UPLINK, isp="Jazz 4G")
+    rejected(decode_message(uplink.reading_topic(), json.dumps(body).encode(), NOW, LIMITS, known),
+             RejectReason.UNKNOWN_LABEL, "isp is 'Jazz 4G'")
+
+
+def test_known_devices_leave_every_other_judgement_as_it_was() -> None:
+    inverter = DeviceKey("park", Kind.INVERTER, "inv-main")
+    body = json.dumps(with_(Kind.INVERTER, battery_soc_pct=101)).encode()
+    rejected(decode_message(inverter.reading_topic(), body, NOW, LIMITS, _known_park()), RejectReason.OUT_OF_RANGE)
+    body = json.dumps(VALID[Kind.INVERTER]).encode()
+    assert decode_message(inverter.reading_topic(), body, NOW, LIMITS, _known_park()) == decode_message(
+        inverter.reading_topic(), body, NOW, LIMITS)
