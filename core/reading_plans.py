@@ -315,8 +315,3 @@ def kernel_reading_line(topic: str, payload: bytes, received_at: float,
         return None
     return route.device, line[1], line[2], line[0]
 
-
-def plan_count() -> int:
-    """How many shapes have a plan (or are known to need the general path): for tests and metrics."""
-    return len(_plans)
-

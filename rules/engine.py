@@ -79,10 +79,6 @@ class Engine:
             if observations:
                 self._apply(observations, now)
 
-    def handle_many(self, messages: Iterable[Reading | StatusChange]) -> None:
-        for message in messages:
-            self.handle(message)
-
     def source_connected(self, connected: bool) -> None:
         with self._lock:
             now = self._clock.now()

@@ -73,11 +73,6 @@ class _Instance:
     window: deque | None = None
 
 
-class _Missing(dict):
-    def __missing__(self, key: str) -> str:
-        return "{" + key + "}"
-
-
 _formatter = string.Formatter()
 
 
