@@ -29,7 +29,7 @@ class MqttSettings(Section):
     port: int = Field(1883, ge=1, le=65535)
     """The broker's port (8883 is usual with TLS)."""
     protocol: Literal["5", "3.1.1"] = "5"
-    """MQTT protocol version the collector speaks first."""
+    """MQTT protocol version the collector and the rules engine speak first."""
     fallback_to_311: bool = True
     """If the broker refuses MQTT 5, connect again with 3.1.1 (persistent session via clean_session=False)."""
     username: str | None = None

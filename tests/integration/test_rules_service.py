@@ -68,14 +68,16 @@ class Devices:
         self.client.loop_stop()
 
 
-def _service(tmp_path: Path, port: int, hook_url: str, sites: SitesSettings | None = None) -> RulesService:
+def _service(tmp_path: Path, port: int, hook_url: str, sites: SitesSettings | None = None,
+             protocol: str = "5") -> RulesService:
     pack_file = tmp_path / "pack.yaml"
     pack_file.write_text(PACK)
     settings = RulesSettings(
         rule_files=[pack_file], store_path=tmp_path / "alerts.db", evaluation_interval_s=0.1, reconnect_grace_s=1.0,
         write_influx=False, receivers=[ReceiverSettings(name="oncall", webhooks=[hook_url])],
         routes=[RouteSettings(receiver="oncall", group_wait_s=0, group_interval_s=0, repeat_interval_s=3600)])
-    mqtt_settings = MqttSettings(host="127.0.0.1", port=port, reconnect_min_s=0.5, reconnect_max_s=1.0)
+    mqtt_settings = MqttSettings(host="127.0.0.1", port=port, reconnect_min_s=0.5, reconnect_max_s=1.0,
+                                 protocol=protocol)
     return RulesService.from_settings(settings, mqtt_settings, CLOCK, None, load_rule_files([pack_file]),
                                       sites or SitesSettings())
 

@@ -1,0 +1,142 @@
+"""The rules engine on MQTT 3.1.1, against real Mosquitto: as configured (`mqtt.protocol: 3.1.1`),
+and by falling back when a broker refuses MQTT 5. Its persistent session keeps what devices publish
+while it is away, on 3.1.1 as on 5.
+
+No broker that runs here refuses MQTT 5, so `Refuses5` stands in for one (an older broker, or a
+gateway speaking only 3.1.1): in front of the real Mosquitto it answers an MQTT 5 CONNECT as such a
+broker does, with CONNACK reason 0x84 "unsupported protocol version", and passes every 3.1.1
+connection through untouched."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from core.contract import DeviceKey, Kind
+from facmon.servers import Mosquitto
+from tests.integration.collector.harness import Publisher
+from tests.integration.test_rules_notifiers import CaptureServer
+from tests.integration.test_rules_service import _inverter, _service
+from tests.support import poll_until
+
+CONNACK_UNSUPPORTED_VERSION_V5 = bytes([0x20, 0x03, 0x00, 0x84, 0x00])
+INV = DeviceKey("park", Kind.INVERTER, "inv-a")
+
+
+class Refuses5:
+    """A TCP stand-in on a free loopback port: MQTT 5 CONNECTs refused, 3.1.1 relayed to `upstream_port`."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self._upstream_port = upstream_port
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.2)
+        self.port = self._listener.getsockname()[1]
+        self.refused = 0
+        self.relayed = 0
+        self._sockets: list[socket.socket] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self._sockets.append(conn)
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        conn.settimeout(5)
+        try:
+            head = conn.recv(4096)  # a CONNECT's first bytes: fixed header, "MQTT", protocol level
+        except OSError:
+            return
+        name_at = next(i for i in range(1, 5) if head[i] < 0x80) + 1  # past the remaining-length bytes
+        if len(head) > name_at + 6 and head[name_at:name_at + 6] == b"\x00\x04MQTT" and head[name_at + 6] == 5:
+            self.refused += 1
+            conn.sendall(CONNACK_UNSUPPORTED_VERSION_V5)
+            conn.close()
+            return
+        self.relayed += 1
+        upstream = socket.create_connection(("127.0.0.1", self._upstream_port))
+        self._sockets.append(upstream)
+        upstream.sendall(head)
+        conn.settimeout(None)
+        threading.Thread(target=self._pump, args=(upstream, conn), daemon=True).start()
+        self._pump(conn, upstream)
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        for sock in (source, sink):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._listener.close()
+        for sock in self._sockets:
+            sock.close()
+        self._thread.join(5)
+
+
+@pytest.fixture
+def capture() -> Iterator[CaptureServer]:
+    server = CaptureServer()
+    yield server
+    server.close()
+
+
+def _fault_reaches_the_hook_and_the_session_outlives_a_restart(tmp_path: Path, port: int, capture: CaptureServer,
+                                                                protocol: str, device_port: int) -> str:
+    """The engine's protocol after connecting through `port` (the device publishes through
+    `device_port`); asserts what every protocol must do."""
+    service = _service(tmp_path, port, capture.url, protocol=protocol)
+    service.start()
+    publisher = Publisher(device_port, "test-311-device")
+    try:
+        poll_until(lambda: service._subscription.subscribed, 15, what="engine subscribed")
+        spoken = service._subscription.protocol_name
+        service.stop()  # away: the broker keeps its session and queues what comes
+        publisher.publish(INV.reading_topic(), _inverter("inv-a", 1, mode="fault"))
+        publisher.wait_all_acked()
+        restarted = _service(tmp_path, port, capture.url, protocol=protocol)
+        restarted.start()
+        try:
+            body = poll_until(lambda: capture.bodies, 15, what="the fault published while the engine was away")[0]
+            assert [a["labels"]["alertname"] for a in body["alerts"]] == ["InverterFault"]
+        finally:
+            restarted.stop()
+        return spoken
+    finally:
+        publisher.close()
+
+
+def test_the_rules_engine_speaks_311_when_configured(tmp_path: Path, mosquitto: Mosquitto,
+                                                     capture: CaptureServer) -> None:
+    assert _fault_reaches_the_hook_and_the_session_outlives_a_restart(tmp_path, mosquitto.port, capture,
+                                                                      "3.1.1", mosquitto.port) == "3.1.1"
+
+
+def test_the_rules_engine_falls_back_to_311_when_the_broker_refuses_5(tmp_path: Path, mosquitto: Mosquitto,
+                                                                      capture: CaptureServer) -> None:
+    broker = Refuses5(mosquitto.port)
+    try:
+        assert _fault_reaches_the_hook_and_the_session_outlives_a_restart(tmp_path, broker.port, capture,
+                                                                          "5", mosquitto.port) == "3.1.1"
+        assert broker.refused == 2 and broker.relayed >= 2  # each engine tried 5 first, then 3.1.1
+    finally:
+        broker.close()
