@@ -5,7 +5,7 @@ grafana-foundation-sdk ships no InfluxDB query type, so `InfluxQLTarget` is ours
 (`register_influxql_variant`) lets `Dashboard.from_json` decode our targets back into this class,
 which is how `dashboards.validate` checks that a built dashboard survives the SDK's model.
 
-Every query is raw InfluxQL (`rawQuery: true`) written against the schema in design.md, using only
+Every query is raw InfluxQL (`rawQuery: true`) written against the schema in docs/influxdb.md, using only
 what InfluxDB 1.6 already understands, so the same dashboards work on 1.x, on 2.x through its
 v1-compatible /query API, and on 3.x.
 
