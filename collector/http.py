@@ -43,6 +43,9 @@ class _ServiceMetrics(Collector):
                                   value=seq.gaps)
         yield CounterMetricFamily("facmon_collector_device_restarts", "Device seq counters that restarted",
                                   value=seq.restarts)
+        yield CounterMetricFamily("facmon_collector_clock_steps_back",
+                                  "Device restarts with the clock behind what the device had sent (no RTC)",
+                                  value=seq.clock_steps_back)
         yield CounterMetricFamily("facmon_collector_sequence_jumps",
                                   "Device seq counters that leapt further than readings could be numbered",
                                   value=seq.jumps)
@@ -82,7 +85,7 @@ def _state_json(service: CollectorService) -> bytes:
     for snap in service.table.snapshot():
         devices.append({
             "site": snap.device.site, "kind": snap.device.kind.value, "device": snap.device.device,
-            "online": snap.online,
+            "online": snap.online, "clock_steps_back": snap.clock_steps_back,
             "last_seen": format_ts(int(snap.last_seen * 1000)) if snap.last_seen else None,
             "latest": None if snap.latest is None else {
                 "ts": format_ts(snap.latest.ts_ms), "seq": snap.latest.seq, **snap.latest.metrics},

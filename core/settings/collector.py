@@ -48,9 +48,11 @@ class DecodeSettings(Section):
     """Readings stamped further ahead of the collector's clock are rejected (device clock wrong)."""
     max_age_s: float = Field(30 * 86_400.0, gt=0)
     """Readings older than this are rejected; raise it to backfill older history."""
-    duplicate_window: int = Field(1024, ge=1, le=1_000_000)
-    """Per device, how many sequence numbers below the highest seen are remembered (one bit each) to
-    recognise redeliveries and repeated publishes."""
+    duplicate_window: int = Field(256, ge=1, le=100_000)
+    """Per device, how many recent readings are remembered (seq and ts, 8 bytes each: 25 MB for 10,000
+    devices at 256) to recognise redeliveries and repeats (same seq and ts), readings that would
+    overwrite a stored one (same ts, another seq) and devices that started counting over. An older
+    repeat is written again (the same point, idempotent) and counted as out of order."""
 
 
 class DeadLetterSettings(Section):

@@ -94,8 +94,9 @@ def test_a_seq_leaping_to_2_pow_62_is_a_jump_not_gigabytes_of_window() -> None:
     assert (table.counts.jumps, table.counts.gaps) == (1, 0)
     assert table.observe(reading(2**62 + 1, T0 + 2000), 3.0) is SeqVerdict.NEW  # counting on from there
     assert table.observe(reading(2**62, T0 + 1000), 4.0) is SeqVerdict.DUPLICATE
-    assert table.observe(reading(1, T0), 5.0) is SeqVerdict.NEW  # far below the window: stored, idempotent
-    assert (table.counts.jumps, table.counts.gaps, table.counts.duplicates) == (1, 0, 1)
+    assert table.observe(reading(1, T0), 5.0) is SeqVerdict.DUPLICATE  # far below the seq window, but recent
+    assert table.observe(reading(2, T0 - 1), 5.0) is SeqVerdict.NEW  # far below the window: stored
+    assert (table.counts.jumps, table.counts.gaps, table.counts.duplicates) == (1, 0, 2)
     [snapshot] = table.snapshot()
     assert snapshot.latest == reading(2**62 + 1, T0 + 2000)
 
@@ -130,3 +131,54 @@ def test_another_seq_with_the_newest_ts_is_a_conflict_and_changes_nothing() -> N
 def test_the_first_reading_of_a_device_is_never_a_conflict() -> None:
     table = DeviceTable(duplicate_window=16)
     assert table.observe(reading(5, -1), 1.0) is SeqVerdict.NEW
+
+
+def _reboot(clock_shift_ms: int) -> tuple[DeviceTable, list[SeqVerdict]]:
+    """seq 0-199 a second apart, then the device reboots and sends seq 0-199 again from its reboot
+    time shifted by `clock_shift_ms` (negative: its clock is behind)."""
+    table = DeviceTable(duplicate_window=1024)
+    verdicts = [table.observe(reading(seq, T0 + seq * 1000), 1.0) for seq in range(200)]
+    rebooted_at = T0 + 200 * 1000 + clock_shift_ms
+    verdicts += [table.observe(reading(seq, rebooted_at + seq * 1000), 2.0) for seq in range(200)]
+    return table, verdicts
+
+
+def test_a_reboot_with_the_clock_an_hour_behind_loses_nothing() -> None:
+    """It used to store 200 of the 400 distinct readings and count the rest as duplicates, silently."""
+    table, verdicts = _reboot(-3_600_000)
+    assert verdicts.count(SeqVerdict.NEW) == 400
+    assert (table.counts.restarts, table.counts.clock_steps_back, table.counts.duplicates) == (1, 1, 0)
+    [snapshot] = table.snapshot()
+    assert snapshot.clock_steps_back == 1 and snapshot.latest == reading(199, T0 + 200_000 - 3_600_000 + 199_000)
+
+
+def test_a_reboot_that_corrects_a_clock_10_s_ahead_refuses_only_what_would_overwrite() -> None:
+    """The second run starts 10 s before the first run's first reading: its seq 10-199 fall on the
+    very milliseconds of the first run's seq 0-189, where InfluxDB keeps one point. They used to
+    overwrite those silently; now they are refused (dead-lettered by the collector), the rest stored."""
+    table, verdicts = _reboot(-210_000)
+    assert (verdicts.count(SeqVerdict.NEW), verdicts.count(SeqVerdict.TS_CONFLICT)) == (200 + 10, 190)
+    assert (table.counts.restarts, table.counts.clock_steps_back, table.counts.duplicates) == (1, 1, 0)
+
+
+def test_a_late_reading_on_the_millisecond_of_a_stored_one_is_a_conflict() -> None:
+    table = DeviceTable(duplicate_window=16)
+    for seq in range(5):
+        table.observe(reading(seq, T0 + seq * 1000), 1.0)
+    assert table.observe(reading(7, T0 + 2000), 2.0) is SeqVerdict.TS_CONFLICT  # seq 2's ts
+    assert table.observe(reading(1, T0 + 1000), 2.0) is SeqVerdict.DUPLICATE
+
+
+def test_a_reboot_with_the_clock_ahead_is_a_restart_without_a_step_back() -> None:
+    table, verdicts = _reboot(+60_000)
+    assert verdicts.count(SeqVerdict.NEW) == 400
+    assert (table.counts.restarts, table.counts.clock_steps_back) == (1, 0)
+
+
+def test_the_same_readings_again_are_duplicates_however_late() -> None:
+    """A device re-sending what it sent (same seq and ts): nothing stored twice."""
+    table = DeviceTable(duplicate_window=1024)
+    for _ in range(2):
+        for seq in range(200):
+            table.observe(reading(seq, T0 + seq * 1000), 1.0)
+    assert (table.counts.duplicates, table.counts.restarts, table.counts.clock_steps_back) == (200, 0, 0)
