@@ -1,22 +1,75 @@
 """Label matchers, as in Alertmanager: `name=value`, `name!=value`, `name=~regex`, `name!~regex`.
 
 Rule selectors, silences, inhibitions and routes all select alerts or devices with these. A regex is
-anchored at both ends (Alertmanager semantics). A missing label matches as the empty string, so
-`room!=lobby` matches an alert without a room.
+anchored at both ends (Alertmanager semantics: `^(?:regex)$`). A missing label matches as the empty
+string, so `room!=lobby` matches an alert without a room.
+
+Regexes are RE2 (google-re2, the syntax and the linear-time guarantee of Go's regexp, which
+Alertmanager uses): matching costs time proportional to the label value's length, whatever the
+pattern, so a silence such as `alertname=~(.*){22}X` cannot pin the engine. What RE2 refuses
+(backreferences `\\1`, lookaround `(?=`/`(?!`/`(?<=`/`(?<!`, possessive `a++`) is refused when the
+matcher is made, with `MatcherError`. So are patterns longer than `MAX_REGEX_CHARS` and patterns that
+compile to more than `MAX_REGEX_INSTRUCTIONS` RE2 instructions (large counted repetitions such as
+`.{1000}`), which bound each matcher's memory and per-character cost.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+import re2
+
 OPS = ("=~", "!~", "!=", "=")
 _NAME_RE = re.compile(r"\A[A-Za-z_][A-Za-z0-9_]*\Z")
+MAX_REGEX_CHARS = 256
+"""Longest regex a matcher accepts (the API takes a whole matcher of at most 300 characters)."""
+MAX_REGEX_INSTRUCTIONS = 2_000
+"""Largest compiled RE2 program a matcher accepts; `site=~park-.*` is 24, `(.*){22}X` 225, `.{1000}` 8,004."""
+RE2_MAX_MEM_BYTES = 1 << 20
+"""RE2's memory budget per regex (program and DFA cache; default 8 MiB): 2,000 regexes stay bounded."""
+RE2_SYNTAX_HINT = ("regexes use RE2 syntax, as Alertmanager's do: no backreferences (\\1), no lookahead or "
+                   "lookbehind ((?=, (?!, (?<=, (?<!), no possessive quantifiers (a++); write the alternatives "
+                   "out with | instead, e.g. device=~inv-(main|lab)")
+
+log = logging.getLogger("facmon.rules.matchers")
 
 
 class MatcherError(ValueError):
-    """A matcher that cannot be parsed; the message shows the expected form."""
+    """A matcher that cannot be parsed or compiled; the message shows the expected form."""
+
+
+def _re2_options() -> re2.Options:
+    options = re2.Options()
+    options.log_errors = False  # errors reach the caller as MatcherError, not RE2's stderr log
+    options.max_mem = RE2_MAX_MEM_BYTES
+    return options
+
+
+_RE2_OPTIONS = _re2_options()
+
+
+def compile_regex(text: str, value: str) -> re2._Regexp:
+    """The anchored RE2 program of a matcher's regex `value`; `text` names the matcher in errors.
+
+    Raises `MatcherError` saying what to change: too long, not RE2 syntax, or too large a program."""
+    if len(value) > MAX_REGEX_CHARS:
+        raise MatcherError(f"matcher {text}: the regex is {len(value)} characters; at most {MAX_REGEX_CHARS} "
+                           "are allowed: shorten it, or split it into several matchers or silences")
+    try:
+        # Compiled alone first: `a)|(b` would otherwise escape the anchoring group below.
+        re2.compile(value, _RE2_OPTIONS)
+        program = re2.compile(f"^(?:{value})$", _RE2_OPTIONS)
+    except re2.error as err:
+        reason = err.args[0].decode(errors="replace") if err.args and isinstance(err.args[0], bytes) else str(err)
+        raise MatcherError(f"matcher {text}: not a valid RE2 regex ({reason}); {RE2_SYNTAX_HINT}") from None
+    if program.programsize > MAX_REGEX_INSTRUCTIONS:
+        raise MatcherError(f"matcher {text}: the regex compiles to {program.programsize} RE2 instructions; at most "
+                           f"{MAX_REGEX_INSTRUCTIONS} are allowed: use smaller counted repetitions ({{n,m}}) or a "
+                           "simpler pattern")
+    return program
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,18 +77,18 @@ class Matcher:
     name: str
     op: str
     value: str
-    _regex: re.Pattern[str] | None = field(default=None, compare=False, repr=False)
+    # `object`, not re2's class: pydantic models (rules.model) hold matchers and need a type it knows.
+    _regex: object | None = field(default=None, compare=False, repr=False)
+    _unusable: str = field(default="", compare=False, repr=False)
+    """Why a stored regex no longer compiles (see `from_dict`); such a matcher matches nothing."""
 
     def __post_init__(self) -> None:
         if not _NAME_RE.match(self.name):
             raise MatcherError(f"label name {self.name!r} must match [A-Za-z_][A-Za-z0-9_]*")
         if self.op not in OPS:
             raise MatcherError(f"matcher operator {self.op!r} is not one of {', '.join(OPS)}")
-        if self.op in ("=~", "!~"):
-            try:
-                object.__setattr__(self, "_regex", re.compile(rf"\A(?:{self.value})\Z"))
-            except re.error as err:
-                raise MatcherError(f"matcher {self.name}{self.op}{self.value!r}: bad regex: {err}") from None
+        if self.op in ("=~", "!~") and self._regex is None and not self._unusable:
+            object.__setattr__(self, "_regex", compile_regex(f"{self.name}{self.op}{self.value!r}", self.value))
 
     def matches(self, labels: Mapping[str, str]) -> bool:
         actual = labels.get(self.name, "")
@@ -43,7 +96,9 @@ class Matcher:
             return actual == self.value
         if self.op == "!=":
             return actual != self.value
-        hit = self._regex.match(actual) is not None  # type: ignore[union-attr]
+        if self._unusable:
+            return False
+        hit = self._regex.fullmatch(actual) is not None  # type: ignore[union-attr]
         return hit if self.op == "=~" else not hit
 
     @property
@@ -58,7 +113,19 @@ class Matcher:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, str]) -> Matcher:
-        return cls(str(data["name"]), str(data["op"]), str(data["value"]))
+        """A matcher read back from storage (`to_dict`'s output). Raises `MatcherError` for a bad name
+        or operator. A regex stored before matchers were RE2 that RE2 refuses (a lookahead, say) gives
+        a matcher that matches nothing, with a warning: its silence then mutes nothing (alerts still
+        notify) instead of one old row stopping every tick of the engine; expire it and make it again."""
+        name, op, value = str(data["name"]), str(data["op"]), str(data["value"])
+        try:
+            return cls(name, op, value)
+        except MatcherError as err:
+            if op not in ("=~", "!~"):
+                raise
+            log.warning("stored matcher cannot be compiled; it matches nothing",
+                        extra={"matcher": f"{name}{op}{value}"[:300], "error": str(err)[:300]})
+            return cls(name, op, value, None, str(err))
 
 
 def parse_matcher(text: str) -> Matcher:
