@@ -17,7 +17,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from core.contract import Kind
-from rules.matchers import MAX_REGEX_CHARS, MAX_REGEX_INSTRUCTIONS, Matcher, MatcherError, parse_matcher
+from rules.matchers import (
+    MAX_REGEX_CHARS,
+    MAX_REGEX_INSTRUCTIONS,
+    REMEMBERED_VALUES,
+    Matcher,
+    MatcherError,
+    matches_all,
+    parse_matcher,
+)
 from rules.model import check_rule_files
 from rules.silences import Silence, SilenceMuter
 from tests.unit.rules.rules_harness import Harness, inverter, local
@@ -177,3 +185,39 @@ def test_a_rule_file_with_a_lookahead_is_refused_naming_the_file_and_re2(tmp_pat
     assert str(path) in problem and "RE2" in problem and "lookahead" in problem
     path.write_text(path.read_text().replace("(?!inv-lab).*", "inv-(main|roof)"))
     assert check_rule_files([path]) == []
+
+
+# The remembered answers (RegexProgram per value, SilenceMuter per label set, kept across re-reads)
+# are an optimisation: the plain loop over silences and matchers is their oracle.
+_POOL = ["alertname=~Grid.*", "alertname!~Uplink.*", "site=park", "site=~park|lab", "device!=inv-lab",
+         "device=~inv-(main|lab)", "severity=~critical|warning", "room=~", "alertname=~(.*){22}X"]
+_LABELS = st.fixed_dictionaries({}, optional={
+    "alertname": st.sampled_from(["GridOutage", "UplinkDown", "GridOutageX", ""]),
+    "site": st.sampled_from(["park", "lab", "park-2"]),
+    "device": st.sampled_from(["inv-main", "inv-lab", "uplink-ptcl"]),
+    "severity": st.sampled_from(["critical", "info"]),
+    "room": st.sampled_from(["", "lab"])})
+_SILENCES = st.lists(st.tuples(st.lists(st.sampled_from(_POOL), min_size=1, max_size=4, unique=True),
+                               st.integers(0, 50), st.integers(1, 50)), max_size=6)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_SILENCES, st.lists(st.tuples(_LABELS, st.integers(0, 120)), min_size=1, max_size=12))
+def test_remembered_answers_agree_with_the_plain_loop(silences: list, asks: list) -> None:
+    made = [Silence(f"s{i}", tuple(parse_matcher(t) for t in texts), float(start), float(start + length), "ops", "",
+                    0.0) for i, (texts, start, length) in enumerate(silences)]
+    muter, reread = SilenceMuter(made), SilenceMuter(made)
+    for labels, now in asks + asks:  # each label set asked twice, at times that start and end silences
+        expected = next((s.id for s in made if s.is_active(now) and matches_all(s.matchers, labels)), None)
+        assert muter.mutes(labels, float(now)) == expected
+        assert reread.mutes(labels, float(now)) == expected
+
+
+def test_a_program_remembers_a_bounded_number_of_answers() -> None:
+    matcher = parse_matcher("device=~inv-[0-9]+")
+    for round_ in range(2):
+        for i in range(REMEMBERED_VALUES + 10):
+            assert matcher.matches({"device": f"inv-{i}"}), (round_, i)
+            assert not matcher.matches({"device": f"dev-{i}"}), (round_, i)
+    assert len(matcher._regex._answers) <= REMEMBERED_VALUES
+    assert parse_matcher("device=~.*").matches({"device": "bad \udc80 surrogate"})  # lone surrogate: no crash
