@@ -52,10 +52,13 @@ class Silence:
 
 
 LabelSet = tuple[tuple[str, str], ...]
-REMEMBERED_LABEL_SETS = 10_000
-"""Label sets whose answer each group of matchers remembers (a fleet's alerts, with room)."""
-REMEMBERED_MATCHER_GROUPS = 4_096
-"""Silences (by their matchers) whose answers are remembered across re-reads of the store."""
+REMEMBERED_LABEL_SETS = 20_000
+"""Alert label sets whose matching silences a muter remembers (a large fleet's alerts, with room)."""
+REMEMBERED_ANSWERS_PER_SILENCE = 4_096
+"""Alert label sets whose answer is remembered per silence across re-reads of the store."""
+REMEMBERED_MATCHER_GROUPS = 1_024
+"""Silences (by their matchers) whose answers are remembered across re-reads (10x the 100 of
+benchmarks/silences.py). Past these bounds a cache is emptied and refilled: slower, never wrong."""
 
 
 @functools.lru_cache(maxsize=REMEMBERED_MATCHER_GROUPS)
@@ -72,8 +75,8 @@ class SilenceMuter:
     (in the given order) that mutes these labels, or None.
 
     Which silences' matchers match a label set does not change with time, and the engine asks again
-    for the same alerts every tick: the answer is remembered per label set (at most
-    `REMEMBERED_LABEL_SETS` per silence), and only `is_active(now)` is checked each time."""
+    for the same alerts every tick: the answer is remembered per label set (see the bounds above),
+    and only `is_active(now)` is checked each time."""
 
     def __init__(self, silences: Iterable[Silence]) -> None:
         self._silences = tuple((silence, _answers(silence.matchers)) for silence in silences)
@@ -98,7 +101,7 @@ def _remembered(answers: dict[LabelSet, bool], key: LabelSet, silence: Silence, 
     hit = answers.get(key)
     if hit is None:
         hit = matches_all(silence.matchers, labels)
-        if len(answers) >= REMEMBERED_LABEL_SETS:
+        if len(answers) >= REMEMBERED_ANSWERS_PER_SILENCE:
             answers.clear()
         answers[key] = hit
     return hit
