@@ -7,6 +7,7 @@ Expiring a silence sets `ends_at` to the expiry time, so history shows when it r
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -50,15 +51,57 @@ class Silence:
         return self.is_active(now) and matches_all(self.matchers, labels)
 
 
+LabelSet = tuple[tuple[str, str], ...]
+REMEMBERED_LABEL_SETS = 20_000
+"""Alert label sets whose matching silences a muter remembers (a large fleet's alerts, with room)."""
+REMEMBERED_ANSWERS_PER_SILENCE = 4_096
+"""Alert label sets whose answer is remembered per silence across re-reads of the store."""
+REMEMBERED_MATCHER_GROUPS = 1_024
+"""Silences (by their matchers) whose answers are remembered across re-reads (10x the 100 of
+benchmarks/silences.py). Past these bounds a cache is emptied and refilled: slower, never wrong."""
+
+
+@functools.lru_cache(maxsize=REMEMBERED_MATCHER_GROUPS)
+def _answers(matchers: tuple[Matcher, ...]) -> dict[LabelSet, bool]:
+    # Whether a silence's matchers match a label set depends on nothing else, and the engine builds
+    # a new SilenceMuter, with new Silence objects, every time the API writes (an ack, a silence):
+    # answers are kept by the matchers' content, so a re-read costs a lookup per silence and alert
+    # instead of 20 matchers each (measured in benchmarks/silences.py).
+    return {}
+
+
 class SilenceMuter:
-    """The silences in force, as a muter: `mutes(labels, now)` returns the id of a silence that
-    mutes these labels, or None."""
+    """The silences in force, as a muter: `mutes(labels, now)` returns the id of the first silence
+    (in the given order) that mutes these labels, or None.
+
+    Which silences' matchers match a label set does not change with time, and the engine asks again
+    for the same alerts every tick: the answer is remembered per label set (see the bounds above),
+    and only `is_active(now)` is checked each time."""
 
     def __init__(self, silences: Iterable[Silence]) -> None:
-        self._silences = tuple(silences)
+        self._silences = tuple((silence, _answers(silence.matchers)) for silence in silences)
+        self._matching: dict[LabelSet, tuple[Silence, ...]] = {}
 
     def mutes(self, labels: Mapping[str, str], now: float) -> str | None:
-        for silence in self._silences:
-            if silence.mutes(labels, now):
+        key = tuple(sorted(labels.items()))
+        matching = self._matching.get(key)
+        if matching is None:
+            matching = tuple(silence for silence, answers in self._silences
+                             if _remembered(answers, key, silence, labels))
+            if len(self._matching) >= REMEMBERED_LABEL_SETS:
+                self._matching.clear()
+            self._matching[key] = matching
+        for silence in matching:
+            if silence.is_active(now):
                 return silence.id
         return None
+
+
+def _remembered(answers: dict[LabelSet, bool], key: LabelSet, silence: Silence, labels: Mapping[str, str]) -> bool:
+    hit = answers.get(key)
+    if hit is None:
+        hit = matches_all(silence.matchers, labels)
+        if len(answers) >= REMEMBERED_ANSWERS_PER_SILENCE:
+            answers.clear()
+        answers[key] = hit
+    return hit

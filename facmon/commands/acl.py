@@ -10,9 +10,12 @@ writes into --out:
 
 Accounts: one per device, named `{site}.{device}` (ids cannot contain a dot, so names never clash),
 allowed to *write* only under its own `facmon/v1/{site}/{kind}/{device}/#` (its readings, its
-retained status and its last will) and to read nothing; and one per reader (`--reader`, default
-`facmon-collector`), allowed to read `facmon/v1/#`. Anonymous clients match no ACL line and the
-shipped mosquitto.conf sets `allow_anonymous false`.
+retained status and its last will) and to read nothing; and one per reader (`--reader`, repeatable;
+default facmon-collector, facmon-rules and facmon-api: one account per facmon service), allowed to
+read `facmon/v1/#`. A reader name is 1-64 of A-Z a-z 0-9 _ - starting with a letter or digit (no dot,
+so it never clashes with a device); anything else is refused (`AccountNameError`). Anonymous clients
+match no ACL line and the shipped mosquitto.conf sets `allow_anonymous false`; it also sets
+`use_username_as_clientid true`, so each account is one client: give every running client its own.
 
 Running it again keeps every existing password (devices keep working) and adds accounts for new
 devices; `--rotate USER` gives that account a new password. Accounts of removed devices disappear.
@@ -24,6 +27,7 @@ import argparse
 import base64
 import hashlib
 import os
+import re
 import secrets
 import sys
 from collections.abc import Callable, Iterable, Mapping
@@ -33,19 +37,45 @@ from pathlib import Path
 import yaml
 
 from core.config import FacmonConfig
-from core.contract import TOPIC_PREFIX, Kind
+from core.contract import ID_PATTERN, TOPIC_PREFIX, Kind
 from core.site import Inverter, OccupancySensor, Site, SiteFileError, Uplink, iter_devices, load_site
 
 HELP = "generate Mosquitto device credentials and the ACL file from site descriptions"
 
 PBKDF2_ITERATIONS = 101  # mosquitto_passwd 2.0's own default for the $7$ format
 SALT_BYTES = 12
-DEFAULT_READERS = ("facmon-collector",)
+DEFAULT_READERS = ("facmon-collector", "facmon-rules", "facmon-api")
+"""One account per facmon service (the broker binds client ids to usernames: they cannot share one)."""
+READER_NAME_RULE = "1-64 characters of A-Z a-z 0-9 _ -, starting with a letter or a digit"
+_READER_NAME_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_-]{0,63}\Z")
+_DEVICE_USERNAME_RE = re.compile(rf"\A{ID_PATTERN}\.{ID_PATTERN}\Z")
+_WRITE_PREFIX_RE = re.compile(rf"\A{re.escape(TOPIC_PREFIX)}/{ID_PATTERN}/[a-z]+/{ID_PATTERN}/#\Z")
 _KINDS = {Inverter: Kind.INVERTER, Uplink: Kind.UPLINK, OccupancySensor: Kind.OCCUPANCY}
 
 
 class CredentialsFileError(ValueError):
     """The existing credentials.yaml cannot be read back."""
+
+
+class AccountNameError(ValueError):
+    """A reader name (or, from a site built without validation, a device account or topic) that would
+    corrupt the passwd or ACL file: a newline adds ACL lines, a colon splits the passwd entry."""
+
+
+def check_reader_name(name: str) -> str:
+    """`name` if it is a safe reader account name (`READER_NAME_RULE`), else `AccountNameError`."""
+    if not _READER_NAME_RE.match(name):
+        raise AccountNameError(f"reader name {name!r} is not allowed: a reader name is {READER_NAME_RULE} "
+                               "(no spaces, newlines, ':', '.', '#', '+' or '/')")
+    return name
+
+
+def _check_device_account(username: str, write_prefix: str) -> None:
+    # Site files are validated (ids match ID_PATTERN) before they get here; a Site built in code
+    # without validation must not write a broken passwd or ACL line either.
+    if not _DEVICE_USERNAME_RE.match(username) or not _WRITE_PREFIX_RE.match(write_prefix):
+        raise AccountNameError(f"device account {username!r} (topic {write_prefix!r}) is not allowed: site and "
+                               f"device ids must match {ID_PATTERN}")
 
 
 @dataclass(frozen=True)
@@ -68,8 +98,11 @@ def new_password() -> str:
 
 def plan_accounts(sites: Iterable[Site], readers: Iterable[str], existing: Mapping[str, str],
                   rotate: Iterable[str] = (), make_password: Callable[[], str] = new_password) -> list[Account]:
-    """Every account, devices in site-file order then readers; existing passwords kept unless rotated."""
+    """Every account, devices in site-file order then readers; existing passwords kept unless rotated.
+
+    Raises `AccountNameError` for an unsafe reader name (or device id), ValueError for a name used twice."""
     rotate = set(rotate)
+    readers = [check_reader_name(reader) for reader in readers]
 
     def password(username: str) -> str:
         return existing[username] if username in existing and username not in rotate else make_password()
@@ -79,6 +112,7 @@ def plan_accounts(sites: Iterable[Site], readers: Iterable[str], existing: Mappi
         for device in iter_devices(site):
             username = device_username(site, device.id)
             prefix = f"{TOPIC_PREFIX}/{site.id}/{_KINDS[type(device)].value}/{device.id}/#"
+            _check_device_account(username, prefix)
             accounts.append(Account(username, password(username), write_prefix=prefix))
     for reader in readers:
         accounts.append(Account(reader, password(reader), read_prefix=f"{TOPIC_PREFIX}/#"))
@@ -158,7 +192,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     gen.add_argument("--site", type=Path, action="append", required=True, help="site description (repeatable)")
     gen.add_argument("--out", type=Path, required=True, help="directory for passwd, acl and credentials.yaml")
     gen.add_argument("--reader", action="append", default=None,
-                     help=f"an account that may read every reading (repeatable; default {', '.join(DEFAULT_READERS)})")
+                     help=f"an account that may read every reading, {READER_NAME_RULE} (repeatable; "
+                          f"default {', '.join(DEFAULT_READERS)})")
     gen.add_argument("--rotate", action="append", default=[], metavar="USER", help="give USER a new password")
 
 

@@ -1,11 +1,12 @@
 """The generated password and ACL files, loaded by a real Mosquitto 2.0 (Debian's), enforce what
 `facmon acl generate` promises: a device publishes only under its own topic and reads nothing of
-others, the collector reads everything, anonymous clients and wrong passwords are refused."""
+others, the collector reads everything, anonymous clients and wrong passwords are refused. The broker
+runs the shipped mosquitto.conf's authentication lines; tests/integration/test_broker_door.py covers
+its binding of client ids to accounts."""
 
 from __future__ import annotations
 
 import queue
-import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -60,28 +61,11 @@ class Client:
         self.paho.loop_stop()
 
 
-class AuthenticatingMosquitto(Mosquitto):
-    """The fixtures' Mosquitto with the generated files; it is serving once it answers an
-    anonymous CONNECT with "not authorized" (the base class waits for an accepted one)."""
-
-    def __init__(self, workdir: Path, auth_dir: Path) -> None:
-        super().__init__(workdir, extra_config=(
-            f"allow_anonymous false\npassword_file {auth_dir / 'passwd'}\nacl_file {auth_dir / 'acl'}\n"))
-
-    def _serving(self) -> bool:
-        connect = bytes([0x10, 0x0E, 0x00, 0x04]) + b"MQTT" + bytes([0x04, 0x02, 0x00, 0x05, 0x00, 0x02]) + b"px"
-        try:
-            with socket.create_connection((self.host, self.port), timeout=1.0) as sock:
-                sock.sendall(connect)
-                return sock.recv(4) == bytes([0x20, 0x02, 0x00, 0x05])
-        except OSError:
-            return False
-
-
 @pytest.fixture
 def secured(tmp_path: Path) -> Iterator[tuple[Mosquitto, dict]]:
     accounts = generate([load_site(PARK)], tmp_path / "auth")
-    broker = AuthenticatingMosquitto(tmp_path / "mosquitto", tmp_path / "auth")
+    # The shipped mosquitto.conf's authentication lines (facmon.servers.shipped_auth_config).
+    broker = Mosquitto(tmp_path / "mosquitto", auth_dir=tmp_path / "auth")
     broker.start()
     try:
         broker.wait_ready(20)

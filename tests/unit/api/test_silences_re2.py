@@ -1,0 +1,35 @@
+"""POST /silences refuses a regex RE2 cannot run with 422 and a message saying what to write (issue 17, item 4)."""
+
+from __future__ import annotations
+
+import pytest
+
+from api.keys import Role
+from rules.store import AlertStore
+from tests.unit.api.harness import ApiHarness
+from tests.unit.api.test_alerts import alerts_api  # noqa: F401 (the fixture)
+
+BODY = {"ends_at": "2026-01-01T02:00:00Z", "comment": "maintenance"}
+
+
+@pytest.mark.parametrize("matcher", ["alertname=~(a+)\\1", "alertname=~(?=Grid).*", "alertname=~.*(?<!Outage)",
+                                     "device=~.{1000}", "device=~" + "a" * 257])
+def test_a_regex_re2_refuses_is_422_and_names_the_fix(alerts_api: tuple[ApiHarness, AlertStore],  # noqa: F811
+                                                      matcher: str) -> None:
+    api, store = alerts_api
+    response = api.client.post("/api/v1/silences", json={"matchers": ["site=park", matcher], **BODY},
+                               headers=api.headers(Role.OPERATOR))
+    assert response.status_code == 422, response.text
+    text = response.text
+    assert "RE2" in text or "at most" in text, text
+    assert store.list_silences() == []
+
+
+def test_the_issue_pattern_is_accepted_and_stored(alerts_api: tuple[ApiHarness, AlertStore]) -> None:  # noqa: F811
+    api, store = alerts_api
+    response = api.client.post("/api/v1/silences", json={"matchers": ["alertname=~(.*){22}X"], **BODY},
+                               headers=api.headers(Role.OPERATOR))
+    assert response.status_code == 201, response.text
+    [silence] = store.list_silences()
+    assert not silence.mutes({"alertname": "GridOutage"}, api.clock.now())
+    assert silence.mutes({"alertname": "GridOutageX"}, api.clock.now())
