@@ -1,6 +1,6 @@
 """`facmon acl generate`: Mosquitto credentials and ACL for every device of the site descriptions.
 
-    facmon acl generate --site sites/park.yaml --out /etc/mosquitto/facmon
+    facmon acl generate --site deploy/sites/park.yaml --out /etc/mosquitto/facmon   (default --site: sites.files)
 
 writes into --out:
 
@@ -189,7 +189,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     gen = actions.add_parser("generate", help="write passwd, acl and credentials.yaml for Mosquitto",
                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    gen.add_argument("--site", type=Path, action="append", required=True, help="site description (repeatable)")
+    gen.add_argument("--site", type=Path, action="append", default=None,
+                     help="site description (repeatable; default: sites.files)")
     gen.add_argument("--out", type=Path, required=True, help="directory for passwd, acl and credentials.yaml")
     gen.add_argument("--reader", action="append", default=None,
                      help=f"an account that may read every reading, {READER_NAME_RULE} (repeatable; "
@@ -199,7 +200,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, config: FacmonConfig) -> int:
     try:
-        sites = [load_site(path) for path in args.site]
+        paths = args.site if args.site is not None else list(config.sites.files)
+        if not paths:
+            raise ValueError("no site to make accounts for: give --site FILE or set sites.files")
+        sites = [load_site(path) for path in paths]
         accounts = generate(sites, args.out, args.reader or DEFAULT_READERS, args.rotate)
     except (SiteFileError, CredentialsFileError, ValueError) as err:
         print(f"facmon acl generate: {err}", file=sys.stderr)
