@@ -156,6 +156,11 @@ class Matcher:
         return hit if self.op == "=~" else not hit
 
     @property
+    def program_size(self) -> int:
+        """RE2 instructions of this matcher's regex (0 for an equality, or a stored regex RE2 refuses)."""
+        return self._regex.regex.programsize if self._regex is not None else 0  # type: ignore[attr-defined]
+
+    @property
     def is_equality(self) -> bool:
         return self.op == "="
 

@@ -18,6 +18,22 @@ class SilenceError(ValueError):
     """A silence that cannot be created as asked (no matchers, ends before it starts, ...)."""
 
 
+MAX_SILENCE_REGEX_INSTRUCTIONS = 1_000
+"""Largest sum of RE2 program sizes over one new silence's regex matchers (`alertname=~GridOutage|UplinkDown`
+is about 40). The engine compiles a new silence's regexes on its next tick (about 0.4 µs an
+instruction): this keeps 100 silences created at once near that tick's 50 ms budget
+(benchmarks/silences.py), where 20 matchers of `rules.matchers.MAX_REGEX_INSTRUCTIONS` each cost 0.7 s."""
+
+
+def check_regex_budget(matchers: tuple[Matcher, ...]) -> None:
+    """Raise `SilenceError` if a new silence's regexes compile to more than MAX_SILENCE_REGEX_INSTRUCTIONS."""
+    total = sum(m.program_size for m in matchers)
+    if total > MAX_SILENCE_REGEX_INSTRUCTIONS:
+        raise SilenceError(f"the silence's regexes compile to {total} RE2 instructions together; at most "
+                           f"{MAX_SILENCE_REGEX_INSTRUCTIONS} are allowed: use fewer or simpler regex matchers "
+                           "(an equality matcher costs nothing), or several silences")
+
+
 @dataclass(frozen=True, slots=True)
 class Silence:
     id: str

@@ -40,7 +40,7 @@ from pathlib import Path
 from core.clock import Clock
 from rules.alerts import Alert, AlertState, Transition
 from rules.matchers import Matcher
-from rules.silences import Silence
+from rules.silences import Silence, check_regex_budget
 
 SCHEMA_VERSION = 2
 # Columns added after version 1, added in place to a version-1 database on open.
@@ -315,7 +315,9 @@ class AlertStore:
 
     def create_silence(self, matchers: Sequence[Matcher], starts_at: float, ends_at: float, created_by: str,
                        comment: str = "") -> Silence:
-        """Store a new silence (validated by `Silence`; raises `SilenceError` if invalid)."""
+        """Store a new silence (validated by `Silence` and `check_regex_budget`; raises `SilenceError` if
+        invalid). Silences read back are not held to the budget: one stored before it still mutes."""
+        check_regex_budget(tuple(matchers))
         silence = Silence(uuid.uuid4().hex, tuple(matchers), float(starts_at), float(ends_at), created_by, comment,
                           self._clock.now())
         with self._tx() as db:
