@@ -18,11 +18,12 @@ class SilenceError(ValueError):
     """A silence that cannot be created as asked (no matchers, ends before it starts, ...)."""
 
 
-MAX_SILENCE_REGEX_INSTRUCTIONS = 1_000
-"""Largest sum of RE2 program sizes over one new silence's regex matchers (`alertname=~GridOutage|UplinkDown`
-is about 40). The engine compiles a new silence's regexes on its next tick (about 0.4 µs an
-instruction): this keeps 100 silences created at once near that tick's 50 ms budget
-(benchmarks/silences.py), where 20 matchers of `rules.matchers.MAX_REGEX_INSTRUCTIONS` each cost 0.7 s."""
+MAX_SILENCE_REGEX_INSTRUCTIONS = 500
+"""Largest sum of RE2 program sizes over one new silence's regex matchers. A silence people write is far
+below it: `alertname=~` ten alert names is 104, `device=~inv-(main|lab)` 15, the issue's `(.*){22}X`
+202. The engine compiles a new silence's regexes on its next tick (0.4-0.8 µs an instruction): 20
+matchers of `rules.matchers.MAX_REGEX_INSTRUCTIONS` each, 100 times over, made that tick 726 ms;
+within this budget it is 55-68 ms (benchmarks/README.md, "Silences")."""
 
 
 def check_regex_budget(matchers: tuple[Matcher, ...]) -> None:
