@@ -235,3 +235,11 @@ def test_an_interval_of_999999d_is_422_with_the_real_influxdb(api) -> None:
                                headers={"Authorization": f"Bearer {tokens[Role.VIEWER]}"})
     assert response.status == 422
     assert response.json()["detail"] == "interval: 999999d is longer than the longest interval, 366d"
+
+
+def test_the_status_page_stops_retrying_a_revoked_or_wrong_key() -> None:
+    """A page that reconnected forever with a revoked key would count against its address's limit."""
+    script = (STATIC / "status.js").read_text()
+    follow = script[script.index("async function follow()"):script.index("async function start()")]
+    assert 'type === "revoked") { showLogin(' in follow
+    assert "if (response.status === 401) { showLogin(" in follow
