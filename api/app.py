@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 
@@ -23,16 +24,22 @@ from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.auth_failures import AuthFailures
+from api.body_limit import BodyLimit
 from api.deps import ApiServices
 from api.events import LiveEvent
 from api.models import device_out
 from api.problems import install_problem_handlers
 from api.routes import alerts, events, health, history, keys, rules, silences, sites, unmatched
+from api.security_headers import SecurityHeaders
 from api.state import DeviceEvent
 
 API_PREFIX = "/api/v1"
 STATIC_DIR = Path(__file__).parent / "static"
 SWEEP_INTERVAL_S = 1.0
+REVOCATION_CHECK_S = 0.5
+"""How often open event streams' keys are checked against SQLite: a key revoked by another process
+(`facmon keys revoke`) loses its streams within this plus one query; one revoked through the API, at once."""
 log = logging.getLogger("facmon.api")
 
 DESCRIPTION = """Facility state, history and alerts of facmon.
@@ -100,6 +107,23 @@ async def _sweep_forever(services: ApiServices) -> None:
                 log.exception("poller failed", extra={"poller": getattr(poll, "__qualname__", repr(poll))})
 
 
+async def _end_revoked_streams_forever(services: ApiServices) -> None:
+    while True:
+        await asyncio.sleep(REVOCATION_CHECK_S)
+        key_ids = services.hub.key_ids()
+        if not key_ids:
+            continue
+        try:
+            live = await asyncio.to_thread(services.keys.live_ids, key_ids)
+        except sqlite3.Error:  # the keys file locked or gone: keep the streams, try again next time
+            log.exception("cannot check the keys of open event streams")
+            continue
+        ended = services.hub.end_streams_of(key_ids - live)
+        if ended:
+            log.info("ended event streams of revoked keys", extra={"streams": ended,
+                                                                  "keys": ",".join(sorted(key_ids - live))})
+
+
 def create_app(services: ApiServices) -> FastAPI:
     """One app serving `services` (configured by `services.settings`). Background parts
     (`services.background`) start with the app's lifespan and stop with it; so does the sweep that
@@ -109,22 +133,27 @@ def create_app(services: ApiServices) -> FastAPI:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         services.hub.bind(asyncio.get_running_loop())
         started = []
-        sweeper = asyncio.create_task(_sweep_forever(services))
+        tasks = [asyncio.create_task(_sweep_forever(services)),
+                 asyncio.create_task(_end_revoked_streams_forever(services))]
         try:
             for part in services.background:
                 await asyncio.to_thread(part.start)
                 started.append(part)
             yield
         finally:
-            sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sweeper
+            for task in tasks:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             for part in reversed(started):
                 await asyncio.to_thread(part.stop)
 
     app = FastAPI(title="facmon API", version="1", description=DESCRIPTION, lifespan=lifespan,
                   openapi_url=f"{API_PREFIX}/openapi.json", docs_url=f"{API_PREFIX}/docs", redoc_url=None)
     app.state.services = services
+    settings = services.settings
+    app.state.auth_failures = AuthFailures(services.clock, settings.auth_failure_limit,
+                                           settings.auth_failure_window_s)
     install_problem_handlers(app)
     app.include_router(health.router)
     for module in (sites, history, alerts, silences, rules, events, keys):
@@ -136,12 +165,15 @@ def create_app(services: ApiServices) -> FastAPI:
     async def root() -> RedirectResponse:
         return RedirectResponse("/status/")
 
+    # Added innermost first: a request meets SecurityHeaders, CORS, metrics, then BodyLimit, which
+    # refuses an oversized body before routing or any key check.
     app.add_middleware(unmatched.KeepEncodedSlashes)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(_RequestMetrics, services=services)
-    settings = services.settings
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["*"],
                            allow_headers=["Authorization", "X-API-Key", "Content-Type"])
+    app.add_middleware(SecurityHeaders, docs_path=app.docs_url or "")
     return app
 
 

@@ -3,7 +3,8 @@
 `create_app` stores one `ApiServices` on `app.state`; each getter below hands out one part of it,
 so a test overrides exactly the part it fakes (`app.dependency_overrides[get_history] = ...`).
 Role aliases (`Viewer`, `Operator`, `Admin`) authenticate the caller: no or unknown key → 401,
-a key whose role is too low → 403.
+a key whose role is too low → 403, too many wrong keys from one address or at one key id → 429
+(api/auth_failures.py).
 
 Every dependency here is `async def` on purpose: FastAPI runs each plain `def` dependency in a worker
 thread, and a thread hop per getter per request cost more than the requests themselves (the
@@ -22,6 +23,7 @@ from fastapi import Depends, HTTPException, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
+from api.auth_failures import AuthFailures
 from api.events import EventHub
 from api.keys import ApiKey, KeyStore, Role
 from api.metrics import ApiMetrics
@@ -119,25 +121,70 @@ _bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer fmk_.
 _header = APIKeyHeader(name="X-API-Key", auto_error=False, description="the same key in an `X-API-Key` header")
 
 
+async def get_auth_failures(request: Request) -> AuthFailures:
+    return request.app.state.auth_failures
+
+
+AuthFailuresDep = Annotated[AuthFailures, Depends(get_auth_failures)]
+
+
+def _token(bearer: HTTPAuthorizationCredentials | None, header: str | None) -> str | None:
+    return bearer.credentials if bearer is not None else header
+
+
+def _too_many(wait_s: int) -> HTTPException:
+    return HTTPException(429, f"too many requests with a wrong API key; wait {wait_s} s, then retry with a valid key",
+                         headers={"Retry-After": str(wait_s)})
+
+
+async def _check(request: Request, keys: KeyStore, failures: AuthFailures, token: str) -> ApiKey | None:
+    """The live key of `token`, or None after counting the failure; raises 429 past the limits."""
+    address = request.client.host if request.client is not None else "unknown"
+    wait = failures.address_retry_after_s(address)
+    if wait is not None:
+        raise _too_many(wait)
+    token = token[:200]
+    key = keys.verified(token) or await run_in_threadpool(keys.authenticate, token)
+    if key is None:
+        wait = failures.failed(address, token)
+        if wait is not None:
+            raise _too_many(wait)
+    return key
+
+
 async def authenticate(
+    request: Request,
     keys: KeysDep,
+    failures: AuthFailuresDep,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
     header: Annotated[str | None, Security(_header)],
 ) -> ApiKey:
-    """The caller's live key. 401 (with `WWW-Authenticate`) when there is none or it is not valid.
-    A key verified within the last second comes from memory; otherwise SQLite is asked in a worker
-    thread, never on the event loop."""
-    token = bearer.credentials if bearer is not None else header
+    """The caller's live key. 401 (with `WWW-Authenticate`) when there is none or it is not valid;
+    429 (with `Retry-After`) past the failure limits. A key verified within the last second comes from
+    memory; otherwise SQLite is asked in a worker thread, never on the event loop."""
+    token = _token(bearer, header)
     if not token:
         raise HTTPException(401, "an API key is required: send `Authorization: Bearer <key>` "
                                  "(an admin creates keys with `facmon keys create`)",
                             headers={"WWW-Authenticate": "Bearer"})
-    token = token[:200]
-    key = keys.verified(token) or await run_in_threadpool(keys.authenticate, token)
+    key = await _check(request, keys, failures, token)
     if key is None:
         raise HTTPException(401, "the API key is not valid (unknown, revoked or mistyped)",
                             headers={"WWW-Authenticate": "Bearer"})
     return key
+
+
+async def caller_if_any(
+    request: Request,
+    keys: KeysDep,
+    failures: AuthFailuresDep,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
+    header: Annotated[str | None, Security(_header)],
+) -> ApiKey | None:
+    """For endpoints open to all that tell a key's holder more: the live key, or None when no key
+    or a wrong one was sent (a wrong one counts as a failure; 429 past the limits)."""
+    token = _token(bearer, header)
+    return await _check(request, keys, failures, token) if token else None
 
 
 def _require(role: Role) -> Callable[[ApiKey], ApiKey]:

@@ -24,6 +24,14 @@ from core.influxql import InfluxQLClient, quote_ident, quote_string, time_litera
 RFC3339_RE = re.compile(r"\A\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})\Z")
 INTERVAL_RE = re.compile(r"\A([1-9][0-9]{0,5})(s|m|h|d)\Z")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
+MAX_INTERVAL_S = 366 * 86_400
+"""The longest bucket, `366d`: a year's history in one value. Longer ones answer nothing more, and
+past 106,751 days InfluxDB cannot even hold the interval (int64 nanoseconds) and fails the query."""
+MAX_TIME_MS = 2**62 // 1_000_000
+"""The latest time accepted, 2116-02-20T23:53:38.427Z (2**62 ns). InfluxDB 1.x stores times up to
+2262-04-11 (int64 ns); the API stops at half that range, leaving room for InfluxDB's arithmetic on
+times (a bucket's end is its start plus the interval)."""
+MAX_TIME_TEXT = datetime.fromtimestamp(MAX_TIME_MS / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 _NUMERIC = (MetricType.FLOAT, MetricType.INT)
 
 
@@ -54,17 +62,22 @@ def parse_time(param: str, text: str) -> int:
     except ValueError as err:
         raise BadHistoryRequest(param, f"{text[:40]!r} is not a valid date/time: {err}") from None
     epoch_ms = int((dt - datetime(1970, 1, 1, tzinfo=UTC)).total_seconds() * 1000)
-    if not 0 <= epoch_ms < 2**62 // 1_000_000:
-        raise BadHistoryRequest(param, f"{text[:40]!r} is outside 1970..2262, which InfluxDB can store")
+    if not 0 <= epoch_ms < MAX_TIME_MS:
+        raise BadHistoryRequest(param, f"{text[:40]!r} is outside the times accepted, 1970-01-01T00:00:00Z "
+                                       f"up to (not including) {MAX_TIME_TEXT}")
     return epoch_ms
 
 
 def parse_interval(text: str) -> int:
-    """`30s`, `1m`, `6h`, `1d` → seconds."""
+    """`30s`, `1m`, `6h`, `1d` → seconds, at most MAX_INTERVAL_S."""
     match = INTERVAL_RE.match(text)
     if not match:
         raise BadHistoryRequest("interval", f"{text[:40]!r} is not an interval like 10s, 1m, 1h or 1d")
-    return int(match.group(1)) * _UNIT_S[match.group(2)]
+    seconds = int(match.group(1)) * _UNIT_S[match.group(2)]
+    if seconds > MAX_INTERVAL_S:
+        raise BadHistoryRequest("interval", f"{text} is longer than the longest interval, "
+                                            f"{MAX_INTERVAL_S // 86_400}d")
+    return seconds
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,11 +7,17 @@
     └── Unavailable (503)           a server we depend on (InfluxDB, rules store) did not answer
 
 FastAPI's own validation errors and HTTPExceptions are converted to the same shape, so clients
-parse one error format.
+parse one error format. Any other exception is a 500 problem that names no internals: its text, the
+URL or query it involved go to the log, under an `error_id` the response quotes.
+
+A `detail` says what the client did wrong or what to do, never a server's URL, a library's
+exception text or a query: those are logged where they happen, for the operator.
 """
 
 from __future__ import annotations
 
+import logging
+import secrets
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -20,7 +26,10 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.security_headers import security_headers
+
 PROBLEM_MEDIA_TYPE = "application/problem+json"
+log = logging.getLogger("facmon.api")
 
 
 class InvalidParam(BaseModel):
@@ -73,13 +82,20 @@ class Unavailable(ApiProblem):
 
 
 _TITLES = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
-           409: "Conflict", 422: "Unprocessable Content", 503: "Service Unavailable"}
+           409: "Conflict", 413: "Content Too Large", 422: "Unprocessable Content", 429: "Too Many Requests",
+           500: "Internal Server Error", 503: "Service Unavailable"}
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": Problem, "description": title, "content": {PROBLEM_MEDIA_TYPE: {}}}
-    for status, title in _TITLES.items() if status in (401, 403, 404, 409, 422, 503)
+    for status, title in _TITLES.items() if status in (401, 403, 404, 409, 413, 422, 429, 503)
 }
 """Merge into a router's `responses=` so the OpenAPI description documents every error."""
+
+
+def problem_body(status: int, detail: str, invalid_params: list[InvalidParam] | None = None) -> bytes:
+    """The JSON of one problem document (for middleware that answers without a Response object)."""
+    return Problem(title=_TITLES.get(status, "Error"), status=status, detail=detail,
+                   invalid_params=invalid_params or []).model_dump_json().encode()
 
 
 def problem_response(status: int, detail: str, invalid_params: list[InvalidParam] | None = None,
@@ -89,8 +105,24 @@ def problem_response(status: int, detail: str, invalid_params: list[InvalidParam
     return JSONResponse(body.model_dump(), status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=headers)
 
 
+def internal_error(request: Request, exc: BaseException, headers: dict[str, str] | None = None) -> JSONResponse:
+    """A 500 problem for an exception no handler expected: the exception is logged with an error id,
+    and the response quotes only that id."""
+    error_id = secrets.token_hex(6)
+    log.error("request failed", exc_info=exc,
+              extra={"error_id": error_id, "method": request.method, "path": request.url.path[:200]})
+    return problem_response(500, f"the server failed on this request (error id {error_id}); it is logged "
+                                 "under that id, tell the operator", headers=headers)
+
+
 def install_problem_handlers(app: FastAPI) -> None:
-    """Make every error of `app` a problem document."""
+    """Make every error of `app` a problem document. The 500 handler runs outside every middleware
+    (Starlette's ServerErrorMiddleware), so it adds the security headers itself."""
+
+    async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+        docs_path = app.docs_url or ""
+        headers = {name.decode(): value.decode() for name, value in security_headers(request.url.path, docs_path)}
+        return internal_error(request, exc, headers)
 
     async def on_api_problem(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, ApiProblem)
@@ -108,6 +140,7 @@ def install_problem_handlers(app: FastAPI) -> None:
         detail = "; ".join(f"{p.name}: {p.reason}" for p in params[:5]) or "the request is not valid"
         return problem_response(422, detail, params)
 
+    app.add_exception_handler(Exception, on_unexpected)
     app.add_exception_handler(ApiProblem, on_api_problem)
     app.add_exception_handler(StarletteHTTPException, on_http_exception)
     app.add_exception_handler(RequestValidationError, on_validation_error)

@@ -29,6 +29,7 @@ from core.settings.probe import ProbeSettings
 from core.settings.rules import RulesSettings
 from core.settings.simulate import SimulateSettings
 from core.settings.sites import SitesSettings
+from core.yaml_limits import YamlLimitError, load_yaml
 
 ENV_PREFIX = "FACMON_"
 
@@ -72,7 +73,10 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     except OSError as err:
         raise ConfigError(f"{path}: cannot read the config file: {err.strerror}") from None
     try:
-        data = yaml.safe_load(text)
+        data = load_yaml(text, what="config file")
+    except YamlLimitError as err:
+        where = f":{err.line}" if err.line is not None else ""
+        raise ConfigError(f"{path}{where}: refused: {err}") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""

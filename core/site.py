@@ -34,6 +34,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from core.contract import ID_PATTERN, MAX_LABEL_CHARS, Kind
+from core.yaml_limits import YamlLimitError, compose_yaml
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 """Weekday keys in `datetime.weekday()` order (Monday is 0)."""
@@ -328,8 +329,10 @@ def read_yaml_with_lines(path: Path, what: str) -> tuple[Any, dict[Location, int
     except UnicodeDecodeError as err:
         raise SiteFileError(f"{path}: the {what} file is not UTF-8 ({err.reason} at byte {err.start})") from None
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        node, data = compose_yaml(text, what=f"{what} file")
+    except YamlLimitError as err:
+        where = f":{err.line}" if err.line is not None else ""
+        raise SiteFileError(f"{path}{where}: refused: {err}") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f":{mark.line + 1}" if mark else ""

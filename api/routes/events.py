@@ -16,7 +16,7 @@ router = APIRouter(prefix="/events", tags=["events"], responses=ERROR_RESPONSES)
             responses={200: {"content": {"text/event-stream": {}},
                              "description": "events `reading`, `presence` (data: a DeviceOut) and `alert` "
                                             "(data: an alert transition); `overflow` ends a stream that fell "
-                                            "behind"}})
-async def events(_: Viewer, hub: HubDep) -> StreamingResponse:
-    return StreamingResponse(hub.stream(), media_type="text/event-stream",
+                                            "behind, `revoked` one whose key was revoked (within 1 s)"}})
+async def events(caller: Viewer, hub: HubDep) -> StreamingResponse:
+    return StreamingResponse(hub.stream(caller.id), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

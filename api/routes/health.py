@@ -1,15 +1,20 @@
 """Liveness, readiness and Prometheus metrics, at the root (where probes and scrapers expect them).
 
 These three answer without a key: they reveal no site data, and probes rarely carry credentials.
+Why a dependency is not ready names servers, files and URLs, so /readyz says it only to a caller
+with a valid key (any role); without one, a failing check says just that it fails.
 """
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import NotReady, ServicesDep
+from api.deps import NotReady, ServicesDep, caller_if_any
+from api.keys import ApiKey
 from api.models import CheckOut, Health, Readiness
 from api.state import Presence
 
@@ -23,14 +28,15 @@ async def healthz() -> Health:
 
 @router.get("/readyz", response_model=Readiness, summary="Broker, InfluxDB, rules store reachable; spool bounded",
             responses={503: {"model": Readiness, "description": "a dependency is not ready"}})
-async def readyz(services: ServicesDep) -> JSONResponse:
+async def readyz(services: ServicesDep, caller: Annotated[ApiKey | None, Depends(caller_if_any)]) -> JSONResponse:
     checks = []
     for check in services.readiness:
         try:
             detail = await run_in_threadpool(check.check)
             checks.append(CheckOut(name=check.name, ok=True, detail=detail))
         except NotReady as err:
-            checks.append(CheckOut(name=check.name, ok=False, detail=str(err)))
+            checks.append(CheckOut(name=check.name, ok=False, detail=str(err) if caller is not None else
+                                   "not ready; send an API key (any role) to see why"))
     body = Readiness(ready=all(c.ok for c in checks), checks=checks)
     return JSONResponse(body.model_dump(), status_code=200 if body.ready else 503)
 

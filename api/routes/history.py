@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import secrets
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -13,8 +15,9 @@ from api.history import Aggregate, BadHistoryRequest, DeviceSeries, HistoryReade
 from api.problems import ERROR_RESPONSES, NotFound, Unavailable, Unprocessable
 from api.routes.params import DeviceId, SiteId
 from core.contract import Kind
-from core.influxql import InfluxError
+from core.influxql import InfluxError, InfluxUnavailable
 
+log = logging.getLogger("facmon.api")
 router = APIRouter(prefix="/history", tags=["history"], responses=ERROR_RESPONSES)
 
 Start = Annotated[str, Query(max_length=40, description="RFC 3339 with offset, e.g. 2026-01-01T00:00:00Z")]
@@ -56,12 +59,23 @@ def _run(reader: HistoryReader, build: HistoryRequest) -> Response:
     every latest-state request meanwhile. `response_model=HistoryOut` still documents the shape."""
     try:
         result = reader.read(build)
-    except InfluxError as err:
-        raise Unavailable(f"InfluxDB did not answer the history query: {err}") from None
+    except InfluxUnavailable as err:
+        raise Unavailable(f"InfluxDB cannot be reached, so history is unavailable for now; "
+                          f"{_logged(err)}") from None
+    except InfluxError as err:  # refused or truncated: the query is ours, so its text is for the log only
+        raise Unavailable(f"InfluxDB did not answer this history query; try a shorter range or a longer "
+                          f"interval; {_logged(err)}") from None
     out = HistoryOut(site=build.site, kind=build.kind, device=build.device, aggregate=build.aggregate,
                      interval_s=build.interval_s, start=_dt(build.start_ms), end=_dt(build.end_ms),
                      series=[_series(s) for s in result])
     return Response(out.model_dump_json(), media_type="application/json")
+
+
+def _logged(err: InfluxError) -> str:
+    """Log `err` (its text names InfluxDB's URL and the query) under a new id; the words for the client."""
+    error_id = secrets.token_hex(6)
+    log.warning("history query failed", extra={"error_id": error_id, "error": str(err)})
+    return f"the API log has the details under error id {error_id}"
 
 
 def _series(s: DeviceSeries) -> SeriesOut:

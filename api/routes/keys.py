@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path
 
-from api.deps import Admin, KeysDep, Viewer
+from api.deps import Admin, HubDep, KeysDep, Viewer
 from api.keys import ApiKey, BadKeyName, KeyNotFound, Role
 from api.models import ApiKeyCreate, ApiKeyCreated, ApiKeyOut, iso
 from api.problems import ERROR_RESPONSES, NotFound, Unprocessable
@@ -42,10 +42,11 @@ def create_key(body: ApiKeyCreate, caller: Admin, keys: KeysDep) -> ApiKeyCreate
 
 
 @router.delete("/{key_id}", response_model=ApiKeyOut, summary="Revoke an API key")
-def revoke_key(key_id: KeyId, caller: Admin, keys: KeysDep) -> ApiKeyOut:
+def revoke_key(key_id: KeyId, caller: Admin, keys: KeysDep, hub: HubDep) -> ApiKeyOut:
     try:
         key = keys.revoke(key_id)
     except KeyNotFound as err:
         raise NotFound(str(err)) from None
     keys.record(caller, "key.revoke", key.id)
+    hub.end_streams_of({key.id})  # at once; keys revoked elsewhere are found by the app's revocation watch
     return key_out(key)

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from pathlib import Path as FsPath
 from typing import Annotated, Any
 
+import yaml
 from fastapi import APIRouter, Path
 from pydantic import BaseModel, Field
 
 from api.deps import Admin, ServicesDep, Viewer
-from api.problems import ERROR_RESPONSES, NotFound, Unavailable
+from api.problems import ERROR_RESPONSES, NotFound, Unavailable, Unprocessable
+from core.yaml_limits import YamlLimitError, load_yaml
 from rules.model import Rule, RuleFileError, check_rule_files, load_rules
 
+log = logging.getLogger("facmon.api")
 router = APIRouter(prefix="/rules", tags=["rules"], responses=ERROR_RESPONSES)
 
 RuleName = Annotated[str, Path(pattern=r"^[A-Za-z][A-Za-z0-9_]{0,63}$")]
@@ -45,8 +49,10 @@ def _rules(services: ServicesDep) -> list[Rule]:
         raise Unavailable("no rule files are configured for this API")
     try:
         return list(load_rules(services.rule_files))
-    except RuleFileError as err:
-        raise Unavailable(f"the configured rule files do not load: {err}") from None
+    except RuleFileError as err:  # names the server's files and their lines: for the operator's log
+        log.warning("the configured rule files do not load", extra={"problems": str(err)})
+        raise Unavailable("the rule files configured for this API do not load; `facmon rules check` on the "
+                          "server says why") from None
 
 
 @router.get("", response_model=list[RuleOut], summary="List the loaded rules")
@@ -64,6 +70,15 @@ def get_rule(name: RuleName, _: Viewer, services: ServicesDep) -> RuleOut:
 
 @router.post("/validate", response_model=RuleCheckOut, summary="Check a rule file without loading it")
 def validate_rules(body: RuleCheckIn, _: Admin) -> RuleCheckOut:
+    """A document over the YAML limits (an alias bomb, recursion, deep nesting) is 422 naming the
+    limit, before anything walks it; other YAML errors are problems of the file like any other."""
+    try:
+        load_yaml(body.yaml, what="rule file")
+    except YamlLimitError as err:
+        where = f"line {err.line}: " if err.line is not None else ""
+        raise Unprocessable.param("yaml", f"{where}{err}") from None
+    except yaml.YAMLError:
+        pass  # reported with its line by check_rule_files below
     with tempfile.TemporaryDirectory(prefix="facmon-rulecheck-") as tmp:
         path = FsPath(tmp) / "submitted.yaml"
         path.write_text(body.yaml, encoding="utf-8")

@@ -146,6 +146,7 @@ async function follow() {
   for (let attempt = 0; ; attempt++) {
     try {
       const response = await fetch(`${API}/events`, { headers: { Authorization: `Bearer ${state.key}` } });
+      if (response.status === 401) { showLogin("That key is not valid."); return; }  // retrying cannot help
       if (!response.ok) throw new Error(`events: HTTP ${response.status}`);
       $("#conn").textContent = "live"; $("#conn").className = "badge on";
       await loadAll();
@@ -167,6 +168,7 @@ async function follow() {
           const body = JSON.parse(data);
           if (type === "reading" || type === "presence") applyDevice(body);
           else if (type === "alert") applyAlert(body);
+          else if (type === "revoked") { showLogin("This key was revoked."); return; }
         }
       }
     } catch (err) { if (err.message === "unauthorized") return; }

@@ -20,6 +20,15 @@ class ApiSettings(Section):
     """Origins allowed to call the API from a browser; empty (the default) turns CORS off."""
     stale_after_s: float = Field(60.0, gt=0)
     """A device with no reading for this long is shown offline (reason `stale`)."""
+    max_body_bytes: int = Field(1_048_576, ge=1024, le=1_073_741_824)
+    """Largest request body accepted (1 MiB): a bigger Content-Length is refused with 413 before the
+    request is routed or its key checked, and a chunked body is cut off at this many bytes."""
+    auth_failure_limit: int = Field(20, ge=1, le=100_000)
+    """Failed authentications (a key sent, but wrong) allowed per client address, and per key id,
+    within `auth_failure_window_s`. Past it, that address gets 429 with Retry-After for every request
+    with a key; wrong guesses at that key id get 429 too (its right key still works)."""
+    auth_failure_window_s: float = Field(60.0, gt=0, le=86_400)
+    """The sliding window of `auth_failure_limit`."""
     history_max_points: int = Field(20_000, ge=10, le=1_000_000)
     """A history request whose range/interval would return more points per series is refused (422)."""
     sse_queue_max: int = Field(1000, ge=10, le=100_000)

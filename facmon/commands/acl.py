@@ -39,6 +39,7 @@ import yaml
 from core.config import FacmonConfig
 from core.contract import ID_PATTERN, TOPIC_PREFIX, Kind
 from core.site import Inverter, OccupancySensor, Site, SiteFileError, Uplink, iter_devices, load_site
+from core.yaml_limits import load_yaml
 
 HELP = "generate Mosquitto device credentials and the ACL file from site descriptions"
 
@@ -155,7 +156,7 @@ def read_credentials(path: Path) -> dict[str, str]:
     if not path.exists():
         return {}
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = load_yaml(path.read_text(encoding="utf-8"), what="credentials file") or {}
     except (OSError, yaml.YAMLError) as err:
         raise CredentialsFileError(f"{path}: cannot read the existing credentials ({err}); fix or remove it "
                                    "(removing it gives every device a new password)") from None
