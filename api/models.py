@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 from api.sites import ConfiguredDevice, battery_runtime_s
 from api.state import DeviceState, Presence, PresenceReason
 from core.contract import FieldValue, Kind
-from core.site import Inverter, Site
+from core.site import Inverter
 
 
 def iso(epoch_s: float | None) -> datetime | None:
@@ -104,8 +104,3 @@ def device_out(state: DeviceState, configured: ConfiguredDevice | None) -> Devic
         latest=None if latest is None else LatestReading(ts=latest.ts, seq=latest.seq, metrics=dict(latest.metrics)),
         battery_runtime_s=runtime)
 
-
-def site_summary(site: Site, devices: list[DeviceOut], now: float) -> SiteSummary:
-    return SiteSummary(id=site.id, name=site.name, timezone=site.timezone, devices=len(devices),
-                       online=sum(d.presence is Presence.ONLINE for d in devices),
-                       in_load_shedding=site.in_load_shedding(now))

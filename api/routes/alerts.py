@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query
 from pydantic import BaseModel, Field
@@ -150,6 +150,3 @@ def acknowledge(fingerprint: Fingerprint, body: AckIn, caller: Operator, store: 
     services.hub.publish(LiveEvent("alert", {"event": "ack", **out.model_dump(mode="json")}))
     return out
 
-
-def transition_event(fingerprint: str, body: dict[str, Any]) -> LiveEvent:
-    return LiveEvent("alert", {"event": "transition", "fingerprint": fingerprint, **body})
