@@ -48,7 +48,7 @@ from rules.engine import Engine
 from rules.matchers import MAX_REGEX_CHARS, MAX_REGEX_INSTRUCTIONS, MatcherError, compile_regex, parse_matcher
 from rules.model import load_rule_files
 from rules.route import Route
-from rules.silences import MAX_SILENCE_REGEX_INSTRUCTIONS
+from rules.silences import MAX_SILENCE_REGEX_INSTRUCTIONS, MAX_SILENCE_REGEXES
 from rules.store import AlertStore
 from tests.unit.rules.rules_harness import PACK, PARK, inverter, local, uplink
 
@@ -111,22 +111,22 @@ def worst_pattern(index: int, head: str, max_instructions: int = MAX_REGEX_INSTR
     return pattern
 
 
-def worst_silences(count: int = SILENCES) -> list[list[str]]:
-    """Each silence spends its whole regex budget (MAX_SILENCE_REGEX_INSTRUCTIONS) on as many regexes
-    headed by the issue's `(.*){22}` (225 instructions) as fit, and fills its 20 matchers with
+def worst_silences(count: int = SILENCES, regexes: int = MAX_SILENCE_REGEXES) -> list[list[str]]:
+    """Each silence spends its whole regex budget (MAX_SILENCE_REGEX_INSTRUCTIONS) on `regexes` regexes
+    (headed by the issue's `(.*){22}` while it fits, else by `.*`), and fills its 20 matchers with
     inequalities that match every alert (free to compile, still evaluated)."""
-    regexes = MAX_SILENCE_REGEX_INSTRUCTIONS // 250
     share = MAX_SILENCE_REGEX_INSTRUCTIONS // regexes
+    head = "(.*){22}" if share >= 250 else ".*"
     silences = []
     for s in range(count):
         matchers = []
         for m in range(MATCHERS_PER_SILENCE - 1):
             label = LABELS[m % len(LABELS)]
             if m < regexes - 1:
-                matchers.append(f"{label}=~{worst_pattern(s * MATCHERS_PER_SILENCE + m, '(.*){22}', share)}")
+                matchers.append(f"{label}=~{worst_pattern(s * MATCHERS_PER_SILENCE + m, head, share)}")
             else:
                 matchers.append(f"{label}!=never-{s}-{m}")
-        matchers.append(f"alertname=~{worst_pattern(s * MATCHERS_PER_SILENCE + 19, '(.*){22}X', share)}")
+        matchers.append(f"alertname=~{worst_pattern(s * MATCHERS_PER_SILENCE + 19, head + 'X', share)}")
         silences.append(matchers)
     return silences
 
@@ -154,11 +154,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sites", type=int, default=1, help="copies of the shipped park site (default 1)")
     parser.add_argument("--ticks", type=int, default=50, help="ticks measured per steady phase")
+    parser.add_argument("--regexes", type=int, default=MAX_SILENCE_REGEXES,
+                        help="regex matchers per silence, sharing its instruction budget (default: the most "
+                             "allowed, the worst shape measured: more regexes cost more than larger ones)")
     args = parser.parse_args()
     sites = fleet(args.sites)
     pack = load_rule_files([PACK])
     routes = [Route("oncall", group_wait_s=0, group_interval_s=60, repeat_interval_s=3600)]
-    *texts, extra_texts = worst_silences(SILENCES + 1)  # all made first: making them compiles many
+    *texts, extra_texts = worst_silences(SILENCES + 1, args.regexes)  # all made first: making them compiles many
     matchers = [[parse_matcher(t) for t in silence] for silence in texts]
     programs = [m._regex for silence in matchers for m in silence if m._regex is not None]
     with tempfile.TemporaryDirectory() as tmp_name:

@@ -18,17 +18,26 @@ class SilenceError(ValueError):
     """A silence that cannot be created as asked (no matchers, ends before it starts, ...)."""
 
 
-MAX_SILENCE_REGEX_INSTRUCTIONS = 500
-"""Largest sum of RE2 program sizes over one new silence's regex matchers. A silence people write is far
+MAX_SILENCE_REGEXES = 3
+"""Most regex matchers (`=~`, `!~`) one new silence may have; the rest of its matchers can be any
+number of equalities. A silence people write rarely needs more than `alertname=~`, `device=~` and
+`site=~`."""
+MAX_SILENCE_REGEX_INSTRUCTIONS = 300
+"""Largest sum of RE2 program sizes over one new silence's regex matchers. Silences people write are far
 below it: `alertname=~` ten alert names is 104, `device=~inv-(main|lab)` 15, the issue's `(.*){22}X`
-202. The engine compiles a new silence's regexes on its next tick (0.4-0.8 µs an instruction): 20
-matchers of `rules.matchers.MAX_REGEX_INSTRUCTIONS` each, 100 times over, made that tick 726 ms;
-within this budget it is 55-68 ms (benchmarks/README.md, "Silences")."""
+202. The engine compiles a new silence's regexes and tries them on every alert's labels on its next
+tick: 100 silences of 20 regexes of `rules.matchers.MAX_REGEX_INSTRUCTIONS` each made that tick
+726 ms; the worst shape within both limits takes 39-44 ms (benchmarks/README.md, "Silences")."""
 
 
 def check_regex_budget(matchers: tuple[Matcher, ...]) -> None:
-    """Raise `SilenceError` if a new silence's regexes compile to more than MAX_SILENCE_REGEX_INSTRUCTIONS."""
-    total = sum(m.program_size for m in matchers)
+    """Raise `SilenceError` if a new silence has more than MAX_SILENCE_REGEXES regex matchers or its
+    regexes compile to more than MAX_SILENCE_REGEX_INSTRUCTIONS together."""
+    regexes = [m for m in matchers if m.op in ("=~", "!~")]
+    if len(regexes) > MAX_SILENCE_REGEXES:
+        raise SilenceError(f"the silence has {len(regexes)} regex matchers; at most {MAX_SILENCE_REGEXES} are "
+                           "allowed: write the others as name=value or name!=value, or use several silences")
+    total = sum(m.program_size for m in regexes)
     if total > MAX_SILENCE_REGEX_INSTRUCTIONS:
         raise SilenceError(f"the silence's regexes compile to {total} RE2 instructions together; at most "
                            f"{MAX_SILENCE_REGEX_INSTRUCTIONS} are allowed: use fewer or simpler regex matchers "

@@ -37,15 +37,21 @@ def test_the_issue_pattern_is_accepted_and_stored(alerts_api: tuple[ApiHarness, 
 
 def test_a_silence_whose_regexes_together_pass_the_budget_is_422(
         alerts_api: tuple[ApiHarness, AlertStore]) -> None:  # noqa: F811
-    """Each regex within its own limit, but three of `(.*){22}` (201 instructions each) would cost the
-    engine's next tick more than a silence may (MAX_SILENCE_REGEX_INSTRUCTIONS)."""
+    """Each regex within its own limit, but two of `(.*){22}` (201 instructions each), or four small
+    regexes, would cost the engine's next tick more than a silence may."""
     api, store = alerts_api
-    matchers = [f"{label}=~(.*){{22}}" for label in ("alertname", "device", "site")]
+    matchers = [f"{label}=~(.*){{22}}" for label in ("alertname", "device")]
     response = api.client.post("/api/v1/silences", json={"matchers": matchers, **BODY},
                                headers=api.headers(Role.OPERATOR))
     assert response.status_code == 422, response.text
-    assert "603 RE2 instructions together" in response.text and "at most 500" in response.text
+    assert "402 RE2 instructions together" in response.text and "at most 300" in response.text
+    small = [f"{label}=~inv-(a|b)" for label in ("alertname", "device", "site", "team")]
+    response = api.client.post("/api/v1/silences", json={"matchers": small, **BODY},
+                               headers=api.headers(Role.OPERATOR))
+    assert response.status_code == 422, response.text
+    assert "4 regex matchers; at most 3" in response.text
     assert store.list_silences() == []
-    response = api.client.post("/api/v1/silences", json={"matchers": matchers[:2], **BODY},
+    allowed = [matchers[0], *small[1:3], *(f"room!=r{n}" for n in range(17))]  # 3 regexes, 20 matchers
+    response = api.client.post("/api/v1/silences", json={"matchers": allowed, **BODY},
                                headers=api.headers(Role.OPERATOR))
     assert response.status_code == 201, response.text
