@@ -26,7 +26,8 @@ from typing import Any, TypeVar
 import pytest
 
 from core.influxql import InfluxQLClient
-from facmon.servers import Alertmanager, InfluxDB, InfluxV2WriteProxy, Mosquitto, ServerProcess
+from facmon.servers import InfluxDB, Mosquitto, ServerProcess
+from tests.servers import Alertmanager, InfluxV2WriteProxy
 
 _TESTS_DIR = Path(__file__).resolve().parent
 _SERVER_DIRS = ("integration", "e2e")

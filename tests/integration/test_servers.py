@@ -21,14 +21,13 @@ from paho.mqtt.properties import Properties
 from core.influxql import InfluxQLClient
 from facmon.servers import (
     BROKER_CONF,
-    Alertmanager,
     InfluxDB,
-    InfluxV2WriteProxy,
     Mosquitto,
     ServerError,
     ServerExited,
     free_port,
 )
+from tests.servers import Alertmanager, InfluxV2WriteProxy
 from tests.support import poll_until
 
 pytestmark = pytest.mark.integration

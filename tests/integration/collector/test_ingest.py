@@ -11,7 +11,7 @@ import pytest
 from collector.http import metrics_text
 from collector.service import CollectorService
 from core.influxql import InfluxQLClient
-from facmon.servers import InfluxDB, InfluxV2WriteProxy, Mosquitto
+from facmon.servers import InfluxDB, Mosquitto
 from tests.integration.collector.harness import (
     Publisher,
     collector_env,
@@ -23,6 +23,7 @@ from tests.integration.collector.harness import (
     seqs_by_device,
     wait_for_points,
 )
+from tests.servers import InfluxV2WriteProxy
 
 
 def metrics_of(service: CollectorService) -> dict[str, float]:
