@@ -13,10 +13,16 @@ plus a `facmon` key (muted alerts, reason, escalation level, language-neutral ex
 `Delivery.deliver_due(now)` sends what is due, one notifier call per outbox row, and records every
 attempt in the store (the per-notification log); it never raises for a notifier's failure, so it
 cannot block evaluation. It runs on its own thread in the service.
+
+Delivery is at least once (a receiver that took a page but did not answer gets it again), so every
+notification carries a stable id, `facmon.notification_id`, the same on every retry and after a
+restart: webhooks and chat gateways get it as the `Idempotency-Key` header (the webhook body stays
+exactly Alertmanager's v4, whose `groupKey` names the incident), e-mail as its `Message-ID`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import smtplib
@@ -34,7 +40,7 @@ import yaml
 from rules.alerts import Alert
 from rules.evaluate import render
 from rules.route import Notification
-from rules.store import AlertStore
+from rules.store import AlertStore, NotificationRecord
 
 log = logging.getLogger("facmon.rules.notify")
 TEMPLATES_DIR = Path(__file__).parent / "templates"
@@ -110,6 +116,26 @@ def payload_of(n: Notification, external_url: str) -> dict:
     }
 
 
+def notification_id(payload: Mapping) -> str:
+    """The id `Delivery` gave this notification (`facmon.notification_id`), the same on every retry and
+    after a restart; "" for a payload that did not come through `Delivery`."""
+    return str(payload.get("facmon", {}).get("notification_id", ""))
+
+
+def with_notification_id(record: NotificationRecord) -> dict:
+    """`record`'s payload with its stable id: the outbox row's number and a digest of what the row was
+    made for, so two stores (a reinstall) cannot give two incidents the same id."""
+    digest = hashlib.sha256(f"{record.group_key}|{record.receiver}|{record.created_at!r}".encode()).hexdigest()
+    extras = {**record.payload.get("facmon", {}), "notification_id": f"fmn-{record.id}-{digest[:16]}"}
+    return {**record.payload, "facmon": extras}
+
+
+def _id_headers(payload: Mapping) -> dict[str, str]:
+    # Idempotency-Key (IETF httpapi draft): a receiver that sees it twice has seen a retry, not a new page.
+    nid = notification_id(payload)
+    return {"Idempotency-Key": nid} if nid else {}
+
+
 def webhook_body(payload: Mapping) -> dict:
     """Exactly the Alertmanager webhook v4 fields (the `facmon` extras removed)."""
     return {k: v for k, v in payload.items() if k != "facmon"}
@@ -137,7 +163,7 @@ class WebhookNotifier:
         self.timeout_s = timeout_s
 
     def send(self, payload: Mapping) -> None:
-        _post_json(self.url, webhook_body(payload), self.timeout_s)
+        _post_json(self.url, webhook_body(payload), self.timeout_s, _id_headers(payload))
 
 
 class AlertmanagerNotifier:
@@ -217,7 +243,7 @@ class ChatNotifier:
 
     def send(self, payload: Mapping) -> None:
         subject, body = render_text(payload, self.language)
-        _post_json(self.url, {self.field: f"{subject}\n{body}"}, self.timeout_s)
+        _post_json(self.url, {self.field: f"{subject}\n{body}"}, self.timeout_s, _id_headers(payload))
 
 
 class EmailNotifier:
@@ -240,6 +266,9 @@ class EmailNotifier:
         message["From"] = self.from_addr
         message["To"] = ", ".join(self.to)
         message["X-Facmon-Group"] = str(payload.get("groupKey", ""))[:200]
+        nid = notification_id(payload)
+        if nid:  # the same Message-ID on a retry: mail clients and archives keep one copy
+            message["Message-ID"] = f"<{nid}@facmon>"
         message.set_content(body)
         try:
             with smtplib.SMTP(self.host, self.port, timeout=self.timeout_s) as smtp:
@@ -277,7 +306,7 @@ class Delivery:
                                                            "configured (rules.receivers)", None)
                 continue
             try:
-                notifier.send(record.payload)
+                notifier.send(with_notification_id(record))
             except NotifyError as err:
                 attempt = record.attempts + 1
                 give_up = not err.retryable or attempt >= self._max_attempts

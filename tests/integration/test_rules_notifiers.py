@@ -28,12 +28,15 @@ class CaptureServer:
 
     def __init__(self) -> None:
         self.bodies: list[object] = []
+        self.idempotency_keys: list[str | None] = []
+        """The Idempotency-Key header of every POST, answered or failed, in order."""
         self.fail_next = 0
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                outer.idempotency_keys.append(self.headers.get("Idempotency-Key"))
                 if outer.fail_next > 0:
                     outer.fail_next -= 1
                     self.send_response(503)
@@ -152,6 +155,12 @@ def test_delivery_retries_with_backoff_and_logs_each_attempt(tmp_path, capture):
     assert delivery.deliver_due(clock.now()) == 1
     assert store.notifications()[0].status == "sent" and len(capture.bodies) == 1
     assert store.alert("x") is None and nid == record.id
+    # Three attempts of one notification, one id: a receiver can tell the retries from a new page.
+    [key] = set(capture.idempotency_keys)
+    assert len(capture.idempotency_keys) == 3 and key.startswith(f"fmn-{nid}-")
+    other = store.enqueue_notification("g", "oncall:webhook0", ["y"], payload, clock.now())
+    assert delivery.deliver_due(clock.now()) == 1
+    assert capture.idempotency_keys[-1].startswith(f"fmn-{other}-") and capture.idempotency_keys[-1] != key
 
 
 def test_non_retryable_failure_is_given_up(tmp_path):
@@ -168,3 +177,31 @@ def test_non_retryable_failure_is_given_up(tmp_path):
     Delivery(store, {"t": Refusing()}).deliver_due(clock.now())
     [record] = store.notifications()
     assert (record.status, record.attempts, record.last_error) == ("failed", 1, "400 bad request: unknown channel")
+
+
+def test_an_email_retried_after_a_temporary_refusal_keeps_its_message_id(tmp_path):
+    """A real SMTP server (aiosmtpd) refuses the first DATA with 451: the retry carries the same
+    Message-ID, so the mailbox (or the receiver's archive) can drop a second copy."""
+    seen: list[str] = []
+
+    class Handler:
+        async def handle_DATA(self, server, session, envelope):
+            seen.append(message_from_bytes(envelope.content, policy=default_policy)["Message-ID"])
+            return "451 4.3.0 try again later" if len(seen) == 1 else "250 OK"
+
+    port = free_port()
+    controller = Controller(Handler(), hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        clock = FakeClock()
+        store = AlertStore(tmp_path / "alerts.db", clock)
+        nid = store.enqueue_notification("g", "oncall:email0", ["x"], payload_of(_incident(clock), "http://f.test"),
+                                         clock.now())
+        mail = EmailNotifier("oncall:email0", "127.0.0.1", port, "facmon@park.test", ("oncall@park.test",))
+        delivery = Delivery(store, {"oncall:email0": mail}, min_s=1, max_s=60)
+        assert delivery.deliver_due(clock.now()) == 0  # 451: retryable
+        clock.advance(1)
+        assert delivery.deliver_due(clock.now()) == 1
+    finally:
+        controller.stop()
+    assert len(seen) == 2 and seen[0] == seen[1] and seen[0].startswith(f"<fmn-{nid}-")
