@@ -16,12 +16,10 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
 
-from core.site import load_site
-from facmon.commands.acl import generate
 from facmon.servers import Mosquitto
+from tests.integration.test_broker_door import secured_broker
 from tests.support import poll_until
 
-PARK = Path(__file__).resolve().parents[2] / "simulators" / "sites" / "park.yaml"
 INV_MAIN = "facmon/v1/park/inverter/inv-main/reading"
 INV_LAB = "facmon/v1/park/inverter/inv-lab/reading"
 NOT_AUTHORIZED = ReasonCode(PacketTypes.PUBACK, "Not authorized")
@@ -63,15 +61,8 @@ class Client:
 
 @pytest.fixture
 def secured(tmp_path: Path) -> Iterator[tuple[Mosquitto, dict]]:
-    accounts = generate([load_site(PARK)], tmp_path / "auth")
     # The shipped mosquitto.conf's authentication lines (facmon.servers.shipped_auth_config).
-    broker = Mosquitto(tmp_path / "mosquitto", auth_dir=tmp_path / "auth")
-    broker.start()
-    try:
-        broker.wait_ready(20)
-        yield broker, {a.username: a.password for a in accounts}
-    finally:
-        broker.stop()
+    yield from secured_broker(Mosquitto, tmp_path)
 
 
 @pytest.fixture

@@ -93,7 +93,8 @@ class UnboundMosquitto(Mosquitto):
         self.config_path.write_text(text.replace("use_username_as_clientid true\n", ""))
 
 
-def _broker(broker_class: type[Mosquitto], tmp_path: Path) -> Iterator[tuple[Mosquitto, dict[str, str]]]:
+def secured_broker(broker_class: type[Mosquitto], tmp_path: Path) -> Iterator[tuple[Mosquitto, dict[str, str]]]:
+    """A started broker with the shipped authentication and the park's accounts: (broker, username → password)."""
     accounts = generate([load_site(PARK)], tmp_path / "auth")
     broker = broker_class(tmp_path / "mosquitto", auth_dir=tmp_path / "auth")
     broker.start()
@@ -106,12 +107,12 @@ def _broker(broker_class: type[Mosquitto], tmp_path: Path) -> Iterator[tuple[Mos
 
 @pytest.fixture
 def door(tmp_path: Path) -> Iterator[tuple[Mosquitto, dict[str, str]]]:
-    yield from _broker(Mosquitto, tmp_path)
+    yield from secured_broker(Mosquitto, tmp_path)
 
 
 @pytest.fixture
 def unbound(tmp_path: Path) -> Iterator[tuple[Mosquitto, dict[str, str]]]:
-    yield from _broker(UnboundMosquitto, tmp_path)
+    yield from secured_broker(UnboundMosquitto, tmp_path)
 
 
 def _collector_config(tmp_path: Path, broker: Mosquitto, passwords: dict[str, str], influxdb: InfluxDB,
