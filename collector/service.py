@@ -204,6 +204,11 @@ class CollectorService:
 
     def run(self, stop: threading.Event) -> None:
         self.drain.start()
+        if self.spool.max_bytes < self.spool.configured_max_bytes:
+            log.warning("the spool's disk has less room than collector.spool.max_bytes: the spool is bounded "
+                        "lower, so a full disk stops acknowledgements instead of losing readings; free space "
+                        "or lower the setting", extra={"configured_max_bytes": self.spool.configured_max_bytes,
+                                                       "max_bytes": self.spool.max_bytes})
         log.info("collector started", extra={"spool": str(self._settings.spool.dir),
                                              "pending_bytes": self.spool.pending_bytes, "c_kernel": KERNEL_BUILT})
         if not KERNEL_BUILT:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -46,6 +47,20 @@ class Batch:
     lines: list[str]
     end: Position
     size_bytes: int
+
+
+DISK_RESERVE_BYTES = 16 * 1024 * 1024
+"""Left free on the spool's file system besides a segment: room for the cursor, the dead-letter file
+and the log lines of the moment the spool fills."""
+
+
+def bound_by_disk(max_bytes: int, pending_bytes: int, free_bytes: int, segment_bytes: int) -> int:
+    """The spool's bound: `max_bytes`, or what the disk can hold beyond what is already pending less a
+    reserve, if that is smaller. A full disk would turn into lost readings (a crash loop with nothing
+    acknowledged can still lose what the broker drops); a full spool is back-pressure: the collector
+    stops acknowledging and the broker keeps the messages."""
+    room = pending_bytes + free_bytes - segment_bytes - DISK_RESERVE_BYTES
+    return max(min(max_bytes, room), 0)
 
 
 class Spool:
@@ -82,6 +97,14 @@ class Spool:
             self._cursor.offset if self._cursor.segment in self._sizes else 0)
         self._confirmed_total = 0
         self._confirms_since_cursor_write = 0
+        self.configured_max_bytes = max_bytes
+        self._max_bytes = bound_by_disk(max_bytes, self.pending_bytes, shutil.disk_usage(directory).free,
+                                        segment_bytes)
+
+    @property
+    def max_bytes(self) -> int:
+        """The bound in force: `max_bytes` as configured, or less where the disk had less room at start."""
+        return self._max_bytes
 
     # -- recovery -------------------------------------------------------------------------------
     def _segment_path(self, segment: int) -> Path:

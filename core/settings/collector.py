@@ -11,7 +11,9 @@ class SpoolSettings(Section):
     dir: Path = Path("var/spool")
     """Where the spool keeps readings not yet confirmed by InfluxDB; on a disk that survives reboots."""
     max_bytes: int = Field(512 * 1024 * 1024, ge=64 * 1024)
-    """At this many unsent bytes the collector stops acknowledging; the broker holds the rest."""
+    """At this many unsent bytes the collector stops acknowledging; the broker holds the rest. Bounded
+    at start by what the spool's disk can hold (less a segment and 16 MiB), with a warning, so a full
+    disk is back-pressure too, never lost readings."""
     segment_bytes: int = Field(16 * 1024 * 1024, ge=4096)
     """Size at which a spool segment file is closed and a new one begun."""
     commit_interval_ms: float = Field(10.0, gt=0, le=5000)

@@ -1,6 +1,7 @@
+import shutil
 from pathlib import Path
 
-from collector.spool import Spool
+from collector.spool import DISK_RESERVE_BYTES, Spool, bound_by_disk
 
 
 def drain(spool: Spool, max_lines: int = 1000, max_bytes: int = 1 << 20) -> list[str]:
@@ -88,3 +89,25 @@ def test_batch_respects_max_bytes_but_always_makes_progress(tmp_path: Path) -> N
     spool.append(["short v=1", "long v=" + "9" * 500, "short v=2"])
     spool.commit()
     assert drain(spool, max_bytes=64) == ["short v=1", "long v=" + "9" * 500, "short v=2"]
+
+
+def test_the_bound_is_what_the_disk_can_hold_when_that_is_less() -> None:
+    mib = 1024 * 1024
+    assert bound_by_disk(512 * mib, 0, 10_000 * mib, 8 * mib) == 512 * mib      # room enough: as configured
+    assert bound_by_disk(512 * mib, 0, 100 * mib, 8 * mib) == 76 * mib         # 100 MiB free less 24 reserved
+    assert bound_by_disk(512 * mib, 50 * mib, 100 * mib, 8 * mib) == 126 * mib  # what is pending is on disk too
+    assert bound_by_disk(512 * mib, 0, 10 * mib, 8 * mib) == 0                  # no room: hold everything
+
+
+def test_a_spool_configured_larger_than_its_disk_is_bounded_by_the_disk(tmp_path: Path) -> None:
+    """issue 18: with max_bytes above the disk's free space, InfluxDB down filled the disk and the
+    collector crash-looped, losing 38,832 readings; below it, nothing was lost."""
+    free = shutil.disk_usage(tmp_path).free
+    spool = Spool(tmp_path / "spool", free + 10 * 1024**3, 1024 * 1024, fsync=False)
+    try:
+        assert spool.configured_max_bytes == free + 10 * 1024**3
+        # The disk's free space moves with every other writer: bounded well below the setting, not exactly.
+        assert 0 < spool.max_bytes < free + 5 * 1024**3 - DISK_RESERVE_BYTES
+        assert spool.free_bytes() == spool.max_bytes
+    finally:
+        spool.close()
