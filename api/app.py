@@ -27,12 +27,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api.auth_failures import AuthFailures
 from api.body_limit import BodyLimit
 from api.deps import ApiServices
+from api.device_states import DeviceEvent
 from api.events import LiveEvent
 from api.models import device_out
 from api.problems import install_problem_handlers
 from api.routes import alerts, events, health, history, keys, rules, silences, sites, unmatched
 from api.security_headers import SecurityHeaders
-from api.state import DeviceEvent
 
 API_PREFIX = "/api/v1"
 STATIC_DIR = Path(__file__).parent / "static"

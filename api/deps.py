@@ -24,11 +24,11 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from starlette.concurrency import run_in_threadpool
 
 from api.auth_failures import AuthFailures
+from api.device_states import DeviceStates
 from api.events import EventHub
 from api.keys import ApiKey, KeyStore, Role
 from api.metrics import ApiMetrics
 from api.sites import SiteTree
-from api.state import DeviceStates
 from core.clock import Clock
 from core.settings.api import ApiSettings
 
@@ -46,7 +46,7 @@ class NotReady(Exception):
     pass
 
 
-class Lifecycle(Protocol):
+class BackgroundService(Protocol):
     """A background part of the API (the MQTT subscription): `start()` once at startup, `stop()` once
     at shutdown, after which it publishes nothing."""
 
@@ -71,7 +71,7 @@ class ApiServices:
     rule_files: Sequence[Path] = ()
     """The rule files the rules engine runs (listed and shown by /rules)."""
     readiness: Sequence[ReadinessCheck] = ()
-    background: Sequence[Lifecycle] = ()
+    background: Sequence[BackgroundService] = ()
     pollers: Sequence[Callable[[], object]] = ()
     """Called about once a second in a worker thread (e.g. AlertFeed.poll)."""
     extra_metrics: Sequence[Callable[[], str]] = field(default_factory=tuple)

@@ -7,8 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from api.device_states import DeviceState, Presence, PresenceReason
 from api.sites import ConfiguredDevice, battery_runtime_s
-from api.state import DeviceState, Presence, PresenceReason
 from core.contract import FieldValue, Kind
 from core.site import Inverter
 

@@ -6,7 +6,7 @@ interval), QoS 0, readings and status of every site. Messages are decoded with t
 `decode_message`, applied to `DeviceStates` with the injected clock's time, and the resulting
 changes published as live events.
 
-Lifecycle (api.deps.Lifecycle): `start()` connects in the background and returns at once (paho's
+Lifecycle (api.deps.BackgroundService): `start()` connects in the background and returns at once (paho's
 thread reconnects with backoff and resubscribes); `stop()` disconnects and joins the thread; after
 it, no message is applied.
 """
@@ -19,8 +19,8 @@ from collections.abc import Callable, Iterable
 
 import paho.mqtt.client as mqtt
 
+from api.device_states import DeviceEvent, DeviceStates
 from api.metrics import ApiMetrics
-from api.state import DeviceEvent, DeviceStates
 from core.clock import Clock
 from core.contract import reading_subscription, status_subscription
 from core.decode import DecodeLimits, Reading, Reject, StatusChange, decode_message

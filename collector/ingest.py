@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from collector.dead_letters import payload_excerpt
-from collector.state import DeviceTable, SeqVerdict
+from collector.device_table import DeviceTable, SeqVerdict
 from core.contract import DeviceKey
 from core.decode import DecodeLimits, Reading, Reject, RejectReason, StatusChange, decode_message
 from core.known_devices import KnownDevices

@@ -16,11 +16,11 @@ import threading
 from collections import deque
 
 from collector.dead_letters import DeadLetterFile
+from collector.device_table import DeviceTable
 from collector.drain import SpoolDrain
 from collector.ingest import Ingest, reject_point
 from collector.mqtt_source import AckRun, InboundBatch, MqttSource
 from collector.spool import Spool
-from collector.state import DeviceTable
 from core.clock import Clock
 from core.decode import DecodeLimits, Reject, RejectReason
 from core.influx_write import InfluxWriteError, LineWriter

@@ -19,7 +19,7 @@ from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as model
 from grafana_foundation_sdk.models import heatmap as heatmap_model
 
-from dashboards.influxql import ALL_VALUE, DATASOURCE, InfluxQLTarget
+from dashboards.queries import ALL_VALUE, DATASOURCE, InfluxQLTarget
 
 GREEN, AMBER, RED, BLUE, GREY = "green", "orange", "red", "blue", "text"
 

@@ -21,7 +21,7 @@ import niquests
 from grafana_client import GrafanaApi
 from grafana_client.client import GrafanaClientError, GrafanaException, GrafanaTimeoutError
 
-from dashboards.influxql import DATASOURCE_UID, INFLUXDB_TYPE
+from dashboards.queries import DATASOURCE_UID, INFLUXDB_TYPE
 
 DATASOURCE_NAME = "facmon InfluxDB"
 PUSH_MESSAGE = "facmon dashboards push"

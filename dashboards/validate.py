@@ -23,8 +23,8 @@ from grafana_foundation_sdk.cog import plugins
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models.dashboard import Dashboard
 
-from dashboards.influxql import DATASOURCE_UID, register_influxql_variant, variables_used
 from dashboards.panels import ANNOTATION_EXTRA_KEYS
+from dashboards.queries import DATASOURCE_UID, register_influxql_variant, variables_used
 
 GRID_COLUMNS = 24
 

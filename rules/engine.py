@@ -28,11 +28,11 @@ from core.decode import StatusChange
 from core.site import Site
 from rules.alerts import Alert, AlertState, fingerprint
 from rules.evaluate import MONITORING_DEGRADED, Evaluator, Observation
+from rules.lifecycle import AlertLifecycle, Change, Timing
 from rules.model import RulePack
 from rules.notify import payload_of
 from rules.route import Plan, Route, Router
 from rules.silences import SilenceMuter
-from rules.state import Change, Lifecycle, Timing
 from rules.store import AlertStore
 
 log = logging.getLogger("facmon.rules.engine")
@@ -51,7 +51,7 @@ class Engine:
         self._lock = threading.RLock()
         now = clock.now()
         timings = {r.name: Timing(r.for_s, r.keep_firing_for_s) for r in pack.rules}
-        self._lifecycle = Lifecycle(timings)
+        self._lifecycle = AlertLifecycle(timings)
         self._lifecycle.load(store.all_alerts())
         self._evaluator = Evaluator(pack, sites, now, reconnect_grace_s)
         self._evaluator.assume_active(a.fingerprint for a in self._lifecycle.alerts()

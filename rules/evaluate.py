@@ -9,7 +9,7 @@ I/O, no clock of its own (every call passes `now`, epoch seconds of the injected
     ev.set_source_connected(connected, now) -> list[Observation]   MonitoringDegraded, absence hold
 
 An `Observation` says "this rule instance's condition is now true/false" (with labels, annotations
-and the value); `rules.state.Lifecycle` turns those into pending/firing/resolved.
+and the value); `rules.lifecycle.AlertLifecycle` turns those into pending/firing/resolved.
 
 Indexing: a reading meets only the rules that can match its device. The first reading of a device
 scans the rules once (kind, then matchers on site/device/room/isp); the result is cached per device,

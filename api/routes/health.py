@@ -14,9 +14,9 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import NotReady, ServicesDep, caller_if_any
+from api.device_states import Presence
 from api.keys import ApiKey
 from api.models import CheckOut, Health, Readiness
-from api.state import Presence
 
 router = APIRouter(tags=["health"])
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from api.deps import ClockDep, SitesDep, StatesDep, Viewer
+from api.device_states import DeviceState, DeviceStates
 from api.models import DeviceOut, SiteDetail, SiteSummary, device_out
 from api.problems import ERROR_RESPONSES, NotFound
 from api.routes.params import DeviceId, SiteId
 from api.sites import SiteTree
-from api.state import DeviceState, DeviceStates
 
 router = APIRouter(prefix="/sites", tags=["sites"], responses=ERROR_RESPONSES)
 # Handlers are `async def`: they only read the in-memory site tree and device states (a lock held for

@@ -32,7 +32,7 @@ from core.decode import DecodeLimits, decode_message  # noqa: E402
 from core.line_protocol import reading_to_line  # noqa: E402
 from core.site import load_site  # noqa: E402
 from dashboards import overview, power  # noqa: E402
-from dashboards.influxql import ALL_VALUE, TimeRange, render_query  # noqa: E402
+from dashboards.queries import ALL_VALUE, TimeRange, render_query  # noqa: E402
 from facmon.servers import InfluxDB  # noqa: E402
 from simulators.scenario import load_scenario  # noqa: E402
 from simulators.world import Simulation  # noqa: E402

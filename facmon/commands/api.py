@@ -15,13 +15,13 @@ import urllib3
 from api.alert_feed import AlertFeed, alert_metrics
 from api.app import create_app, publish_device_events
 from api.deps import ApiServices, NotReady
+from api.device_states import DeviceStates
 from api.events import EventHub
 from api.history import HistoryReader
 from api.keys import KeyStore
 from api.metrics import ApiMetrics
 from api.mqtt import DeviceStateSubscription
 from api.sites import SiteTree
-from api.state import DeviceStates
 from core.clock import Clock, SystemClock
 from core.config import FacmonConfig
 from core.decode import DecodeLimits

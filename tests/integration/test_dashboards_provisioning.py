@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dashboards.influxql import DATASOURCE_UID
+from dashboards.queries import DATASOURCE_UID
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 

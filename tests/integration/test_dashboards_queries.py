@@ -28,7 +28,7 @@ from core.line_protocol import reading_to_line
 from core.site import load_site
 from dashboards import network, occupancy, overview, power
 from dashboards.build import DashboardOptions, build_dashboards, dashboard_json
-from dashboards.influxql import ALL_VALUE, TimeRange, render_query
+from dashboards.queries import ALL_VALUE, TimeRange, render_query
 from facmon.servers import InfluxDB
 from simulators.scenario import load_scenario
 from simulators.world import Simulation

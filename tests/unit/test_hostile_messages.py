@@ -23,11 +23,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from api.device_states import DeviceStates
 from api.models import device_out
 from api.sites import SiteTree
-from api.state import DeviceStates
+from collector.device_table import DeviceTable
 from collector.ingest import Ingest
-from collector.state import DeviceTable
 from core.clock import FakeClock
 from core.contract import DeviceKey, Kind, Reading
 from core.decode import DecodeLimits, StatusChange, decode_message

@@ -9,12 +9,12 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from api.deps import ApiServices
+from api.device_states import DeviceStates
 from api.events import EventHub
 from api.history import HistoryReader
 from api.keys import KeyStore, Role
 from api.metrics import ApiMetrics
 from api.sites import SiteTree
-from api.state import DeviceStates
 from core.clock import FakeClock
 from core.influxql import Series
 from core.settings.api import ApiSettings

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from collector.device_table import DeviceTable
 from collector.ingest import Ingest
-from collector.state import DeviceTable
 from core import reading_plans
 from core.contract import DeviceKey, Kind, Reading, encode_reading
 from core.decode import DecodeLimits, RejectReason

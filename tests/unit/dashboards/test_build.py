@@ -11,7 +11,7 @@ import pytest
 from core.site import load_site
 from dashboards import validate
 from dashboards.build import DashboardOptions, build_dashboards, dashboard_json, render
-from dashboards.influxql import DATASOURCE_UID
+from dashboards.queries import DATASOURCE_UID
 
 REPO = Path(__file__).resolve().parents[3]
 PARK = REPO / "simulators" / "sites" / "park.yaml"

@@ -35,7 +35,7 @@ class Change:
     transition: Transition | None
 
 
-class Lifecycle:
+class AlertLifecycle:
     def __init__(self, timings: Mapping[str, Timing], forget_resolved_after_s: float = 3600.0) -> None:
         self._timings = dict(timings)
         self._alerts: dict[str, Alert] = {}

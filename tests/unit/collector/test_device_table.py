@@ -1,9 +1,9 @@
-"""collector.state.DeviceTable: duplicates (same seq and ts) are recognised, a restarted counter is
+"""collector.device_table.DeviceTable: duplicates (same seq and ts) are recognised, a restarted counter is
 not a duplicate, gaps and late arrivals are counted, status and last-seen are kept per device."""
 
 from __future__ import annotations
 
-from collector.state import DeviceTable, SeqVerdict
+from collector.device_table import DeviceTable, SeqVerdict
 from core.contract import DeviceKey, Kind, Reading
 
 DEVICE = DeviceKey("park", Kind.OCCUPANCY, "r1")

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dashboards.influxql import (
+from dashboards.queries import (
     InfluxQLTarget,
     TimeRange,
     UnresolvedVariableError,
