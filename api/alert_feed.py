@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from api.events import EventHub, LiveEvent
 from api.metrics import family
+from rules.access import AlertAccess
 from rules.alerts import AlertState
-from rules.store import AlertStore
 
 
 class AlertFeed:
-    def __init__(self, store: AlertStore, hub: EventHub, start_at: float) -> None:
+    def __init__(self, store: AlertAccess, hub: EventHub, start_at: float) -> None:
         self._store = store
         self._hub = hub
         self._cursor = start_at
@@ -37,7 +37,7 @@ class AlertFeed:
         return count
 
 
-def alert_metrics(store: AlertStore) -> str:
+def alert_metrics(store: AlertAccess) -> str:
     """Prometheus text: alerts by state, notifications by status (sent, failed, pending)."""
     by_state = {s.value: 0 for s in AlertState}
     for alert in store.all_alerts():

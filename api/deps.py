@@ -31,6 +31,7 @@ from api.metrics import ApiMetrics
 from api.sites import SiteTree
 from core.clock import Clock
 from core.settings.api import ApiSettings
+from rules.access import AlertAccess
 
 
 class ReadinessCheck(Protocol):
@@ -66,8 +67,9 @@ class ApiServices:
     metrics: ApiMetrics
     history: Any = None
     """api.history.HistoryReader, or None when no InfluxDB is configured (history → 503)."""
-    alerts: Any = None
-    """rules.store.AlertStore, or None when the rules store is not available (alerts → 503)."""
+    alerts: AlertAccess | None = None
+    """The rules engine's alerts, acks and silences (rules.access), or None when its store is not
+    available (alerts → 503)."""
     rule_files: Sequence[Path] = ()
     """The rule files the rules engine runs (listed and shown by /rules)."""
     readiness: Sequence[ReadinessCheck] = ()
@@ -106,7 +108,7 @@ async def get_history(request: Request) -> Any:
     return request.app.state.services.history
 
 
-async def get_alerts(request: Request) -> Any:
+async def get_alerts(request: Request) -> AlertAccess | None:
     return request.app.state.services.alerts
 
 

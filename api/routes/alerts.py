@@ -13,21 +13,21 @@ from api.events import LiveEvent
 from api.history import BadHistoryRequest, parse_time
 from api.models import iso
 from api.problems import ERROR_RESPONSES, Conflict, NotFound, Unavailable, Unprocessable
+from rules.access import AlertAccess, AlertNotFound, StoreError
 from rules.alerts import Alert, AlertState
-from rules.store import AlertNotFound, AlertStore, StoreError
 
 router = APIRouter(prefix="/alerts", tags=["alerts"], responses=ERROR_RESPONSES)
 
 Fingerprint = Annotated[str, Path(pattern=r"^[0-9a-f]{16}$", description="the alert's fingerprint (16 hex digits)")]
 
 
-async def _store(store: Annotated[AlertStore | None, Depends(get_alerts)]) -> AlertStore:
+async def _store(store: Annotated[AlertAccess | None, Depends(get_alerts)]) -> AlertAccess:
     if store is None:
         raise Unavailable("alerts need the rules store (SQLite), and this API has none configured")
     return store
 
 
-StoreDep = Annotated[AlertStore, Depends(_store)]
+StoreDep = Annotated[AlertAccess, Depends(_store)]
 
 
 class AlertOut(BaseModel):

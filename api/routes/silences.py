@@ -13,9 +13,9 @@ from api.history import BadHistoryRequest, parse_time
 from api.models import iso
 from api.problems import ERROR_RESPONSES, NotFound, Unprocessable
 from api.routes.alerts import StoreDep
+from rules.access import SilenceError, SilenceNotFound
 from rules.matchers import Matcher, MatcherError, parse_matcher
-from rules.silences import Silence, SilenceError
-from rules.store import SilenceNotFound
+from rules.silences import Silence
 
 router = APIRouter(prefix="/silences", tags=["silences"], responses=ERROR_RESPONSES)
 
