@@ -137,7 +137,26 @@ def _local_minute(midnight: datetime, minute: int) -> float:
     return datetime.combine(day, time(rest // 60, rest % 60), midnight.tzinfo).timestamp()
 
 
-class Inverter(_Frozen):
+SimulationParameters = tuple[tuple[str, bool | int | float | str | None], ...]
+"""A device's `simulation:` section, as (name, value) pairs: facmon's simulators read it
+(simulators/physics.py says what it may hold); nothing else does."""
+
+
+def _simulation_pairs(value: object) -> object:
+    if isinstance(value, Mapping):
+        return tuple(sorted((str(k), v) for k, v in value.items()))
+    return value
+
+
+class _Device(_Frozen):
+    simulation: SimulationParameters = Field(
+        (), description="parameters only facmon's simulators use (load profile, link quality, ...); production "
+                        "ignores them")
+
+    _simulation_is_a_mapping = field_validator("simulation", mode="before")(_simulation_pairs)
+
+
+class Inverter(_Device):
     """A solar backup inverter with its battery and PV array."""
 
     kind: ClassVar[Kind] = Kind.INVERTER
@@ -146,24 +165,18 @@ class Inverter(_Frozen):
     pv_kwp: float = Field(ge=0, le=10_000, description="PV array peak power")
     rated_w: float = Field(5000, gt=0, le=1_000_000, description="continuous output; above it the inverter overloads")
     battery_nominal_v: float = Field(48.0, gt=0, le=1000)
-    charge_efficiency: float = Field(0.95, gt=0, le=1)
-    discharge_efficiency: float = Field(0.95, gt=0, le=1)
-    max_charge_w: float = Field(3000, gt=0, le=1_000_000)
+    discharge_efficiency: float = Field(0.95, gt=0, le=1, description="battery to load (the runtime estimate uses it)")
     cutoff_soc_pct: float = Field(5.0, ge=0, lt=100, description="low-battery cut-off: below it the inverter stops")
     restart_soc_pct: float = Field(20.0, ge=0, le=100, description="after a cut-off, restart on battery above this")
-    load_base_w: float = Field(400, ge=0, description="night/weekend load (servers, lights, router)")
-    load_peak_w: float = Field(3500, ge=0, description="office-hours load at full occupancy")
 
     @model_validator(mode="after")
     def _check(self) -> Inverter:
         if self.restart_soc_pct <= self.cutoff_soc_pct:
             raise ValueError("restart_soc_pct must be above cutoff_soc_pct, or the inverter would flap")
-        if self.load_peak_w < self.load_base_w:
-            raise ValueError("load_peak_w must be at least load_base_w")
         return self
 
 
-class Uplink(_Frozen):
+class Uplink(_Device):
     """An internet uplink (one ISP) on the site's router."""
 
     kind: ClassVar[Kind] = Kind.UPLINK
@@ -172,14 +185,9 @@ class Uplink(_Frozen):
     iface: str = Field(min_length=1, max_length=32)
     role: Literal["primary", "backup"] = "primary"
     powered_by: DeviceId | None = Field(None, description="inverter that powers the router; null: own supply")
-    baseline_rtt_ms: float = Field(35.0, gt=0, le=10_000)
-    jitter_ms: float = Field(4.0, ge=0, le=10_000)
-    loss_pct: float = Field(0.2, ge=0, le=100)
-    down_mbps: float = Field(50.0, gt=0, le=100_000)
-    up_mbps: float = Field(10.0, gt=0, le=100_000)
 
 
-class OccupancySensor(_Frozen):
+class OccupancySensor(_Device):
     """A room's occupancy sensor: a PIR with hold time, or a people counter (`counts_people`)."""
 
     kind: ClassVar[Kind] = Kind.OCCUPANCY
@@ -187,8 +195,6 @@ class OccupancySensor(_Frozen):
     room: Label
     capacity: int = Field(ge=1, le=10_000)
     counts_people: bool = True
-    hold_s: float = Field(300.0, ge=0, le=86_400, description="PIR: stays occupied this long after motion")
-    battery_days: float = Field(365.0, gt=0, description="sensor battery life from full")
 
 
 class Site(_Frozen):

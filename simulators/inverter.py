@@ -28,6 +28,7 @@ import numpy as np
 from core.site import Inverter
 from simulators.context import StepContext
 from simulators.noise import FleetRandom, device_generator
+from simulators.physics import physics_of
 
 PV_DERATE = 0.82
 """Wiring, soiling, heat and conversion losses between the array's kWp and the inverter input."""
@@ -97,15 +98,21 @@ class InverterFleet:
         self._random = FleetRandom(generators, 3, 3)
         self.overrides = [InverterOverrides(spec, self, index) for index, spec in enumerate(self.specs)]
 
+        physics = [physics_of(s) for s in self.specs]
+
         def column(name: str) -> np.ndarray:
             return np.array([getattr(s, name) for s in self.specs], dtype=float)
 
+        def physics_column(name: str) -> np.ndarray:
+            return np.array([getattr(p, name) for p in physics], dtype=float)
+
         self._nominal_v = column("battery_nominal_v")
         self._capacity_ah = column("battery_kwh") * 1000 / self._nominal_v
-        self._pv_kwp, self._rated_w, self._max_charge_w = column("pv_kwp"), column("rated_w"), column("max_charge_w")
-        self._charge_eff, self._discharge_eff = column("charge_efficiency"), column("discharge_efficiency")
+        self._pv_kwp, self._rated_w, self._max_charge_w = column("pv_kwp"), column("rated_w"), physics_column(
+            "max_charge_w")
+        self._charge_eff, self._discharge_eff = physics_column("charge_efficiency"), column("discharge_efficiency")
         self._cutoff_soc, self._restart_soc = column("cutoff_soc_pct"), column("restart_soc_pct")
-        self._load_base_w, self._load_peak_w = column("load_base_w"), column("load_peak_w")
+        self._load_base_w, self._load_peak_w = physics_column("load_base_w"), physics_column("load_peak_w")
         soc = np.array([initial_soc_pct.get(s.id, drawn) for s, drawn in zip(self.specs, drawn_soc, strict=True)])
         self._charge_ah = self._capacity_ah * soc / 100
         self._inverter_temp_c = np.full(n, np.nan)  # nan: not yet stepped (starts at its target)

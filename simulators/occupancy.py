@@ -13,6 +13,7 @@ import numpy as np
 from core.site import OccupancySensor
 from simulators.context import StepContext
 from simulators.noise import FleetRandom, binomial_from_uniform, device_generator, poisson_from_uniform
+from simulators.physics import physics_of
 
 MEAN_STAY_OPEN_S = 2700.0
 MEAN_STAY_CLOSED_S = 900.0
@@ -35,8 +36,10 @@ class OccupancyFleet:
         self.forced_silent = np.zeros(len(self.specs), dtype=np.int64)
         """Per sensor, how many scenario events hold it silent now."""
         self._capacity = np.array([s.capacity for s in self.specs], dtype=np.int64)
-        self._drain_pct_per_s = np.array([100 / (s.battery_days * 86_400) for s in self.specs], dtype=float)
-        self._hold_s = np.array([s.hold_s for s in self.specs], dtype=float)
+        physics = [physics_of(s) for s in self.specs]
+        self._drain_pct_per_s = np.array([100 / (p.battery_days * 86_400) for p in physics],
+                                         dtype=float)
+        self._hold_s = np.array([p.hold_s for p in physics], dtype=float)
         self._last_presence_t = np.full(len(self.specs), -np.inf)
         self._labels = [(s.room, s.counts_people) for s in self.specs]
         self._silent = np.zeros(len(self.specs), dtype=bool)

@@ -17,6 +17,7 @@ import numpy as np
 from core.site import Uplink
 from simulators.context import StepContext
 from simulators.noise import FleetRandom, device_generator
+from simulators.physics import physics_of
 
 PROBES_PER_READING = 10
 FIBER_CUT = "fiber_cut"
@@ -61,11 +62,12 @@ class UplinkFleet:
         self.specs = list(specs)
         self.overrides = [UplinkOverrides(spec) for spec in self.specs]
         self._random = FleetRandom([device_generator(seed, s.id) for s in self.specs], _UNIFORMS, _NORMALS)
-        self._baseline_rtt_ms = np.array([s.baseline_rtt_ms for s in self.specs], dtype=float)
-        self._jitter_ms = np.array([s.jitter_ms for s in self.specs], dtype=float)
-        self._loss_pct = np.array([s.loss_pct for s in self.specs], dtype=float)
-        self._down_mbps = np.array([s.down_mbps for s in self.specs], dtype=float)
-        self._up_mbps = np.array([s.up_mbps for s in self.specs], dtype=float)
+        physics = [physics_of(s) for s in self.specs]
+        self._baseline_rtt_ms = np.array([p.baseline_rtt_ms for p in physics], dtype=float)
+        self._jitter_ms = np.array([p.jitter_ms for p in physics], dtype=float)
+        self._loss_pct = np.array([p.loss_pct for p in physics], dtype=float)
+        self._down_mbps = np.array([p.down_mbps for p in physics], dtype=float)
+        self._up_mbps = np.array([p.up_mbps for p in physics], dtype=float)
         self._labels = [(s.isp, s.iface) for s in self.specs]
         self._degraded_left_s = np.zeros(len(self.specs))
 

@@ -15,6 +15,7 @@ from datetime import datetime
 from core.clock import Clock, SystemClock
 from core.config import FacmonConfig
 from core.site import SiteFileError, load_site
+from simulators.physics import physics_of_site
 from simulators.publish import BrokerUnreachable, MemoryPublisher, MqttPublisher, Publisher
 from simulators.run import Summary, run_simulation
 from simulators.scenario import check_scenario_against, load_scenario, named_scenarios, resolve_scenario, resolve_site
@@ -83,6 +84,7 @@ def run(args: argparse.Namespace, config: FacmonConfig, clock: Clock | None = No
     try:
         site_path = resolve_site(args.site or _configured_site(config))
         site = load_site(site_path)
+        physics_of_site(site)  # a bad `simulation:` section is a clear error now, not a traceback later
         scenario_path = resolve_scenario(args.scenario or settings.scenario)
         scenario = load_scenario(scenario_path)
         check_scenario_against(scenario_path, scenario, site)

@@ -1,0 +1,82 @@
+"""What facmon's simulators need to know about a device beyond its description: the `simulation:`
+section of each device in a site file, which production stages ignore.
+
+    inverters:
+      - id: inv-main
+        battery_kwh: 15
+        ...
+        simulation: {load_base_w: 600, load_peak_w: 4500, max_charge_w: 4000}
+
+`physics_of_site(site)` reads every device's section, with the defaults below for what it leaves
+out, and raises `PhysicsError` naming the site, the device and the parameter for anything it cannot
+use (an unknown name, a value out of range).
+"""
+
+from __future__ import annotations
+
+from typing import overload
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from core.site import Inverter, OccupancySensor, Site, Uplink, iter_devices
+
+
+class PhysicsError(ValueError):
+    """A device's `simulation:` section cannot be used; the message names site, device and parameter."""
+
+
+class _Physics(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class InverterPhysics(_Physics):
+    charge_efficiency: float = Field(0.95, gt=0, le=1, description="charger to battery")
+    max_charge_w: float = Field(3000, gt=0, le=1_000_000, description="the charger's limit")
+    load_base_w: float = Field(400, ge=0, description="night/weekend load (servers, lights, router)")
+    load_peak_w: float = Field(3500, ge=0, description="office-hours load at full occupancy")
+
+    @model_validator(mode="after")
+    def _check(self) -> InverterPhysics:
+        if self.load_peak_w < self.load_base_w:
+            raise ValueError("load_peak_w must be at least load_base_w")
+        return self
+
+
+class UplinkPhysics(_Physics):
+    baseline_rtt_ms: float = Field(35.0, gt=0, le=10_000)
+    jitter_ms: float = Field(4.0, ge=0, le=10_000)
+    loss_pct: float = Field(0.2, ge=0, le=100)
+    down_mbps: float = Field(50.0, gt=0, le=100_000)
+    up_mbps: float = Field(10.0, gt=0, le=100_000)
+
+
+class SensorPhysics(_Physics):
+    hold_s: float = Field(300.0, ge=0, le=86_400, description="PIR: stays occupied this long after motion")
+    battery_days: float = Field(365.0, gt=0, description="sensor battery life from full")
+
+
+_MODELS: dict[type, type[_Physics]] = {Inverter: InverterPhysics, Uplink: UplinkPhysics,
+                                       OccupancySensor: SensorPhysics}
+
+
+@overload
+def physics_of(spec: Inverter, site_id: str = "") -> InverterPhysics: ...
+@overload
+def physics_of(spec: Uplink, site_id: str = "") -> UplinkPhysics: ...
+@overload
+def physics_of(spec: OccupancySensor, site_id: str = "") -> SensorPhysics: ...
+
+
+def physics_of(spec: Inverter | Uplink | OccupancySensor, site_id: str = "") -> _Physics:
+    """The physics of one device (of site `site_id`, for the error message). Raises `PhysicsError`."""
+    try:
+        return _MODELS[type(spec)].model_validate(dict(spec.simulation))
+    except ValidationError as err:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or '(section)'}: {e['msg']}" for e in err.errors())
+        raise PhysicsError(f"site {site_id!r}, {spec.kind.value} {spec.id!r}: simulation: {problems} "
+                           f"(known: {', '.join(_MODELS[type(spec)].model_fields)})") from None
+
+
+def physics_of_site(site: Site) -> dict[str, _Physics]:
+    """Every device's physics by device id. Raises `PhysicsError` for the first device it cannot use."""
+    return {spec.id: physics_of(spec, site.id) for spec in iter_devices(site)}
