@@ -8,11 +8,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from core.contract import DeviceKey, Kind
-from core.site import Inverter, OccupancySensor, Site, Uplink
+from core.contract import DeviceKey
+from core.site import Inverter, OccupancySensor, Site, Uplink, iter_devices
 
 DeviceSpec = Inverter | Uplink | OccupancySensor
-_KIND_OF = {Inverter: Kind.INVERTER, Uplink: Kind.UPLINK, OccupancySensor: Kind.OCCUPANCY}
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,10 +34,8 @@ class SiteTree:
             if site.id in self._sites:
                 raise DuplicateSite(f"two site files describe site {site.id!r}; each site needs its own id")
             self._sites[site.id] = site
-            for group in (site.inverters, site.uplinks, site.occupancy_sensors):
-                for spec in group:
-                    key = DeviceKey(site.id, _KIND_OF[type(spec)], spec.id)
-                    self._devices[(site.id, spec.id)] = ConfiguredDevice(key, spec)
+            for spec in iter_devices(site):
+                self._devices[(site.id, spec.id)] = ConfiguredDevice(DeviceKey(site.id, spec.kind, spec.id), spec)
 
     def sites(self) -> Sequence[Site]:
         return list(self._sites.values())

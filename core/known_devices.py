@@ -16,9 +16,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from core.contract import METRICS, DeviceKey, Reading
+from core.contract import DeviceKey, Reading
 from core.settings.sites import SitesSettings
-from core.site import Site, iter_devices, load_site
+from core.site import Site, described_labels, iter_devices, load_site
 
 
 class KnownDevices:
@@ -28,8 +28,7 @@ class KnownDevices:
         self._labels: dict[DeviceKey, tuple[tuple[str, str], ...]] = {}
         for site in sites:
             for spec in iter_devices(site):
-                labels = tuple((m.name, value) for m in METRICS[spec.kind]
-                               if m.is_tag and isinstance(value := getattr(spec, m.name, None), str))
+                labels = tuple(described_labels(spec).items())
                 self._labels[DeviceKey(site.id, spec.kind, spec.id)] = labels
         self.unlabelled_reading_topics = frozenset(key.reading_topic() for key, labels in self._labels.items()
                                                    if not labels)

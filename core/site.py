@@ -33,7 +33,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
-from core.contract import ID_PATTERN, MAX_LABEL_CHARS, Kind
+from core.contract import ID_PATTERN, MAX_LABEL_CHARS, METRICS, Kind
 from core.yaml_limits import YamlLimitError, compose_yaml
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -399,7 +399,14 @@ def load_site(path: Path | str) -> Site:
 
 
 def iter_devices(site: Site) -> Iterator[Inverter | Uplink | OccupancySensor]:
-    """Every device of `site`, inverters first, in file order."""
+    """Every device of `site`, inverters first, in file order; each knows its contract kind (`spec.kind`)."""
     yield from site.inverters
     yield from site.uplinks
     yield from site.occupancy_sensors
+
+
+def described_labels(spec: Inverter | Uplink | OccupancySensor) -> dict[str, str]:
+    """The labels a site file gives a device: each label metric of its kind (contract `METRICS`) that
+    its description has a field for, e.g. an uplink's `isp`, a sensor's `room`."""
+    return {m.name: value for m in METRICS[spec.kind]
+            if m.is_tag and isinstance(value := getattr(spec, m.name, None), str)}

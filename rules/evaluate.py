@@ -35,7 +35,7 @@ import numpy as np
 
 from core.contract import DeviceKey, Kind, Reading
 from core.decode import StatusChange
-from core.site import Site
+from core.site import Site, described_labels, iter_devices
 from rules.alerts import fingerprint
 from rules.matchers import matches_all
 from rules.model import Rule, RulePack
@@ -132,17 +132,11 @@ class Evaluator:
         self._degraded_fp = fingerprint({"alertname": MONITORING_DEGRADED, "instance": ENGINE_INSTANCE})
         self._degraded_active = False
         for site in self._sites.values():
-            for kind, devices in ((Kind.INVERTER, site.inverters), (Kind.UPLINK, site.uplinks),
-                                  (Kind.OCCUPANCY, site.occupancy_sensors)):
-                for device in devices:
-                    key = DeviceKey(site.id, kind, device.id)
-                    self._last_seen[key] = now
-                    labels = {"site": site.id, "kind": kind.value, "device": device.id}
-                    if kind is Kind.UPLINK:
-                        labels["isp"] = device.isp  # type: ignore[union-attr]
-                    if kind is Kind.OCCUPANCY:
-                        labels["room"] = device.room  # type: ignore[union-attr]
-                    self._device_labels[key] = labels
+            for device in iter_devices(site):
+                key = DeviceKey(site.id, device.kind, device.id)
+                self._last_seen[key] = now
+                self._device_labels[key] = {"site": site.id, "kind": device.kind.value, "device": device.id,
+                                            **described_labels(device)}
 
     def assume_active(self, fingerprints: Iterable[str]) -> None:
         """Alerts that were active before a restart: their instances start active, so the first

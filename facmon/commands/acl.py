@@ -37,8 +37,8 @@ from pathlib import Path
 import yaml
 
 from core.config import FacmonConfig
-from core.contract import ID_PATTERN, TOPIC_PREFIX, Kind
-from core.site import Inverter, OccupancySensor, Site, SiteFileError, Uplink, iter_devices, load_site
+from core.contract import ID_PATTERN, TOPIC_PREFIX
+from core.site import Site, SiteFileError, iter_devices, load_site
 from core.yaml_limits import load_yaml
 
 HELP = "generate Mosquitto device credentials and the ACL file from site descriptions"
@@ -51,7 +51,6 @@ READER_NAME_RULE = "1-64 characters of A-Z a-z 0-9 _ -, starting with a letter o
 _READER_NAME_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_-]{0,63}\Z")
 _DEVICE_USERNAME_RE = re.compile(rf"\A{ID_PATTERN}\.{ID_PATTERN}\Z")
 _WRITE_PREFIX_RE = re.compile(rf"\A{re.escape(TOPIC_PREFIX)}/{ID_PATTERN}/[a-z]+/{ID_PATTERN}/#\Z")
-_KINDS = {Inverter: Kind.INVERTER, Uplink: Kind.UPLINK, OccupancySensor: Kind.OCCUPANCY}
 
 
 class CredentialsFileError(ValueError):
@@ -112,7 +111,7 @@ def plan_accounts(sites: Iterable[Site], readers: Iterable[str], existing: Mappi
     for site in sites:
         for device in iter_devices(site):
             username = device_username(site, device.id)
-            prefix = f"{TOPIC_PREFIX}/{site.id}/{_KINDS[type(device)].value}/{device.id}/#"
+            prefix = f"{TOPIC_PREFIX}/{site.id}/{device.kind.value}/{device.id}/#"
             _check_device_account(username, prefix)
             accounts.append(Account(username, password(username), write_prefix=prefix))
     for reader in readers:
