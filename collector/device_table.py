@@ -117,7 +117,11 @@ class DeviceTable:
     def _observe(self, record: _Record, seq: int, ts_ms: int, reading: Reading | tuple[int, int, bytes],
                  received_at: float) -> SeqVerdict:
         record.last_seen = received_at
-        if record.high_seq < 0:
+        if seq == record.high_seq + 1 and ts_ms > record.ts_high_water and record.high_seq >= 0:
+            # The usual reading: the next seq, a newer ts. Inline, it is most of what the collector sees.
+            record.seen = ((record.seen << 1) | 1) & self._window_mask
+            record.high_seq, record.high_ts_ms, record.ts_high_water, record.latest = seq, ts_ms, ts_ms, reading
+        elif record.high_seq < 0:
             self._start_window(record, seq, ts_ms, reading)
         elif ts_ms <= record.ts_high_water:  # rare: a repeat, a late reading, a device that started over
             verdict = self._behind(record, seq, ts_ms, reading)
