@@ -44,7 +44,6 @@ log = logging.getLogger("facmon.rules")
 # APScheduler logs every run of every job at INFO ("Running job ...", "executed successfully"): two
 # lines per tick would bury the engine's own log. Its warnings (missed runs) and errors still show.
 logging.getLogger("apscheduler").setLevel(logging.WARNING)
-PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 NO_SITES = SitesSettings()
 DEFAULT_RULE_FILES = (Path(__file__).resolve().parent / "packs" / "park.yaml",)
 
