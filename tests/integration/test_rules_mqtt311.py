@@ -137,6 +137,6 @@ def test_the_rules_engine_falls_back_to_311_when_the_broker_refuses_5(tmp_path: 
     try:
         assert _fault_reaches_the_hook_and_the_session_outlives_a_restart(tmp_path, broker.port, capture,
                                                                           "5", mosquitto.port) == "3.1.1"
-        assert broker.refused == 2 and broker.relayed >= 2  # each engine tried 5 first, then 3.1.1
+        assert broker.refused >= 2 and broker.relayed >= 2  # each engine tried 5 first (perhaps twice), then 3.1.1
     finally:
         broker.close()
