@@ -1,11 +1,12 @@
 """The site tree the API serves: the described sites (core/site.py) joined with what devices report.
 
-Pure: `SiteTree` is built once from loaded `Site`s; views combine it with `DeviceStates` snapshots.
+Pure: `SiteTree` is built once from the sites by id (`core.known_devices.load_sites`, which refuses two
+files of one site); views combine it with `DeviceStates` snapshots.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from core.contract import DeviceKey
@@ -20,20 +21,13 @@ class ConfiguredDevice:
     spec: DeviceSpec
 
 
-class DuplicateSite(ValueError):
-    pass
-
-
 class SiteTree:
     """Sites by id, and each described device by (site, device id)."""
 
-    def __init__(self, sites: Iterable[Site]) -> None:
-        self._sites: dict[str, Site] = {}
+    def __init__(self, sites: Mapping[str, Site]) -> None:
+        self._sites = dict(sites)
         self._devices: dict[tuple[str, str], ConfiguredDevice] = {}
-        for site in sites:
-            if site.id in self._sites:
-                raise DuplicateSite(f"two site files describe site {site.id!r}; each site needs its own id")
-            self._sites[site.id] = site
+        for site in self._sites.values():
             for spec in iter_devices(site):
                 self._devices[(site.id, spec.id)] = ConfiguredDevice(DeviceKey(site.id, spec.kind, spec.id), spec)
 

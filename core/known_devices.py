@@ -69,5 +69,10 @@ def load_sites(paths: Iterable[Path]) -> dict[str, Site]:
 
 
 def known_devices_for(settings: SitesSettings, sites: Iterable[Site]) -> KnownDevices | None:
-    """The devices that may publish under `settings`; None when any device may."""
+    """The devices that may publish under `settings`, of `sites` already loaded; None when any device may."""
     return KnownDevices(sites) if settings.admits_only_known_devices else None
+
+
+def known_devices_from_files(settings: SitesSettings) -> KnownDevices | None:
+    """`known_devices_for`, loading `settings.files` (for a stage that needs nothing else of them)."""
+    return known_devices_for(settings, load_sites(settings.files).values())

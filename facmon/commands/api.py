@@ -132,7 +132,7 @@ def wired_services(config: FacmonConfig, clock: Clock) -> Iterator[ApiServices]:
     # The engine's own store file (rules.store_path), never a second setting that could point elsewhere:
     # acks and silences written here only reach the engine through this one SQLite file.
     store = AlertStore(config.rules.store_path, clock)
-    services = ApiServices(settings=settings, clock=clock, states=states, sites=SiteTree(sites.values()),
+    services = ApiServices(settings=settings, clock=clock, states=states, sites=SiteTree(sites),
                            keys=keys, hub=hub, metrics=ApiMetrics(), history=HistoryReader(influx), alerts=store,
                            rule_files=rule_files)
     decode = config.collector.decode

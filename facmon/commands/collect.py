@@ -13,7 +13,7 @@ from collector.spool import SpoolError
 from core.clock import SystemClock
 from core.config import FacmonConfig
 from core.influx_write import line_writer_for
-from core.known_devices import known_devices_for, load_sites
+from core.known_devices import known_devices_from_files
 
 HELP = "run the collector: subscribe to device readings, validate them, store every one in InfluxDB"
 log = logging.getLogger("facmon.collect")
@@ -29,7 +29,7 @@ def run(args: argparse.Namespace, config: FacmonConfig) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     try:
-        known = known_devices_for(config.sites, load_sites(config.sites.files).values())
+        known = known_devices_from_files(config.sites)
         service = CollectorService(config.collector, config.mqtt, line_writer_for(config.influxdb), SystemClock(),
                                    known)
     except (SpoolError, OSError, ValueError) as err:  # ValueError: core.site.SiteFileError among others

@@ -99,7 +99,7 @@ class Stages:
                              self.clock, {"oncall": ["oncall:hook"]})
         self.engine.source_connected(True)
         self.states = DeviceStates(stale_after_s=120)
-        self.tree = SiteTree([SITE])
+        self.tree = SiteTree({SITE.id: SITE})
         self.kernel_routed = 0
         """Messages whose topic had a C kernel route when they came (the kernel was asked first)."""
 

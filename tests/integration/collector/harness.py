@@ -20,7 +20,7 @@ from core.config import FacmonConfig, load_config
 from core.contract import DeviceKey, Kind, Reading, encode_reading
 from core.influx_write import line_writer_for
 from core.influxql import InfluxQLClient, quote_ident
-from core.known_devices import known_devices_for, load_sites
+from core.known_devices import known_devices_from_files
 from tests.support import poll_until
 
 _CLOCK = SystemClock()
@@ -54,7 +54,7 @@ def config_from(env: Mapping[str, str]) -> FacmonConfig:
 @contextmanager
 def running_collector(config: FacmonConfig) -> Iterator[CollectorService]:
     """A collector on a thread of this process, stopped (and its spool closed) on exit."""
-    known = known_devices_for(config.sites, load_sites(config.sites.files).values())  # as `facmon collect` does
+    known = known_devices_from_files(config.sites)  # as `facmon collect` does
     service = CollectorService(config.collector, config.mqtt, line_writer_for(config.influxdb), SystemClock(), known)
     stop = threading.Event()
     thread = threading.Thread(target=service.run, args=(stop,), name="collector-under-test", daemon=True)

@@ -17,8 +17,8 @@ from api.metrics import ApiMetrics
 from api.sites import SiteTree
 from core.clock import FakeClock
 from core.influxql import Series
+from core.known_devices import load_sites
 from core.settings.api import ApiSettings
-from core.site import load_site
 
 PARK = Path(__file__).resolve().parents[3] / "simulators" / "sites" / "park.yaml"
 
@@ -55,7 +55,7 @@ def build_services(clock: FakeClock, influx: RecordingInflux | None, settings: A
                    alerts: object = None) -> ApiServices:
     settings = settings or ApiSettings()
     return ApiServices(settings=settings, clock=clock, states=DeviceStates(settings.stale_after_s),
-                       sites=SiteTree([load_site(PARK)]), keys=KeyStore(":memory:", clock),
+                       sites=SiteTree(load_sites([PARK])), keys=KeyStore(":memory:", clock),
                        hub=EventHub(settings.sse_queue_max, settings.sse_keepalive_s), metrics=ApiMetrics(),
                        history=HistoryReader(influx) if influx is not None else None,  # type: ignore[arg-type]
                        alerts=alerts)
