@@ -41,7 +41,7 @@ _NOTHING = IngestResult([])
 
 def _ts_conflict(topic: str, payload: bytes, device: DeviceKey, seq: int, ts_ms: int) -> Reject:
     return Reject(RejectReason.TS_CONFLICT,
-                  f"seq {seq} has the same ts ({ts_ms} ms) as this device's newest reading, which has another "
+                  f"seq {seq} has the same ts ({ts_ms} ms) as a recent reading of this device with another "
                   "seq; InfluxDB keeps one point per device and time, so this one would overwrite it. Give each "
                   "reading its own ts, to the millisecond", topic, payload, device)
 
