@@ -33,7 +33,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from core.contract import DeviceKey, Kind, Reading
+from core.contract import LABELS, DeviceKey, Kind, Reading
 from core.decode import StatusChange
 from core.site import Site, described_labels, iter_devices
 from rules.alerts import fingerprint
@@ -243,7 +243,7 @@ class Evaluator:
     def _index_device(self, reading: Reading) -> tuple[int, ...]:
         key = reading.device
         labels = {"site": key.site, "kind": key.kind.value, "device": key.device}
-        for name in ("isp", "room"):
+        for name in LABELS:
             value = reading.metrics.get(name)
             if isinstance(value, str):
                 labels[name] = value
