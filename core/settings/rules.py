@@ -79,6 +79,12 @@ class RulesSettings(Section):
     evaluation_interval_s: float = Field(1.0, gt=0, le=60)
     reconnect_grace_s: float = Field(30.0, ge=0)
     """After the broker connection returns, absence alerts stay held this long (queued readings arrive)."""
+    refill_max_s: float = Field(3600.0, ge=0)
+    """At start, aggregate windows and run-out fits are refilled from InfluxDB (what the collector
+    stored) up to this far back, so a restart neither empties them nor delays an alert; 0: start empty."""
+    clock: Literal["system", "device"] = "system"
+    """`device`: the engine's time follows the readings' `ts` (replays, accelerated simulations): timers,
+    ticks and absence run on simulated time, kept in the store across restarts. `system`: the wall clock."""
     mqtt_client_id: str = Field("facmon-rules", min_length=1, max_length=128)
     external_url: str = "http://localhost:8080"
     """Where people open facmon (links in notifications)."""
