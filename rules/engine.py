@@ -81,6 +81,12 @@ class Engine:
             if observations:
                 self._apply(observations, now)
 
+    def observe(self, observations: Sequence[Observation]) -> None:
+        """Conditions judged outside the rules (the broker's counters, `rules.broker_watch`)."""
+        if observations:
+            with self._lock:
+                self._apply(observations, self._clock.now())
+
     def refill(self, history: Iterable[Reading]) -> int:
         """Readings from before a restart (oldest first) into the windows; see `Evaluator.refill`."""
         with self._lock:

@@ -28,6 +28,7 @@ from core.settings.mqtt import MqttSettings
 from core.settings.rules import ReceiverSettings, RulesSettings
 from core.settings.sites import SitesSettings
 from rules.annotations import AnnotationWriter
+from rules.broker_watch import BrokerWatch
 from rules.engine import WATCHDOG, Engine
 from rules.history import InfluxHistory, Span, history_needed
 from rules.matchers import parse_matcher
@@ -99,12 +100,13 @@ def build_routes(settings: RulesSettings) -> list[Route]:
 class RulesService:
     def __init__(self, engine: Engine, delivery: Delivery, clock: Clock, tick_every_s: float | None,
                  subscription_factory: Callable[[Engine], RulesSubscription] | None,
-                 annotations: AnnotationWriter | None = None) -> None:
+                 annotations: AnnotationWriter | None = None, broker_watch: BrokerWatch | None = None) -> None:
         """`tick_every_s`: evaluation ticks on the wall clock; None when they come with the readings
         (device time, `rules.replay.DeviceTimeDriver`)."""
         self.engine = engine
         self.delivery = delivery
         self.annotations = annotations
+        self.broker_watch = broker_watch
         self._clock = clock
         self._tick_every_s = tick_every_s
         self._subscription = subscription_factory(engine) if subscription_factory else None
@@ -149,10 +151,19 @@ class RulesService:
                                       on_moved=lambda t: store.set_meta(DEVICE_CLOCK, repr(t)))
             on_message, on_connection, tick_every_s = driver.handle, driver.source_connected, None
 
-        def subscription(engine: Engine) -> RulesSubscription:
-            return RulesSubscription(mqtt, settings.mqtt_client_id, clock, on_message, on_connection, known=known)
+        watch_settings = settings.broker_watch
+        watch = BrokerWatch(watch_settings.queue_limit, watch_settings.warn_fraction, watch_settings.warn_left_s,
+                            watch_settings.drop_hold_s) if watch_settings.enabled else None
 
-        service = cls(engine, delivery, clock, tick_every_s, subscription, annotations)
+        def on_counter(topic: str, payload: bytes) -> None:
+            assert watch is not None
+            engine.observe(watch.on_counter(topic, payload, clock.now()))
+
+        def subscription(engine: Engine) -> RulesSubscription:
+            return RulesSubscription(mqtt, settings.mqtt_client_id, clock, on_message, on_connection, known=known,
+                                     on_broker_counter=on_counter if watch is not None else None)
+
+        service = cls(engine, delivery, clock, tick_every_s, subscription, annotations, watch)
         holder["service"] = service
         return service
 
@@ -180,6 +191,8 @@ class RulesService:
     def _tick(self) -> None:
         try:
             self.engine.tick()
+            if self.broker_watch is not None:
+                self.engine.observe(self.broker_watch.on_tick(self._clock.now()))
         except Exception:
             # A scheduler job that raises is only logged by APScheduler; say which stage failed.
             log.exception("rules tick failed; the next tick retries")

@@ -39,7 +39,7 @@ def test_acl_text() -> None:
     accounts = plan_accounts([PARK], ["facmon-collector"], {}, make_password=lambda: "pw")
     text = acl_file(accounts)
     assert "user park.uplink-ptcl\ntopic write facmon/v1/park/uplink/uplink-ptcl/#\n" in text
-    assert text.rstrip().endswith("user facmon-collector\ntopic read facmon/v1/#")
+    assert text.rstrip().endswith("user facmon-collector\ntopic read facmon/v1/#\ntopic read $SYS/broker/#")
     before_first_user = text.split("\nuser ")[0]
     assert "\ntopic" not in before_first_user  # nothing granted to anonymous clients
 
