@@ -16,6 +16,7 @@ from core.settings.rules import BrokerWatchSettings, RulesSettings
 from rules.broker_watch import DROPPING, QUEUE_FILLING
 from rules.model import load_rule_files
 from rules.service import RulesService
+from rules.store import AlertStore
 from tests.integration.collector.harness import Publisher
 from tests.integration.test_rules_service import PACK
 from tests.support import poll_until
@@ -24,12 +25,11 @@ LIMIT = 200
 CLOCK = SystemClock()
 
 
-def _collector_session(port: int) -> mqtt.Client:
-    """A collector's persistent QoS 1 session (MQTT 5, clean_start false), connected and subscribed."""
+def _collector_session(port: int, received: list[bytes]) -> mqtt.Client:
+    """A collector's persistent QoS 1 session (MQTT 5, clean_start false), connected and subscribed;
+    what it is delivered goes to `received`."""
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="facmon-collector", protocol=mqtt.MQTTv5)
-    received: list[bytes] = []
     client.on_message = lambda _c, _u, message: received.append(message.payload)
-    client.user_data_set(received)
     properties = Properties(PacketTypes.CONNECT)
     properties.SessionExpiryInterval = 3600
     granted: list[bool] = []
@@ -62,11 +62,11 @@ def test_queue_warning_before_the_limit_drops_counted_and_resolved_after_the_dra
                                                               drop_hold_s=3600))
     service = RulesService.from_settings(settings, MqttSettings(host="127.0.0.1", port=broker.port), CLOCK, None,
                                          load_rule_files([pack]))
-    collector = _collector_session(broker.port)
+    collector = _collector_session(broker.port, [])
     collector.disconnect()  # away (InfluxDB down, disk full): the broker queues for its session
     collector.loop_stop()
     publisher = Publisher(broker.port, "queue-devices")
-    store = service.engine._store  # noqa: SLF001 - the store the service writes, read as the API would
+    store = AlertStore(tmp_path / "alerts.db", CLOCK)  # the engine's store, read as the API reads it
 
     def state(rule: str) -> str | None:
         found = [a for a in store.all_alerts() if a.rule == rule]
@@ -92,11 +92,13 @@ def test_queue_warning_before_the_limit_drops_counted_and_resolved_after_the_dra
         [dropping] = [a for a in store.all_alerts() if a.rule == DROPPING]
         assert dropping.labels["severity"] == "critical"
 
-        back = _collector_session(broker.port)  # the collector returns and takes its queue
-        poll_until(lambda: len(back._userdata) == LIMIT, 10, what="the queue delivered")  # noqa: SLF001
+        delivered: list[bytes] = []
+        back = _collector_session(broker.port, delivered)  # the collector returns and takes its queue
+        poll_until(lambda: len(delivered) == LIMIT, 10, what="the queue delivered")
         poll_until(lambda: state(QUEUE_FILLING) == "resolved", 10, what="the warning resolved")
         back.disconnect()
         back.loop_stop()
     finally:
         publisher.close()
         service.stop()
+        store.close()
