@@ -71,6 +71,9 @@ class _Instance:
     value: float | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
     window: deque | None = None
+    refilled_until: float | None = None
+    """Device time of the newest reading refilled from before a restart; a live reading at or before
+    it is already in the window (the broker redelivers what the collector also stored)."""
 
 
 _formatter = string.Formatter()
@@ -149,6 +152,28 @@ class Evaluator:
     def rules(self) -> tuple[Rule, ...]:
         return self._rules
 
+    def refill(self, history: Iterable[Reading]) -> int:
+        """Readings from before a restart (InfluxDB's copy), oldest first: aggregate windows and run-out
+        fits take them in, and each device's latest reading is known again, as if the engine had never
+        stopped. Nothing is evaluated (the alerts' states come from the store); absence still counts
+        from the start (it is judged on arrival, which history cannot tell). Returns the readings used."""
+        used = 0
+        for reading in history:
+            key = reading.device
+            latest = self._latest.get(key)
+            if latest is None or latest.ts_ms <= reading.ts_ms:
+                self._latest[key] = reading
+            candidates = self._candidates.get(key)
+            if candidates is None:
+                candidates = self._index_device(reading)
+            t = reading.ts_ms / 1000.0
+            for index in candidates:
+                if self._fill_window(index, key, reading) is not None:
+                    inst = self._instances[(index, key)]
+                    inst.refilled_until = t if inst.refilled_until is None else max(inst.refilled_until, t)
+            used += 1
+        return used
+
     # ---- inputs ---------------------------------------------------------------------------------
 
     def on_reading(self, reading: Reading, now: float) -> list[Observation]:
@@ -169,7 +194,7 @@ class Evaluator:
             elif cond.aggregate is not None:
                 self._eval_aggregate(index, rule, key, reading, now, out)
             elif cond.runout is not None:
-                self._push_runout(index, rule, key, reading)
+                self._fill_window(index, key, reading)
             elif cond.composite is not None:
                 self._eval_composite(index, rule, key.site, now, out)
             elif cond.absence is not None:
@@ -312,11 +337,9 @@ class Evaluator:
                         out: list[Observation]) -> None:
         agg = rule.condition.aggregate
         assert agg is not None
-        inst = self._instances.get((index, key)) or self._instance(index, key)
-        if inst.window is None:
-            inst.window = Window(agg.window_s, agg.window_readings)
+        inst = self._fill_window(index, key, reading)
+        assert inst is not None
         window: Window = inst.window  # type: ignore[assignment]
-        window.add(reading.ts_ms / 1000.0, reading.metrics.get(agg.metric))
         value = window.aggregate(agg.func, agg.q)
         if value is None or len(window) < agg.min_readings:
             active = inst.active
@@ -328,18 +351,31 @@ class Evaluator:
             active = False
         self._update(index, rule, inst, active, value, key, now, out)
 
-    def _push_runout(self, index: int, rule: Rule, key: DeviceKey, reading: Reading) -> None:
-        ro = rule.condition.runout
-        assert ro is not None
+    def _fill_window(self, index: int, key: DeviceKey, reading: Reading) -> _Instance | None:
+        """Add the reading to the instance's aggregate window or run-out fit (None: the rule has
+        neither). A reading at or before the newest refilled one is already there."""
+        cond = self._rules[index].condition
+        if cond.aggregate is None and cond.runout is None:
+            return None
         inst = self._instances.get((index, key)) or self._instance(index, key)
+        t = reading.ts_ms / 1000.0
+        if inst.refilled_until is not None and t <= inst.refilled_until:
+            return inst
+        if cond.aggregate is not None:
+            if inst.window is None:
+                inst.window = Window(cond.aggregate.window_s, cond.aggregate.window_readings)  # type: ignore[assignment]
+            inst.window.add(t, reading.metrics.get(cond.aggregate.metric))  # type: ignore[union-attr]
+            return inst
+        ro = cond.runout
+        assert ro is not None
         if inst.window is None:
             inst.window = deque()
         value = reading.metrics.get(ro.metric)
-        t = reading.ts_ms / 1000.0
         if isinstance(value, int | float) and not isinstance(value, bool):
             inst.window.append((t, float(value)))
         while inst.window and inst.window[0][0] < t - ro.window_s:
             inst.window.popleft()
+        return inst
 
     def _eval_runout(self, index: int, rule: Rule, key: object, now: float, out: list[Observation]) -> None:
         ro = rule.condition.runout

@@ -52,7 +52,7 @@ from rules.matchers import Matcher, MatcherError, parse_matcher
 _DURATION_RE = re.compile(r"\A\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*\Z")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 MATCHABLE_LABELS = ("site", "device", *LABELS, "kind")
-BUILTIN_RULES = ("MonitoringDegraded", "Watchdog")
+BUILTIN_RULES = ("MonitoringDegraded", "Watchdog", "BrokerQueueFilling", "BrokerDroppingMessages")
 
 
 class RuleFileError(ValueError):
