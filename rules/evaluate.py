@@ -125,6 +125,10 @@ class Evaluator:
         self._latest: dict[DeviceKey, Reading] = {}
         self._site_kind_keys: dict[tuple[str, Kind], list[DeviceKey]] = {}
         self._site_keys: dict[str, list[DeviceKey]] = {}
+        self._term_truths: dict[tuple[int, int, DeviceKey], bool | None] = {}
+        """Per composite term and device: does the term hold for it (None: the term does not select it)."""
+        self._term_counts: dict[tuple[int, int, str], list[int]] = {}
+        """Per composite term and site: [devices selected, devices for which it holds]."""
         """Every device heard of (or described), by site and kind and by site: site-wide conditions
         (composites, site absence) look at their site's devices only, so a reading's cost does not
         grow with the fleet (issue: 100 sites x 50 devices)."""
@@ -202,7 +206,7 @@ class Evaluator:
             elif cond.runout is not None:
                 self._fill_window(index, key, reading)
             elif cond.composite is not None:
-                self._eval_composite(index, rule, key.site, now, out)
+                self._eval_composite(index, rule, key.site, now, out, key)
             elif cond.absence is not None:
                 self._eval_absence_device(index, rule, key, now, out)
         return out
@@ -453,36 +457,76 @@ class Evaluator:
             active = bool(keys) and all(self._absent(k, ab.after_s, now, ab.offline) for k in keys)
         self._update(index, rule, inst, active, None, site, now, out)
 
-    def _eval_composite(self, index: int, rule: Rule, site: str, now: float, out: list[Observation]) -> None:
+    def _eval_composite(self, index: int, rule: Rule, site: str, now: float, out: list[Observation],
+                        changed: DeviceKey | None = None) -> None:
+        """Judge a composite for `site`: in full (a tick: every device the terms select, absence
+        included), or after a reading of `changed` only (its own truth for each term of its kind,
+        the other devices' as the last full judgement left them, at most one tick ago)."""
         comp = rule.condition.composite
         assert comp is not None
-        results = [self._term_holds(term, site, comp.absent_after_s, now) for term in comp.terms]
+        terms = comp.terms
+        counts = self._term_counts
+        results = []
+        for ti, term in enumerate(terms):
+            tally = counts.get((index, ti, site))
+            if tally is None or changed is None:
+                tally = self._tally_term(index, ti, term, site, comp.absent_after_s, now)
+            elif term.kind is changed.kind:
+                self._retally_device(index, ti, term, changed, comp.absent_after_s, now, tally)
+            selected, holding = tally
+            results.append(selected > 0 and (holding == selected if term.quantifier == "all" else holding > 0))
         active = all(results) if comp.all is not None else any(results)
         inst = self._instances.get((index, site)) or self._instance(index, site)
         self._update(index, rule, inst, active, None, site, now, out)
 
-    def _term_holds(self, term, site: str, absent_after_s: float, now: float) -> bool:
-        keys = self._site_kind_keys.get((site, term.kind), ())
-        if term.role is not None:
-            roles = self._uplink_roles(site)
-            keys = [k for k in keys if roles.get(k.device) == term.role]
-        if term.match:
-            keys = [k for k in keys if matches_all(term.match, self._device_labels.get(k, {}))]
-        if not keys:
+    def _term_selects(self, term, key: DeviceKey) -> bool:
+        if term.role is not None and self._uplink_roles(key.site).get(key.device) != term.role:
             return False
-        compare = _OPS[term.op]
-        holds = []
-        for key in keys:
-            if term.absent_counts and self._absent(key, absent_after_s, now, True):
-                holds.append(True)
+        return not term.match or matches_all(term.match, self._device_labels.get(key, {}))
+
+    def _term_truth(self, term, key: DeviceKey, absent_after_s: float, now: float) -> bool:
+        if term.absent_counts and self._absent(key, absent_after_s, now, True):
+            return True
+        reading = self._latest.get(key)
+        value = None if reading is None else reading.metrics.get(term.metric)
+        try:
+            return value is not None and _OPS[term.op](value, term.value)
+        except TypeError:
+            return False
+
+    def _tally_term(self, index: int, ti: int, term, site: str, absent_after_s: float, now: float) -> list[int]:
+        """Every device of `site` the term selects, judged now: [selected, holding], kept with each
+        device's truth for the readings until the next full judgement."""
+        truths = self._term_truths
+        selected = holding = 0
+        for key in self._site_kind_keys.get((site, term.kind), ()):
+            if not self._term_selects(term, key):
+                truths[(index, ti, key)] = None
                 continue
-            reading = self._latest.get(key)
-            value = None if reading is None else reading.metrics.get(term.metric)
-            try:
-                holds.append(value is not None and compare(value, term.value))
-            except TypeError:
-                holds.append(False)
-        return all(holds) if term.quantifier == "all" else any(holds)
+            truth = self._term_truth(term, key, absent_after_s, now)
+            truths[(index, ti, key)] = truth
+            selected += 1
+            holding += truth
+        tally = self._term_counts[(index, ti, site)] = [selected, holding]
+        return tally
+
+    def _retally_device(self, index: int, ti: int, term, key: DeviceKey, absent_after_s: float, now: float,
+                        tally: list[int]) -> None:
+        truths = self._term_truths
+        slot = (index, ti, key)
+        if slot in truths:
+            before = truths[slot]
+        else:  # a device first heard of since the last full judgement
+            before = None
+            if not self._term_selects(term, key):
+                truths[slot] = None
+                return
+            tally[0] += 1
+        if before is None and slot in truths:
+            return  # the term does not select it
+        truth = self._term_truth(term, key, absent_after_s, now)
+        truths[slot] = truth
+        tally[1] += truth - bool(before)
 
     # ---- site context ---------------------------------------------------------------------------
 

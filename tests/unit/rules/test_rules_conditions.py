@@ -249,3 +249,48 @@ def test_incremental_window_aggregates_agree_with_numpy_over_the_same_values(lim
         kept = sent[-limit["readings"]:] if limit["readings"] else [(t, r) for t, r in sent if t > step * 0.7 - 30]
         assert len(kept) == len(window)
         assert window.aggregate("loss_ratio") == sum(r is None or r is False for _, r in kept) / len(kept)
+
+
+def test_composites_judged_per_reading_agree_with_judging_every_device_of_the_site():
+    """After a reading, a composite takes the other devices' truth from the last full judgement
+    instead of looking at them all again; with nothing time-dependent in between, both must agree on
+    every reading of a long random stream (grid flaps, batteries, links, roles, the generator)."""
+    from core.contract import DeviceKey, Reading
+    from core.site import load_site
+    from rules.evaluate import Evaluator
+    from tests.unit.rules.rules_harness import PACK, PARK, generator
+
+    site = load_site(PARK)
+    pack = load_rule_files([PACK])
+    composites = {i for i, r in enumerate(pack.rules) if r.condition.composite is not None}
+    incremental = Evaluator(pack, {site.id: site}, MONDAY_NOON)
+    full = Evaluator(pack, {site.id: site}, MONDAY_NOON)
+    for evaluator in (incremental, full):
+        evaluator.set_source_connected(True, MONDAY_NOON)
+        evaluator.on_tick(MONDAY_NOON)
+    rng = np.random.default_rng(11)
+    devices = [(Kind.INVERTER, i.id) for i in site.inverters] + [(Kind.UPLINK, u.id) for u in site.uplinks] + \
+        [(Kind.GENERATOR, g.id) for g in site.generators]
+    compared = 0
+    ever_active: set[str] = set()
+    for step in range(2000):
+        now = MONDAY_NOON + 1 + step * 0.01  # well inside every absence window: nothing ages
+        kind, device = devices[rng.integers(len(devices))]
+        if kind is Kind.INVERTER:
+            metrics = inverter(soc=float(rng.choice([3.0, 50.0])), grid_ok=bool(rng.integers(2)))
+        elif kind is Kind.UPLINK:
+            metrics = uplink("PTCL" if device == "uplink-ptcl" else "Jazz 4G", up=bool(rng.integers(2)))
+        else:
+            metrics = generator(str(rng.choice(["off", "running"])))
+        reading = Reading(DeviceKey(site.id, kind, device), int(now * 1000), step, metrics)
+        got = {(o.rule, o.active) for o in incremental.on_reading(reading, now)}
+        full._term_counts.clear()  # forces the full judgement of every term
+        want = {(o.rule, o.active) for o in full.on_reading(reading, now)}
+        assert got == want, step
+        states = [(i, inst.active) for (i, _), inst in incremental._instances.items() if i in composites]
+        assert states == [(i, inst.active) for (i, _), inst in full._instances.items() if i in composites]
+        compared += bool(states)
+        ever_active |= {pack.rules[i].name for i, active in states if active}
+    assert compared > 1500
+    # The stream reached these states, so the comparison judged something.
+    assert {"SitePowerLoss", "SiteOffline", "FailoverActive"} <= ever_active
