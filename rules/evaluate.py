@@ -142,6 +142,7 @@ class Evaluator:
         judges the devices whose silence may have run out, not every device."""
         self._absence_order = itertools.count()
         self._new_keys: list[DeviceKey] = []
+        self._absence_all_due = False
         self._roles: dict[str, dict[str, str]] = {}
         self._occupied: dict[str, set[str]] = {}
         self._term_due: dict[tuple[int, int, str], float] = {}
@@ -258,6 +259,7 @@ class Evaluator:
             return out
         self._connected = connected
         self._term_due.clear()  # absence is held, or counts from now: every such term is judged again
+        self._absence_all_due = True  # ... and so is every device's silence, on the next tick
         if not connected:
             if not self._degraded_active:
                 self._degraded_active = True
@@ -314,6 +316,11 @@ class Evaluator:
         return allowed, tuple(sorted(self._context_labels(rule, site, now).items()))
 
     def _absence_tick(self, now: float, out: list[Observation]) -> None:
+        if self._absence_all_due:
+            self._absence_all_due = False
+            for due in self._absence_due.values():
+                due[:] = [(now, order, key) for _, order, key in due]
+                heapq.heapify(due)
         if self._new_keys:
             for key in self._new_keys:  # judged at once (a restart's assumed alerts), then when due
                 for index, rule in self._device_absence:
@@ -615,6 +622,11 @@ class Evaluator:
         truth = self._term_truth(term, key, absent_after_s, now)
         truths[slot] = truth
         tally[1] += truth - bool(before)
+        if term.absent_counts and self._connected:  # its silence now runs out later than the rest's, or first
+            slot_due = (index, ti, key.site)
+            silent_at = max(self._last_seen.get(key, now), self._reconnected_at) + absent_after_s
+            self._term_due[slot_due] = min(self._term_due.get(slot_due, math.inf),
+                                           max(silent_at, self._hold_absence_until))
 
     # ---- site context ---------------------------------------------------------------------------
 
