@@ -25,7 +25,7 @@ Pure apart from `load_mapping`, which reads the file.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -36,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from bridge import MappingError
 from bridge.convert import CONVERSIONS, FieldRule, units_for
 from bridge.topics import PatternError, TopicPattern
-from core.contract import ID_PATTERN, ID_RE, MAX_LABEL_CHARS, METRICS_BY_NAME, FieldValue, Kind, MetricType
+from core.contract import ID_PATTERN, MAX_LABEL_CHARS, METRICS_BY_NAME, FieldValue, Kind, MetricType
 from core.site import SiteFileError, describe_validation_error, line_of, read_yaml_with_lines
 
 _TEMPLATE_PART = re.compile(r"\{([^{}]*)\}")
@@ -236,12 +236,12 @@ class SourceRule:
     devices: Mapping[str, DeviceRule]
     only_listed_devices: bool
     zone: ZoneInfo | None
+    max_clock_skew_s: float
 
 
 @dataclass(frozen=True, slots=True)
 class BridgeMapping:
     sources: tuple[SourceRule, ...]
-    max_clock_skew_s: float
 
     @property
     def subscriptions(self) -> tuple[str, ...]:
@@ -278,8 +278,8 @@ def compile_mapping(spec: MappingSpec, site_zones: Mapping[str, str]) -> BridgeM
             source.device, dict(source.labels), fields, by_key,
             tuple(source.ts.source.split(".")) if source.ts else None, source.ts.format if source.ts else "iso",
             {raw: DeviceRule(d.device, dict(d.labels)) for raw, d in source.devices.items()},
-            source.only_listed_devices, ZoneInfo(zone_name) if zone_name else None))
-    return BridgeMapping(tuple(rules), spec.max_clock_skew_s)
+            source.only_listed_devices, ZoneInfo(zone_name) if zone_name else None, spec.max_clock_skew_s))
+    return BridgeMapping(tuple(rules))
 
 
 def load_mapping(path: Path, site_zones: Mapping[str, str] | None = None) -> BridgeMapping:
@@ -303,5 +303,15 @@ def load_mapping(path: Path, site_zones: Mapping[str, str] | None = None) -> Bri
         raise MappingError(f"{path}:{line or '?'}: {err}") from None
 
 
-def is_contract_id(text: str) -> bool:
-    return ID_RE.match(text) is not None
+def load_mappings(paths: Sequence[Path], site_zones: Mapping[str, str] | None = None) -> BridgeMapping:
+    """Several mapping files as one (sources in the order given). Raises MappingError, also for a
+    source name used in two files."""
+    if not paths:
+        raise MappingError("no mapping file: list one in bridge.mappings (bridge/mappings/ has examples)")
+    sources: list[SourceRule] = []
+    for path in paths:
+        for source in load_mapping(path, site_zones).sources:
+            if any(s.name == source.name for s in sources):
+                raise MappingError(f"{path}: source {source.name!r} is also in an earlier mapping file; rename one")
+            sources.append(source)
+    return BridgeMapping(tuple(sources))

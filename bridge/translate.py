@@ -79,10 +79,13 @@ class _Refused(Exception):
 class Translator:
     """Not thread-safe: the service calls it from one thread (paho's) and `tick` under the same lock."""
 
-    def __init__(self, mapping: BridgeMapping, next_seq: Callable[[DeviceKey], int], limits: DecodeLimits) -> None:
+    def __init__(self, mapping: BridgeMapping, next_seq: Callable[[DeviceKey], int], limits: DecodeLimits,
+                 max_foreign_bytes: int = 16_384) -> None:
+        """`limits` are the collector's (`collector.decode`), so the bridge judges as it will."""
         self._mapping = mapping
         self._next_seq = next_seq
         self._limits = limits
+        self._max_foreign_bytes = max_foreign_bytes
         self._gatherer = Gatherer()
 
     def handle(self, topic: str, payload: bytes, received_at: float) -> list[Outcome]:
@@ -96,9 +99,9 @@ class Translator:
             if captures is None or (source.only_listed_devices and self._raw_name(source, captures) not in
                                     source.devices):
                 continue
-            if len(payload) > self._limits.max_payload_bytes:
+            if len(payload) > self._max_foreign_bytes:
                 return [Dropped(DropReason.PAYLOAD_TOO_LARGE, f"payload is {len(payload)} bytes, over the limit of "
-                                f"{self._limits.max_payload_bytes}", topic, payload, source.name)]
+                                f"{self._max_foreign_bytes} (bridge.max_payload_bytes)", topic, payload, source.name)]
             if source.one_value_per_topic:
                 return self._guarded_many(source, topic, payload,
                                           lambda s=source, c=captures: self._gather(s, c, topic, payload, received_at))
@@ -252,7 +255,7 @@ class Translator:
                                                   f"{'seconds' if source.ts_format == 'epoch_s' else 'milliseconds'}")
             ts_s = raw if source.ts_format == "epoch_s" else raw / 1000
         skew = ts_s - received_at
-        if abs(skew) > self._mapping.max_clock_skew_s:
+        if abs(skew) > source.max_clock_skew_s:
             raise _Refused(DropReason.CLOCK_OFF, f"device time {raw!r} is {abs(skew) / 3600:.2f} h "
                                                  f"{'ahead of' if skew > 0 else 'behind'} the bridge's clock; set the "
                                                  "device's clock and time zone (Tasmota: NtpServer, Timezone)")
