@@ -46,17 +46,18 @@ class RejectLog:
         """(source name or "-", reason) → count."""
 
     def add(self, dropped: Dropped) -> None:
-        entry = RejectEntry(self._clock.now(), dropped.reason, dropped.source, dropped.topic[:256],
+        reason = str(dropped.reason)  # a DropReason or one of core.decode's reasons: plain text from here on
+        entry = RejectEntry(self._clock.now(), reason, dropped.source, dropped.topic[:256],
                             dropped.detail[:500], dropped.payload[:EXCERPT_BYTES].decode("utf-8", "replace"))
         with self._lock:
-            self.by_reason[dropped.reason] += 1
-            self.by_source[(dropped.source or "-", dropped.reason)] += 1
+            self.by_reason[reason] += 1
+            self.by_source[(dropped.source or "-", reason)] += 1
             self._recent.append(entry)
-        if dropped.reason in QUIET_REASONS:
+        if reason in QUIET_REASONS:
             return
-        suppressed = self._limiter.allow(f"{dropped.reason}/{dropped.source}")
+        suppressed = self._limiter.allow(f"{reason}/{dropped.source}")
         if suppressed is not None:
-            self._log.warning("bridge dropped a message", extra={"reason": dropped.reason, "source": dropped.source,
+            self._log.warning("bridge dropped a message", extra={"reason": reason, "source": dropped.source,
                                                                  "topic": entry.topic, "detail": entry.detail,
                                                                  "payload": entry.excerpt,
                                                                  "suppressed_since_last": suppressed})
