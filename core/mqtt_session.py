@@ -45,13 +45,15 @@ class MqttSession:
     (`_on_accepted`, on paho's thread) and what else the client needs (`_configure`)."""
 
     def __init__(self, settings: MqttSettings, client_id: str, *, persistent: bool, stage: str,
-                 log: logging.Logger, will: Outgoing | None = None,
+                 log: logging.Logger, will: Outgoing | None = None, session_expiry_s: int = 7 * 86_400,
                  on_connection: Callable[[bool], None] | None = None) -> None:
-        """`stage` names the session in log lines ("the rules engine"); `on_connection(connected)` runs
+        """`stage` names the session in log lines ("the rules engine"); `session_expiry_s`: how long the
+        broker keeps a persistent session while the stage is away (MQTT 5); `on_connection(connected)` runs
         when the connection comes or goes, never for a deliberate `stop()`."""
         self._settings = settings
         self._client_id = client_id[:128]
         self._persistent = persistent
+        self._session_expiry_s = session_expiry_s
         self._stage = stage
         self._log = log
         self._will = will
@@ -75,7 +77,7 @@ class MqttSession:
             properties = None
             if self._persistent:
                 properties = Properties(PacketTypes.CONNECT)
-                properties.SessionExpiryInterval = s.session_expiry_s
+                properties.SessionExpiryInterval = self._session_expiry_s
             self._client.connect_async(s.host, s.port, s.keepalive_s, clean_start=not self._persistent,
                                        properties=properties)
         else:

@@ -34,6 +34,8 @@ class SessionSpec:
     qos: int
     persistent: bool
     """Keep the session (and the QoS 1 messages queued for it) while the stage is away."""
+    session_expiry_s: int = 7 * 86_400
+    """How long the broker keeps a persistent session (MQTT 5; 3.1.1 keeps it until it is resumed)."""
 
 
 class Subscriber(MqttSession):
@@ -49,7 +51,7 @@ class Subscriber(MqttSession):
         self._guard = PoisonGuard(stage, log, clock)
         self._subscribed = False
         super().__init__(settings, session.client_id, persistent=session.persistent, stage=stage, log=log,
-                         on_connection=on_connection)
+                         session_expiry_s=session.session_expiry_s, on_connection=on_connection)
 
     @property
     def subscribed(self) -> bool:

@@ -29,13 +29,15 @@ class RulesSubscription:
     def __init__(self, settings: MqttSettings, client_id: str, clock: Clock,
                  on_message: Callable[[Reading | StatusChange], None],
                  on_connection: Callable[[bool], None], limits: DecodeLimits | None = None,
-                 known: KnownDevices | None = None) -> None:
-        """`known`: the devices that may publish (`sites.known_devices_only`); None: any device."""
+                 known: KnownDevices | None = None, session_expiry_s: int = 7 * 86_400) -> None:
+        """`known`: the devices that may publish (`sites.known_devices_only`); None: any device;
+        `session_expiry_s`: how long the broker keeps the engine's session while it is away."""
         self._clock = clock
         self._on_message = on_message
         self._limits = limits or DecodeLimits()
         self._known = known
-        session = SessionSpec(client_id, (reading_subscription(), status_subscription()), qos=1, persistent=True)
+        session = SessionSpec(client_id, (reading_subscription(), status_subscription()), qos=1, persistent=True,
+                              session_expiry_s=session_expiry_s)
         self._subscriber = Subscriber(settings, session, clock, "the rules engine", log, self._decode_and_handle,
                                       on_connection)
 

@@ -126,7 +126,7 @@ class RulesService:
 
         def subscription(engine: Engine) -> RulesSubscription:
             return RulesSubscription(mqtt, settings.mqtt_client_id, clock, engine.handle, engine.source_connected,
-                                     known=known)
+                                     known=known, session_expiry_s=settings.mqtt_session_expiry_s)
 
         service = cls(engine, delivery, clock, settings.evaluation_interval_s, subscription, annotations)
         holder["service"] = service

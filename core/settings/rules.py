@@ -80,6 +80,9 @@ class RulesSettings(Section):
     reconnect_grace_s: float = Field(30.0, ge=0)
     """After the broker connection returns, absence alerts stay held this long (queued readings arrive)."""
     mqtt_client_id: str = Field("facmon-rules", min_length=1, max_length=128)
+    """The engine's MQTT client id; its persistent session is bound to it."""
+    mqtt_session_expiry_s: int = Field(7 * 86_400, ge=60)
+    """How long the broker keeps the engine's session (and queues readings for it) while it is away."""
     external_url: str = "http://localhost:8080"
     """Where people open facmon (links in notifications)."""
     write_influx: bool = True
