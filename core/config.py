@@ -17,6 +17,7 @@ from typing import Any, get_args
 import yaml
 from pydantic import BaseModel, SecretStr, ValidationError
 
+from core.settings.agent import AgentSettings
 from core.settings.api import ApiSettings
 from core.settings.base import Section
 from core.settings.bridge import BridgeSettings
@@ -45,6 +46,7 @@ class FacmonConfig(Section):
     simulate: SimulateSettings = SimulateSettings()
     probe: ProbeSettings = ProbeSettings()
     bridge: BridgeSettings = BridgeSettings()
+    agent: AgentSettings = AgentSettings()
     dashboards: DashboardsSettings = DashboardsSettings()
     local: LocalStackSettings = LocalStackSettings()
     log: LogSettings = LogSettings()
