@@ -190,3 +190,37 @@ def test_unknown_metric_is_reported_at_its_metric_line(tmp_path):
     ]
     assert "inverter readings have no metric 'inverter_tmp_c'; known: grid_v," in problems[0]
     assert "'isp' is a label; select it with match: [\"isp=...\"]" in problems[1]
+
+
+def test_generator_rules_of_the_park_pack(tmp_path):
+    """GeneratorFailedToStart pages at once, FuelLow holds for a minute with hysteresis, and
+    GeneratorRunningOnGrid waits out the cool-down run before calling the auto-stop failed."""
+    from tests.unit.rules.rules_harness import generator
+
+    h = Harness(tmp_path, MONDAY_NOON)
+    every = all_devices_reporting(h)
+    every[(Kind.INVERTER, "inv-main")] = inverter(soc=25.0, grid_ok=False)
+    every[(Kind.GENERATOR, "gen-main")] = generator("fail_to_start")
+    h.run(20, step=5, every=every)
+    [failed] = h.engine.alert_by_rule("GeneratorFailedToStart")
+    assert failed.state.value == "firing" and failed.labels["severity"] == "critical"
+    assert "gen-main" in failed.annotations["summary"]
+
+    every[(Kind.GENERATOR, "gen-main")] = generator("running", fuel=18.0, output_w=4000.0)
+    h.run(30, step=5, every=every)
+    assert h.state("FuelLow") == "pending"
+    h.run(60, step=5, every=every)
+    assert h.state("FuelLow") == "firing" and h.state("GeneratorFailedToStart") == "resolved"
+    every[(Kind.GENERATOR, "gen-main")] = generator("running", fuel=25.0, output_w=4000.0)  # above 20, below clear
+    h.run(120, step=5, every=every)
+    assert h.state("FuelLow") == "firing"
+
+    every[(Kind.INVERTER, "inv-main")] = inverter(soc=60.0, grid_ok=True)  # the grid is back; it runs on
+    h.run(240, step=5, every=every)
+    assert h.state("GeneratorRunningOnGrid") == "pending"  # a cool-down takes a minute; this is longer
+    h.run(120, step=5, every=every)
+    [on_grid] = h.engine.alert_by_rule("GeneratorRunningOnGrid")
+    assert on_grid.state.value == "firing" and on_grid.labels["site"] == "park"
+    every[(Kind.GENERATOR, "gen-main")] = generator("off", fuel=25.0)
+    h.run(60, step=5, every=every)
+    assert h.state("GeneratorRunningOnGrid") in ("resolved", "inactive")
