@@ -79,12 +79,14 @@ class FieldRule:
     values: Mapping[str, FieldValue] | None = None
     """A table from the source's values (as text) to the contract's; a value not in it is refused."""
     above: float | None = None
-    """For a true/false metric from a number: true when the (scaled) number is above this (grid present
-    when its voltage is above 180 V)."""
+    """A number → true when it is (scaled) above this (grid present when its voltage is above 180 V); with
+    `values`, that true/false is then looked up (`{"true": running, "false": off}`)."""
 
     def convert(self, raw: object, body: object = None) -> FieldValue:
         """The contract value of `raw`. Raises FieldProblem (bad_value, wrong_type, wrong_unit)."""
         name = self.metric.name
+        if self.above is not None:
+            raw = self._number_above(raw)
         if self.values is not None:
             key = _table_key(raw)
             if key not in self.values:
@@ -95,8 +97,6 @@ class FieldRule:
         if kind in (MetricType.FLOAT, MetricType.INT):
             return self._number(raw, body)
         if kind is MetricType.BOOL:
-            if self.above is not None:
-                return self._number_above(raw)
             if isinstance(raw, bool):
                 return raw
             raise FieldProblem("wrong_type", f"{name}: {raw!r} is not true/false; map it with values: "

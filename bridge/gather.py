@@ -1,5 +1,7 @@
-"""One-value-per-topic sources (SolarAssistant publishes `…/inverter_1/pv_power/state` = "1234"):
-values gathered per device into one reading per interval. Pure; the caller gives the times.
+"""Gathering sources: values gathered per device into one reading per interval. One-value-per-topic
+sources (SolarAssistant publishes `…/inverter_1/pv_power/state` = "1234") always gather; JSON sources
+with `gather: true` too, so that several sources can make one device (a genset's output meter and its
+fuel sensor). Pure; the caller gives the times.
 
 A device's window opens with the first value after its last reading and closes `interval_s` later;
 its reading holds the latest value of each field seen in the window and is stamped with the
@@ -18,7 +20,9 @@ from core.contract import DeviceKey, FieldValue
 @dataclass
 class _Window:
     closes_at: float
-    labels: Mapping[str, str]
+    source: str
+    """The first source that contributed, named in drops."""
+    interval_s: float
     values: dict[str, FieldValue] = field(default_factory=dict)
     last_at: float = 0.0
     topics: list[str] = field(default_factory=list)
@@ -30,6 +34,7 @@ class Gathered:
 
     device: DeviceKey
     source: str
+    interval_s: float
     metrics: Mapping[str, FieldValue]
     """Labels and fields, by contract name."""
     received_at: float
@@ -40,26 +45,27 @@ class Gathered:
 
 class Gatherer:
     def __init__(self) -> None:
-        self._open: dict[tuple[str, DeviceKey], _Window] = {}
+        self._open: dict[DeviceKey, _Window] = {}
 
-    def add(self, source: str, device: DeviceKey, labels: Mapping[str, str], metric: str, value: FieldValue,
-            topic: str, received_at: float, interval_s: float) -> None:
-        key = (source, device)
-        window = self._open.get(key)
+    def add(self, source: str, device: DeviceKey, values: Mapping[str, FieldValue], topic: str, received_at: float,
+            interval_s: float) -> None:
+        """`values`: labels and fields by contract name; a later value of a metric replaces an earlier one."""
+        window = self._open.get(device)
         if window is None:
-            window = self._open[key] = _Window(received_at + interval_s, labels)
-        window.values[metric] = value
+            window = self._open[device] = _Window(received_at + interval_s, source, interval_s)
+        window.values.update(values)
         window.last_at = max(window.last_at, received_at)
         if len(window.topics) < 1:
             window.topics.append(topic)
 
     def due(self, now: float) -> list[Gathered]:
         """The windows closed by `now`, removed, oldest first."""
-        closed = sorted((w.closes_at, key) for key, w in self._open.items() if w.closes_at <= now)
+        closed = sorted(((w.closes_at, str(device)), device) for device, w in self._open.items() if w.closes_at <= now)
         out = []
-        for _, key in closed:
-            window = self._open.pop(key)
-            out.append(Gathered(key[1], key[0], {**window.labels, **window.values}, window.last_at, window.topics[0]))
+        for _, device in closed:
+            window = self._open.pop(device)
+            out.append(Gathered(device, window.source, window.interval_s, dict(window.values), window.last_at,
+                                window.topics[0]))
         return out
 
     @property

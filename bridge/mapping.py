@@ -58,8 +58,9 @@ class FieldSpec(_Spec):
     values: dict[Any, FieldValue] | None = None
     """Source value → contract value (`{"ON": true, "OFF": false}`, `{"Solar/Battery": battery}`)."""
     above: float | None = None
-    """For a true/false metric: true when the source's number is above this (`grid_ok: {from: grid_voltage,
-    above: 180}`)."""
+    """A number → true when above this (`grid_ok: {from: grid_voltage, above: 180}`); with values:, the
+    true/false is looked up there (`state: {from: ENERGY.Power, above: 50, values: {"true": running,
+    "false": off}}`)."""
 
     @field_validator("values")
     @classmethod
@@ -96,8 +97,11 @@ class SourceSpec(_Spec):
     """json: one object per message; value: one value per topic (SolarAssistant), gathered per device."""
     value_key: str | None = None
     """For payload value: the capture naming the value (`metric` in solar_assistant/{unit}/{metric}/state)."""
+    gather: bool = False
+    """For payload json: gather this source's fields with other gathering sources' of the same device (a
+    genset's output meter and its fuel sensor) into one reading per interval_s. Payload value always gathers."""
     interval_s: float = Field(10.0, ge=1, le=3600)
-    """For payload value: one reading per device this often, from the latest value of each field."""
+    """For gathering sources: one reading per device this often, from the latest value of each field."""
     site: str = Field(pattern=rf"^{ID_PATTERN}$")
     kind: Kind
     device: str = "{device}"
@@ -132,6 +136,8 @@ class SourceSpec(_Spec):
                 raise ValueError("a one-value-per-topic source has no timestamp field; remove ts")
         elif self.value_key is not None:
             raise ValueError("value_key is only for payload: value")
+        if self.gather and self.ts is not None:
+            raise ValueError("a gathering source's readings are stamped when gathered; remove ts")
         self._check_fields()
         return self
 
@@ -152,9 +158,9 @@ class SourceSpec(_Spec):
                                      f"(units: {known})")
             if spec.unit_from is not None and metric.unit not in CONVERSIONS:
                 raise ValueError(f"fields.{name}.unit_from: {name} has no unit to convert into")
-            if spec.above is not None and (metric.type is not MetricType.BOOL or spec.values is not None):
-                raise ValueError(f"fields.{name}.above: makes a true/false metric from a number, without values:")
-            if (metric.type is MetricType.CHOICE or (metric.type is MetricType.BOOL and spec.above is None)) and (
+            if spec.above is not None and metric.type is not MetricType.BOOL and spec.values is None:
+                raise ValueError(f"fields.{name}.above: gives true/false; map them to {name}'s values with values:")
+            if spec.above is None and metric.type in (MetricType.CHOICE, MetricType.BOOL) and (
                     spec.scale, spec.offset) != (1.0, 0.0):
                 raise ValueError(f"fields.{name}: scale/offset apply to numbers, and {name} is not one")
         for name, device in [("", None), *self.devices.items()]:
@@ -222,6 +228,8 @@ class SourceRule:
     topic: TopicPattern
     availability: TopicPattern | None
     one_value_per_topic: bool
+    gathers: bool
+    """Its fields go into a per-device window (one-value-per-topic sources, and json ones with gather:)."""
     value_key: str | None
     interval_s: float
     site: str
@@ -274,7 +282,8 @@ def compile_mapping(spec: MappingSpec, site_zones: Mapping[str, str]) -> BridgeM
         rules.append(SourceRule(
             source.name, TopicPattern.parse(source.topic),
             TopicPattern.parse(source.availability) if source.availability else None,
-            source.payload == "value", source.value_key, source.interval_s, source.site, source.kind,
+            source.payload == "value", source.payload == "value" or source.gather, source.value_key,
+            source.interval_s, source.site, source.kind,
             source.device, dict(source.labels), fields, by_key,
             tuple(source.ts.source.split(".")) if source.ts else None, source.ts.format if source.ts else "iso",
             {raw: DeviceRule(d.device, dict(d.labels)) for raw, d in source.devices.items()},

@@ -20,7 +20,7 @@ from bridge.convert import FieldProblem, find, is_missing
 from bridge.gather import Gatherer
 from bridge.mapping import BridgeMapping, SourceRule
 from bridge.topics import render
-from core.contract import ID_RE, STATUS_OFFLINE, STATUS_ONLINE, DeviceKey, FieldValue, Reading, encode_reading
+from core.contract import ID_RE, METRICS, STATUS_OFFLINE, STATUS_ONLINE, DeviceKey, FieldValue, Reading, encode_reading
 from core.decode import DecodeLimits, Reject, decode_message
 
 
@@ -117,15 +117,14 @@ class Translator:
         """Readings of the one-value-per-topic windows closed by `now`."""
         out: list[Outcome] = []
         for gathered in self._gatherer.due(now):
-            source = next(s for s in self._mapping.sources if s.name == gathered.source)
             metrics = dict(gathered.metrics)
-            missing = [f.metric.name for f in source.fields if f.metric.required and f.metric.name not in metrics]
+            missing = [m.name for m in METRICS[gathered.device.kind] if m.required and m.name not in metrics]
             if missing:
                 out.append(Dropped(DropReason.INCOMPLETE, f"{gathered.device}: no {', '.join(missing)} within "
-                                   f"{source.interval_s:g} s; check that the source publishes them (and the "
-                                   "mapping's field names)", gathered.topic, b"", source.name))
+                                   f"{gathered.interval_s:g} s; check that the sources publish them (and the "
+                                   "mapping's field names)", gathered.topic, b"", gathered.source))
                 continue
-            out.append(self._checked(source, gathered.device, round(gathered.received_at * 1000), metrics,
+            out.append(self._checked(gathered.source, gathered.device, round(gathered.received_at * 1000), metrics,
                                      gathered.topic, b"", gathered.received_at))
         return out
 
@@ -144,13 +143,16 @@ class Translator:
         for rule in source.fields:
             raw = find(body, rule.path)
             if is_missing(raw):
-                if rule.metric.required:
+                if rule.metric.required and not source.gathers:  # another source may bring it
                     raise _Refused(DropReason.MISSING_FIELD, f"no {'.'.join(rule.path)!r} in the payload for "
                                                              f"{rule.metric.name}")
                 continue
             metrics[rule.metric.name] = self._convert(rule, raw, body)
+        if source.gathers:
+            self._gatherer.add(source.name, device, metrics, topic, received_at, source.interval_s)
+            return []
         ts_ms = self._ts_ms(source, body, received_at)
-        return [self._checked(source, device, ts_ms, metrics, topic, payload, received_at)]
+        return [self._checked(source.name, device, ts_ms, metrics, topic, payload, received_at)]
 
     def _gather(self, source: SourceRule, captures: dict[str, str], topic: str, payload: bytes,
                 received_at: float) -> list[Outcome]:
@@ -164,22 +166,22 @@ class Translator:
             text: object = payload.decode("utf-8").strip()
         except UnicodeDecodeError:
             raise _Refused(DropReason.WRONG_TYPE, "the value is not UTF-8 text") from None
+        values: dict[str, FieldValue] = dict(labels)
         for rule in rules:
-            value = self._convert(rule, text, None)
-            self._gatherer.add(source.name, device, labels, rule.metric.name, value, topic, received_at,
-                               source.interval_s)
+            values[rule.metric.name] = self._convert(rule, text, None)
+        self._gatherer.add(source.name, device, values, topic, received_at, source.interval_s)
         return []
 
-    def _checked(self, source: SourceRule, device: DeviceKey, ts_ms: int, metrics: dict[str, FieldValue],
+    def _checked(self, source: str, device: DeviceKey, ts_ms: int, metrics: dict[str, FieldValue],
                  topic: str, payload: bytes, received_at: float) -> Outcome:
         """The reading, encoded and judged as the collector will judge it."""
         try:
             encoded = encode_reading(Reading(device, ts_ms, self._peek_seq(device), metrics))
         except ValueError as err:
-            return Dropped(DropReason.NON_FINITE, str(err), topic, payload, source.name)
+            return Dropped(DropReason.NON_FINITE, str(err), topic, payload, source)
         verdict = decode_message(device.reading_topic(), encoded, received_at, self._limits)
         if isinstance(verdict, Reject):
-            return Dropped(verdict.reason.value, f"{device}: {verdict.detail}", topic, payload, source.name)
+            return Dropped(verdict.reason.value, f"{device}: {verdict.detail}", topic, payload, source)
         # The seq is taken only for a reading that goes out, so refused ones leave no gaps.
         seq = self._next_seq(device)
         encoded = encode_reading(Reading(device, ts_ms, seq, metrics))

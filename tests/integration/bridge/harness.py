@@ -17,8 +17,10 @@ from tests.support import poll_until
 MAPPINGS = Path(__file__).resolve().parents[3] / "bridge" / "mappings"
 
 
-def bridge_env(tmp_path: Path, mappings: Sequence[str]) -> dict[str, str]:
-    return {"FACMON_BRIDGE__MAPPINGS": ",".join(str(MAPPINGS / f"{m}.yaml") for m in mappings),
+def bridge_env(tmp_path: Path, mappings: Sequence[str | Path]) -> dict[str, str]:
+    """FACMON_* variables for a bridge of the shipped mappings named (or mapping files given)."""
+    files = [m if isinstance(m, Path) else MAPPINGS / f"{m}.yaml" for m in mappings]
+    return {"FACMON_BRIDGE__MAPPINGS": ",".join(map(str, files)),
             "FACMON_BRIDGE__STATE_FILE": str(tmp_path / "bridge-seq.json"),
             "FACMON_BRIDGE__HTTP_LISTEN": "null"}
 

@@ -7,9 +7,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from core.clock import SystemClock
+from core.config import FacmonConfig
 from core.influxql import InfluxQLClient
 from facmon.servers import InfluxDB, Mosquitto
-from tests.integration.bridge.harness import bridge_env, running_bridge
+from tests.integration.bridge.harness import MAPPINGS, bridge_env, running_bridge
 from tests.integration.collector.harness import (
     Publisher,
     collector_env,
@@ -24,7 +25,8 @@ from tests.unit.bridge.support import payload
 CLOCK = SystemClock()
 
 
-def _config(tmp_path: Path, mosquitto: Mosquitto, influxdb: InfluxDB, db: InfluxQLClient, mappings: list[str]):
+def _config(tmp_path: Path, mosquitto: Mosquitto, influxdb: InfluxDB, db: InfluxQLClient,
+            mappings: list[str | Path]) -> FacmonConfig:
     env = collector_env(tmp_path, mosquitto.port, influxdb.url, db.database)
     env.update(bridge_env(tmp_path, mappings))
     return config_from(env)
@@ -82,6 +84,29 @@ def test_tasmota_local_time_is_stored_as_the_right_utc_instant_and_lwt_is_the_st
     assert (row["time"], row["device"], row["room"], row["occupied"]) == (utc_ms, "pir-store", "Store", True)
     assert set(bridge.rejects.by_reason) == {"clock_off", "bad_value"}
     assert bridge.forwarded["status"] == 1
+
+
+def test_a_tasmota_energy_meter_and_controller_land_as_one_generator_reading(
+        tmp_path: Path, mosquitto: Mosquitto, influxdb: InfluxDB, influx_db: InfluxQLClient) -> None:
+    quick = tmp_path / "tasmota.yaml"  # the shipped mapping, gathering every second instead of every 30
+    quick.write_text((MAPPINGS / "tasmota.yaml").read_text().replace("interval_s: 30", "interval_s: 1"))
+    config = _config(tmp_path, mosquitto, influxdb, influx_db, [quick])
+    local_now = datetime.fromtimestamp(int(CLOCK.now()) + 5 * 3600, UTC).replace(tzinfo=None).isoformat()
+    with running_collector(config), running_bridge(config) as bridge:
+        publisher = Publisher(mosquitto.port)
+        sent_at = CLOCK.now()
+        publisher.publish("tele/genset_pow/LWT", payload("tasmota", "lwt_online"))
+        energy = payload("tasmota", "sensor_energy").replace(b'"Power":9', b'"Power":4180')
+        publisher.publish("tele/genset_pow/SENSOR", energy.replace(b"2026-01-15T14:30:05", local_now.encode()))
+        publisher.publish("tele/genset_ctl/SENSOR", payload("tasmota", "sensor_analog_counter"))
+        publisher.wait_all_acked()
+        wait_for_points(influx_db, 1, measurement="generator", timeout_s=20)
+        publisher.close()
+    [row] = influx_db.query("SELECT * FROM generator")[0].rows()
+    assert sent_at * 1000 - 1 <= row.pop("time") <= CLOCK.now() * 1000
+    assert row == {"device": "gen-main", "site": "park", "seq": 0, "running": True, "state": "running",
+                   "output_w": 4180.0, "fuel_pct": 50.049024, "engine_hours": 1234.5}
+    assert bridge.forwarded == {"reading": 1, "status": 1}
 
 
 def test_solar_assistant_values_land_as_one_inverter_reading_with_contract_units(

@@ -63,6 +63,24 @@ def test_tasmota_local_time_is_read_in_the_sites_zone_not_as_utc() -> None:
     assert (lwt.topic, lwt.payload, lwt.retain) == ("facmon/v1/park/occupancy/pir-store/status", b"offline", True)
 
 
+def test_a_tasmota_power_meter_and_controller_gather_into_one_generator_reading() -> None:
+    t = translator("tasmota")
+    clock = FakeClock(datetime(2026, 1, 15, 9, 30, 6, tzinfo=UTC).timestamp())
+    assert t.handle("tele/genset_pow/SENSOR", payload("tasmota", "sensor_energy"), clock.now()) == []
+    clock.advance(2)
+    assert t.handle("tele/genset_ctl/SENSOR", payload("tasmota", "sensor_analog_counter"), clock.now()) == []
+    clock.advance(30)
+    [out] = t.tick(clock.now())
+    assert out.topic == "facmon/v1/park/generator/gen-main/reading"
+    assert body(out) == {"ts": "2026-01-15T09:30:08.000Z", "seq": 0, "running": False, "state": "off",
+                         "output_w": 9.0, "fuel_pct": 50.049024, "engine_hours": 1234.5}
+    # the meter alone lacks fuel and hours: refused as incomplete, naming them
+    t.handle("tele/genset_pow/SENSOR", b'{"Time":"2026-01-15T14:31:00","ENERGY":{"Power":4200}}', clock.now())
+    clock.advance(31)
+    [alone] = t.tick(clock.now())
+    assert isinstance(alone, Dropped) and alone.reason == "incomplete" and "fuel_pct, engine_hours" in alone.detail
+
+
 def test_a_tasmota_clock_hours_off_is_refused_as_clock_off() -> None:
     received = datetime(2026, 1, 15, 14, 30, 6, tzinfo=UTC).timestamp()  # the device read as UTC: 5 h ahead
     [out] = translator("tasmota").handle("tele/tasmota_5A9AE8/SENSOR", payload("tasmota", "sensor_pir_on"), received)
