@@ -59,7 +59,10 @@ class AgentSettings(Section):
     """Defaults of `facmon agent`; `devices` must be configured (see docs/devices.md)."""
 
     site: str = Field("park", pattern=rf"^{ID_PATTERN}$")
+    """The site the polled inverters belong to."""
     interval_s: float = Field(5.0, ge=1, le=3600)
     """A reading per device this often."""
     client_id_prefix: str = Field("facmon-agent", min_length=1, max_length=64)
+    """Each device's MQTT client id is this, the site and the device id."""
     devices: tuple[AgentDevice, ...] = ()
+    """The inverters to poll (keys above this table); none: `facmon agent` says what to add."""
