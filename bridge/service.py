@@ -1,15 +1,18 @@
 """The bridge assembled: a subscription to the foreign topics (`core.mqtt_subscriber`), the pure
 translator, and a publishing session for the contract messages (`core.mqtt_publisher`).
 
-Messages are translated on the subscription's thread; the one-value-per-topic windows close on the
-service's own thread (`run`), under the same lock, so the translator and the publisher are only ever
-used by one thread at a time. Lifecycle: `run(stop)` once; it returns after `stop` is set, with the
-publisher's messages acknowledged (bounded wait) and the seq state written.
+The subscription's thread only queues what arrives (a bounded inbox: when it is full the subscription
+waits, and the broker holds the messages); the service's own thread (`run`) takes them in batches,
+translates, publishes and closes the gathering windows. So the translator and the publisher have one
+user, and paho's receiving thread is never held up by translation. Lifecycle: `run(stop)` once; it
+returns after `stop` is set, with the inbox drained, the publisher's messages acknowledged (bounded
+wait) and the seq state written.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 from collections import Counter
 
@@ -26,6 +29,8 @@ from core.settings.mqtt import MqttSettings
 
 log = logging.getLogger("facmon.bridge")
 TICK_S = 0.25
+INBOX_LIMIT = 20_000
+BATCH = 2_000
 
 
 class BridgeService:
@@ -33,7 +38,7 @@ class BridgeService:
                  clock: Clock) -> None:
         self._settings = settings
         self._clock = clock
-        self._lock = threading.Lock()
+        self._inbox: queue.Queue[tuple[str, bytes, float]] = queue.Queue(INBOX_LIMIT)
         self.seqs = SeqStore(settings.state_file)
         self.translator = Translator(mapping, self.seqs.next, limits, settings.max_payload_bytes)
         self.rejects = RejectLog(clock, log, log_every_s=settings.log_reject_every_s)
@@ -49,14 +54,26 @@ class BridgeService:
                                      clock, "the bridge", log, self._on_message)
 
     def _on_message(self, topic: str, payload: bytes) -> None:
-        with self._lock:
+        self._inbox.put((topic, payload, self._clock.now()))  # stamped on arrival, as the device's time
+
+    def _drain(self, wait_s: float) -> None:
+        """Translate and publish what the inbox holds (waiting up to `wait_s` for the first message)."""
+        try:
+            batch = [self._inbox.get(timeout=wait_s)]
+        except queue.Empty:
+            return
+        while len(batch) < BATCH:
+            try:
+                batch.append(self._inbox.get_nowait())
+            except queue.Empty:
+                break
+        for topic, payload, received_at in batch:
             self.received += 1
-            self._deliver(self.translator.handle(topic, payload, self._clock.now()))
+            self._deliver(self.translator.handle(topic, payload, received_at))
 
     def tick(self) -> None:
-        """Close the one-value-per-topic windows that are due (`run` calls it every TICK_S)."""
-        with self._lock:
-            self._deliver(self.translator.tick(self._clock.now()))
+        """Close the gathering windows that are due (`run` does it every TICK_S)."""
+        self._deliver(self.translator.tick(self._clock.now()))
 
     def _deliver(self, outcomes: list[Outcome]) -> None:
         for outcome in outcomes:
@@ -73,14 +90,19 @@ class BridgeService:
         self.publisher.open(wait_s=5.0)
         self.subscriber.start()
         try:
-            while not stop.wait(TICK_S):
-                self.tick()
+            next_tick = self._clock.monotonic() + TICK_S
+            while not stop.is_set():
+                self._drain(wait_s=max(0.0, min(TICK_S, next_tick - self._clock.monotonic())))
+                if self._clock.monotonic() >= next_tick:
+                    self.tick()
+                    next_tick = self._clock.monotonic() + TICK_S
         finally:
             self.subscriber.stop()
+            while not self._inbox.empty():
+                self._drain(wait_s=0)
             self.tick()
-            with self._lock:
-                self.publisher.close(timeout_s=10.0)
-                self.seqs.close()
+            self.publisher.close(timeout_s=10.0)
+            self.seqs.close()
 
 
 def _channel(outcome: Forward) -> str:
