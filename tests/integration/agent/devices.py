@@ -4,6 +4,7 @@
     SolarmanStandIn    a stand-in Solarman V5 logger: the V5 frame around Modbus RTU, as the loggers
                        answer (the real logger is a closed Wi-Fi stick; pysolarmanv5's frame checks apply)
     Pi30StandIn        a pseudo-terminal answering PI30 queries as a Voltronic inverter does
+    ModbusRtuStandIn   a pseudo-terminal answering Modbus RTU reads, as an inverter's RS485 port does
 
 Each can be told to go silent or answer garbage.
 """
@@ -13,11 +14,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import select
 import socket
 import struct
 import threading
 import tty
 from collections.abc import Callable, Mapping
+from typing import Self
 
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
@@ -159,54 +162,38 @@ class SolarmanStandIn:
         self._listener.close()
 
 
-class Pi30StandIn:
-    """A pseudo-terminal (os.openpty) answering PI30 queries; `path` is the port the agent opens.
-    Modes: "ok", "silent", "garbage" (bytes that are no PI30 frame), "bad_crc", "nak"."""
+class PtyDevice:
+    """A device on a pseudo-terminal (os.openpty): `path` is the serial port the agent opens; bytes the
+    agent writes go to `_received`, whose answer (if any) is written back."""
 
-    def __init__(self, answers: Mapping[str, str]) -> None:
-        self.answers = dict(answers)
+    def __init__(self) -> None:
         self.mode = "ok"
-        self.queries: list[str] = []
         self._master, self._slave = os.openpty()
         tty.setraw(self._slave)
         self.path = os.ttyname(self._slave)
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, name="pi30-stand-in", daemon=True)
+        self._thread = threading.Thread(target=self._serve, name=f"{type(self).__name__}", daemon=True)
+        self._buffer = b""
 
-    def start(self) -> Pi30StandIn:
+    def start(self) -> Self:
         self._thread.start()
         return self
 
     def _serve(self) -> None:
-        import select
-
-        buffer = b""
         while not self._stop.is_set():
             ready, _, _ = select.select([self._master], [], [], 0.05)
             if not ready:
                 continue
             try:
-                buffer += os.read(self._master, 256)
+                self._buffer += os.read(self._master, 256)
             except OSError:
                 return
-            while b"\r" in buffer:
-                frame, buffer = buffer.split(b"\r", 1)
-                command = frame[:-2].decode("ascii", "replace")
-                assert pi30_crc(frame[:-2]) == frame[-2:], f"bad CRC from the agent: {frame!r}"
-                self.queries.append(command)
-                self._answer(command)
+            for answer in self._received():
+                if answer:
+                    os.write(self._master, answer)
 
-    def _answer(self, command: str) -> None:
-        answers: dict[str, Callable[[], bytes]] = {
-            "ok": lambda: _frame("(" + self.answers[command]),
-            "silent": lambda: b"",
-            "garbage": lambda: b"\x00\xff\x13garbage\x7f\r",
-            "bad_crc": lambda: _frame("(" + self.answers[command])[:-3] + b"\x01\x02\r",
-            "nak": lambda: _frame("(NAK"),
-        }
-        data = answers[self.mode]()
-        if data:
-            os.write(self._master, data)
+    def _received(self) -> list[bytes]:
+        raise NotImplementedError
 
     def stop(self) -> None:
         self._stop.set()
@@ -214,6 +201,60 @@ class Pi30StandIn:
         for fd in (self._master, self._slave):
             with contextlib.suppress(OSError):  # closed already
                 os.close(fd)
+
+
+class Pi30StandIn(PtyDevice):
+    """Answers PI30 queries as a Voltronic inverter does. Modes: "ok", "silent", "garbage" (bytes that
+    are no PI30 frame), "bad_crc", "nak"."""
+
+    def __init__(self, answers: Mapping[str, str]) -> None:
+        super().__init__()
+        self.answers = dict(answers)
+        self.queries: list[str] = []
+
+    def _received(self) -> list[bytes]:
+        answers = []
+        while b"\r" in self._buffer:
+            frame, self._buffer = self._buffer.split(b"\r", 1)
+            command = frame[:-2].decode("ascii", "replace")
+            assert pi30_crc(frame[:-2]) == frame[-2:], f"bad CRC from the agent: {frame!r}"
+            self.queries.append(command)
+            answers.append(self._answer(command))
+        return answers
+
+    def _answer(self, command: str) -> bytes:
+        answers: dict[str, Callable[[], bytes]] = {
+            "ok": lambda: _frame("(" + self.answers[command]),
+            "silent": lambda: b"",
+            "garbage": lambda: b"\x00\xff\x13garbage\x7f\r",
+            "bad_crc": lambda: _frame("(" + self.answers[command])[:-3] + b"\x01\x02\r",
+            "nak": lambda: _frame("(NAK"),
+        }
+        return answers[self.mode]()
+
+
+class ModbusRtuStandIn(PtyDevice):
+    """Answers Modbus RTU reads of holding registers (function 3) from a register table, with the CRC of
+    the RTU frame; an RS485 inverter port stand-in. Modes: "ok", "silent", "bad_crc"."""
+
+    def __init__(self, unit_id: int, registers: Mapping[int, int]) -> None:
+        super().__init__()
+        self.unit_id = unit_id
+        self.registers = dict(registers)
+
+    def _received(self) -> list[bytes]:
+        answers = []
+        while len(self._buffer) >= 8:  # a read request is 8 bytes
+            request, self._buffer = self._buffer[:8], self._buffer[8:]
+            unit, function, start, count = struct.unpack(">BBHH", request[:6])
+            assert crc16_modbus(request[:6]) == request[6:], f"bad CRC from the agent: {request!r}"
+            if unit != self.unit_id or self.mode == "silent":
+                continue  # another unit on the bus, or none at all
+            data = b"".join(struct.pack(">H", self.registers.get(start + i, 0)) for i in range(count))
+            pdu = bytes([unit, function, len(data)]) + data
+            crc = crc16_modbus(pdu)
+            answers.append(pdu + (bytes([crc[0] ^ 0xFF, crc[1]]) if self.mode == "bad_crc" else crc))
+        return answers
 
 
 def _frame(text: str) -> bytes:

@@ -15,7 +15,7 @@ from agent.registers import load_register_map
 from agent.solarman import SolarmanSource
 from core.clock import SystemClock
 from core.contract import STATUS_OFFLINE, STATUS_ONLINE, DeviceKey, Kind
-from tests.integration.agent.devices import ModbusDevice, Pi30StandIn, SolarmanStandIn
+from tests.integration.agent.devices import ModbusDevice, ModbusRtuStandIn, Pi30StandIn, SolarmanStandIn
 
 CLOCK = SystemClock()
 INV = DeviceKey("park", Kind.INVERTER, "inv-main")
@@ -97,6 +97,24 @@ def test_solarman_v5_logger_gives_the_reading_and_a_silent_or_garbled_logger_is_
         poller.close()
     finally:
         logger.stop()
+
+
+def test_modbus_rtu_over_a_serial_line_gives_the_reading_and_a_bad_crc_or_silence_is_offline() -> None:
+    port = ModbusRtuStandIn(1, DEYE).start()
+    try:
+        poller, polled = poller_for(RegisterDriver(load_register_map("deye_hybrid"),
+                                                   ModbusSource.rtu(port.path, 9600, 1, 0.5)))
+        outcome = poller.poll(polled)
+        assert outcome.status == STATUS_ONLINE and dict(outcome.reading.metrics) == DEYE_METRICS
+        for mode in ("bad_crc", "silent"):
+            port.mode = mode
+            assert poller.poll(polled).reading is None, mode
+            assert f"modbus rtu {port.path}@9600 unit 1" in polled.last_error
+        port.mode = "ok"
+        assert poller.poll(polled).status == STATUS_ONLINE
+        poller.close()
+    finally:
+        port.stop()
 
 
 QPIGS = "230.1 49.9 230.0 49.9 0921 0873 018 410 52.40 010 076 0041 0006 180.5 52.30 00000 00010110 00 00 01085 010"
