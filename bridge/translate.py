@@ -16,7 +16,7 @@ from datetime import datetime
 
 import orjson
 
-from bridge.convert import FieldProblem, find, is_missing
+from bridge.convert import FieldProblem, FieldRule, find, is_missing
 from bridge.gather import Gatherer
 from bridge.mapping import BridgeMapping, SourceRule
 from bridge.topics import render
@@ -93,11 +93,12 @@ class Translator:
         parts = topic.split("/")
         for source in self._mapping.sources:
             if source.availability is not None and (captures := source.availability.match(parts)) is not None:
+                if not self._admits(source, captures):
+                    continue
                 return [self._guarded(source, topic, payload, lambda s=source, c=captures: [self._status(s, c, topic,
                                                                                                         payload)])]
             captures = source.topic.match(parts)
-            if captures is None or (source.only_listed_devices and self._raw_name(source, captures) not in
-                                    source.devices):
+            if captures is None or not self._admits(source, captures):
                 continue
             if len(payload) > self._max_foreign_bytes:
                 return [Dropped(DropReason.PAYLOAD_TOO_LARGE, f"payload is {len(payload)} bytes, over the limit of "
@@ -107,7 +108,9 @@ class Translator:
                                           lambda s=source, c=captures: self._gather(s, c, topic, payload, received_at))
             return self._guarded_many(source, topic, payload,
                                       lambda s=source, c=captures: self._reading(s, c, topic, payload, received_at))
-        listed = [s.name for s in self._mapping.sources if s.only_listed_devices and s.topic.match(parts) is not None]
+        listed = [s.name for s in self._mapping.sources if s.only_listed_devices and (
+            s.topic.match(parts) is not None
+            or (s.availability is not None and s.availability.match(parts) is not None))]
         if listed:
             return [Dropped(DropReason.UNKNOWN_DEVICE, f"the device is not listed under devices: of source "
                             f"{listed[0]!r} (only_listed_devices); add it there", topic, payload, listed[0])]
@@ -175,8 +178,8 @@ class Translator:
     def _checked(self, source: str, device: DeviceKey, ts_ms: int, metrics: dict[str, FieldValue],
                  topic: str, payload: bytes, received_at: float) -> Outcome:
         """The reading, encoded and judged as the collector will judge it."""
-        try:
-            encoded = encode_reading(Reading(device, ts_ms, self._peek_seq(device), metrics))
+        try:  # judged with seq 0: the verdict does not depend on the seq's value
+            encoded = encode_reading(Reading(device, ts_ms, 0, metrics))
         except ValueError as err:
             return Dropped(DropReason.NON_FINITE, str(err), topic, payload, source)
         verdict = decode_message(device.reading_topic(), encoded, received_at, self._limits)
@@ -186,10 +189,6 @@ class Translator:
         seq = self._next_seq(device)
         encoded = encode_reading(Reading(device, ts_ms, seq, metrics))
         return Forward(device.reading_topic(), encoded, False, device)
-
-    @staticmethod
-    def _peek_seq(device: DeviceKey) -> int:
-        return 0  # any valid seq: the verdict does not depend on its value
 
     # --- status -----------------------------------------------------------------------------------
 
@@ -214,6 +213,10 @@ class Translator:
     def _raw_name(source: SourceRule, captures: dict[str, str]) -> str:
         return render(source.device_template, captures)
 
+    def _admits(self, source: SourceRule, captures: dict[str, str]) -> bool:
+        """False for a device the source does not list when it takes only listed ones."""
+        return not source.only_listed_devices or self._raw_name(source, captures) in source.devices
+
     def _device(self, source: SourceRule, captures: dict[str, str]) -> tuple[DeviceKey, dict[str, str]]:
         raw = self._raw_name(source, captures)
         listed = source.devices.get(raw)
@@ -228,7 +231,7 @@ class Translator:
         return DeviceKey(source.site, source.kind, device_id), labels
 
     @staticmethod
-    def _convert(rule, raw: object, body: object) -> FieldValue:  # type: ignore[no-untyped-def]
+    def _convert(rule: FieldRule, raw: object, body: object) -> FieldValue:
         try:
             return rule.convert(raw, body)
         except FieldProblem as problem:

@@ -19,6 +19,7 @@ import urllib.request
 import orjson
 
 from bridge import BridgeError
+from bridge.mapping import BridgeMapping, load_mappings
 from core.clock import SystemClock
 from core.config import FacmonConfig
 from core.decode import DecodeLimits
@@ -37,9 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      "configuration. Mapping examples: bridge/mappings/; installer's guide: docs/devices.md.")
 
 
-def _mapping(config: FacmonConfig):  # type: ignore[no-untyped-def]
-    from bridge.mapping import load_mappings
-
+def _mapping(config: FacmonConfig) -> BridgeMapping:
+    """The mapping files of `bridge.mappings`, offset-less times read in each site file's zone."""
     zones = {site_id: site.timezone for site_id, site in load_sites(config.sites.files).items()}
     return load_mappings(config.bridge.mappings, zones)
 
@@ -61,7 +61,7 @@ def run(args: argparse.Namespace, config: FacmonConfig) -> int:
     return _serve(config, mapping)
 
 
-def _serve(config: FacmonConfig, mapping) -> int:  # type: ignore[no-untyped-def]
+def _serve(config: FacmonConfig, mapping: BridgeMapping) -> int:
     from bridge.http import BridgeHttp
     from bridge.service import BridgeService
 

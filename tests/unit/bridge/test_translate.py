@@ -125,6 +125,7 @@ def test_a_solar_assistant_window_without_a_required_metric_is_refused_as_incomp
     ("zigbee2mqtt/hall_pir", b'{"occupancy": "yes"}', "wrong_type"),
     ("zigbee2mqtt/hall_pir", b'{"occupancy": true, "battery": 140}', "out_of_range"),
     ("zigbee2mqtt/kitchen_bulb", b'{"state": "ON"}', "unknown_device"),
+    ("zigbee2mqtt/kitchen_bulb/availability", b'{"state": "online"}', "unknown_device"),
     ("zigbee2mqtt/hall_pir/availability", b'{"state": "maybe"}', "bad_status"),
     ("zigbee2mqtt/a/b/c", b"{}", "unmapped"),
     ("homeassistant/sensor/x/config", b"{}", "unmapped"),
