@@ -153,6 +153,8 @@ KINDS: Mapping[Kind, KindSpec] = {spec.kind: spec for spec in _KIND_SPECS}
 if set(KINDS) != set(Kind):
     raise ImportError(f"core.contract: kinds without a KindSpec: {sorted(set(Kind) - set(KINDS))}")
 METRICS: Mapping[Kind, tuple[Metric, ...]] = {kind: spec.metrics for kind, spec in KINDS.items()}
+LABELS: tuple[str, ...] = tuple(dict.fromkeys(m.name for spec in KINDS.values() for m in spec.metrics if m.is_tag))
+"""Every label metric of every kind (an uplink's `isp`, a sensor's `room`): what rules select and group by."""
 METRICS_BY_NAME: Mapping[Kind, Mapping[str, Metric]] = {
     kind: {m.name: m for m in metrics} for kind, metrics in METRICS.items()
 }

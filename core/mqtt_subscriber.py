@@ -36,6 +36,9 @@ class SessionSpec:
     """Keep the session (and the QoS 1 messages queued for it) while the stage is away."""
     session_expiry_s: int = 7 * 86_400
     """How long the broker keeps a persistent session (MQTT 5; 3.1.1 keeps it until it is resumed)."""
+    optional_topics: tuple[str, ...] = ()
+    """Subscribed apart, and not part of `subscribed`: a refusal (an ACL without them) is logged once
+    per connection and the stage goes on with `topics` (e.g. the broker's `$SYS` counters)."""
 
 
 class Subscriber(MqttSession):
@@ -50,6 +53,7 @@ class Subscriber(MqttSession):
         self._on_poison = on_poison
         self._guard = PoisonGuard(stage, log, clock)
         self._subscribed = False
+        self._required_mid: int | None = None
         super().__init__(settings, session.client_id, persistent=session.persistent, stage=stage, log=log,
                          session_expiry_s=session.session_expiry_s, on_connection=on_connection)
 
@@ -69,14 +73,21 @@ class Subscriber(MqttSession):
         client.on_subscribe = self._handle_subscribe
 
     def _on_accepted(self, client: mqtt.Client) -> None:
-        client.subscribe([(topic, self._session.qos) for topic in self._session.topics])
+        _, self._required_mid = client.subscribe([(topic, self._session.qos) for topic in self._session.topics])
+        if self._session.optional_topics:
+            client.subscribe([(topic, self._session.qos) for topic in self._session.optional_topics])
 
     def _on_lost(self) -> None:
         self._subscribed = False
 
-    def _handle_subscribe(self, _client: mqtt.Client, _userdata: object, _mid: int,
+    def _handle_subscribe(self, _client: mqtt.Client, _userdata: object, mid: int,
                           reasons: list[mqtt.ReasonCode], _properties: object = None) -> None:
-        self._subscribed = subscriptions_granted(reasons, list(self._session.topics), self._log)
+        if mid == self._required_mid:
+            self._subscribed = subscriptions_granted(reasons, list(self._session.topics), self._log)
+        elif any(r.is_failure for r in reasons):
+            self._log.warning(f"the broker refused {self._stage} optional topics; it goes on without them",
+                              extra={"topics": list(self._session.optional_topics),
+                                     "hint": "grant them in the broker's ACL (facmon acl regenerates it)"})
 
     def _handle_message(self, _client: mqtt.Client, _userdata: object, message: mqtt.MQTTMessage) -> None:
         if self._stopping:

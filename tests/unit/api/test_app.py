@@ -146,3 +146,19 @@ def test_cors_is_off_by_default(api: ApiHarness) -> None:
     response = api.client.options("/api/v1/sites", headers={"Origin": "https://evil.example",
                                                             "Access-Control-Request-Method": "GET"})
     assert "access-control-allow-origin" not in response.headers
+
+
+def test_kinds_come_from_the_contract_registry_in_its_order(api: ApiHarness) -> None:
+    from core.contract import KINDS
+
+    kinds = api.client.get("/api/v1/kinds", headers=api.headers()).json()
+    assert [k["kind"] for k in kinds] == [k.value for k in KINDS] == ["inverter", "uplink", "occupancy", "generator"]
+    generator = kinds[-1]
+    assert (generator["title"], generator["site_section"], generator["label"]) == ("Generator", "generators", None)
+    fuel = next(m for m in generator["metrics"] if m["name"] == "fuel_pct")
+    assert (fuel["unit"], fuel["minimum"], fuel["maximum"], fuel["required"]) == ("%", 0, 100, True)
+    assert next(k for k in kinds if k["kind"] == "uplink")["label"] == "isp"
+    assert api.client.get("/api/v1/kinds").status_code == 401
+    devices = api.client.get("/api/v1/sites/park/devices", headers=api.headers()).json()
+    order = [d["kind"] for d in devices]
+    assert order == sorted(order, key=[k["kind"] for k in kinds].index) and order[-1] == "generator"

@@ -224,3 +224,28 @@ def test_generator_rules_of_the_park_pack(tmp_path):
     every[(Kind.GENERATOR, "gen-main")] = generator("off", fuel=25.0)
     h.run(60, step=5, every=every)
     assert h.state("GeneratorRunningOnGrid") in ("resolved", "inactive")
+
+
+@pytest.mark.parametrize("limit", [{"seconds": 30.0, "readings": None}, {"seconds": None, "readings": 17}])
+def test_incremental_window_aggregates_agree_with_numpy_over_the_same_values(limit):
+    """The window keeps its aggregates as values come and go; over a long random stream (nulls,
+    false, repeats, evictions by time or count) they equal numpy's over what the window holds."""
+    rng = np.random.default_rng(7)
+    window = Window(**limit)
+    sent: list[tuple[float, object]] = []
+    for step in range(3000):
+        raw = rng.choice([None, False, True, float(rng.integers(-5, 5)), float(rng.normal(50, 20))],
+                         p=[0.05, 0.05, 0.05, 0.25, 0.6])
+        raw = raw if raw is None or isinstance(raw, bool) else float(raw)
+        window.add(step * 0.7, raw)
+        sent.append((step * 0.7, raw))
+        held = np.array([v for v in window.values if v == v])
+        if step % 37 or not held.size:
+            continue
+        assert window.aggregate("mean") == pytest.approx(held.mean(), rel=1e-9, abs=1e-9)
+        assert (window.aggregate("min"), window.aggregate("max")) == (held.min(), held.max())
+        for q in (5, 50, 95, 99):
+            assert window.aggregate("percentile", q) == pytest.approx(np.percentile(held, q), rel=1e-12, abs=1e-12)
+        kept = sent[-limit["readings"]:] if limit["readings"] else [(t, r) for t, r in sent if t > step * 0.7 - 30]
+        assert len(kept) == len(window)
+        assert window.aggregate("loss_ratio") == sum(r is None or r is False for _, r in kept) / len(kept)
