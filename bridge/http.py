@@ -1,12 +1,10 @@
 """The bridge's own HTTP endpoint: `/metrics` (Prometheus text), `/rejects` (the latest messages it
-did not forward, JSON: `?reason=unmapped&limit=20`), `/healthz`. Read-only, on its own thread."""
+did not forward, JSON: `?reason=unmapped&limit=20`), `/healthz`. Read-only, on its own thread
+(`core.http_endpoint`)."""
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlsplit
+from collections.abc import Iterator, Mapping
 
 import orjson
 from prometheus_client import CollectorRegistry, generate_latest
@@ -14,6 +12,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from bridge.service import BridgeService
+from core.http_endpoint import Answer, HttpEndpoint
 
 
 class _Metrics(Collector):
@@ -53,46 +52,18 @@ def rejects_json(service: BridgeService, reason: str | None, limit: int) -> byte
                          "recent": [e.as_dict() for e in service.rejects.recent(limit, reason)]})
 
 
-class BridgeHttp:
-    def __init__(self, service: BridgeService, host: str, port: int) -> None:
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                url = urlsplit(self.path)
-                if url.path == "/metrics":
-                    self._send(200, metrics_text(service), "text/plain; version=0.0.4")
-                elif url.path == "/rejects":
-                    query = parse_qs(url.query)
-                    try:
-                        limit = max(1, min(int(query.get("limit", ["50"])[0]), 200))
-                    except ValueError:
-                        self._send(400, b'{"error": "limit must be a whole number (1-200)"}', "application/json")
-                        return
-                    self._send(200, rejects_json(service, query.get("reason", [None])[0], limit), "application/json")
-                elif url.path == "/healthz":
-                    self._send(200, b"ok\n", "text/plain")
-                else:
-                    self._send(404, b"not found: try /metrics, /rejects or /healthz\n", "text/plain")
+def _rejects(service: BridgeService, query: Mapping[str, list[str]]) -> Answer:
+    try:
+        limit = max(1, min(int(query.get("limit", ["50"])[0]), 200))
+    except ValueError:
+        return 400, b'{"error": "limit must be a whole number (1-200)"}', "application/json"
+    return 200, rejects_json(service, query.get("reason", [None])[0], limit), "application/json"
 
-            def _send(self, status: int, body: bytes, content_type: str) -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
 
-            def log_message(self, *_args: object) -> None:  # access logs would flood; metrics say enough
-                pass
-
-        self._server = ThreadingHTTPServer((host, port), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="bridge-http", daemon=True)
-
-    @property
-    def port(self) -> int:
-        return self._server.server_address[1]
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+def bridge_http(service: BridgeService, host: str, port: int) -> HttpEndpoint:
+    """The bridge's endpoint (not started). Raises OSError when it cannot listen."""
+    return HttpEndpoint(host, port, {
+        "/metrics": lambda _q: (200, metrics_text(service), "text/plain; version=0.0.4"),
+        "/rejects": lambda query: _rejects(service, query),
+        "/healthz": lambda _q: (200, b"ok\n", "text/plain"),
+    }, "bridge-http")

@@ -62,7 +62,7 @@ def run(args: argparse.Namespace, config: FacmonConfig) -> int:
 
 
 def _serve(config: FacmonConfig, mapping: BridgeMapping) -> int:
-    from bridge.http import BridgeHttp
+    from bridge.http import bridge_http
     from bridge.service import BridgeService
 
     stop = threading.Event()
@@ -80,7 +80,7 @@ def _serve(config: FacmonConfig, mapping: BridgeMapping) -> int:
     if config.bridge.http_listen:
         host, _, port = config.bridge.http_listen.rpartition(":")
         try:
-            http = BridgeHttp(service, host or "127.0.0.1", int(port))
+            http = bridge_http(service, host or "127.0.0.1", int(port))
             http.start()
         except OSError as err:
             log.error("cannot serve the bridge's metrics", extra={"listen": config.bridge.http_listen,

@@ -7,7 +7,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bridge.http import BridgeHttp
+from bridge.http import bridge_http
 from core.influxql import InfluxQLClient
 from facmon.cli import main
 from facmon.servers import InfluxDB, Mosquitto
@@ -29,7 +29,7 @@ def test_rejects_are_listed_by_http_and_by_facmon_bridge_rejects(
     env.update({"FACMON_MQTT__PORT": str(mosquitto.port), "FACMON_MQTT__RECONNECT_MAX_S": "1"})
     config = config_from(env)
     with running_bridge(config) as bridge:
-        http = BridgeHttp(bridge, "127.0.0.1", 0)
+        http = bridge_http(bridge, "127.0.0.1", 0)
         http.start()
         try:
             publisher = Publisher(mosquitto.port)

@@ -68,3 +68,20 @@ def test_yaml_bombs_and_syntax_errors_are_refused_with_the_line(tmp_path: Path) 
     bomb = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
         f"{c}: &{c} [{', '.join([f'*{p}'] * 9)}]\n" for p, c in zip("abcdefgh", "bcdefghi", strict=True))
     assert "refused" in refusal(tmp_path, bomb)
+
+
+def test_facmon_bridge_check_prints_the_subscriptions_or_the_mistakes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    from facmon.cli import main
+
+    good = tmp_path / "good.yaml"
+    good.write_text(GOOD_SOURCE)
+    monkeypatch.delenv("FACMON_CONFIG", raising=False)
+    monkeypatch.setenv("FACMON_BRIDGE__MAPPINGS", str(good))
+    assert main(["bridge", "check"]) == 0
+    assert "subscribes to: zigbee2mqtt/+" in capsys.readouterr().out
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(GOOD_SOURCE.replace("kind: occupancy", "kind: boiler"))
+    monkeypatch.setenv("FACMON_BRIDGE__MAPPINGS", f"{good},{bad}")
+    assert main(["bridge", "check"]) == 2
+    assert f"{bad}:6: sources.0.kind:" in capsys.readouterr().err
