@@ -21,15 +21,23 @@ from bridge import SeqStateError
 from core.contract import SEQ_MAX, DeviceKey
 
 DEFAULT_BLOCK = 256
+MAX_DEVICES = 10_000
+"""Devices the store keeps a counter for: a source without only_listed_devices that sees random topic
+names (a stranger, a bug) must not grow the state file and fsync it for every new name."""
+
+
+class TooManyDevices(SeqStateError):
+    """A new device would pass MAX_DEVICES."""
 
 
 class SeqStore:
     """Thread-safe. `next(device)` → the device's next seq."""
 
-    def __init__(self, path: Path, block: int = DEFAULT_BLOCK) -> None:
+    def __init__(self, path: Path, block: int = DEFAULT_BLOCK, max_devices: int = MAX_DEVICES) -> None:
         """Reads `path` if it exists. Raises SeqStateError when it is unreadable or not a state file."""
         self._path = path
         self._block = block
+        self._max_devices = max_devices
         self._lock = threading.Lock()
         self._next: dict[str, int] = {}
         self._reserved: dict[str, int] = {}
@@ -55,8 +63,12 @@ class SeqStore:
             self._reserved = dict(data)
 
     def next(self, device: DeviceKey) -> int:
+        """Raises TooManyDevices for a new device beyond `max_devices`, SeqStateError when the file fails."""
         key = str(device)
         with self._lock:
+            if key not in self._next and len(self._next) >= self._max_devices:
+                raise TooManyDevices(f"the bridge already numbers {self._max_devices:,} devices; a source without "
+                                     "only_listed_devices may be taking topics that are no devices: list them")
             seq = self._next.get(key, 0)
             if seq >= self._reserved.get(key, 0):
                 self._reserved[key] = seq + self._block

@@ -19,6 +19,7 @@ import orjson
 from bridge.convert import FieldProblem, FieldRule, find, is_missing
 from bridge.gather import Gatherer
 from bridge.mapping import BridgeMapping, SourceRule
+from bridge.seq import TooManyDevices
 from bridge.topics import render
 from core.contract import ID_RE, METRICS, STATUS_OFFLINE, STATUS_ONLINE, DeviceKey, FieldValue, Reading, encode_reading
 from core.decode import DecodeLimits, Reject, decode_message
@@ -44,6 +45,8 @@ class DropReason(enum.StrEnum):
     BAD_STATUS = "bad_status"
     INCOMPLETE = "incomplete"
     """A one-value-per-topic device's window closed without every required metric."""
+    TOO_MANY_DEVICES = "too_many_devices"
+    """A new device beyond the bridge's limit of devices it numbers (bridge.seq.MAX_DEVICES)."""
     UNKNOWN_VALUE = "unknown_value"
     """A one-value-per-topic message whose key the mapping does not use (counted, not logged)."""
 
@@ -186,7 +189,10 @@ class Translator:
         if isinstance(verdict, Reject):
             return Dropped(verdict.reason.value, f"{device}: {verdict.detail}", topic, payload, source)
         # The seq is taken only for a reading that goes out, so refused ones leave no gaps.
-        seq = self._next_seq(device)
+        try:
+            seq = self._next_seq(device)
+        except TooManyDevices as err:
+            return Dropped(DropReason.TOO_MANY_DEVICES, str(err), topic, payload, source)
         encoded = encode_reading(Reading(device, ts_ms, seq, metrics))
         return Forward(device.reading_topic(), encoded, False, device)
 

@@ -36,6 +36,17 @@ def test_after_a_crash_seq_resumes_past_every_seq_handed_out(tmp_path: Path) -> 
     assert resumed > max(handed_out) and resumed - max(handed_out) <= 4
 
 
+def test_strangers_cannot_grow_the_state_without_bound(tmp_path: Path) -> None:
+    from bridge.seq import TooManyDevices
+
+    store = SeqStore(tmp_path / "seq.json", block=4, max_devices=2)
+    store.next(PIR)
+    store.next(INV)
+    with pytest.raises(TooManyDevices, match="only_listed_devices"):
+        store.next(DeviceKey("park", Kind.OCCUPANCY, "stranger"))
+    assert store.next(PIR) == 1  # the known ones go on
+
+
 @pytest.mark.parametrize("content", [b"{not json", b'{"park/occupancy/pir-hall": -1}', b"[1, 2]"])
 def test_a_state_file_that_is_not_ours_is_refused_with_what_to_do(tmp_path: Path, content: bytes) -> None:
     (tmp_path / "seq.json").write_bytes(content)
