@@ -80,7 +80,7 @@ class _Refused(Exception):
 
 
 class Translator:
-    """Not thread-safe: the service calls it from one thread (paho's) and `tick` under the same lock."""
+    """Not thread-safe: the service calls `handle` and `tick` from its one thread."""
 
     def __init__(self, mapping: BridgeMapping, next_seq: Callable[[DeviceKey], int], limits: DecodeLimits,
                  max_foreign_bytes: int = 16_384) -> None:
