@@ -148,6 +148,11 @@ class Publisher:
         self._client.loop_stop()
 
 
+def expected_seqs(devices: int, per_device: int) -> dict[str, list[int]]:
+    """What `seqs_by_device` returns for every reading of `inverter_readings(devices, per_device)`."""
+    return {f"inv-{d}": list(range(per_device)) for d in range(devices)}
+
+
 def count_points(db: InfluxQLClient, measurement: str = "inverter") -> int:
     series = db.query(f"SELECT count(seq) FROM {quote_ident(measurement)}")
     return int(series[0].values[0][1]) if series else 0
