@@ -5,6 +5,10 @@ delivered after the restart, lost, and the publish rate reached (the settings' c
 shipped setting as the reference in the same run.
 
     .venv/bin/python benchmarks/broker_durability.py [--seconds 3] [--rate 2000] [--runs 2] [--only WORD...]
+                                                     [--payload-bytes 200] [--block 25000]
+
+With `--block`, the rate is also printed per block of messages as the broker's queue grows: the cost
+of a setting that rewrites the whole database at each save grows with the queue.
 
 Each variant is the shipped deploy/mosquitto/facmon-broker.conf with lines appended (Mosquitto takes the
 last value of an option). Paced QoS 1 publishing with paho (MQTT 5, 1,000 in flight); the subscriber's
@@ -32,10 +36,14 @@ VARIANTS = {
     "autosave_interval 1 s": "autosave_interval 1\n",
     "autosave_interval 0 (save on shutdown only)": "autosave_interval 0\n",
     "autosave_on_changes, every 100 changes": "autosave_on_changes true\nautosave_interval 100\n",
+    "autosave_on_changes, every 1,000 changes": "autosave_on_changes true\nautosave_interval 1000\n",
+    "autosave_on_changes, every 10,000 changes": "autosave_on_changes true\nautosave_interval 10000\n",
     "autosave_on_changes, every change": "autosave_on_changes true\nautosave_interval 1\n",
     "persistence false": "persistence false\n",
 }
 TOPIC = "bench/durability"
+MAX_UNACKED = 30_000
+"""paho numbers messages in flight with 16-bit ids: the publisher waits rather than run out of them."""
 
 
 def _client(port: int, client_id: str, persistent: bool) -> mqtt.Client:
@@ -71,9 +79,18 @@ def _subscribe_and_leave(port: int) -> None:
     _close(sink)
 
 
-def _publish(port: int, seconds: float, rate: int) -> tuple[int, float]:
-    """Publish `rate`/s for `seconds`; returns (messages PUBACKed, seconds until the last PUBACK)."""
+def _payload(seq: int, size: int) -> bytes:
+    """A distinct payload of about `size` bytes (an inverter reading's JSON is ~195)."""
+    return str(seq).encode().ljust(size, b" ")
+
+
+def _publish(port: int, seconds: float, rate: int, payload_bytes: int = 0,
+             block: int = 0) -> tuple[int, float, list[float]]:
+    """Publish `rate`/s for `seconds`; returns (messages PUBACKed, seconds until the last PUBACK, and
+    with `block` the rate reached in each run of `block` messages, as the queue grows)."""
     publisher = _client(port, "bench-devices", persistent=False)
+    acked_at: list[float] = []
+    publisher.on_publish = lambda *_args: acked_at.append(time.monotonic())
     infos = []
     start = time.monotonic()
     total = int(seconds * rate)
@@ -82,17 +99,22 @@ def _publish(port: int, seconds: float, rate: int) -> tuple[int, float]:
         delay = due - time.monotonic()
         if delay > 0:
             time.sleep(delay)
-        infos.append(publisher.publish(TOPIC, str(seq).encode(), qos=1))
-    deadline = time.monotonic() + 30
+        while seq - len(acked_at) >= MAX_UNACKED:  # a broker that slows down holds the devices back
+            time.sleep(0.001)
+        infos.append(publisher.publish(TOPIC, _payload(seq, payload_bytes), qos=1))
+    deadline = time.monotonic() + 120
     while not all(i.is_published() for i in infos) and time.monotonic() < deadline:
         time.sleep(0.002)
     elapsed = time.monotonic() - start
     acked = sum(1 for i in infos if i.is_published())
     _close(publisher)
-    return acked, elapsed
+    times = [start, *sorted(acked_at)]
+    blocks = range(0, len(times) - block, block) if block else range(0)
+    rates = [block / max(times[i + block] - times[i], 1e-9) for i in blocks]
+    return acked, elapsed, rates
 
 
-def _collect(port: int, quiet_s: float = 1.5, limit_s: float = 30) -> int:
+def _collect(port: int, quiet_s: float = 1.5, limit_s: float = 120) -> int:
     seen: set[bytes] = set()
     sink = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-sink", protocol=mqtt.MQTTv5)
     sink.on_message = lambda _c, _u, message: seen.add(message.payload)
@@ -112,13 +134,14 @@ def _collect(port: int, quiet_s: float = 1.5, limit_s: float = 30) -> int:
     return len(seen)
 
 
-def run_variant(workdir: Path, extra: str, seconds: float, rate: int) -> tuple[int, int, float, int]:
+def run_variant(workdir: Path, extra: str, seconds: float, rate: int, payload_bytes: int = 0,
+                block: int = 0) -> tuple[int, int, float, int, list[float]]:
     broker = Mosquitto(workdir, extra_config=extra)
     broker.start()
     broker.wait_ready()
     try:
         _subscribe_and_leave(broker.port)
-        published, elapsed = _publish(broker.port, seconds, rate)
+        published, elapsed, rates = _publish(broker.port, seconds, rate, payload_bytes, block)
         snapshot = broker.persistence_path.stat().st_size if broker.persistence_path.exists() else 0
         broker.kill()  # right after the last PUBACK: the power cut
         broker.start()
@@ -126,7 +149,7 @@ def run_variant(workdir: Path, extra: str, seconds: float, rate: int) -> tuple[i
         delivered = _collect(broker.port)
     finally:
         broker.stop()
-    return published, delivered, published / elapsed, snapshot
+    return published, delivered, published / elapsed, snapshot, rates
 
 
 def main() -> int:
@@ -135,6 +158,9 @@ def main() -> int:
     parser.add_argument("--rate", type=int, default=2000)
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--only", nargs="*", default=None, help="variants whose name contains one of these")
+    parser.add_argument("--payload-bytes", type=int, default=0, help="pad each message to this size")
+    parser.add_argument("--block", type=int, default=0,
+                        help="also print the PUBACK rate per this many messages, as the queue grows")
     args = parser.parse_args()
     variants = {name: extra for n, (name, extra) in enumerate(VARIANTS.items())
                 if n == 0 or not args.only or any(word in name for word in args.only)}
@@ -145,13 +171,16 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="facmon-durability-") as tmp:
         for run in range(args.runs):
             for n, (name, extra) in enumerate(variants.items()):
-                published, delivered, rate, snapshot = run_variant(Path(tmp) / f"{run}-{n}", extra, args.seconds,
-                                                                   args.rate)
+                published, delivered, rate, snapshot, rates = run_variant(
+                    Path(tmp) / f"{run}-{n}", extra, args.seconds, args.rate, args.payload_bytes, args.block)
                 if n == 0:
                     reference = rate
                 lost = published - delivered
                 print(f"{name:<45} {published:>9} {delivered:>9} {lost:>7} {100 * lost / max(published, 1):>6.1f}% "
                       f"{rate:>7.0f} {rate / (reference or rate):>10.2f} {snapshot:>9}", flush=True)
+                if rates:
+                    print(f"    PUBACKs/s per {args.block:,} messages queued: "
+                          + " ".join(f"{r:.0f}" for r in rates), flush=True)
     return 0
 
 

@@ -8,9 +8,7 @@ not drop those as duplicates), and store every reading exactly once when the spa
 
 from __future__ import annotations
 
-import errno
 import json
-import subprocess
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,12 +19,15 @@ from collector.http import CollectorHttp, metrics_text
 from core.influxql import InfluxQLClient
 from facmon.servers import InfluxDB, Mosquitto
 from tests.integration.collector.harness import (
+    MountRefused,
     Publisher,
     collector_env,
     config_from,
     count_points,
     expected_seqs,
+    fill_disk,
     inverter_readings,
+    mounted_tmpfs,
     now_ms,
     running_collector,
     seqs_by_device,
@@ -40,32 +41,11 @@ DISK_MIB = 20
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A 20 MiB tmpfs of its own, unmounted after the test."""
-    mount_point = tmp_path / "disk"
-    mount_point.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={DISK_MIB}m", "tmpfs", str(mount_point)],
-                             capture_output=True, text=True, check=False)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root): {mounted.stderr.strip()}")
     try:
-        yield mount_point
-    finally:
-        if subprocess.run(["umount", str(mount_point)], capture_output=True, check=False).returncode != 0:
-            subprocess.run(["umount", "-l", str(mount_point)], capture_output=True, check=False)
-
-
-def fill(disk: Path) -> Path:
-    """Another writer takes every free byte of `disk` (until ENOSPC); returns its file."""
-    ballast = disk / "ballast"
-    with open(ballast, "wb", buffering=0) as handle:
-        for chunk in (1 << 20, 4096, 1):
-            block = b"\0" * chunk
-            for _ in range(DISK_MIB * (1 << 20) // chunk + 1):
-                try:
-                    handle.write(block)
-                except OSError as err:
-                    assert err.errno == errno.ENOSPC, err
-                    break
-    return ballast
+        with mounted_tmpfs(tmp_path / "disk", DISK_MIB) as disk:
+            yield disk
+    except MountRefused as refused:
+        pytest.skip(str(refused))
 
 
 def get_json(url: str) -> dict[str, object]:
@@ -91,7 +71,7 @@ def test_a_full_disk_stops_acks_and_loses_nothing_when_space_returns(tmp_path: P
             publisher.publish_readings(readings[:300])
             publisher.wait_all_acked()
             poll_until(lambda: service.acked >= 300, 30, what="the first 300 acknowledged into the spool")
-            ballast = fill(small_disk)
+            ballast = fill_disk(small_disk)
             publisher.publish_readings(readings[300:])
             publisher.wait_all_acked()  # the broker has all 1000
             poll_until(lambda: service.back_pressure() == "spool_unwritable", 30, what="the spool's ENOSPC seen")
