@@ -290,8 +290,8 @@ class CollectorService:
         self.source.poll(self._commit_interval_s / 2 if waiting else 0.1)
         if not self.spool.writable:
             self.commit()  # when its retry is due
+        self._check_bound()
         if self._held:
-            self._check_bound()
             self.commit()  # the writer needs committed lines to make room
             self._release_held()
         if self._pending_since is not None:
