@@ -87,6 +87,8 @@ class SpoolDrain:
         self._senders = ThreadPoolExecutor(settings.concurrency, thread_name_prefix="influx-send")
         self._in_flight: deque[tuple[Batch, Future[float]]] = deque()
         self._read_to: Position | None = None
+        self._last_batch_partial = False
+        """The latest batch read held fewer lines than a batch may: the spool had no more committed."""
         """End of the last batch sent and not yet confirmed (None: read from the spool's cursor)."""
         self._refused_lock = threading.Lock()
         self._database_ready = False
@@ -118,6 +120,8 @@ class SpoolDrain:
                     backoff = self._settings.retry_min_s
                     if not progressed:
                         self._spool.wait_for_data(self._settings.idle_poll_s)
+                    elif self._last_batch_partial and self._settings.linger_s:
+                        self._stop.wait(self._settings.linger_s)  # let a few more readings gather
                 except InfluxWriteError as err:
                     self.counts.write_failures += 1
                     self.counts.influx_up = False
@@ -144,6 +148,8 @@ class SpoolDrain:
             if batch is None:
                 break
             self._read_to = batch.end
+            self._last_batch_partial = (len(batch.lines) < self._settings.batch_max_lines
+                                        and batch.size_bytes < self._settings.batch_max_bytes // 2)
             self._in_flight.append((batch, self._senders.submit(self._send, batch.lines)))
         if not self._in_flight:
             return False

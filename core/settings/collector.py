@@ -16,8 +16,11 @@ class SpoolSettings(Section):
     disk is back-pressure too, never lost readings."""
     segment_bytes: int = Field(16 * 1024 * 1024, ge=4096)
     """Size at which a spool segment file is closed and a new one begun."""
-    commit_interval_ms: float = Field(10.0, gt=0, le=5000)
-    """Group commit: fsync at most this long after the first unsynced message, then acknowledge."""
+    commit_interval_ms: float = Field(250.0, gt=0, le=5000)
+    """Group commit: fsync at most this long after the first unsynced message, then acknowledge. A
+    busy collector commits sooner, when `commit_max_messages` wait; at a park's rate (a few readings
+    a second) the linger gathers what a quarter second brings into one fsync instead of one each.
+    With the writer's `linger_s` it spends at most half of the 1 s publish→stored budget."""
     commit_max_messages: int = Field(1000, ge=1)
     """Commit at once when this many messages wait for their ack; keep it below the broker's in-flight
     window (collector.mqtt.receive_maximum) so the broker keeps sending while the spool syncs."""
@@ -34,8 +37,13 @@ class WriterSettings(Section):
     """First wait after a failed write; doubles on each failure."""
     retry_max_s: float = Field(30.0, gt=0)
     """Longest wait between write attempts while InfluxDB is down."""
-    idle_poll_s: float = Field(0.05, gt=0)
-    """How long the writer waits for new lines before looking again."""
+    idle_poll_s: float = Field(0.5, gt=0)
+    """How long an idle writer sleeps before looking again; a commit wakes it at once, so this only
+    bounds how often an idle collector wakes (each wake costs CPU on a battery-powered server)."""
+    linger_s: float = Field(0.25, ge=0, le=5)
+    """After a write that did not fill a batch, wait this long before the next, so that at a park's
+    rate one InfluxDB request carries what a quarter second brings rather than one reading. A backlog
+    fills whole batches and is written without waiting; 0: write as soon as lines are committed."""
     concurrency: int = Field(2, ge=1, le=16)
     """Batches in flight to InfluxDB at once. InfluxDB parses a request on one core, so two keep two
     cores busy while a backlog drains. Batches are confirmed (dropped from the spool) in order, but
