@@ -2,7 +2,9 @@
 
 A non-persistent session (the API only wants *current* state: retained status messages tell it
 who is online the moment it subscribes, and the next reading of each device arrives within its
-interval), QoS 0, readings and status of every site. Messages are decoded with the contract's
+interval), readings and status of every site. QoS 1 although nothing is kept while the API is away:
+QoS 1 PUBLISHes take the layer's fast intake (runs from the read buffer, one write of PUBACKs)
+instead of paho's own per-message path (benchmarks/README.md, "The stack without simulators"). Messages are decoded with the contract's
 `decode_message`, applied to `DeviceStates` with the injected clock's time, and the resulting
 changes published as live events.
 
@@ -43,7 +45,7 @@ class DeviceStateSubscription:
         # A random suffix keeps several API processes apart (a broker binding client ids to accounts
         # replaces it with the account's name anyway).
         session = SessionSpec(f"{client_id_prefix}-{secrets.token_hex(4)}",
-                              (status_subscription(), reading_subscription()), qos=0, persistent=False)
+                              (status_subscription(), reading_subscription()), qos=1, persistent=False)
         self._subscriber = Subscriber(settings, session, clock, "the API", log, self._decode_and_apply,
                                       on_poison=lambda: metrics.count_mqtt("handler_failed"))
 
