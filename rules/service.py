@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -22,20 +23,27 @@ from core.clock import Clock
 from core.known_devices import known_devices_for, load_sites
 from core.settings.base import read_secret
 from core.settings.mqtt import MqttSettings
-from core.settings.rules import ReceiverSettings, RulesSettings
+from core.settings.rules import FailoverSettings, GsmModemSettings, ReceiverSettings, RulesSettings
 from core.settings.sites import SitesSettings
 from rules.annotations import AnnotationWriter
 from rules.engine import WATCHDOG, Engine
 from rules.matchers import parse_matcher
 from rules.model import RulePack, load_rule_files
 from rules.mqtt import RulesSubscription
+from rules.notifiers.feed import FeedNotifier
+from rules.notifiers.gsm import GammuModem, GsmNotifier, Modem
+from rules.notifiers.ntfy import NtfyNotifier
+from rules.notifiers.sms_gateway import SmsGatewayNotifier
+from rules.notifiers.telegram import TelegramApi, TelegramNotifier
 from rules.notify import (
     AlertmanagerNotifier,
     ChatNotifier,
     Delivery,
     EmailNotifier,
+    Failover,
     Notifier,
     WebhookNotifier,
+    Zones,
 )
 from rules.route import Escalation, Route
 from rules.store import AlertStore
@@ -48,31 +56,95 @@ NO_SITES = SitesSettings()
 DEFAULT_RULE_FILES = (Path(__file__).resolve().parent / "packs" / "park.yaml",)
 
 
-def build_notifiers(receivers: Sequence[ReceiverSettings]) -> tuple[dict[str, Notifier], dict[str, list[str]]]:
-    """Notifiers by outbox target (`<receiver>:<integration><n>`), and each receiver's targets."""
-    targets: dict[str, Notifier] = {}
-    by_receiver: dict[str, list[str]] = {}
+@dataclass(frozen=True)
+class Channels:
+    """What `build_notifiers` builds: every notifier by outbox target (`<receiver>:<kind><n>`), the
+    targets the engine enqueues each receiver's notifications on (failover-only SMS excluded), and
+    where a failing target's critical notifications fail over to."""
+
+    targets: dict[str, Notifier]
+    by_receiver: dict[str, list[str]]
+    failover: dict[str, Failover]
+    offline_rules: dict[str, str]
+
+
+def build_notifiers(receivers: Sequence[ReceiverSettings], store: AlertStore | None = None,
+                    clock: Clock | None = None, zones: Zones | None = None,
+                    modem_factory: Callable[[GsmModemSettings], Modem] | None = None) -> Channels:
+    """The notifiers `receivers` describe. The feed needs `store` and `clock` (without them it is left
+    out); `zones` puts the sites' local times in messages. Raises ValueError when a secret file
+    cannot be read."""
+    channels = Channels({}, {}, {}, {})
     for receiver in receivers:
-        names = by_receiver.setdefault(receiver.name, [])
+        kinds = _receiver_notifiers(receiver, store, clock, zones or {}, modem_factory or _gammu_modem)
+        failover_kinds = tuple(receiver.failover.to) if receiver.failover else ()
+        by_kind: dict[str, list[str]] = {}
+        for kind, make in kinds:
+            target = f"{receiver.name}:{kind}{sum(len(v) for v in by_kind.values())}"
+            channels.targets[target] = make(target)
+            by_kind.setdefault(kind, []).append(target)
+        channels.by_receiver[receiver.name] = [t for kind, ts in by_kind.items() if kind not in failover_kinds
+                                               for t in ts]
+        if receiver.failover is not None:
+            _chain(channels, receiver.failover, by_kind)
+    return channels
 
-        def add(integration: str, notifier_of: Callable[[str], Notifier], names: list[str] = names,
-                receiver: ReceiverSettings = receiver) -> None:
-            target = f"{receiver.name}:{integration}{len(names)}"
-            targets[target] = notifier_of(target)
-            names.append(target)
 
-        for url in receiver.webhooks:
-            add("webhook", lambda t, url=url: WebhookNotifier(t, url))
-        for url in receiver.alertmanager_urls:
-            add("alertmanager", lambda t, url=url: AlertmanagerNotifier(t, url))
-        for chat in receiver.chat:
-            add("chat", lambda t, chat=chat: ChatNotifier(t, chat.url, chat.language, chat.field))
-        if receiver.email is not None:
-            mail = receiver.email
-            password = read_secret(mail.password, mail.password_file, f"rules.receivers.{receiver.name}.email.password")
-            add("email", lambda t, m=mail, p=password: EmailNotifier(t, m.host, m.port, m.from_addr, tuple(m.to),
-                                                                     m.language, m.starttls, m.username, p))
-    return targets, by_receiver
+def _chain(channels: Channels, failover: FailoverSettings, by_kind: Mapping[str, list[str]]) -> None:
+    """Primary targets (not the feed) fail over to the first SMS kind; each SMS kind to the next."""
+    steps = [tuple(by_kind[kind]) for kind in failover.to if by_kind.get(kind)]
+    primaries = [t for kind, ts in by_kind.items() if kind not in failover.to and kind != "feed" for t in ts]
+    for sources, dest in zip([primaries, *steps[:-1]], steps, strict=False):
+        for target in sources:
+            channels.failover[target] = Failover(dest, failover.after_s, frozenset(failover.severities))
+            channels.offline_rules[target] = failover.offline_rule
+
+
+def _gammu_modem(settings: GsmModemSettings) -> Modem:
+    return GammuModem(settings.device, settings.connection, settings.model)
+
+
+def _receiver_notifiers(receiver: ReceiverSettings, store: AlertStore | None, clock: Clock | None, zones: Zones,
+                        modem_factory: Callable[[GsmModemSettings], Modem]
+                        ) -> list[tuple[str, Callable[[str], Notifier]]]:
+    """(kind, factory of the notifier given its target name), in the order targets are numbered."""
+    where = f"rules.receivers.{receiver.name}"
+    kinds: list[tuple[str, Callable[[str], Notifier]]] = []
+    for url in receiver.webhooks:
+        kinds.append(("webhook", lambda t, url=url: WebhookNotifier(t, url)))
+    for url in receiver.alertmanager_urls:
+        kinds.append(("alertmanager", lambda t, url=url: AlertmanagerNotifier(t, url)))
+    for chat in receiver.chat:
+        kinds.append(("chat", lambda t, chat=chat: ChatNotifier(t, chat.url, chat.language, chat.field)))
+    if receiver.email is not None:
+        mail = receiver.email
+        password = read_secret(mail.password, mail.password_file, f"{where}.email.password")
+        kinds.append(("email", lambda t, m=mail, p=password: EmailNotifier(t, m.host, m.port, m.from_addr, tuple(m.to),
+                                                                           m.language, m.starttls, m.username, p)))
+    for tg in receiver.telegram:
+        token = read_secret(tg.bot_token, tg.bot_token_file, f"{where}.telegram.bot_token")
+        if not token:
+            raise ValueError(f"{where}.telegram: no bot token; set bot_token_file to a file holding the token "
+                             "BotFather gave (or the bot_token environment override)")
+        api = TelegramApi(tg.api_url, token, tg.timeout_s)
+        kinds.append(("telegram", lambda t, tg=tg, api=api: TelegramNotifier(t, api, tg.chat_ids, tg.language, zones,
+                                                                             tg.acknowledge_button)))
+    for nt in receiver.ntfy:
+        token = read_secret(nt.token, nt.token_file, f"{where}.ntfy.token")
+        kinds.append(("ntfy", lambda t, nt=nt, token=token: NtfyNotifier(t, nt.url, nt.topic, token, nt.language,
+                                                                         zones, nt.timeout_s)))
+    for gw in receiver.sms_gateway:
+        key = read_secret(gw.api_key, gw.api_key_file, f"{where}.sms_gateway.api_key")
+        kinds.append(("sms_gateway", lambda t, gw=gw, key=key: SmsGatewayNotifier(
+            t, gw.url, gw.numbers, gw.body, gw.body_format, gw.method, gw.headers, key, gw.language, zones,
+            gw.timeout_s)))
+    if receiver.gsm is not None:
+        gsm = receiver.gsm
+        kinds.append(("gsm", lambda t, g=gsm: GsmNotifier(t, modem_factory(g), g.numbers, g.max_parts, g.language,
+                                                          zones)))
+    if receiver.feed and store is not None and clock is not None:
+        kinds.append(("feed", lambda t: FeedNotifier(t, store, clock, "en", zones)))
+    return kinds
 
 
 def build_routes(settings: RulesSettings) -> list[Route]:
@@ -99,10 +171,8 @@ class RulesService:
         self._clock = clock
         self._interval_s = interval_s
         self._subscription = subscription_factory(engine) if subscription_factory else None
-        self._wake = threading.Event()
-        self._stopping = threading.Event()
         self._scheduler = BackgroundScheduler(timezone="UTC")
-        self._delivery_thread = threading.Thread(target=self._deliver_loop, name="rules-delivery", daemon=True)
+        self.workers = DeliveryWorkers(delivery, clock)
 
     @classmethod
     def from_settings(cls, settings: RulesSettings, mqtt: MqttSettings, clock: Clock,
@@ -115,14 +185,19 @@ class RulesService:
         known = known_devices_for(sites, described.values())
         store = AlertStore(settings.store_path, clock)
         annotations = AnnotationWriter(store, write_lines) if write_lines and settings.write_influx else None
-        targets, by_receiver = build_notifiers(settings.receivers)
+        zones = {site_id: site.tz for site_id, site in described.items()}
+        channels = build_notifiers(settings.receivers, store, clock, zones)
         holder: dict[str, RulesService] = {}
-        engine = Engine(pack, described, store, build_routes(settings), clock, by_receiver,
+        engine = Engine(pack, described, store, build_routes(settings), clock, channels.by_receiver,
                         reconnect_grace_s=settings.reconnect_grace_s, external_url=settings.external_url,
                         watchdog=settings.heartbeat.receiver is not None,
                         on_transitions=annotations.wake if annotations is not None else None,
-                        on_enqueued=lambda: holder["service"]._wake.set() if "service" in holder else None)
-        delivery = Delivery(store, targets, settings.retry_min_s, settings.retry_max_s, settings.max_attempts)
+                        on_enqueued=lambda: holder["service"].workers.wake() if "service" in holder else None)
+        offline_rules = set(channels.offline_rules.values())
+        delivery = Delivery(store, channels.targets, settings.retry_min_s, settings.retry_max_s, settings.max_attempts,
+                            failover=channels.failover,
+                            site_offline=lambda: any(store.active_alerts(state="firing", rule=rule)
+                                                     for rule in offline_rules))
 
         def subscription(engine: Engine) -> RulesSubscription:
             return RulesSubscription(mqtt, settings.mqtt_client_id, clock, engine.handle, engine.source_connected,
@@ -136,19 +211,17 @@ class RulesService:
         self._scheduler.add_job(self._tick, "interval", seconds=self._interval_s, id="rules-tick",
                                 max_instances=1, coalesce=True)
         self._scheduler.start()
-        self._delivery_thread.start()
+        self.workers.start()
         if self.annotations is not None:
             self.annotations.start()
         if self._subscription is not None:
             self._subscription.start()
 
     def stop(self) -> None:
-        self._stopping.set()
-        self._wake.set()
         if self._subscription is not None:
             self._subscription.stop()
         self._scheduler.shutdown(wait=True)
-        self._delivery_thread.join(timeout=30)
+        self.workers.stop()
         if self.annotations is not None:
             self.annotations.stop()
 
@@ -159,9 +232,53 @@ class RulesService:
             # A scheduler job that raises is only logged by APScheduler; say which stage failed.
             log.exception("rules tick failed; the next tick retries")
 
-    def _deliver_loop(self) -> None:
+
+class DeliveryWorkers:
+    """One thread per outbox target, so a modem taking 10 s an SMS holds up no webhook or Telegram
+    message, and one more that fails rows for targets no longer configured. `wake()` (on enqueue)
+    starts every worker at once; otherwise each looks every `interval_s` (retries, back-off)."""
+
+    def __init__(self, delivery: Delivery, clock: Clock, interval_s: float = 1.0) -> None:
+        self._delivery = delivery
+        self._clock = clock
+        self._interval_s = interval_s
+        self._stopping = threading.Event()
+        self._wakes = {target: threading.Event() for target in delivery.targets}
+        self._threads = [threading.Thread(target=self._loop, args=(target, wake), name=f"deliver-{target}",
+                                          daemon=True) for target, wake in self._wakes.items()]
+        self._threads.append(threading.Thread(target=self._sweep, name="deliver-unknown", daemon=True))
+
+    def start(self) -> None:
+        for thread in self._threads:
+            thread.start()
+
+    def wake(self) -> None:
+        for event in self._wakes.values():
+            event.set()
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """Stop every worker after its current send; each drains what is due once more first."""
+        self._stopping.set()
+        self.wake()
+        deadline = self._clock.monotonic() + timeout_s
+        for thread in self._threads:
+            if thread.is_alive():
+                thread.join(timeout=max(0.0, deadline - self._clock.monotonic()))
+
+    def _loop(self, target: str, wake: threading.Event) -> None:
         while not self._stopping.is_set():
-            self._wake.clear()
-            self.delivery.deliver_due(self._clock.now())
-            self._wake.wait(timeout=1.0)
-        self.delivery.deliver_due(self._clock.now())
+            wake.clear()
+            self._deliver(target)
+            wake.wait(timeout=self._interval_s)
+        self._deliver(target)
+
+    def _deliver(self, target: str) -> None:
+        try:
+            self._delivery.deliver_due(self._clock.now(), only=(target,))
+        except Exception:
+            # A notifier must raise only NotifyError; one that does not must not kill its channel's thread.
+            log.exception("delivery failed unexpectedly; retrying on the next round", extra={"target": target})
+
+    def _sweep(self) -> None:
+        while not self._stopping.wait(self._interval_s * 5):
+            self._delivery.fail_unknown_targets(self._clock.now())

@@ -9,6 +9,7 @@ import importlib.util
 import logging
 import os
 import signal
+import sys
 import threading
 from pathlib import Path
 
@@ -97,7 +98,9 @@ def run(args: argparse.Namespace, config: FacmonConfig) -> int:
                                 config.local.restart_backoff_max_s)
         supervisor.start()
         _announce(config, env)
+        feed = _FeedTail(config)
         while not stop.wait(0.5):
+            feed.print_new()
             supervisor.check()
             for server in servers:
                 if not server.running:
@@ -129,4 +132,22 @@ def _announce(config: FacmonConfig, env: dict[str, str]) -> None:
     if _has_command("api"):
         lines.append(f"  API + status     http://{config.api.listen}/status/")
     lines.append(f"  logs             {Path(config.local.var_dir).resolve() / 'log'}/")
+    lines.append("  notifications    printed here as NOTIFY lines, and on the status page's feed")
     print("facmon is up (Ctrl-C stops everything):\n" + "\n".join(lines), flush=True)
+
+
+class _FeedTail:
+    """Prints the rules engine's notifications feed (rules store) as NOTIFY lines in this terminal,
+    starting from what is new after `facmon up` started."""
+
+    def __init__(self, config: FacmonConfig) -> None:
+        from facmon.commands.notify import print_new_feed
+        from rules.store import AlertStore
+
+        self._print_new = print_new_feed
+        self._store = AlertStore(config.rules.store_path, SystemClock())
+        newest = self._store.feed(0, limit=1)
+        self._last_id = newest[0].id if newest else 0
+
+    def print_new(self) -> None:
+        self._last_id = self._print_new(self._store, self._last_id, sys.stdout)
