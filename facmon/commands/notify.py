@@ -31,10 +31,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, config: FacmonConfig) -> int:
-    return test_receivers(config, args.receiver, SystemClock(), sys.stdout)
+    return try_receivers(config, args.receiver, SystemClock(), sys.stdout)
 
 
-def test_payload(receiver: str, site: str, now: float, external_url: str) -> dict:
+def sample_payload(receiver: str, site: str, now: float, external_url: str) -> dict:
     """A firing notification about a `NotifyTest` alert, shaped exactly like a real one."""
     labels = {"alertname": "NotifyTest", "site": site, "severity": "info"}
     alert = Alert(fingerprint(labels), "NotifyTest", labels,
@@ -47,7 +47,7 @@ def test_payload(receiver: str, site: str, now: float, external_url: str) -> dic
     return payload
 
 
-def test_receivers(config: FacmonConfig, receiver: str | None, clock: Clock, out) -> int:
+def try_receivers(config: FacmonConfig, receiver: str | None, clock: Clock, out) -> int:
     names = [r.name for r in config.rules.receivers]
     if receiver is not None and receiver not in names:
         print(f"no receiver named {receiver!r}; rules.receivers has: {', '.join(names)}", file=out)
@@ -67,7 +67,7 @@ def test_receivers(config: FacmonConfig, receiver: str | None, clock: Clock, out
         if not targets:
             print(f"{name}: no integrations (add webhooks, telegram, ntfy, sms_gateway or gsm to it)", file=out)
             failed += 1
-        payload = test_payload(name, site, clock.now(), config.rules.external_url)
+        payload = sample_payload(name, site, clock.now(), config.rules.external_url)
         failed += _send_each(channels.targets, targets, payload, out)
     store.close()
     return 1 if failed else 0
