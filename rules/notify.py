@@ -463,3 +463,14 @@ class Delivery:
                                                        "to": list(failover.targets), "new_ids": ids,
                                                        "error": str(err)})
         return True
+
+
+def receivers_all_down(by_receiver: Mapping[str, Sequence[str]], failing_since: Mapping[str, float], now: float,
+                       after_s: float) -> set[str]:
+    """Receivers every one of whose integrations (the feed aside) has been failing for `after_s`."""
+    down = set()
+    for receiver, targets in by_receiver.items():
+        watched = [t for t in targets if not t.split(":", 1)[-1].startswith("feed")]
+        if watched and all(t in failing_since and now - failing_since[t] >= after_s for t in watched):
+            down.add(receiver)
+    return down

@@ -11,6 +11,7 @@ the same way: `rules.annotations.AnnotationWriter` copies them from the store on
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -25,16 +26,21 @@ from core.settings.base import read_secret
 from core.settings.mqtt import MqttSettings
 from core.settings.rules import FailoverSettings, GsmModemSettings, ReceiverSettings, RulesSettings
 from core.settings.sites import SitesSettings
+from core.site import Site
+from rules.alerts import Alert, AlertState, fingerprint
 from rules.annotations import AnnotationWriter
 from rules.engine import WATCHDOG, Engine
+from rules.heartbeat import HeartbeatSender
+from rules.http import EngineHealth, RulesHttp
 from rules.matchers import parse_matcher
 from rules.model import RulePack, load_rule_files
 from rules.mqtt import RulesSubscription
+from rules.notifiers.acks import acknowledge_code
 from rules.notifiers.feed import FeedNotifier
-from rules.notifiers.gsm import GammuModem, GsmNotifier, Modem
+from rules.notifiers.gsm import GammuModem, GsmNotifier, Modem, read_ack_replies
 from rules.notifiers.ntfy import NtfyNotifier
 from rules.notifiers.sms_gateway import SmsGatewayNotifier
-from rules.notifiers.telegram import TelegramApi, TelegramNotifier
+from rules.notifiers.telegram import TelegramAcks, TelegramApi, TelegramNotifier
 from rules.notify import (
     AlertmanagerNotifier,
     ChatNotifier,
@@ -42,10 +48,13 @@ from rules.notify import (
     EmailNotifier,
     Failover,
     Notifier,
+    NotifyError,
     WebhookNotifier,
     Zones,
+    payload_of,
+    receivers_all_down,
 )
-from rules.route import Escalation, Route
+from rules.route import Escalation, Notification, Route
 from rules.store import AlertStore
 
 log = logging.getLogger("facmon.rules")
@@ -141,7 +150,7 @@ def _receiver_notifiers(receiver: ReceiverSettings, store: AlertStore | None, cl
     if receiver.gsm is not None:
         gsm = receiver.gsm
         kinds.append(("gsm", lambda t, g=gsm: GsmNotifier(t, modem_factory(g), g.numbers, g.max_parts, g.language,
-                                                          zones)))
+                                                          zones, g.read_replies)))
     if receiver.feed and store is not None and clock is not None:
         kinds.append(("feed", lambda t: FeedNotifier(t, store, clock, "en", zones)))
     return kinds
@@ -164,15 +173,86 @@ def build_routes(settings: RulesSettings) -> list[Route]:
 class RulesService:
     def __init__(self, engine: Engine, delivery: Delivery, clock: Clock, interval_s: float,
                  subscription_factory: Callable[[Engine], RulesSubscription] | None,
-                 annotations: AnnotationWriter | None = None) -> None:
+                 annotations: AnnotationWriter | None = None, store: AlertStore | None = None,
+                 channels: Channels | None = None, heartbeat: Callable[[RulesService], HeartbeatSender] | None = None,
+                 channels_down_after_s: float = 600.0, external_url: str = "") -> None:
         self.engine = engine
+        self._external_url = external_url
         self.delivery = delivery
         self.annotations = annotations
         self._clock = clock
         self._interval_s = interval_s
-        self._subscription = subscription_factory(engine) if subscription_factory else None
+        self._messages = 0
+        self._subscription = subscription_factory(self._counting(engine)) if subscription_factory else None
         self._scheduler = BackgroundScheduler(timezone="UTC")
-        self.workers = DeliveryWorkers(delivery, clock)
+        self._store = store
+        self._channels = channels
+        self._channels_down_after_s = channels_down_after_s
+        self._reported_down: set[str] = set()
+        self.workers = DeliveryWorkers(delivery, clock, on_sweep=self._check_channels)
+        self.acks = AckListeners(store, channels.targets, clock) if store is not None and channels else None
+        self.heartbeat = heartbeat(self) if heartbeat is not None else None
+        self.last_tick_at: float | None = None
+        self._http: RulesHttp | None = None
+
+    def _counting(self, engine: Engine) -> Engine:
+        # The subscription hands messages to engine.handle; count them for /metrics on the way.
+        service = self
+
+        class Counting:
+            def __getattr__(self, name: str) -> object:
+                return getattr(engine, name)
+
+            def handle(self, message: object) -> None:
+                service._messages += 1
+                engine.handle(message)  # type: ignore[arg-type]
+        return Counting()  # type: ignore[return-value]
+
+    def health(self) -> EngineHealth:
+        """What /metrics and /readyz report, and what decides whether a heartbeat goes out."""
+        now = self._clock.now()
+        lag = None if self.last_tick_at is None else now - self.last_tick_at
+        connected = self._subscription.connected if self._subscription is not None else True
+        subscribed = self._subscription.subscribed if self._subscription is not None else True
+        reasons = []
+        if lag is None or lag > 3 * self._interval_s + 5:
+            reasons.append("not evaluating: no rules tick in the last "
+                           f"{3 * self._interval_s + 5:g} s" if lag is not None else "not evaluating yet")
+        if not subscribed:
+            reasons.append("not subscribed to the MQTT broker (see mqtt.* and the broker's log)")
+        counts = self.delivery.counts
+        return EngineHealth(lag, connected, subscribed, self._messages,
+                            self._store.outbox_depth() if self._store is not None else 0, dict(counts.sent),
+                            dict(counts.failed), self.heartbeat.last_sent_at if self.heartbeat else None,
+                            tuple(reasons))
+
+    def start_http(self, listen: str) -> int:
+        """Serve /metrics, /healthz and /readyz on `listen` (host:port; port 0 picks one); returns the port."""
+        self._http = RulesHttp(listen, self.health)
+        self._http.start()
+        return self._http.port
+
+    def _check_channels(self, now: float) -> None:
+        """When every integration of a receiver has failed for `channels_down_after_s`, say so once:
+        to the receiver's failover SMS and its feed (both work without the failed channels)."""
+        if self._channels is None or self._store is None:
+            return
+        down = receivers_all_down(self._channels.by_receiver, dict(self.delivery.counts.failing_since), now,
+                                  self._channels_down_after_s)
+        for receiver in sorted(down - self._reported_down):
+            targets = self._channels.by_receiver[receiver]
+            sms = sorted({f for t in targets for f in (self._channels.failover.get(t).targets
+                                                       if self._channels.failover.get(t) else ())})
+            feed = [t for t in self._channels.targets if t.startswith(f"{receiver}:feed")]
+            payload = channels_down_payload(receiver, targets, self._channels_down_after_s, now,
+                                            self._external_url)
+            for target in sms + feed:
+                self._store.enqueue_notification(f"{receiver}/channels-down", target, [], payload, now)
+            log.error("every integration of a receiver is failing", extra={"receiver": receiver, "targets": targets,
+                                                                          "told": sms + feed})
+        self._reported_down = down
+        if down:
+            self.workers.wake()
 
     @classmethod
     def from_settings(cls, settings: RulesSettings, mqtt: MqttSettings, clock: Clock,
@@ -203,7 +283,9 @@ class RulesService:
             return RulesSubscription(mqtt, settings.mqtt_client_id, clock, engine.handle, engine.source_connected,
                                      known=known)
 
-        service = cls(engine, delivery, clock, settings.evaluation_interval_s, subscription, annotations)
+        heartbeat = _heartbeat_of(settings, described, clock, store)
+        service = cls(engine, delivery, clock, settings.evaluation_interval_s, subscription, annotations, store,
+                      channels, heartbeat, settings.channels_down_after_s, settings.external_url)
         holder["service"] = service
         return service
 
@@ -212,25 +294,111 @@ class RulesService:
                                 max_instances=1, coalesce=True)
         self._scheduler.start()
         self.workers.start()
+        if self.acks is not None:
+            self.acks.start()
+        if self.heartbeat is not None:
+            self.heartbeat.start()
         if self.annotations is not None:
             self.annotations.start()
         if self._subscription is not None:
             self._subscription.start()
 
     def stop(self) -> None:
+        if self.heartbeat is not None:
+            self.heartbeat.stop()
         if self._subscription is not None:
             self._subscription.stop()
         self._scheduler.shutdown(wait=True)
         self.workers.stop()
+        if self.acks is not None:
+            self.acks.stop()
         if self.annotations is not None:
             self.annotations.stop()
+        if self._http is not None:
+            self._http.stop()
 
     def _tick(self) -> None:
         try:
             self.engine.tick()
+            self.last_tick_at = self._clock.now()
         except Exception:
             # A scheduler job that raises is only logged by APScheduler; say which stage failed.
             log.exception("rules tick failed; the next tick retries")
+
+
+def _heartbeat_of(settings: RulesSettings, sites: Mapping[str, Site], clock: Clock,
+                  store: AlertStore) -> Callable[[RulesService], HeartbeatSender] | None:
+    beat = settings.heartbeat
+    if not beat.url:
+        return None
+    secret = read_secret(beat.secret, beat.secret_file, "rules.heartbeat.secret")
+    if not secret:
+        raise ValueError("rules.heartbeat.secret_file is empty: put the secret shared with the watchdog in it")
+    site = beat.site or next(iter(sites), "facmon")
+    timezone = str(sites[site].tz) if site in sites else "UTC"
+    url = beat.url
+    return lambda service: HeartbeatSender(url, secret, site, timezone, beat.interval_s, clock,
+                                           lambda: not service.health().not_ready,
+                                           lambda: store.active_alerts(state="firing"), beat.timeout_s)
+
+
+def channels_down_payload(receiver: str, targets: Sequence[str], after_s: float, now: float,
+                          external_url: str) -> dict:
+    """The notification that a receiver's integrations have all been failing (an alert about alerting)."""
+    labels = {"alertname": "NotificationChannelsDown", "receiver": receiver, "severity": "critical"}
+    alert = Alert(fingerprint(labels), "NotificationChannelsDown", labels,
+                  {"summary": f"every integration of receiver {receiver} has failed for {after_s / 60:g} min: "
+                              f"{', '.join(targets)}; check the uplink, tokens and `facmon notify test`"},
+                  AlertState.FIRING, now, now, None, now)
+    return payload_of(Notification(receiver, f"{receiver}/channels-down", {"receiver": receiver}, "firing",
+                                   (alert,), (), "new"), external_url)
+
+
+class AckListeners:
+    """Threads that read acknowledgements from the phone: one long-polls each Telegram bot with an
+    Acknowledge button for button presses, one reads each GSM modem's inbox for `ACK <code>`
+    replies. A failing source (no internet, modem unplugged) is logged and tried again later."""
+
+    def __init__(self, store: AlertStore, notifiers: Mapping[str, Notifier], clock: Clock,
+                 modem_interval_s: float = 15.0, retry_s: float = 30.0) -> None:
+        acknowledge = functools.partial(acknowledge_code, store)
+        self._sources: list[tuple[str, Callable[[], object], float]] = []
+        bots: set[str] = set()
+        for target, notifier in notifiers.items():
+            if isinstance(notifier, TelegramNotifier) and notifier.acknowledge_button \
+                    and notifier.api.token not in bots:  # one getUpdates reader per bot, or Telegram answers 409
+                bots.add(notifier.api.token)
+                self._sources.append((target, TelegramAcks(notifier.api, acknowledge, poll_timeout_s=10).poll, 0.0))
+            elif isinstance(notifier, GsmNotifier) and notifier.read_replies:
+                modem = notifier.modem
+                self._sources.append((target, lambda m=modem: read_ack_replies(m, acknowledge), modem_interval_s))
+        self._clock = clock
+        self._retry_s = retry_s
+        self._stopping = threading.Event()
+        self._threads = [threading.Thread(target=self._loop, args=source, name=f"acks-{source[0]}", daemon=True)
+                         for source in self._sources]
+
+    def start(self) -> None:
+        for thread in self._threads:
+            thread.start()
+
+    def stop(self, timeout_s: float = 15.0) -> None:
+        self._stopping.set()
+        deadline = self._clock.monotonic() + timeout_s
+        for thread in self._threads:
+            if thread.is_alive():
+                thread.join(timeout=max(0.0, deadline - self._clock.monotonic()))
+
+    def _loop(self, target: str, poll: Callable[[], object], interval_s: float) -> None:
+        while not self._stopping.is_set():
+            try:
+                poll()
+            except NotifyError as err:
+                log.warning("cannot read acknowledgements; trying again", extra={"target": target, "error": str(err),
+                                                                                 "retry_s": self._retry_s})
+                self._stopping.wait(self._retry_s)
+                continue
+            self._stopping.wait(interval_s)
 
 
 class DeliveryWorkers:
@@ -238,7 +406,9 @@ class DeliveryWorkers:
     message, and one more that fails rows for targets no longer configured. `wake()` (on enqueue)
     starts every worker at once; otherwise each looks every `interval_s` (retries, back-off)."""
 
-    def __init__(self, delivery: Delivery, clock: Clock, interval_s: float = 1.0) -> None:
+    def __init__(self, delivery: Delivery, clock: Clock, interval_s: float = 1.0,
+                 on_sweep: Callable[[float], None] | None = None) -> None:
+        self._on_sweep = on_sweep
         self._delivery = delivery
         self._clock = clock
         self._interval_s = interval_s
@@ -281,4 +451,7 @@ class DeliveryWorkers:
 
     def _sweep(self) -> None:
         while not self._stopping.wait(self._interval_s * 5):
-            self._delivery.fail_unknown_targets(self._clock.now())
+            now = self._clock.now()
+            self._delivery.fail_unknown_targets(now)
+            if self._on_sweep is not None:
+                self._on_sweep(now)

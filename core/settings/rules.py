@@ -223,11 +223,29 @@ class RouteSettings(Section):
 
 
 class HeartbeatSettings(Section):
-    """Dead man's switch: an always-firing `Watchdog` alert sent to an off-site receiver every
-    `interval_s`; when it stops arriving, facmon itself is down (set the receiver up to alert then)."""
+    """Dead man's switch, two ways. `receiver`: an always-firing `Watchdog` alert sent to that receiver
+    every `interval_s` (for an Alertmanager or a service that alerts when it stops). `url`: a signed
+    heartbeat POSTed every `interval_s` to an off-site `facmon watchdog serve`, which pages through its
+    own integrations when heartbeats stop. Heartbeats go out only while the engine is evaluating and
+    connected to the broker: an engine that cannot see the site is as good as down."""
 
     receiver: str | None = None
-    interval_s: float = Field(60.0, ge=5)
+    interval_s: float = Field(60.0, ge=1)
+    url: str | None = Field(None, pattern=r"^https?://")
+    """The watchdog's heartbeat URL, e.g. https://watchdog.example.pk:9470/heartbeat."""
+    secret: SecretStr | None = None
+    """The secret shared with the watchdog; only from the environment or `secret_file`."""
+    secret_file: Path | None = None
+    site: str | None = None
+    """The name the watchdog knows this site by; default: the first site in `sites.files`, else `facmon`."""
+    timeout_s: float = Field(10.0, gt=0, le=120)
+
+    @model_validator(mode="after")
+    def _secret_with_url(self) -> HeartbeatSettings:
+        if self.url and self.secret is None and self.secret_file is None:
+            raise ValueError("heartbeat.url needs the shared secret: set heartbeat.secret_file (the same secret as "
+                             "the watchdog's watchdog.secret_file)")
+        return self
 
 
 class RulesSettings(Section):
@@ -247,6 +265,11 @@ class RulesSettings(Section):
     receivers: list[ReceiverSettings] = Field(default_factory=lambda: [ReceiverSettings(name="default")])
     routes: list[RouteSettings] = Field(default_factory=lambda: [RouteSettings(receiver="default")])
     heartbeat: HeartbeatSettings = HeartbeatSettings()
+    http_listen: str | None = Field("127.0.0.1:9109", pattern=r"^[^\s:]*:\d{1,5}$")
+    """Where `facmon rules run` serves /metrics, /healthz and /readyz (null: nowhere)."""
+    channels_down_after_s: float = Field(600.0, gt=0)
+    """When every integration of a receiver has failed this long, that is itself a notification,
+    sent to the receiver's failover SMS (if any) and to the feed."""
     retry_min_s: float = Field(1.0, gt=0)
     retry_max_s: float = Field(300.0, gt=0)
     max_attempts: int = Field(10, ge=1)

@@ -153,8 +153,10 @@ class SmsSent:
 
 class GsmNotifier:
     def __init__(self, name: str, modem: Modem, numbers: Sequence[str], max_parts: int = 3, language: str = "en",
-                 zones: Zones | None = None) -> None:
+                 zones: Zones | None = None, read_replies: bool = False) -> None:
         self.name = name
+        self.read_replies = read_replies
+        """Whether the service reads this modem's inbox for `ACK <code>` replies."""
         self.modem = modem
         self.numbers = tuple(numbers)
         self.max_parts = max_parts

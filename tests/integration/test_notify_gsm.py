@@ -4,6 +4,7 @@ failure modes: absent or unplugged, no SIM, no network. Nothing is lost: the out
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import gammu
 import pytest
 
 from core.clock import FakeClock
+from rules.notifiers.acks import acknowledge_code
 from rules.notifiers.gsm import GammuModem, GsmNotifier, read_ack_replies
 from rules.notifiers.sms_text import fit
 from rules.notify import Delivery, payload_of
@@ -112,17 +114,36 @@ def test_a_modem_plugged_back_in_delivers_what_waited(tmp_path):
     store.close()
 
 
+def receive(folder: Path, *texts: str) -> None:
+    """The network delivering replies from NUMBER: they land as files in the dummy modem's inbox folder."""
+    inbox = gammu.StateMachine()
+    inbox.SetConfig(0, {"Device": str(folder), "Connection": "none", "Model": "dummy"})
+    inbox.Init()
+    for text in texts:
+        inbox.AddSMS({"Folder": 1, "Number": NUMBER, "Text": text, "State": "UnRead", "SMSC": {"Location": 1}})
+
+
 def test_ack_replies_from_the_modem_inbox(tmp_path):
     modem = dummy_modem(tmp_path / "modem")
-    # The network delivering two replies: they land as files in the dummy modem's inbox folder.
-    inbox = gammu.StateMachine()
-    inbox.SetConfig(0, {"Device": str(tmp_path / "modem"), "Connection": "none", "Model": "dummy"})
-    inbox.Init()
-    for text in (f"ack {FP[:6]}", "who is this?"):
-        inbox.AddSMS({"Folder": 1, "Number": NUMBER, "Text": text, "State": "UnRead", "SMSC": {"Location": 1}})
+    receive(tmp_path / "modem", f"ack {FP[:6]}", "who is this?")
     assert len(list((tmp_path / "modem" / "sms" / "1").iterdir())) == 2
     acked: list[tuple[str, str]] = []
     answers = read_ack_replies(modem, lambda code, by: acked.append((code, by)) or "ok")
     assert acked == [(FP[:6], f"sms:{NUMBER}")] and answers == ["ok"]
     assert list((tmp_path / "modem" / "sms" / "1").iterdir()) == []  # read replies leave the modem
     assert read_ack_replies(modem, lambda code, by: "again") == []
+
+
+def test_an_sms_ack_lands_in_the_alerts_acknowledgement_log(tmp_path):
+    clock = FakeClock()
+    store = AlertStore(tmp_path / "alerts.db", clock)
+    alert = incident(clock).alerts[0]
+    store.save_alert(alert)
+    modem = dummy_modem(tmp_path / "modem")
+    receive(tmp_path / "modem", f"ACK {FP[:6]}", "ACK ffffff")
+    answers = read_ack_replies(modem, functools.partial(acknowledge_code, store))
+    assert answers == ["acknowledged GridOutage inv-main", "no active alert has code ffffff (already resolved?)"]
+    detail = store.alert(FP)
+    assert detail is not None and detail.alert.acked_by == f"sms:{NUMBER}"
+    assert [(a.by, a.comment) for a in detail.acks] == [(f"sms:{NUMBER}", "acknowledged from the phone")]
+    store.close()
