@@ -20,6 +20,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from core.clock import SystemClock
+
+_CLOCK = SystemClock()
+
 
 @dataclass
 class Request:
@@ -27,6 +31,8 @@ class Request:
     path: str
     headers: dict[str, str]
     body: bytes
+    received_at: float = field(default_factory=_CLOCK.monotonic)
+    """When the stand-in read it (monotonic s; benchmarks/notify.py measures delivery with it)."""
 
     def json(self) -> dict:
         return json.loads(self.body)
