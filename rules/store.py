@@ -18,6 +18,7 @@ Interface (stable; used by api/):
     store.silence(id) -> Silence | None
     store.expire_silence(id, by) -> Silence                     # SilenceNotFound if unknown
     store.history(since=None, limit=1000) -> list[Transition]
+    store.feed(after_id=0, limit=100) -> list[FeedEntry]       # the local notifications feed, newest first
     store.close()
 
 Exceptions:  StoreError ─┬─ AlertNotFound

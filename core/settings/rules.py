@@ -138,7 +138,8 @@ class GsmModemSettings(Section):
     language: Language = "en"
     read_replies: bool = True
     """Read the modem's inbox for `ACK <code>` replies (acknowledge from the phone)."""
-    timeout_s: float = Field(60.0, gt=0, le=600)
+    # No timeout_s: Gammu bounds each exchange with the modem itself, and a slow modem holds up only
+    # its own delivery thread.
 
     @field_validator("numbers")
     @classmethod
