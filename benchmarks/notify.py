@@ -39,8 +39,9 @@ from facmon.commands.watchdog import Watchdog
 from facmon.servers import Mosquitto, free_port
 from rules.notifiers.gsm import GammuModem, GsmNotifier
 from rules.notify import Delivery, WebhookNotifier, payload_of
-from rules.service import DeliveryWorkers, RulesService
+from rules.service import RulesService
 from rules.store import AlertStore
+from rules.workers import DeliveryWorkers
 from tests.integration.notify_standins import NtfyStandIn, SmsAggregatorStandIn, StandIn, TelegramStandIn
 from tests.integration.test_notify_channels import incident
 

@@ -4,58 +4,44 @@ its own thread, alert transitions to InfluxDB. Built from `RulesSettings`; the c
     service = RulesService.from_settings(config.rules, config.mqtt, clock, line_writer.write, sites=config.sites)
     service.start(); ...; service.stop()
 
-Delivery never blocks evaluation: the engine only enqueues in the store; the delivery thread sends
-(woken at once on enqueue, otherwise every second for retries). Alert transitions reach InfluxDB
-the same way: `rules.annotations.AnnotationWriter` copies them from the store on its own thread.
+Delivery never blocks evaluation: the engine only enqueues in the store; one delivery thread per
+integration sends (rules/workers.py; woken at once on enqueue, otherwise every second for retries),
+so a slow channel holds up no other. Alert transitions reach InfluxDB the same way:
+`rules.annotations.AnnotationWriter` copies them from the store on its own thread. Around it: the
+notifiers `rules.channels.build_notifiers` builds, the readers of acknowledgements from the phone,
+the heartbeat to an off-site watchdog (rules/heartbeat.py), and /metrics + /readyz (rules/http.py,
+`start_http`).
 """
 
 from __future__ import annotations
 
-import functools
 import logging
-import threading
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from core.clock import Clock
+from core.contract import Reading
+from core.decode import StatusChange
 from core.known_devices import known_devices_for, load_sites
 from core.settings.base import read_secret
 from core.settings.mqtt import MqttSettings
-from core.settings.rules import FailoverSettings, GsmModemSettings, ReceiverSettings, RulesSettings
+from core.settings.rules import RulesSettings
 from core.settings.sites import SitesSettings
 from core.site import Site
-from rules.alerts import Alert, AlertState, fingerprint
 from rules.annotations import AnnotationWriter
+from rules.channels import Channels, build_notifiers, channels_down_payload
 from rules.engine import WATCHDOG, Engine
 from rules.heartbeat import HeartbeatSender
 from rules.http import EngineHealth, RulesHttp
 from rules.matchers import parse_matcher
 from rules.model import RulePack, load_rule_files
 from rules.mqtt import RulesSubscription
-from rules.notifiers.acks import acknowledge_code
-from rules.notifiers.feed import FeedNotifier
-from rules.notifiers.gsm import GammuModem, GsmNotifier, Modem, read_ack_replies
-from rules.notifiers.ntfy import NtfyNotifier
-from rules.notifiers.sms_gateway import SmsGatewayNotifier
-from rules.notifiers.telegram import TelegramAcks, TelegramApi, TelegramNotifier
-from rules.notify import (
-    AlertmanagerNotifier,
-    ChatNotifier,
-    Delivery,
-    EmailNotifier,
-    Failover,
-    Notifier,
-    NotifyError,
-    WebhookNotifier,
-    Zones,
-    payload_of,
-    receivers_all_down,
-)
-from rules.route import Escalation, Notification, Route
+from rules.notify import Delivery, receivers_all_down
+from rules.route import Escalation, Route
 from rules.store import AlertStore
+from rules.workers import AckListeners, DeliveryWorkers
 
 log = logging.getLogger("facmon.rules")
 # APScheduler logs every run of every job at INFO ("Running job ...", "executed successfully"): two
@@ -63,97 +49,6 @@ log = logging.getLogger("facmon.rules")
 logging.getLogger("apscheduler").setLevel(logging.WARNING)
 NO_SITES = SitesSettings()
 DEFAULT_RULE_FILES = (Path(__file__).resolve().parent / "packs" / "park.yaml",)
-
-
-@dataclass(frozen=True)
-class Channels:
-    """What `build_notifiers` builds: every notifier by outbox target (`<receiver>:<kind><n>`), the
-    targets the engine enqueues each receiver's notifications on (failover-only SMS excluded), and
-    where a failing target's critical notifications fail over to."""
-
-    targets: dict[str, Notifier]
-    by_receiver: dict[str, list[str]]
-    failover: dict[str, Failover]
-    offline_rules: dict[str, str]
-
-
-def build_notifiers(receivers: Sequence[ReceiverSettings], store: AlertStore | None = None,
-                    clock: Clock | None = None, zones: Zones | None = None,
-                    modem_factory: Callable[[GsmModemSettings], Modem] | None = None) -> Channels:
-    """The notifiers `receivers` describe. The feed needs `store` and `clock` (without them it is left
-    out); `zones` puts the sites' local times in messages. Raises ValueError when a secret file
-    cannot be read."""
-    channels = Channels({}, {}, {}, {})
-    for receiver in receivers:
-        kinds = _receiver_notifiers(receiver, store, clock, zones or {}, modem_factory or _gammu_modem)
-        failover_kinds = tuple(receiver.failover.to) if receiver.failover else ()
-        by_kind: dict[str, list[str]] = {}
-        for kind, make in kinds:
-            target = f"{receiver.name}:{kind}{sum(len(v) for v in by_kind.values())}"
-            channels.targets[target] = make(target)
-            by_kind.setdefault(kind, []).append(target)
-        channels.by_receiver[receiver.name] = [t for kind, ts in by_kind.items() if kind not in failover_kinds
-                                               for t in ts]
-        if receiver.failover is not None:
-            _chain(channels, receiver.failover, by_kind)
-    return channels
-
-
-def _chain(channels: Channels, failover: FailoverSettings, by_kind: Mapping[str, list[str]]) -> None:
-    """Primary targets (not the feed) fail over to the first SMS kind; each SMS kind to the next."""
-    steps = [tuple(by_kind[kind]) for kind in failover.to if by_kind.get(kind)]
-    primaries = [t for kind, ts in by_kind.items() if kind not in failover.to and kind != "feed" for t in ts]
-    for sources, dest in zip([primaries, *steps[:-1]], steps, strict=False):
-        for target in sources:
-            channels.failover[target] = Failover(dest, failover.after_s, frozenset(failover.severities))
-            channels.offline_rules[target] = failover.offline_rule
-
-
-def _gammu_modem(settings: GsmModemSettings) -> Modem:
-    return GammuModem(settings.device, settings.connection, settings.model)
-
-
-def _receiver_notifiers(receiver: ReceiverSettings, store: AlertStore | None, clock: Clock | None, zones: Zones,
-                        modem_factory: Callable[[GsmModemSettings], Modem]
-                        ) -> list[tuple[str, Callable[[str], Notifier]]]:
-    """(kind, factory of the notifier given its target name), in the order targets are numbered."""
-    where = f"rules.receivers.{receiver.name}"
-    kinds: list[tuple[str, Callable[[str], Notifier]]] = []
-    for url in receiver.webhooks:
-        kinds.append(("webhook", lambda t, url=url: WebhookNotifier(t, url)))
-    for url in receiver.alertmanager_urls:
-        kinds.append(("alertmanager", lambda t, url=url: AlertmanagerNotifier(t, url)))
-    for chat in receiver.chat:
-        kinds.append(("chat", lambda t, chat=chat: ChatNotifier(t, chat.url, chat.language, chat.field)))
-    if receiver.email is not None:
-        mail = receiver.email
-        password = read_secret(mail.password, mail.password_file, f"{where}.email.password")
-        kinds.append(("email", lambda t, m=mail, p=password: EmailNotifier(t, m.host, m.port, m.from_addr, tuple(m.to),
-                                                                           m.language, m.starttls, m.username, p)))
-    for tg in receiver.telegram:
-        token = read_secret(tg.bot_token, tg.bot_token_file, f"{where}.telegram.bot_token")
-        if not token:
-            raise ValueError(f"{where}.telegram: no bot token; set bot_token_file to a file holding the token "
-                             "BotFather gave (or the bot_token environment override)")
-        api = TelegramApi(tg.api_url, token, tg.timeout_s)
-        kinds.append(("telegram", lambda t, tg=tg, api=api: TelegramNotifier(t, api, tg.chat_ids, tg.language, zones,
-                                                                             tg.acknowledge_button)))
-    for nt in receiver.ntfy:
-        token = read_secret(nt.token, nt.token_file, f"{where}.ntfy.token")
-        kinds.append(("ntfy", lambda t, nt=nt, token=token: NtfyNotifier(t, nt.url, nt.topic, token, nt.language,
-                                                                         zones, nt.timeout_s)))
-    for gw in receiver.sms_gateway:
-        key = read_secret(gw.api_key, gw.api_key_file, f"{where}.sms_gateway.api_key")
-        kinds.append(("sms_gateway", lambda t, gw=gw, key=key: SmsGatewayNotifier(
-            t, gw.url, gw.numbers, gw.body, gw.body_format, gw.method, gw.headers, key, gw.language, zones,
-            gw.timeout_s)))
-    if receiver.gsm is not None:
-        gsm = receiver.gsm
-        kinds.append(("gsm", lambda t, g=gsm: GsmNotifier(t, modem_factory(g), g.numbers, g.max_parts, g.language,
-                                                          zones, g.read_replies)))
-    if receiver.feed and store is not None and clock is not None:
-        kinds.append(("feed", lambda t: FeedNotifier(t, store, clock, "en", zones)))
-    return kinds
 
 
 def build_routes(settings: RulesSettings) -> list[Route]:
@@ -182,8 +77,9 @@ class RulesService:
         self.annotations = annotations
         self._clock = clock
         self._interval_s = interval_s
-        self._messages = 0
-        self._subscription = subscription_factory(self._counting(engine)) if subscription_factory else None
+        self.messages_handled = 0
+        """Readings and status messages the subscription handed to the engine (for /metrics)."""
+        self._subscription = subscription_factory(engine) if subscription_factory else None
         self._scheduler = BackgroundScheduler(timezone="UTC")
         self._store = store
         self._channels = channels
@@ -194,19 +90,6 @@ class RulesService:
         self.heartbeat = heartbeat(self) if heartbeat is not None else None
         self.last_tick_at: float | None = None
         self._http: RulesHttp | None = None
-
-    def _counting(self, engine: Engine) -> Engine:
-        # The subscription hands messages to engine.handle; count them for /metrics on the way.
-        service = self
-
-        class Counting:
-            def __getattr__(self, name: str) -> object:
-                return getattr(engine, name)
-
-            def handle(self, message: object) -> None:
-                service._messages += 1
-                engine.handle(message)  # type: ignore[arg-type]
-        return Counting()  # type: ignore[return-value]
 
     def health(self) -> EngineHealth:
         """What /metrics and /readyz report, and what decides whether a heartbeat goes out."""
@@ -221,7 +104,7 @@ class RulesService:
         if not subscribed:
             reasons.append("not subscribed to the MQTT broker (see mqtt.* and the broker's log)")
         counts = self.delivery.counts
-        return EngineHealth(lag, connected, subscribed, self._messages,
+        return EngineHealth(lag, connected, subscribed, self.messages_handled,
                             self._store.outbox_depth() if self._store is not None else 0, dict(counts.sent),
                             dict(counts.failed), self.heartbeat.last_sent_at if self.heartbeat else None,
                             tuple(reasons))
@@ -280,7 +163,10 @@ class RulesService:
                                                      for rule in offline_rules))
 
         def subscription(engine: Engine) -> RulesSubscription:
-            return RulesSubscription(mqtt, settings.mqtt_client_id, clock, engine.handle, engine.source_connected,
+            def handle(message: Reading | StatusChange) -> None:  # on paho's thread, one at a time
+                holder["service"].messages_handled += 1
+                engine.handle(message)
+            return RulesSubscription(mqtt, settings.mqtt_client_id, clock, handle, engine.source_connected,
                                      known=known)
 
         heartbeat = _heartbeat_of(settings, described, clock, store)
@@ -340,118 +226,3 @@ def _heartbeat_of(settings: RulesSettings, sites: Mapping[str, Site], clock: Clo
     return lambda service: HeartbeatSender(url, secret, site, timezone, beat.interval_s, clock,
                                            lambda: not service.health().not_ready,
                                            lambda: store.active_alerts(state="firing"), beat.timeout_s)
-
-
-def channels_down_payload(receiver: str, targets: Sequence[str], after_s: float, now: float,
-                          external_url: str) -> dict:
-    """The notification that a receiver's integrations have all been failing (an alert about alerting)."""
-    labels = {"alertname": "NotificationChannelsDown", "receiver": receiver, "severity": "critical"}
-    alert = Alert(fingerprint(labels), "NotificationChannelsDown", labels,
-                  {"summary": f"every integration of receiver {receiver} has failed for {after_s / 60:g} min: "
-                              f"{', '.join(targets)}; check the uplink, tokens and `facmon notify test`"},
-                  AlertState.FIRING, now, now, None, now)
-    return payload_of(Notification(receiver, f"{receiver}/channels-down", {"receiver": receiver}, "firing",
-                                   (alert,), (), "new"), external_url)
-
-
-class AckListeners:
-    """Threads that read acknowledgements from the phone: one long-polls each Telegram bot with an
-    Acknowledge button for button presses, one reads each GSM modem's inbox for `ACK <code>`
-    replies. A failing source (no internet, modem unplugged) is logged and tried again later."""
-
-    def __init__(self, store: AlertStore, notifiers: Mapping[str, Notifier], clock: Clock,
-                 modem_interval_s: float = 15.0, retry_s: float = 30.0) -> None:
-        acknowledge = functools.partial(acknowledge_code, store)
-        self._sources: list[tuple[str, Callable[[], object], float]] = []
-        bots: set[str] = set()
-        for target, notifier in notifiers.items():
-            if isinstance(notifier, TelegramNotifier) and notifier.acknowledge_button \
-                    and notifier.api.token not in bots:  # one getUpdates reader per bot, or Telegram answers 409
-                bots.add(notifier.api.token)
-                self._sources.append((target, TelegramAcks(notifier.api, acknowledge, poll_timeout_s=10).poll, 0.0))
-            elif isinstance(notifier, GsmNotifier) and notifier.read_replies:
-                modem = notifier.modem
-                self._sources.append((target, lambda m=modem: read_ack_replies(m, acknowledge), modem_interval_s))
-        self._clock = clock
-        self._retry_s = retry_s
-        self._stopping = threading.Event()
-        self._threads = [threading.Thread(target=self._loop, args=source, name=f"acks-{source[0]}", daemon=True)
-                         for source in self._sources]
-
-    def start(self) -> None:
-        for thread in self._threads:
-            thread.start()
-
-    def stop(self, timeout_s: float = 15.0) -> None:
-        self._stopping.set()
-        deadline = self._clock.monotonic() + timeout_s
-        for thread in self._threads:
-            if thread.is_alive():
-                thread.join(timeout=max(0.0, deadline - self._clock.monotonic()))
-
-    def _loop(self, target: str, poll: Callable[[], object], interval_s: float) -> None:
-        while not self._stopping.is_set():
-            try:
-                poll()
-            except NotifyError as err:
-                log.warning("cannot read acknowledgements; trying again", extra={"target": target, "error": str(err),
-                                                                                 "retry_s": self._retry_s})
-                self._stopping.wait(self._retry_s)
-                continue
-            self._stopping.wait(interval_s)
-
-
-class DeliveryWorkers:
-    """One thread per outbox target, so a modem taking 10 s an SMS holds up no webhook or Telegram
-    message, and one more that fails rows for targets no longer configured. `wake()` (on enqueue)
-    starts every worker at once; otherwise each looks every `interval_s` (retries, back-off)."""
-
-    def __init__(self, delivery: Delivery, clock: Clock, interval_s: float = 1.0,
-                 on_sweep: Callable[[float], None] | None = None) -> None:
-        self._on_sweep = on_sweep
-        self._delivery = delivery
-        self._clock = clock
-        self._interval_s = interval_s
-        self._stopping = threading.Event()
-        self._wakes = {target: threading.Event() for target in delivery.targets}
-        self._threads = [threading.Thread(target=self._loop, args=(target, wake), name=f"deliver-{target}",
-                                          daemon=True) for target, wake in self._wakes.items()]
-        self._threads.append(threading.Thread(target=self._sweep, name="deliver-unknown", daemon=True))
-
-    def start(self) -> None:
-        for thread in self._threads:
-            thread.start()
-
-    def wake(self) -> None:
-        for event in self._wakes.values():
-            event.set()
-
-    def stop(self, timeout_s: float = 30.0) -> None:
-        """Stop every worker after its current send; each drains what is due once more first."""
-        self._stopping.set()
-        self.wake()
-        deadline = self._clock.monotonic() + timeout_s
-        for thread in self._threads:
-            if thread.is_alive():
-                thread.join(timeout=max(0.0, deadline - self._clock.monotonic()))
-
-    def _loop(self, target: str, wake: threading.Event) -> None:
-        while not self._stopping.is_set():
-            wake.clear()
-            self._deliver(target)
-            wake.wait(timeout=self._interval_s)
-        self._deliver(target)
-
-    def _deliver(self, target: str) -> None:
-        try:
-            self._delivery.deliver_due(self._clock.now(), only=(target,))
-        except Exception:
-            # A notifier must raise only NotifyError; one that does not must not kill its channel's thread.
-            log.exception("delivery failed unexpectedly; retrying on the next round", extra={"target": target})
-
-    def _sweep(self) -> None:
-        while not self._stopping.wait(self._interval_s * 5):
-            now = self._clock.now()
-            self._delivery.fail_unknown_targets(now)
-            if self._on_sweep is not None:
-                self._on_sweep(now)

@@ -16,9 +16,9 @@ from core.clock import Clock, SystemClock
 from core.config import FacmonConfig
 from core.known_devices import load_sites
 from rules.alerts import Alert, AlertState, fingerprint
+from rules.channels import build_notifiers
 from rules.notify import NotifyError, payload_of
 from rules.route import Notification
-from rules.service import build_notifiers
 from rules.store import AlertStore, FeedEntry
 
 HELP = "notifications: send a test message through a receiver's integrations"

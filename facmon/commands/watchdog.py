@@ -20,10 +20,11 @@ from core.settings.watchdog import WatchdogSettings
 from deadman.http import WatchdogServer
 from deadman.switch import DeadMansSwitch, Page
 from rules.alerts import Alert, AlertState, fingerprint
+from rules.channels import Channels, build_notifiers
 from rules.notify import Delivery, payload_of
 from rules.route import Notification
-from rules.service import Channels, DeliveryWorkers, build_notifiers
 from rules.store import AlertStore
+from rules.workers import DeliveryWorkers
 
 HELP = "the off-site dead man's switch: page when a site's heartbeats stop"
 log = logging.getLogger("facmon.watchdog")

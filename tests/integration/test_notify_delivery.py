@@ -9,8 +9,8 @@ import threading
 from core.clock import FakeClock, SystemClock
 from rules.notifiers.telegram import TelegramApi, TelegramNotifier
 from rules.notify import Delivery, Failover, NotifyError, WebhookNotifier, payload_of
-from rules.service import DeliveryWorkers
 from rules.store import AlertStore
+from rules.workers import DeliveryWorkers
 from tests.integration.notify_standins import TelegramStandIn
 from tests.integration.test_notify_channels import FP, ZONES, incident
 from tests.integration.test_rules_notifiers import CaptureServer

@@ -16,9 +16,9 @@ from api.keys import Role
 from core.clock import FakeClock
 from core.settings.rules import RulesSettings
 from rules.alerts import Alert, AlertState, fingerprint
+from rules.channels import build_notifiers
 from rules.notify import Delivery, payload_of
 from rules.route import Notification
-from rules.service import build_notifiers
 from rules.store import AlertStore
 from tests.unit.api.harness import RecordingInflux, build_services
 
