@@ -29,14 +29,13 @@ def test_the_feed_card_shows_notifications_as_they_arrive(tmp_path: Path, mosqui
     with served(stack_config(tmp_path, mosquitto, influx_db)) as (base, services), sync_playwright() as pw:
         token = make_tokens(services)[Role.VIEWER]
         feed = FeedNotifier("oncall:feed0", services.alerts, clock, "en", ZONES)  # type: ignore[arg-type]
-        browser = pw.chromium.launch_persistent_context(str(tmp_path / "chromium"), executable_path=CHROMIUM,
-                                                        headless=True, args=LAUNCH_FLAGS,
-                                                        viewport={"width": 412, "height": 915})
+        # The key as the login form stores it, so the page opens signed in.
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=LAUNCH_FLAGS)
         try:
-            page = browser.new_page()
+            context = browser.new_context(viewport={"width": 412, "height": 915})
+            context.add_init_script(f"localStorage.setItem('facmon.key', {token!r});")
+            page = context.new_page()
             page.goto(f"{base}/status/")
-            page.fill("#key", token)
-            page.click("#login button[type=submit]")
             card = page.locator("#notifications")
             expect(card).to_contain_text("No notifications yet.", timeout=10_000)
             payload = payload_of(incident(clock), "http://facmon.test")
