@@ -485,11 +485,13 @@ class AlertStore:
     def fail_over(self, record: NotificationRecord, targets: Sequence[str], at: float, why: str) -> list[int]:
         """Stop retrying `record` on its own channel (status `failed_over`) and enqueue the same
         payload on each of `targets`, atomically: the failing channel, once it is back, sends nothing
-        again. Returns the new rows' ids."""
-        ids = []
+        again. Returns the new rows' ids (none when the row is no longer pending)."""
+        ids: list[int] = []
         with self._tx() as db:
-            db.execute("UPDATE notifications SET status = 'failed_over', last_error = ? WHERE id = ? AND "
-                       "status = 'pending'", (why[:1000], record.id))
+            moved = db.execute("UPDATE notifications SET status = 'failed_over', last_error = ? WHERE id = ? AND "
+                               "status = 'pending'", (why[:1000], record.id)).rowcount
+            if not moved:  # already failed over, sent or given up: never a second SMS
+                return ids
             for target in targets:
                 payload = {**record.payload, "facmon": {**record.payload.get("facmon", {}), "failover_of": record.id}}
                 cur = db.execute(
