@@ -14,6 +14,7 @@ from api.models import iso
 from api.problems import ERROR_RESPONSES
 from api.routes.alerts import StoreDep
 
+SQLITE_INT_MAX = 2**63 - 1  # a larger id cannot exist, and SQLite cannot even compare with it
 router = APIRouter(prefix="/notifications", tags=["notifications"], responses=ERROR_RESPONSES)
 
 
@@ -31,7 +32,8 @@ class FeedEntryOut(BaseModel):
 
 @router.get("", response_model=list[FeedEntryOut], summary="The notifications feed, newest first")
 def list_notifications(_: Viewer, store: StoreDep,
-                       after_id: Annotated[int, Query(ge=0, description="only entries with a higher id")] = 0,
+                       after_id: Annotated[int, Query(ge=0, le=SQLITE_INT_MAX,
+                                                      description="only entries with a higher id")] = 0,
                        limit: Annotated[int, Query(ge=1, le=500)] = 50) -> list[FeedEntryOut]:
     return [FeedEntryOut(id=e.id, at=iso(e.at), receiver=e.receiver, notification_id=e.notification_id,
                          status=e.status, severity=e.severity, site=e.site, title=e.title, body=e.body)
