@@ -9,8 +9,8 @@ from pydantic import BaseModel, Field
 
 from api.device_states import DeviceState, Presence, PresenceReason
 from api.sites import ConfiguredDevice, battery_runtime_s
-from core.contract import FieldValue, Kind
-from core.site import Inverter
+from core.contract import KINDS, FieldValue, Kind
+from core.site import Inverter, described_labels
 
 
 def iso(epoch_s: float | None) -> datetime | None:
@@ -28,7 +28,8 @@ class DeviceOut(BaseModel):
     kind: Kind
     id: str
     configured: bool = Field(description="described in the site file (false: seen on MQTT only)")
-    label: str | None = Field(None, description="the uplink's ISP or the sensor's room, in any script")
+    label: str | None = Field(None, description="the label that names the device to people (its kind's label "
+                                                "metric: an uplink's ISP, a sensor's room), in any script")
     presence: Presence
     reason: PresenceReason
     since: datetime | None = Field(None, description="when the presence last changed")
@@ -86,11 +87,12 @@ class Readiness(BaseModel):
 def device_out(state: DeviceState, configured: ConfiguredDevice | None) -> DeviceOut:
     latest = state.latest
     label = None
-    if latest is not None:
-        raw = latest.metrics.get("isp", latest.metrics.get("room"))
+    label_metric = KINDS[state.device.kind].label
+    if label_metric is not None:
+        raw = latest.metrics.get(label_metric) if latest is not None else None
+        if not isinstance(raw, str) and configured is not None:
+            raw = described_labels(configured.spec).get(label_metric)
         label = raw if isinstance(raw, str) else None
-    if configured is not None and label is None:
-        label = getattr(configured.spec, "isp", None) or getattr(configured.spec, "room", None)
     runtime = None
     if configured is not None and isinstance(configured.spec, Inverter) and latest is not None:
         m = latest.metrics

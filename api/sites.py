@@ -10,9 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from core.contract import DeviceKey
-from core.site import Inverter, OccupancySensor, Site, Uplink, iter_devices
-
-DeviceSpec = Inverter | Uplink | OccupancySensor
+from core.site import DeviceSpec, Inverter, Site, iter_devices
 
 
 @dataclass(frozen=True, slots=True)

@@ -123,13 +123,13 @@ class Collector:
         self.http_port = free_port()
         name = f"bench-collector-{protocol}" + (f"-{shared_group}-{index}" if shared_group else "")
         self.env = {**os.environ, "FACMON_MQTT__PROTOCOL": protocol,
-                    "FACMON_MQTT__PORT": str(broker_port), "FACMON_MQTT__CLIENT_ID": name,
+                    "FACMON_MQTT__PORT": str(broker_port), "FACMON_COLLECTOR__MQTT__CLIENT_ID": name,
                     "FACMON_INFLUXDB__URL": influx_url, "FACMON_INFLUXDB__DATABASE": "bench",
                     "FACMON_COLLECTOR__SPOOL__DIR": str(workdir / f"spool-{name}"),
                     "FACMON_COLLECTOR__DEAD_LETTERS__FILE": str(workdir / f"dead-{name}.jsonl"),
                     "FACMON_COLLECTOR__HTTP_LISTEN": f"127.0.0.1:{self.http_port}", "FACMON_LOG__LEVEL": "warning"}
         if shared_group:
-            self.env["FACMON_MQTT__SHARED_GROUP"] = shared_group
+            self.env["FACMON_COLLECTOR__MQTT__SHARED_GROUP"] = shared_group
         self.log = workdir / f"{name}.log"
         self.proc: subprocess.Popen | None = None
         self.ps: psutil.Process | None = None
@@ -373,7 +373,7 @@ def main() -> None:
                   f"connection, {started - launched:.2f} s after its process was launched", flush=True)
             if protocol == "3.1.1":
                 collector.stop()
-                drop_session(broker, collector.env["FACMON_MQTT__CLIENT_ID"])
+                drop_session(broker, collector.env["FACMON_COLLECTOR__MQTT__CLIENT_ID"])
 
         base = stored(db)
         cpu0 = collector.cpu_seconds()
@@ -413,7 +413,7 @@ def main() -> None:
         print(f"memory     collector peak RSS {collector.peak_rss_mb():.1f} MB with {args.devices} devices", flush=True)
         if args.shared_collectors:
             collector.stop()
-            drop_session(broker, collector.env["FACMON_MQTT__CLIENT_ID"])
+            drop_session(broker, collector.env["FACMON_COLLECTOR__MQTT__CLIENT_ID"])
             collector = None
             report.update(shared_sustained(work, broker, influx.url, db, args))
         print(json.dumps(report))

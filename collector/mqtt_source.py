@@ -25,6 +25,7 @@ from core.clock import Clock
 from core.contract import reading_subscription, status_subscription
 from core.mqtt_buffer import BufferedReadClient
 from core.mqtt_connect import apply_credentials_and_tls, subscriptions_granted
+from core.settings.collector import CollectorSessionSettings
 from core.settings.mqtt import MqttSettings
 
 log = logging.getLogger("facmon.collector.mqtt")
@@ -155,9 +156,11 @@ class _BufferedClient(BufferedReadClient):
 
 
 class MqttSource:
-    def __init__(self, settings: MqttSettings, on_messages: Callable[[InboundBatch], None], clock: Clock,
+    def __init__(self, settings: MqttSettings, session: CollectorSessionSettings,
+                 on_messages: Callable[[InboundBatch], None], clock: Clock,
                  on_connection_change: Callable[[bool], None] | None = None) -> None:
         self._settings = settings
+        self._session = session
         self._on_messages = on_messages
         self._on_connection_change = on_connection_change
         self._clock = clock
@@ -192,10 +195,11 @@ class MqttSource:
         s = self._settings
         v5 = self._protocol == mqtt.MQTTv5
         self._client_protocol = self._protocol
-        client = _BufferedClient(mqtt.CallbackAPIVersion.VERSION2, client_id=s.client_id, protocol=self._protocol,
-                                 clean_session=None if v5 else False, manual_ack=True, reconnect_on_failure=False)
+        client = _BufferedClient(mqtt.CallbackAPIVersion.VERSION2, client_id=self._session.client_id,
+                                 protocol=self._protocol, clean_session=None if v5 else False, manual_ack=True,
+                                 reconnect_on_failure=False)
         apply_credentials_and_tls(client, s)
-        client.max_inflight_messages_set(s.receive_maximum)
+        client.max_inflight_messages_set(self._session.receive_maximum)
         client.on_connect = self._handle_connect
         client.on_disconnect = self._handle_disconnect
         client.on_message = self._handle_message
@@ -210,13 +214,13 @@ class MqttSource:
         if self._protocol != mqtt.MQTTv5:
             return None
         props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = self._settings.session_expiry_s
-        props.ReceiveMaximum = self._settings.receive_maximum
+        props.SessionExpiryInterval = self._session.session_expiry_s
+        props.ReceiveMaximum = self._session.receive_maximum
         return props
 
     def subscriptions(self) -> list[str]:
         topics = [reading_subscription(), status_subscription()]
-        group = self._settings.shared_group
+        group = self._session.shared_group
         if group and self._protocol == mqtt.MQTTv5:
             return [f"$share/{group}/{t}" for t in topics]
         return topics

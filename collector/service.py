@@ -78,7 +78,7 @@ class CollectorService:
         self.store_lag = StoreLag()
         self.drain = SpoolDrain(self.spool, writer, settings.writer, self._on_refused_by_influx,
                                 RateLimiter(clock, 10.0), clock, self.store_lag.observe)
-        self.source = MqttSource(mqtt_settings, self._on_messages, clock, self._on_connection_change)
+        self.source = MqttSource(mqtt_settings, settings.mqtt, self._on_messages, clock, self._on_connection_change)
         self._pending_acks: list[AckRun] = []
         self._pending_count = 0
         self._pending_since: float | None = None

@@ -29,16 +29,19 @@ TOPIC_PREFIX = f"{TOPIC_ROOT}/{CONTRACT_VERSION}"
 ID_PATTERN = r"[a-z0-9][a-z0-9_-]{0,63}"
 ID_RE = re.compile(rf"\A{ID_PATTERN}\Z")
 MAX_LABEL_CHARS = 64
-"""Longest value of a free-text label (`isp`, `room`); names in any script are welcome."""
+"""Longest value of a free-text label (an uplink's `isp`, a sensor's `room`); any script is welcome."""
 
 STATUS_ONLINE = "online"
 STATUS_OFFLINE = "offline"
 
 
 class Kind(enum.StrEnum):
+    """The contract names of the kinds; what each kind is (`KINDS`) is declared below, once."""
+
     INVERTER = "inverter"
     UPLINK = "uplink"
     OCCUPANCY = "occupancy"
+    GENERATOR = "generator"
 
 
 class Channel(enum.StrEnum):
@@ -75,13 +78,35 @@ class Metric:
         return self.type is MetricType.LABEL
 
 
-INVERTER_MODES = ("grid", "battery", "solar", "bypass", "fault")
+INVERTER_MODES = ("grid", "battery", "solar", "bypass", "fault", "generator")
+GENERATOR_STATES = ("off", "cranking", "running", "cooldown", "fail_to_start")
 
 _F, _I, _B, _T, _C, _L = (MetricType.FLOAT, MetricType.INT, MetricType.BOOL, MetricType.TEXT,
                           MetricType.CHOICE, MetricType.LABEL)
 
-METRICS: Mapping[Kind, tuple[Metric, ...]] = {
-    Kind.INVERTER: (
+@dataclass(frozen=True)
+class KindSpec:
+    """What a device kind is, for every stage: the contract (decode, line protocol, docs), the site
+    file's section listing such devices, the label that names one to people, and how to show it.
+    A new kind is a `Kind` member and a `KindSpec` here, a device model in core/site.py and a
+    simulator model; every other stage takes its kinds from `KINDS`."""
+
+    kind: Kind
+    title: str
+    """What people call one ("Inverter"), in the status page and the dashboards."""
+    site_section: str
+    """The site file's list of such devices (`inverters:`), a field of `core.site.Site`."""
+    description: str
+    metrics: tuple[Metric, ...]
+
+    @property
+    def label(self) -> str | None:
+        """The label metric that names such a device to people (an uplink's `isp`), if it has one."""
+        return next((m.name for m in self.metrics if m.is_tag), None)
+
+
+_KIND_SPECS = (
+    KindSpec(Kind.INVERTER, "Inverter", "inverters", "a solar backup inverter with its battery and PV array", (
         Metric("grid_v", _F, "V", "grid voltage at the inverter input (0 when the grid is out)", True, False, 0, 500),
         Metric("grid_hz", _F, "Hz", "grid frequency (0 when the grid is out)", False, False, 0, 70),
         Metric("grid_ok", _B, "", "the inverter accepts the grid as a source"),
@@ -94,8 +119,8 @@ METRICS: Mapping[Kind, tuple[Metric, ...]] = {
         Metric("load_w", _F, "W", "power delivered to the site's load", True, False, 0, 1_000_000),
         Metric("inverter_temp_c", _F, "°C", "inverter heatsink temperature", False, False, -40, 150),
         Metric("fault_code", _T, "", "vendor fault code, null when there is none", False, True),
-    ),
-    Kind.UPLINK: (
+    )),
+    KindSpec(Kind.UPLINK, "Uplink", "uplinks", "an internet uplink (one ISP) on the site's router", (
         Metric("isp", _L, "", "the internet service provider's name (tag)"),
         Metric("iface", _T, "", "router interface of this uplink", False),
         Metric("link_up", _B, "", "carrier/link state of the interface"),
@@ -104,14 +129,32 @@ METRICS: Mapping[Kind, tuple[Metric, ...]] = {
         Metric("loss_pct", _F, "%", "probe loss over the measurement window", True, False, 0, 100),
         Metric("down_mbps", _F, "Mbit/s", "measured download rate", False, False, 0, 100_000),
         Metric("up_mbps", _F, "Mbit/s", "measured upload rate", False, False, 0, 100_000),
-    ),
-    Kind.OCCUPANCY: (
+    )),
+    KindSpec(Kind.OCCUPANCY, "Room", "occupancy_sensors", "a room's occupancy sensor (PIR or people counter)", (
         Metric("room", _L, "", "the room's name (tag)"),
         Metric("occupied", _B, "", "someone is in the room (PIR with hold time, or people > 0)"),
         Metric("people", _I, "", "people counted, where the sensor counts", False, False, 0, 10_000),
         Metric("sensor_battery_pct", _F, "%", "the sensor's own battery", False, False, 0, 100),
-    ),
-}
+    )),
+    KindSpec(Kind.GENERATOR, "Generator", "generators", "a diesel generator (genset) and its controller", (
+        Metric("running", _B, "", "the engine runs"),
+        Metric("state", _C, "", "the controller's state; fail_to_start: it cranked and gave up",
+               choices=GENERATOR_STATES),
+        Metric("output_w", _F, "W", "electrical power delivered", True, False, 0, 10_000_000),
+        Metric("fuel_pct", _F, "%", "fuel left in the tank", True, False, 0, 100),
+        Metric("engine_hours", _F, "h", "engine run-hours counter", True, False, 0, 1_000_000),
+        Metric("coolant_temp_c", _F, "°C", "engine coolant temperature", False, False, -40, 150),
+        Metric("starter_battery_v", _F, "V", "the starter battery's voltage", False, False, 0, 60),
+        Metric("fault_code", _T, "", "controller alarm code, null when there is none", False, True),
+    )),
+)
+KINDS: Mapping[Kind, KindSpec] = {spec.kind: spec for spec in _KIND_SPECS}
+"""Every kind, in the order stages list them (status page, dashboards, site files)."""
+if set(KINDS) != set(Kind):
+    raise ImportError(f"core.contract: kinds without a KindSpec: {sorted(set(Kind) - set(KINDS))}")
+METRICS: Mapping[Kind, tuple[Metric, ...]] = {kind: spec.metrics for kind, spec in KINDS.items()}
+LABELS: tuple[str, ...] = tuple(dict.fromkeys(m.name for spec in KINDS.values() for m in spec.metrics if m.is_tag))
+"""Every label metric of every kind (an uplink's `isp`, a sensor's `room`): what rules select and group by."""
 METRICS_BY_NAME: Mapping[Kind, Mapping[str, Metric]] = {
     kind: {m.name: m for m in metrics} for kind, metrics in METRICS.items()
 }

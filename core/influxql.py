@@ -22,6 +22,9 @@ from typing import Any, Self
 
 import urllib3
 
+from core.settings.base import read_secret
+from core.settings.influxdb import InfluxSettings
+
 _UNAVAILABLE_STATUSES = frozenset({502, 503, 504})
 ParamValue = str | int | float | bool
 
@@ -178,6 +181,13 @@ class InfluxQLClient:
         except urllib3.exceptions.HTTPError as err:
             raise InfluxUnavailable(f"cannot reach InfluxDB at {self.url}: {err}") from err
         return parse_response(response.status, response.data, q)
+
+
+def influxql_client_for(settings: InfluxSettings) -> InfluxQLClient:
+    """The client for the database `influxdb.*` describes (its password read as the settings say)."""
+    return InfluxQLClient(settings.url, settings.database, settings.username,
+                          read_secret(settings.password, settings.password_file, "influxdb.password"),
+                          settings.timeout_s)
 
 
 def parse_response(status: int, body: bytes, q: str) -> list[Series]:

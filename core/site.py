@@ -13,6 +13,7 @@
     inverters:   [{id: inv-main, battery_kwh: 15, pv_kwp: 10, rated_w: 8000}]
     uplinks:     [{id: uplink-a, isp: PTCL, iface: eth1, role: primary, powered_by: inv-main}]
     occupancy_sensors: [{id: occ-room-1, room: کمرہ 1, capacity: 12}]
+    generators:  [{id: gen-main, feeds: inv-main, rated_w: 10000, tank_l: 50, auto_start_soc_pct: 30}]
 
 `load_site(path)` returns a frozen, validated `Site` or raises `SiteFileError` naming the file, the
 line and what is wrong. The simulators build devices from it; the rules engine asks it whether the
@@ -33,7 +34,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
-from core.contract import ID_PATTERN, MAX_LABEL_CHARS, METRICS, Kind
+from core.contract import ID_PATTERN, KINDS, MAX_LABEL_CHARS, METRICS, Kind
 from core.yaml_limits import YamlLimitError, compose_yaml
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -197,6 +198,30 @@ class OccupancySensor(_Device):
     counts_people: bool = True
 
 
+class Generator(_Device):
+    """A diesel generator whose controller starts it when the grid is out and the battery it backs is low."""
+
+    kind: ClassVar[Kind] = Kind.GENERATOR
+    id: DeviceId
+    feeds: DeviceId = Field(description="the inverter whose generator (AC) input it powers")
+    rated_w: float = Field(gt=0, le=10_000_000, description="continuous electrical output")
+    tank_l: float = Field(gt=0, le=100_000, description="fuel tank size")
+    auto_start_soc_pct: float = Field(30.0, ge=0, le=100, description="the controller starts it when the grid is "
+                                      "out and the battery of `feeds` falls below this")
+    auto_stop_soc_pct: float = Field(90.0, ge=0, le=100, description="... and stops it when the grid returns or the "
+                                     "battery is back above this")
+
+    @model_validator(mode="after")
+    def _check(self) -> Generator:
+        if self.auto_stop_soc_pct <= self.auto_start_soc_pct:
+            raise ValueError("auto_stop_soc_pct must be above auto_start_soc_pct, or the generator would flap")
+        return self
+
+
+DeviceSpec = Inverter | Uplink | OccupancySensor | Generator
+"""A device as its site file describes it; `spec.kind` names its contract kind."""
+
+
 class Site(_Frozen):
     """A validated site description. Frozen: share it freely between stages and threads."""
 
@@ -210,6 +235,7 @@ class Site(_Frozen):
     inverters: tuple[Inverter, ...] = ()
     uplinks: tuple[Uplink, ...] = ()
     occupancy_sensors: tuple[OccupancySensor, ...] = ()
+    generators: tuple[Generator, ...] = ()
 
     @field_validator("timezone")
     @classmethod
@@ -289,9 +315,9 @@ def device_problems(site: Site) -> list[tuple[Location, str]]:
     """Cross-device mistakes (duplicate ids, `powered_by` naming no inverter), each with its location."""
     problems: list[tuple[Location, str]] = []
     seen: set[str] = set()
-    groups = (("inverters", site.inverters), ("uplinks", site.uplinks), ("occupancy_sensors", site.occupancy_sensors))
-    for group, devices in groups:
-        for index, device in enumerate(devices):
+    for spec in KINDS.values():
+        group = spec.site_section
+        for index, device in enumerate(getattr(site, group)):
             if device.id in seen:
                 problems.append(((group, index, "id"),
                                  f"device id {device.id!r} is used twice; ids must be unique within a site"))
@@ -301,6 +327,11 @@ def device_problems(site: Site) -> list[tuple[Location, str]]:
         if uplink.powered_by is not None and uplink.powered_by not in inverter_ids:
             problems.append(((("uplinks", index, "powered_by")),
                              f"{uplink.powered_by!r} is not an inverter of this site "
+                             f"(inverters: {', '.join(sorted(inverter_ids)) or 'none'})"))
+    for index, generator in enumerate(site.generators):
+        if generator.feeds not in inverter_ids:
+            problems.append((("generators", index, "feeds"),
+                             f"{generator.feeds!r} is not an inverter of this site "
                              f"(inverters: {', '.join(sorted(inverter_ids)) or 'none'})"))
     return problems
 
@@ -398,14 +429,31 @@ def load_site(path: Path | str) -> Site:
     return site
 
 
-def iter_devices(site: Site) -> Iterator[Inverter | Uplink | OccupancySensor]:
-    """Every device of `site`, inverters first, in file order; each knows its contract kind (`spec.kind`)."""
-    yield from site.inverters
-    yield from site.uplinks
-    yield from site.occupancy_sensors
+DEVICE_MODELS: Mapping[Kind, type[DeviceSpec]] = {model.kind: model for model in DeviceSpec.__args__}
 
 
-def described_labels(spec: Inverter | Uplink | OccupancySensor) -> dict[str, str]:
+def _check_sections_match_the_contract() -> None:
+    """Each kind of the contract has its device model and its section in `Site`, listing that model:
+    a kind added to core/contract.py without them fails at import, not silently in some stage."""
+    for kind, spec in KINDS.items():
+        field = Site.model_fields.get(spec.site_section)
+        if kind not in DEVICE_MODELS or field is None or DEVICE_MODELS[kind] not in getattr(field.annotation,
+                                                                                               "__args__", ()):
+            raise ImportError(f"core.site: kind {kind.value!r} needs a device model and a Site.{spec.site_section} "
+                              f"section of them")
+
+
+_check_sections_match_the_contract()
+
+
+def iter_devices(site: Site) -> Iterator[DeviceSpec]:
+    """Every device of `site`, kind by kind in the contract's order (`KINDS`), each kind in file order;
+    each knows its contract kind (`spec.kind`)."""
+    for spec in KINDS.values():
+        yield from getattr(site, spec.site_section)
+
+
+def described_labels(spec: DeviceSpec) -> dict[str, str]:
     """The labels a site file gives a device: each label metric of its kind (contract `METRICS`) that
     its description has a field for, e.g. an uplink's `isp`, a sensor's `room`."""
     return {m.name: value for m in METRICS[spec.kind]

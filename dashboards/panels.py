@@ -44,6 +44,14 @@ POWER_SOURCE = [model.ValueMap(options={
     "battery": model.ValueMappingResult(text="battery", color=AMBER, index=2),
     "bypass": model.ValueMappingResult(text="bypass", color=AMBER, index=3),
     "fault": model.ValueMappingResult(text="fault", color=RED, index=4),
+    "generator": model.ValueMappingResult(text="generator", color=AMBER, index=5),
+})]
+GENERATOR_STATE = [model.ValueMap(options={
+    "off": model.ValueMappingResult(text="off", color=GREEN, index=0),
+    "cranking": model.ValueMappingResult(text="cranking", color=AMBER, index=1),
+    "running": model.ValueMappingResult(text="running", color=AMBER, index=2),
+    "cooldown": model.ValueMappingResult(text="cool-down", color=AMBER, index=3),
+    "fail_to_start": model.ValueMappingResult(text="FAILED TO START", color=RED, index=4),
 })]
 
 

@@ -1,4 +1,4 @@
-"""Power: when the grid was out, how the battery coped, where the energy came from."""
+"""Power: when the grid was out, how the battery and the generator coped, where the energy came from."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from grafana_foundation_sdk.models import common
 
 from dashboards.panels import (
     AMBER,
+    GENERATOR_STATE,
     GREEN,
     GRID_OK,
     POWER_SOURCE,
@@ -49,6 +50,16 @@ TEMPERATURES = (f'SELECT mean("inverter_temp_c") AS "inverter", mean("battery_te
                 f'WHERE {WHERE} GROUP BY time($__interval), "device" fill(null)')
 FAULTS = f'SELECT count("fault_code") FROM "inverter" WHERE {WHERE} GROUP BY time($__interval), "device" fill(0)'
 
+# Generators: the `device` variable lists inverters, so their panels select by site only.
+GEN_WHERE = '$timeFilter AND "site" =~ /^$site$/'
+GENERATOR_STATE_TIMELINE = (f'SELECT last("state") FROM "generator" WHERE {GEN_WHERE} '
+                            'GROUP BY time($__interval), "device" fill(null)')
+GENERATOR_OUTPUT_W = (f'SELECT mean("output_w") FROM "generator" WHERE {GEN_WHERE} '
+                      'GROUP BY time($__interval), "device" fill(null)')
+GENERATOR_FUEL = (f'SELECT last("fuel_pct") FROM "generator" WHERE {GEN_WHERE} '
+                  'GROUP BY time($__interval), "device" fill(null)')
+GENERATOR_HOURS_PER_DAY = f'SELECT spread("engine_hours") FROM "generator" WHERE {GEN_WHERE} ' + _DAY
+
 
 def build(timezone: str) -> dashboard_builders.Dashboard:
     energy_by_day = [q.format(tz=timezone) for q in (ENERGY_SOLAR, ENERGY_BATTERY, ENERGY_GRID)]
@@ -67,7 +78,7 @@ def build(timezone: str) -> dashboard_builders.Dashboard:
             target(BATTERY_W, "C", "battery $tag_device")], "watt"))
         .with_panel(timeseries_panel("Energy per day by source", [
             target(energy_by_day[0], "A", "solar $tag_device"), target(energy_by_day[1], "B", "battery $tag_device"),
-            target(energy_by_day[2], "C", "grid $tag_device")], "kwatth", 24)
+            target(energy_by_day[2], "C", "grid or generator $tag_device")], "kwatth", 24)
                     .draw_style(common.GraphDrawStyle.BARS).fill_opacity(80)
                     .stacking(common_builders.StackingConfig().mode(common.StackingMode.NORMAL)))
         .with_panel(timeseries_panel("Temperatures", [target(TEMPERATURES, alias="$tag_device $col")], "celsius")
@@ -75,4 +86,14 @@ def build(timezone: str) -> dashboard_builders.Dashboard:
         .with_panel(timeseries_panel("Inverter faults (readings with a fault code)",
                                      [target(FAULTS, alias="$tag_device")], "none")
                     .thresholds(thresholds((None, GREEN), (1, RED))))
+        .with_panel(state_timeline_panel("Generator (red: failed to start)",
+                                         [target(GENERATOR_STATE_TIMELINE, alias="$tag_device")], GENERATOR_STATE,
+                                         24, 5))
+        .with_panel(timeseries_panel("Generator output", [target(GENERATOR_OUTPUT_W, alias="$tag_device")], "watt"))
+        .with_panel(timeseries_panel("Generator fuel", [target(GENERATOR_FUEL, alias="$tag_device")], "percent")
+                    .min(0).max(100).thresholds(thresholds((None, RED), (20, AMBER), (40, GREEN))))
+        .with_panel(timeseries_panel("Generator run hours per day",
+                                     [target(GENERATOR_HOURS_PER_DAY.format(tz=timezone), alias="$tag_device")], "h",
+                                     24)
+                    .draw_style(common.GraphDrawStyle.BARS).fill_opacity(80))
     )

@@ -37,6 +37,8 @@ class Alert:
     `fired_at`: when it last went to firing; `resolved_at`: when it last resolved (None while active).
     `muted_by`: why it is not notified now (`silence:<id>`, `inhibited:<fingerprint>`), empty if not muted.
     `acked_by`/`acked_at`/`ack_comment`: the acknowledgement of the current activation, if any.
+    `keep_firing_since`: while firing, when the condition last turned false (the `keep_firing_for`
+    timer runs from here); None while the condition holds. Stored, so a restart keeps the timer.
     """
 
     fingerprint: str
@@ -53,6 +55,7 @@ class Alert:
     acked_by: str | None = None
     acked_at: float | None = None
     ack_comment: str = ""
+    keep_firing_since: float | None = None
 
     @property
     def site(self) -> str:

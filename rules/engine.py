@@ -54,8 +54,10 @@ class Engine:
         self._lifecycle = AlertLifecycle(timings)
         self._lifecycle.load(store.all_alerts())
         self._evaluator = Evaluator(pack, sites, now, reconnect_grace_s)
+        # A firing alert whose keep_firing_for timer runs had its condition false: not assumed true.
         self._evaluator.assume_active(a.fingerprint for a in self._lifecycle.alerts()
-                                      if a.state in (AlertState.PENDING, AlertState.FIRING))
+                                      if a.state in (AlertState.PENDING, AlertState.FIRING)
+                                      and a.keep_firing_since is None)
         self._router = Router(routes, pack.inhibit_rules)
         self._targets_of = {k: tuple(v) for k, v in targets_of.items()}
         self._external_url = external_url.rstrip("/")
@@ -78,6 +80,17 @@ class Engine:
                 observations = self._evaluator.on_status(message, now)
             if observations:
                 self._apply(observations, now)
+
+    def observe(self, observations: Sequence[Observation]) -> None:
+        """Conditions judged outside the rules (the broker's counters, `rules.broker_watch`)."""
+        if observations:
+            with self._lock:
+                self._apply(observations, self._clock.now())
+
+    def refill(self, history: Iterable[Reading]) -> int:
+        """Readings from before a restart (oldest first) into the windows; see `Evaluator.refill`."""
+        with self._lock:
+            return self._evaluator.refill(history)
 
     def source_connected(self, connected: bool) -> None:
         with self._lock:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 import operator
 import string
+from bisect import bisect_left, insort
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -33,7 +34,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from core.contract import DeviceKey, Kind, Reading
+from core.contract import LABELS, DeviceKey, Kind, Reading
 from core.decode import StatusChange
 from core.site import Site, described_labels, iter_devices
 from rules.alerts import fingerprint
@@ -71,6 +72,9 @@ class _Instance:
     value: float | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
     window: deque | None = None
+    refilled_until: float | None = None
+    """Device time of the newest reading refilled from before a restart; a live reading at or before
+    it is already in the window (the broker redelivers what the collector also stored)."""
 
 
 _formatter = string.Formatter()
@@ -119,6 +123,15 @@ class Evaluator:
                     self._unpinned.setdefault(kind, []).append(index)
         self._instances: dict[tuple[int, object], _Instance] = {}
         self._latest: dict[DeviceKey, Reading] = {}
+        self._site_kind_keys: dict[tuple[str, Kind], list[DeviceKey]] = {}
+        self._site_keys: dict[str, list[DeviceKey]] = {}
+        self._term_truths: dict[tuple[int, int, DeviceKey], bool | None] = {}
+        """Per composite term and device: does the term hold for it (None: the term does not select it)."""
+        self._term_counts: dict[tuple[int, int, str], list[int]] = {}
+        """Per composite term and site: [devices selected, devices for which it holds]."""
+        """Every device heard of (or described), by site and kind and by site: site-wide conditions
+        (composites, site absence) look at their site's devices only, so a reading's cost does not
+        grow with the fleet (issue: 100 sites x 50 devices)."""
         self._last_seen: dict[DeviceKey, float] = {}
         self._online: dict[DeviceKey, bool] = {}
         self._device_labels: dict[DeviceKey, dict[str, str]] = {}
@@ -134,7 +147,7 @@ class Evaluator:
         for site in self._sites.values():
             for device in iter_devices(site):
                 key = DeviceKey(site.id, device.kind, device.id)
-                self._last_seen[key] = now
+                self._see(key, now)
                 self._device_labels[key] = {"site": site.id, "kind": device.kind.value, "device": device.id,
                                             **described_labels(device)}
 
@@ -149,12 +162,34 @@ class Evaluator:
     def rules(self) -> tuple[Rule, ...]:
         return self._rules
 
+    def refill(self, history: Iterable[Reading]) -> int:
+        """Readings from before a restart (InfluxDB's copy), oldest first: aggregate windows and run-out
+        fits take them in, and each device's latest reading is known again, as if the engine had never
+        stopped. Nothing is evaluated (the alerts' states come from the store); absence still counts
+        from the start (it is judged on arrival, which history cannot tell). Returns the readings used."""
+        used = 0
+        for reading in history:
+            key = reading.device
+            latest = self._latest.get(key)
+            if latest is None or latest.ts_ms <= reading.ts_ms:
+                self._latest[key] = reading
+            candidates = self._candidates.get(key)
+            if candidates is None:
+                candidates = self._index_device(reading)
+            t = reading.ts_ms / 1000.0
+            for index in candidates:
+                if self._fill_window(index, key, reading) is not None:
+                    inst = self._instances[(index, key)]
+                    inst.refilled_until = t if inst.refilled_until is None else max(inst.refilled_until, t)
+            used += 1
+        return used
+
     # ---- inputs ---------------------------------------------------------------------------------
 
     def on_reading(self, reading: Reading, now: float) -> list[Observation]:
         key = reading.device
         self._latest[key] = reading
-        self._last_seen[key] = now
+        self._see(key, now)
         if not self._online.get(key, True):
             self._online[key] = True
         candidates = self._candidates.get(key)
@@ -169,9 +204,9 @@ class Evaluator:
             elif cond.aggregate is not None:
                 self._eval_aggregate(index, rule, key, reading, now, out)
             elif cond.runout is not None:
-                self._push_runout(index, rule, key, reading)
+                self._fill_window(index, key, reading)
             elif cond.composite is not None:
-                self._eval_composite(index, rule, key.site, now, out)
+                self._eval_composite(index, rule, key.site, now, out, key)
             elif cond.absence is not None:
                 self._eval_absence_device(index, rule, key, now, out)
         return out
@@ -179,7 +214,8 @@ class Evaluator:
     def on_status(self, change: StatusChange, now: float) -> list[Observation]:
         key = change.device
         self._online[key] = change.online
-        self._last_seen.setdefault(key, now)
+        if key not in self._last_seen:
+            self._see(key, now)
         self._device_labels.setdefault(key, {"site": key.site, "kind": key.kind.value, "device": key.device})
         out: list[Observation] = []
         for index in self._by_kind.get(None, ()) + self._by_kind.get(key.kind, []):
@@ -214,7 +250,7 @@ class Evaluator:
         if self._degraded_active and self._connected and now >= self._hold_absence_until:
             self._degraded_active = False
             out.append(self._degraded_observation(False, now))
-        sites = set(self._sites) | {k.site for k in self._last_seen}
+        sites = set(self._sites) | set(self._site_keys)
         for index, rule in enumerate(self._rules):
             cond = rule.condition
             if cond.absence is not None:
@@ -243,7 +279,7 @@ class Evaluator:
     def _index_device(self, reading: Reading) -> tuple[int, ...]:
         key = reading.device
         labels = {"site": key.site, "kind": key.kind.value, "device": key.device}
-        for name in ("isp", "room"):
+        for name in LABELS:
             value = reading.metrics.get(name)
             if isinstance(value, str):
                 labels[name] = value
@@ -312,11 +348,9 @@ class Evaluator:
                         out: list[Observation]) -> None:
         agg = rule.condition.aggregate
         assert agg is not None
-        inst = self._instances.get((index, key)) or self._instance(index, key)
-        if inst.window is None:
-            inst.window = Window(agg.window_s, agg.window_readings)
+        inst = self._fill_window(index, key, reading)
+        assert inst is not None
         window: Window = inst.window  # type: ignore[assignment]
-        window.add(reading.ts_ms / 1000.0, reading.metrics.get(agg.metric))
         value = window.aggregate(agg.func, agg.q)
         if value is None or len(window) < agg.min_readings:
             active = inst.active
@@ -328,18 +362,31 @@ class Evaluator:
             active = False
         self._update(index, rule, inst, active, value, key, now, out)
 
-    def _push_runout(self, index: int, rule: Rule, key: DeviceKey, reading: Reading) -> None:
-        ro = rule.condition.runout
-        assert ro is not None
+    def _fill_window(self, index: int, key: DeviceKey, reading: Reading) -> _Instance | None:
+        """Add the reading to the instance's aggregate window or run-out fit (None: the rule has
+        neither). A reading at or before the newest refilled one is already there."""
+        cond = self._rules[index].condition
+        if cond.aggregate is None and cond.runout is None:
+            return None
         inst = self._instances.get((index, key)) or self._instance(index, key)
+        t = reading.ts_ms / 1000.0
+        if inst.refilled_until is not None and t <= inst.refilled_until:
+            return inst
+        if cond.aggregate is not None:
+            if inst.window is None:
+                inst.window = Window(cond.aggregate.window_s, cond.aggregate.window_readings)  # type: ignore[assignment]
+            inst.window.add(t, reading.metrics.get(cond.aggregate.metric))  # type: ignore[union-attr]
+            return inst
+        ro = cond.runout
+        assert ro is not None
         if inst.window is None:
             inst.window = deque()
         value = reading.metrics.get(ro.metric)
-        t = reading.ts_ms / 1000.0
         if isinstance(value, int | float) and not isinstance(value, bool):
             inst.window.append((t, float(value)))
         while inst.window and inst.window[0][0] < t - ro.window_s:
             inst.window.popleft()
+        return inst
 
     def _eval_runout(self, index: int, rule: Rule, key: object, now: float, out: list[Observation]) -> None:
         ro = rule.condition.runout
@@ -393,10 +440,16 @@ class Evaluator:
         silent_s = now - self._last_seen.get(key, now)
         self._update(index, rule, inst, active, silent_s, key, now, out)
 
+    def _see(self, key: DeviceKey, now: float) -> None:
+        if key not in self._last_seen:
+            self._site_kind_keys.setdefault((key.site, key.kind), []).append(key)
+            self._site_keys.setdefault(key.site, []).append(key)
+        self._last_seen[key] = now
+
     def _eval_absence_site(self, index: int, rule: Rule, site: str, now: float, out: list[Observation]) -> None:
         ab = rule.condition.absence
         assert ab is not None
-        keys = [k for k in self._last_seen if k.site == site and self._selects(rule, k)]
+        keys = [k for k in self._site_keys.get(site, ()) if self._selects(rule, k)]
         inst = self._instances.get((index, site)) or self._instance(index, site)
         if self._held(now):
             active = inst.active
@@ -404,36 +457,76 @@ class Evaluator:
             active = bool(keys) and all(self._absent(k, ab.after_s, now, ab.offline) for k in keys)
         self._update(index, rule, inst, active, None, site, now, out)
 
-    def _eval_composite(self, index: int, rule: Rule, site: str, now: float, out: list[Observation]) -> None:
+    def _eval_composite(self, index: int, rule: Rule, site: str, now: float, out: list[Observation],
+                        changed: DeviceKey | None = None) -> None:
+        """Judge a composite for `site`: in full (a tick: every device the terms select, absence
+        included), or after a reading of `changed` only (its own truth for each term of its kind,
+        the other devices' as the last full judgement left them, at most one tick ago)."""
         comp = rule.condition.composite
         assert comp is not None
-        results = [self._term_holds(term, site, comp.absent_after_s, now) for term in comp.terms]
+        terms = comp.terms
+        counts = self._term_counts
+        results = []
+        for ti, term in enumerate(terms):
+            tally = counts.get((index, ti, site))
+            if tally is None or changed is None:
+                tally = self._tally_term(index, ti, term, site, comp.absent_after_s, now)
+            elif term.kind is changed.kind:
+                self._retally_device(index, ti, term, changed, comp.absent_after_s, now, tally)
+            selected, holding = tally
+            results.append(selected > 0 and (holding == selected if term.quantifier == "all" else holding > 0))
         active = all(results) if comp.all is not None else any(results)
         inst = self._instances.get((index, site)) or self._instance(index, site)
         self._update(index, rule, inst, active, None, site, now, out)
 
-    def _term_holds(self, term, site: str, absent_after_s: float, now: float) -> bool:
-        keys = [k for k in self._last_seen if k.site == site and k.kind is term.kind]
-        if term.role is not None:
-            roles = self._uplink_roles(site)
-            keys = [k for k in keys if roles.get(k.device) == term.role]
-        if term.match:
-            keys = [k for k in keys if matches_all(term.match, self._device_labels.get(k, {}))]
-        if not keys:
+    def _term_selects(self, term, key: DeviceKey) -> bool:
+        if term.role is not None and self._uplink_roles(key.site).get(key.device) != term.role:
             return False
-        compare = _OPS[term.op]
-        holds = []
-        for key in keys:
-            if term.absent_counts and self._absent(key, absent_after_s, now, True):
-                holds.append(True)
+        return not term.match or matches_all(term.match, self._device_labels.get(key, {}))
+
+    def _term_truth(self, term, key: DeviceKey, absent_after_s: float, now: float) -> bool:
+        if term.absent_counts and self._absent(key, absent_after_s, now, True):
+            return True
+        reading = self._latest.get(key)
+        value = None if reading is None else reading.metrics.get(term.metric)
+        try:
+            return value is not None and _OPS[term.op](value, term.value)
+        except TypeError:
+            return False
+
+    def _tally_term(self, index: int, ti: int, term, site: str, absent_after_s: float, now: float) -> list[int]:
+        """Every device of `site` the term selects, judged now: [selected, holding], kept with each
+        device's truth for the readings until the next full judgement."""
+        truths = self._term_truths
+        selected = holding = 0
+        for key in self._site_kind_keys.get((site, term.kind), ()):
+            if not self._term_selects(term, key):
+                truths[(index, ti, key)] = None
                 continue
-            reading = self._latest.get(key)
-            value = None if reading is None else reading.metrics.get(term.metric)
-            try:
-                holds.append(value is not None and compare(value, term.value))
-            except TypeError:
-                holds.append(False)
-        return all(holds) if term.quantifier == "all" else any(holds)
+            truth = self._term_truth(term, key, absent_after_s, now)
+            truths[(index, ti, key)] = truth
+            selected += 1
+            holding += truth
+        tally = self._term_counts[(index, ti, site)] = [selected, holding]
+        return tally
+
+    def _retally_device(self, index: int, ti: int, term, key: DeviceKey, absent_after_s: float, now: float,
+                        tally: list[int]) -> None:
+        truths = self._term_truths
+        slot = (index, ti, key)
+        if slot in truths:
+            before = truths[slot]
+        else:  # a device first heard of since the last full judgement
+            before = None
+            if not self._term_selects(term, key):
+                truths[slot] = None
+                return
+            tally[0] += 1
+        if before is None and slot in truths:
+            return  # the term does not select it
+        truth = self._term_truth(term, key, absent_after_s, now)
+        truths[slot] = truth
+        tally[1] += truth - bool(before)
 
     # ---- site context ---------------------------------------------------------------------------
 
@@ -542,17 +635,26 @@ def _number(value: object) -> float | None:
 
 
 class Window:
-    """The last `seconds` (device time) or last `readings` values of one metric: times and values in
-    two deques (a missing or non-numeric value is NaN, a `false` is 0), aggregated with numpy."""
+    """The last `seconds` (device time) or last `readings` values of one metric (a missing or
+    non-numeric value is NaN, a `false` is 0 and counts as lost).
 
-    __slots__ = ("_lost", "_readings", "_seconds", "times", "values")
+    Aggregates are kept up to date as values come and go, so a reading costs the same whatever the
+    window holds: a running sum for the mean, the numeric values in sorted order for min, max and
+    percentiles (an insertion into a list of at most a few hundred floats), a count of lost values.
+    Only `rate` (no shipped rule uses it) fits a line over the window with numpy."""
+
+    __slots__ = ("_count", "_lost", "_lost_count", "_readings", "_seconds", "_sorted", "_sum", "times", "values")
 
     def __init__(self, seconds: float | None, readings: int | None) -> None:
         self._seconds = seconds
         self._readings = readings
-        self.times: deque[float] = deque(maxlen=readings)
-        self.values: deque[float] = deque(maxlen=readings)
-        self._lost: deque[bool] = deque(maxlen=readings)
+        self.times: deque[float] = deque()
+        self.values: deque[float] = deque()
+        self._lost: deque[bool] = deque()
+        self._sorted: list[float] = []
+        self._sum = 0.0
+        self._count = 0
+        self._lost_count = 0
 
     def __len__(self) -> int:
         return len(self.times)
@@ -563,12 +665,27 @@ class Window:
         self.times.append(t)
         self.values.append(value)
         self._lost.append(lost)
+        self._lost_count += lost
+        if value == value:  # not NaN
+            insort(self._sorted, value)
+            self._sum += value
+            self._count += 1
+        if self._readings is not None and len(self.times) > self._readings:
+            self._evict()
         if self._seconds is not None:
             horizon = t - self._seconds
             while self.times and self.times[0] <= horizon:
-                self.times.popleft()
-                self.values.popleft()
-                self._lost.popleft()
+                self._evict()
+
+    def _evict(self) -> None:
+        self.times.popleft()
+        value = self.values.popleft()
+        self._lost_count -= self._lost.popleft()
+        if value == value:
+            del self._sorted[bisect_left(self._sorted, value)]
+            self._count -= 1
+            # The running sum drifts by rounding as values come and go; start afresh when empty.
+            self._sum = self._sum - value if self._count else 0.0
 
     def aggregate(self, func: str, q: float | None = None) -> float | None:
         """The window's `func` (mean, min, max, percentile q, rate per second, loss_ratio); None
@@ -577,23 +694,26 @@ class Window:
         if n == 0:
             return None
         if func == "loss_ratio":
-            return sum(self._lost) / n
-        values = np.fromiter(self.values, dtype=float, count=n)
-        numeric = ~np.isnan(values)
-        if not numeric.any():
+            return self._lost_count / n
+        values = self._sorted
+        if not values:
             return None
-        if not numeric.all():
-            values = values[numeric]
         if func == "mean":
-            return float(values.mean())
+            return self._sum / self._count
         if func == "min":
-            return float(values.min())
+            return values[0]
         if func == "max":
-            return float(values.max())
+            return values[-1]
         if func == "percentile":
-            return float(np.percentile(values, q if q is not None else 50.0))
-        times = np.fromiter(self.times, dtype=float, count=n)[numeric]
-        return slope_per_s(times, values)
+            # numpy's default ("linear") percentile, from the sorted values.
+            position = (q if q is not None else 50.0) / 100 * (len(values) - 1)
+            low = math.floor(position)
+            high = min(low + 1, len(values) - 1)
+            return values[low] + (values[high] - values[low]) * (position - low)
+        times = np.fromiter(self.times, dtype=float, count=n)
+        series = np.fromiter(self.values, dtype=float, count=n)
+        numeric = ~np.isnan(series)
+        return slope_per_s(times[numeric], series[numeric])
 
 
 def slope_per_s(times: np.ndarray, values: np.ndarray) -> float | None:

@@ -40,15 +40,16 @@ class AlertLifecycle:
         self._timings = dict(timings)
         self._alerts: dict[str, Alert] = {}
         self._condition: dict[str, bool] = {}
-        self._false_since: dict[str, float] = {}
         self._forget_after_s = forget_resolved_after_s
 
     def load(self, alerts: Iterable[Alert]) -> None:
-        """Alerts from the store after a restart: active ones are assumed still true until observed."""
+        """Alerts from the store after a restart: active ones are assumed still true until observed,
+        except a firing alert whose `keep_firing_for` timer was running (`keep_firing_since`): its
+        condition was false, and the timer goes on from when it started, not from the restart."""
         for alert in alerts:
             if alert.state in ACTIVE:
                 self._alerts[alert.fingerprint] = alert
-                self._condition[alert.fingerprint] = True
+                self._condition[alert.fingerprint] = alert.keep_firing_since is None
             elif alert.state is AlertState.RESOLVED:
                 self._alerts[alert.fingerprint] = alert
 
@@ -67,24 +68,24 @@ class AlertLifecycle:
         self._condition[fp] = obs.active
         now = obs.at
         if obs.active:
-            self._false_since.pop(fp, None)
             if alert is None or alert.state not in ACTIVE:
                 return [self._activate(obs, alert)]
             updated = replace(alert, labels=dict(obs.labels), annotations=dict(obs.annotations), value=obs.value,
-                              updated_at=now)
-            if updated.labels != alert.labels or updated.annotations != alert.annotations:
-                self._alerts[fp] = updated
-                changes = [Change(updated, None)]
-            else:
-                self._alerts[fp] = updated
-                changes = []
-            return changes + self._advance(fp, now)
+                              updated_at=now, keep_firing_since=None)
+            self._alerts[fp] = updated
+            # A stopped keep_firing_for timer is alert state too: stored, like a label change.
+            changed = (updated.labels != alert.labels or updated.annotations != alert.annotations
+                       or alert.keep_firing_since is not None)
+            return ([Change(updated, None)] if changed else []) + self._advance(fp, now)
         if alert is None or alert.state not in ACTIVE:
             return []
         if alert.state is AlertState.PENDING:
             return [self._move(alert, AlertState.INACTIVE, now, active_since=None)]
-        self._false_since.setdefault(fp, now)
-        return self._advance(fp, now)
+        if alert.keep_firing_since is not None:
+            return self._advance(fp, now)
+        self._alerts[fp] = replace(alert, keep_firing_since=now, updated_at=now)
+        # The timer starts: stored (unless it already ran out), so a restart keeps it.
+        return self._advance(fp, now) or [Change(self._alerts[fp], None)]
 
     def tick(self, now: float) -> list[Change]:
         changes: list[Change] = []
@@ -132,10 +133,9 @@ class AlertLifecycle:
             if now - (alert.active_since or now) >= timing.for_s:
                 return [self._move(alert, AlertState.FIRING, now, fired_at=now)]
         elif alert.state is AlertState.FIRING and not self._condition.get(fp, True):
-            false_since = self._false_since.get(fp, now)
+            false_since = alert.keep_firing_since if alert.keep_firing_since is not None else now
             if now - false_since >= timing.keep_firing_for_s:
-                self._false_since.pop(fp, None)
-                return [self._move(alert, AlertState.RESOLVED, now, resolved_at=now)]
+                return [self._move(alert, AlertState.RESOLVED, now, resolved_at=now, keep_firing_since=None)]
         return []
 
     def _move(self, alert: Alert, to: AlertState, now: float, **fields: object) -> Change:

@@ -45,14 +45,14 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from core.contract import METRICS_BY_NAME, Kind, MetricType
+from core.contract import LABELS, METRICS_BY_NAME, Kind, MetricType
 from core.site import SiteFileError, describe_validation_error, line_of, read_yaml_with_lines
 from rules.matchers import Matcher, MatcherError, parse_matcher
 
 _DURATION_RE = re.compile(r"\A\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*\Z")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
-MATCHABLE_LABELS = ("site", "device", "room", "isp", "kind")
-BUILTIN_RULES = ("MonitoringDegraded", "Watchdog")
+MATCHABLE_LABELS = ("site", "device", *LABELS, "kind")
+BUILTIN_RULES = ("MonitoringDegraded", "Watchdog", "BrokerQueueFilling", "BrokerDroppingMessages")
 
 
 class RuleFileError(ValueError):

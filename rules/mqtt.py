@@ -21,6 +21,7 @@ from core.decode import DecodeLimits, StatusChange, decode_message
 from core.known_devices import KnownDevices
 from core.mqtt_subscriber import SessionSpec, Subscriber
 from core.settings.mqtt import MqttSettings
+from rules.broker_watch import TOPICS as BROKER_COUNTERS
 
 log = logging.getLogger("facmon.rules.mqtt")
 
@@ -29,13 +30,21 @@ class RulesSubscription:
     def __init__(self, settings: MqttSettings, client_id: str, clock: Clock,
                  on_message: Callable[[Reading | StatusChange], None],
                  on_connection: Callable[[bool], None], limits: DecodeLimits | None = None,
-                 known: KnownDevices | None = None) -> None:
-        """`known`: the devices that may publish (`sites.known_devices_only`); None: any device."""
+                 known: KnownDevices | None = None, session_expiry_s: int = 7 * 86_400,
+                 on_broker_counter: Callable[[str, bytes], None] | None = None) -> None:
+        """`known`: the devices that may publish (`sites.known_devices_only`); None: any device;
+        `session_expiry_s`: how long the broker keeps the engine's session while it is away.
+        `on_broker_counter(topic, payload)`: the broker's `$SYS` counters (`rules.broker_watch.TOPICS`),
+        subscribed in the same session (a second connection would share the username-bound client id)
+        but judged apart: a broker whose ACL refuses them still delivers the readings."""
         self._clock = clock
         self._on_message = on_message
         self._limits = limits or DecodeLimits()
         self._known = known
-        session = SessionSpec(client_id, (reading_subscription(), status_subscription()), qos=1, persistent=True)
+        self._on_broker_counter = on_broker_counter
+        session = SessionSpec(client_id, (reading_subscription(), status_subscription()), qos=1, persistent=True,
+                              session_expiry_s=session_expiry_s,
+                              optional_topics=BROKER_COUNTERS if on_broker_counter is not None else ())
         self._subscriber = Subscriber(settings, session, clock, "the rules engine", log, self._decode_and_handle,
                                       on_connection)
 
@@ -64,6 +73,10 @@ class RulesSubscription:
         self._subscriber.stop()
 
     def _decode_and_handle(self, topic: str, payload: bytes) -> None:
+        if topic.startswith("$SYS/"):
+            if self._on_broker_counter is not None:
+                self._on_broker_counter(topic, payload)
+            return
         decoded = decode_message(topic, payload, self._clock.now(), self._limits, self._known)
         if isinstance(decoded, Reading | StatusChange):
             self._on_message(decoded)

@@ -21,7 +21,9 @@ time and are handled at the clock's time. `handle` is thread-safe (paho calls it
 
 from __future__ import annotations
 
+import math
 import threading
+from collections.abc import Callable
 
 from core.clock import FakeClock
 from core.contract import Reading
@@ -30,28 +32,60 @@ from rules.engine import Engine
 
 
 class DeviceTimeDriver:
-    def __init__(self, engine: Engine, clock: FakeClock, interval_s: float) -> None:
+    def __init__(self, engine: Engine, clock: FakeClock, interval_s: float, *, started: bool = True,
+                 on_moved: Callable[[float], None] | None = None) -> None:
+        """`started=False`: the clock's time means nothing yet (a fresh replay); the first reading sets
+        it, with no ticks before, and connection changes wait for it. `on_moved(t)` is called after a
+        message moved the clock to `t` (the rules service keeps it, to resume there after a restart).
+        Ticks fall on multiples of `interval_s` (epoch time), so a resumed run ticks when an
+        uninterrupted one would have."""
         if interval_s <= 0:
             raise ValueError(f"the evaluation interval must be positive (got {interval_s})")
         self._engine = engine
         self._clock = clock
         self._interval_s = interval_s
-        self._next_tick = clock.now() + interval_s
+        self._started = started
+        self._on_moved = on_moved
+        self._connected: bool | None = None
+        self._next_tick = self._tick_after(clock.now())
         self._lock = threading.Lock()
         self.handled = 0
         """Messages handled so far (tests poll it to know the replay has been consumed)."""
 
     def handle(self, message: Reading | StatusChange) -> None:
         with self._lock:
+            before = self._clock.now()
             if isinstance(message, Reading):
+                if not self._started:
+                    self._start_at(message.ts_ms / 1000.0)
                 self._advance_to(message.ts_ms / 1000.0)
             self._engine.handle(message)
             self.handled += 1
+            if self._on_moved is not None and self._clock.now() > before:
+                self._on_moved(self._clock.now())
+
+    def source_connected(self, connected: bool) -> None:
+        """The broker connection changed: passed on at once, or when the first reading starts the clock."""
+        with self._lock:
+            if self._started:
+                self._engine.source_connected(connected)
+            else:
+                self._connected = connected
 
     def advance_to(self, t: float) -> None:
         """Run the ticks due up to `t` and move the clock there (e.g. past the last reading)."""
         with self._lock:
             self._advance_to(t)
+
+    def _start_at(self, t: float) -> None:
+        self._clock.set(t)
+        self._next_tick = self._tick_after(t)
+        self._started = True
+        if self._connected is not None:
+            self._engine.source_connected(self._connected)
+
+    def _tick_after(self, t: float) -> float:
+        return (math.floor(t / self._interval_s) + 1) * self._interval_s
 
     def _advance_to(self, t: float) -> None:
         while self._next_tick <= t:

@@ -21,9 +21,10 @@ from pathlib import Path
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from core.clock import Clock
-from core.contract import Reading
+from core.clock import Clock, FakeClock
+from core.contract import Kind, Reading
 from core.decode import StatusChange
+from core.influxql import InfluxError
 from core.known_devices import known_devices_for, load_sites
 from core.settings.base import read_secret
 from core.settings.mqtt import MqttSettings
@@ -31,14 +32,17 @@ from core.settings.rules import RulesSettings
 from core.settings.sites import SitesSettings
 from core.site import Site
 from rules.annotations import AnnotationWriter
+from rules.broker_watch import BrokerWatch
 from rules.channels import Channels, build_notifiers, channels_down_payload
 from rules.engine import WATCHDOG, Engine
 from rules.heartbeat import HeartbeatSender
+from rules.history import InfluxHistory, Span, history_needed
 from rules.http import EngineHealth, RulesHttp
 from rules.matchers import parse_matcher
 from rules.model import RulePack, load_rule_files
 from rules.mqtt import RulesSubscription
 from rules.notify import Delivery, receivers_all_down
+from rules.replay import DeviceTimeDriver
 from rules.route import Escalation, Route
 from rules.store import AlertStore
 from rules.workers import AckListeners, DeliveryWorkers
@@ -48,6 +52,8 @@ log = logging.getLogger("facmon.rules")
 # lines per tick would bury the engine's own log. Its warnings (missed runs) and errors still show.
 logging.getLogger("apscheduler").setLevel(logging.WARNING)
 NO_SITES = SitesSettings()
+DEVICE_CLOCK = "device_clock"
+"""Store meta key: where device time stood (`rules.clock: device`), to resume there after a restart."""
 DEFAULT_RULE_FILES = (Path(__file__).resolve().parent / "packs" / "park.yaml",)
 
 
@@ -66,17 +72,21 @@ def build_routes(settings: RulesSettings) -> list[Route]:
 
 
 class RulesService:
-    def __init__(self, engine: Engine, delivery: Delivery, clock: Clock, interval_s: float,
+    def __init__(self, engine: Engine, delivery: Delivery, clock: Clock, tick_every_s: float | None,
                  subscription_factory: Callable[[Engine], RulesSubscription] | None,
-                 annotations: AnnotationWriter | None = None, store: AlertStore | None = None,
-                 channels: Channels | None = None, heartbeat: Callable[[RulesService], HeartbeatSender] | None = None,
+                 annotations: AnnotationWriter | None = None, broker_watch: BrokerWatch | None = None,
+                 store: AlertStore | None = None, channels: Channels | None = None,
+                 heartbeat: Callable[[RulesService], HeartbeatSender] | None = None,
                  channels_down_after_s: float = 600.0, external_url: str = "") -> None:
+        """`tick_every_s`: evaluation ticks on the wall clock; None when they come with the readings
+        (device time, `rules.replay.DeviceTimeDriver`)."""
         self.engine = engine
         self._external_url = external_url
         self.delivery = delivery
         self.annotations = annotations
+        self.broker_watch = broker_watch
         self._clock = clock
-        self._interval_s = interval_s
+        self._tick_every_s = tick_every_s
         self.messages_handled = 0
         """Readings and status messages the subscription handed to the engine (for /metrics)."""
         self._subscription = subscription_factory(engine) if subscription_factory else None
@@ -98,9 +108,11 @@ class RulesService:
         connected = self._subscription.connected if self._subscription is not None else True
         subscribed = self._subscription.subscribed if self._subscription is not None else True
         reasons = []
-        if lag is None or lag > 3 * self._interval_s + 5:
-            reasons.append("not evaluating: no rules tick in the last "
-                           f"{3 * self._interval_s + 5:g} s" if lag is not None else "not evaluating yet")
+        # On device time (a replay) ticks follow the readings, so only the wall-clock mode has a lag to judge.
+        limit_s = 3 * self._tick_every_s + 5 if self._tick_every_s is not None else None
+        if limit_s is not None and (lag is None or lag > limit_s):
+            reasons.append(f"not evaluating: no rules tick in the last {limit_s:g} s" if lag is not None
+                           else "not evaluating yet")
         if not subscribed:
             reasons.append("not subscribed to the MQTT broker (see mqtt.* and the broker's log)")
         counts = self.delivery.counts
@@ -140,9 +152,11 @@ class RulesService:
     @classmethod
     def from_settings(cls, settings: RulesSettings, mqtt: MqttSettings, clock: Clock,
                       write_lines: Callable[[list[str]], None] | None = None,
-                      pack: RulePack | None = None, sites: SitesSettings = NO_SITES) -> RulesService:
+                      pack: RulePack | None = None, sites: SitesSettings = NO_SITES,
+                      history: InfluxHistory | None = None) -> RulesService:
         """The service as `settings` describe it, watching the sites `sites` describes (none by
-        default: no schedules, rooms or uplink roles, and any device may publish)."""
+        default: no schedules, rooms or uplink roles, and any device may publish). `history`: where
+        windows are refilled from at start (None: they start empty)."""
         pack = pack or load_rule_files(settings.rule_files or DEFAULT_RULE_FILES)
         described = load_sites(sites.files)
         known = known_devices_for(sites, described.values())
@@ -151,33 +165,58 @@ class RulesService:
         zones = {site_id: site.tz for site_id, site in described.items()}
         channels = build_notifiers(settings.receivers, store, clock, zones)
         holder: dict[str, RulesService] = {}
-        engine = Engine(pack, described, store, build_routes(settings), clock, channels.by_receiver,
+        resumed_at = store.meta(DEVICE_CLOCK) if settings.clock == "device" else None
+        engine_clock: Clock = FakeClock(float(resumed_at or 0.0)) if settings.clock == "device" else clock
+        engine = Engine(pack, described, store, build_routes(settings), engine_clock, channels.by_receiver,
                         reconnect_grace_s=settings.reconnect_grace_s, external_url=settings.external_url,
                         watchdog=settings.heartbeat.receiver is not None,
                         on_transitions=annotations.wake if annotations is not None else None,
                         on_enqueued=lambda: holder["service"].workers.wake() if "service" in holder else None)
+        if history is not None and (settings.clock == "system" or resumed_at is not None):
+            _refill(engine, history, history_needed(pack, settings.refill_max_s), engine_clock.now())
+        # Notifications are delivered on the wall clock in both modes: retries must come due even
+        # when a replay pauses.
         offline_rules = set(channels.offline_rules.values())
         delivery = Delivery(store, channels.targets, settings.retry_min_s, settings.retry_max_s, settings.max_attempts,
                             failover=channels.failover,
                             site_offline=lambda: any(store.active_alerts(state="firing", rule=rule)
                                                      for rule in offline_rules))
+        on_message: Callable[[Reading | StatusChange], None] = engine.handle
+        on_connection: Callable[[bool], None] = engine.source_connected
+        tick_every_s: float | None = settings.evaluation_interval_s
+        if isinstance(engine_clock, FakeClock):
+            driver = DeviceTimeDriver(engine, engine_clock, settings.evaluation_interval_s,
+                                      started=resumed_at is not None,
+                                      on_moved=lambda t: store.set_meta(DEVICE_CLOCK, repr(t)))
+            on_message, on_connection, tick_every_s = driver.handle, driver.source_connected, None
+
+        watch_settings = settings.broker_watch
+        watch = BrokerWatch(watch_settings.queue_limit, watch_settings.warn_fraction, watch_settings.warn_left_s,
+                            watch_settings.drop_hold_s) if watch_settings.enabled else None
+
+        def on_counter(topic: str, payload: bytes) -> None:
+            assert watch is not None
+            engine.observe(watch.on_counter(topic, payload, clock.now()))
+
+        def handle(message: Reading | StatusChange) -> None:  # on paho's thread, one at a time
+            holder["service"].messages_handled += 1
+            on_message(message)
 
         def subscription(engine: Engine) -> RulesSubscription:
-            def handle(message: Reading | StatusChange) -> None:  # on paho's thread, one at a time
-                holder["service"].messages_handled += 1
-                engine.handle(message)
-            return RulesSubscription(mqtt, settings.mqtt_client_id, clock, handle, engine.source_connected,
-                                     known=known)
+            return RulesSubscription(mqtt, settings.mqtt_client_id, clock, handle, on_connection, known=known,
+                                     session_expiry_s=settings.mqtt_session_expiry_s,
+                                     on_broker_counter=on_counter if watch is not None else None)
 
         heartbeat = _heartbeat_of(settings, described, clock, store)
-        service = cls(engine, delivery, clock, settings.evaluation_interval_s, subscription, annotations, store,
-                      channels, heartbeat, settings.channels_down_after_s, settings.external_url)
+        service = cls(engine, delivery, clock, tick_every_s, subscription, annotations, watch, store, channels,
+                      heartbeat, settings.channels_down_after_s, settings.external_url)
         holder["service"] = service
         return service
 
     def start(self) -> None:
-        self._scheduler.add_job(self._tick, "interval", seconds=self._interval_s, id="rules-tick",
-                                max_instances=1, coalesce=True)
+        if self._tick_every_s is not None:
+            self._scheduler.add_job(self._tick, "interval", seconds=self._tick_every_s, id="rules-tick",
+                                    max_instances=1, coalesce=True)
         self._scheduler.start()
         self.workers.start()
         if self.acks is not None:
@@ -207,6 +246,8 @@ class RulesService:
         try:
             self.engine.tick()
             self.last_tick_at = self._clock.now()
+            if self.broker_watch is not None:
+                self.engine.observe(self.broker_watch.on_tick(self._clock.now()))
         except Exception:
             # A scheduler job that raises is only logged by APScheduler; say which stage failed.
             log.exception("rules tick failed; the next tick retries")
@@ -226,3 +267,16 @@ def _heartbeat_of(settings: RulesSettings, sites: Mapping[str, Site], clock: Clo
     return lambda service: HeartbeatSender(url, secret, site, timezone, beat.interval_s, clock,
                                            lambda: not service.health().not_ready,
                                            lambda: store.active_alerts(state="firing"), beat.timeout_s)
+
+
+def _refill(engine: Engine, history: InfluxHistory, spans: Mapping[Kind, Span], now: float) -> None:
+    if not spans:
+        return
+    try:
+        readings = history.readings(spans, now)
+    except InfluxError as err:
+        log.warning("cannot refill the rules' windows from InfluxDB; they start empty (aggregate and run-out "
+                    "alerts may come late)", extra={"error": str(err)})
+        return
+    log.info("rules' windows refilled from InfluxDB", extra={"readings": engine.refill(readings),
+                                                           "kinds": ",".join(sorted(k.value for k in spans))})

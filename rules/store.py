@@ -89,6 +89,13 @@ CREATE TABLE IF NOT EXISTS deliveries (
 # `feed` (the local notifications feed) and `deliveries` (which channel delivered an outbox row, and
 # the row it stood in for when it was a failover) came after schema 2: `CREATE TABLE IF NOT EXISTS`
 # adds them to an older database on open, nothing else of it changes.
+# The alert timers that must survive a restart, beside `alerts` (a table of their own, created on
+# open, so a database from before them needs no migration; a missing row means no timer running).
+_TIMERS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS alert_timers (fingerprint TEXT PRIMARY KEY, keep_firing_since REAL NOT NULL);
+"""
+_SELECT_ALERTS = ("SELECT alerts.*, alert_timers.keep_firing_since FROM alerts "
+                  "LEFT JOIN alert_timers USING (fingerprint)")
 
 
 class StoreError(RuntimeError):
@@ -185,6 +192,7 @@ class AlertStore:
         self._db.execute("PRAGMA busy_timeout=10000")
         with self._lock:
             self._db.executescript(_SCHEMA)
+            self._db.executescript(_TIMERS_SCHEMA)
             for table, column, decl in _ADDED_COLUMNS:
                 have = {row["name"] for row in self._db.execute(f"PRAGMA table_info({table})")}
                 if column not in have:
@@ -242,18 +250,19 @@ class AlertStore:
                     "VALUES (?,?,?,?,?,?,?,?)",
                     (transition.fingerprint, transition.rule, transition.at, transition.from_state.value,
                      transition.to_state.value, _dump(transition.labels), transition.value, transition.summary))
+            _save_timers(db, alert)
 
     def all_alerts(self) -> list[Alert]:
         """Every alert the store knows, in any state (the engine loads these on start)."""
         with self._lock:
-            rows = self._db.execute("SELECT * FROM alerts ORDER BY fingerprint").fetchall()
+            rows = self._db.execute(f"{_SELECT_ALERTS} ORDER BY fingerprint").fetchall()
         return [_alert(row) for row in rows]
 
     def active_alerts(self, state: AlertState | str | None = None, site: str | None = None,
                       severity: str | None = None, rule: str | None = None) -> list[Alert]:
         """Pending and firing alerts (or only `state`), newest activation first, optionally filtered."""
         states = [AlertState(state).value] if state else [AlertState.PENDING.value, AlertState.FIRING.value]
-        sql = f"SELECT * FROM alerts WHERE state IN ({','.join('?' * len(states))})"
+        sql = f"{_SELECT_ALERTS} WHERE state IN ({','.join('?' * len(states))})"
         args: list[object] = list(states)
         if rule:
             sql += " AND rule = ?"
@@ -265,7 +274,7 @@ class AlertStore:
 
     def alert(self, fingerprint: str) -> AlertDetail | None:
         with self._lock:
-            row = self._db.execute("SELECT * FROM alerts WHERE fingerprint = ?", (fingerprint,)).fetchone()
+            row = self._db.execute(f"{_SELECT_ALERTS} WHERE fingerprint = ?", (fingerprint,)).fetchone()
             if row is None:
                 return None
             transitions = self._db.execute(
@@ -326,7 +335,7 @@ class AlertStore:
             db.execute("INSERT INTO acks (fingerprint, by, comment, at) VALUES (?,?,?,?)",
                        (fingerprint, by, comment, now))
             self._own_changes += 1
-            row = db.execute("SELECT * FROM alerts WHERE fingerprint = ?", (fingerprint,)).fetchone()
+            row = db.execute(f"{_SELECT_ALERTS} WHERE fingerprint = ?", (fingerprint,)).fetchone()
         return _alert(row)
 
     def acks(self) -> dict[str, tuple[str, float, str]]:
@@ -507,6 +516,13 @@ class AlertStore:
             return int(self._db.execute("SELECT COUNT(*) FROM notifications WHERE status = 'pending'").fetchone()[0])
 
 
+def _save_timers(db: sqlite3.Connection, alert: Alert) -> None:
+    if alert.keep_firing_since is None:
+        db.execute("DELETE FROM alert_timers WHERE fingerprint = ?", (alert.fingerprint,))
+    else:
+        db.execute("INSERT OR REPLACE INTO alert_timers VALUES (?, ?)", (alert.fingerprint, alert.keep_firing_since))
+
+
 def _save_group(db: sqlite3.Connection, group: GroupState) -> None:
     db.execute(f"INSERT OR REPLACE INTO groups ({_GROUP_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
                (group.key, group.receiver, _dump(group.labels), group.first_seen_at, group.last_notified_at,
@@ -521,7 +537,8 @@ def _alert(row: sqlite3.Row) -> Alert:
     return Alert(row["fingerprint"], row["rule"], json.loads(row["labels"]), json.loads(row["annotations"]),
                  AlertState(row["state"]), row["active_since"], row["fired_at"], row["resolved_at"],
                  row["updated_at"], row["value"], tuple(json.loads(row["muted_by"])), row["acked_by"],
-                 row["acked_at"], row["ack_comment"])
+                 row["acked_at"], row["ack_comment"],
+                 row["keep_firing_since"])
 
 
 def _transition(row: sqlite3.Row) -> Transition:

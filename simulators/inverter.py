@@ -11,7 +11,8 @@ published `battery_a * dt` therefore reproduces the published SoC (tests/unit/si
 
 Modes: `grid` (grid present), `solar` (PV covers the load), `battery`, `bypass` (a fault with the
 grid present: the grid feeds the load past the inverter), `fault` (the inverter is off and so is
-the site's power). Faults: `overload`, `over_temperature`, `low_battery_cutoff`.
+the site's power), `generator` (the grid is out and a generator powers the AC input, which the
+flows then count as `grid_w`). Faults: `overload`, `over_temperature`, `low_battery_cutoff`.
 
 All inverters of a site step together (`InverterFleet`), as arrays: each branch of the physics is
 computed for every inverter and `np.where` keeps the one that applies, so a thousand inverters cost
@@ -38,8 +39,8 @@ THERMAL_TAU_S = 600.0
 GRID_NOMINAL_V = 230.0
 GRID_NOMINAL_HZ = 50.0
 
-MODES = ("grid", "solar", "battery", "bypass", "fault")
-_GRID, _SOLAR, _BATTERY, _BYPASS, _FAULT = range(5)
+MODES = ("grid", "solar", "battery", "bypass", "fault", "generator")
+_GRID, _SOLAR, _BATTERY, _BYPASS, _FAULT, _GENERATOR = range(6)
 FAULTS = (None, "over_temperature", "overload", "low_battery_cutoff")
 _NO_FAULT, _OVER_TEMP, _OVERLOAD, _LOW_BATTERY = range(4)
 # Per inverter per step: uniforms [a cloud comes?, its length, its thickness]; normals [load, grid V, grid Hz].
@@ -122,6 +123,8 @@ class InverterFleet:
         self._cloud_factor = np.ones(n)
         self._cloud_left_s = np.zeros(n)
         self.flows: tuple[np.ndarray, ...] = tuple(np.zeros(n) for _ in PowerFlows.__slots__)
+        self.grid_ok = np.ones(n, dtype=bool)
+        """The utility grid at each inverter in the latest step (a generator's AC input is not the grid)."""
         """pv_w, grid_w, discharge_w, load_w, charge_w, battery_terminal_w: one array each."""
 
     @property
@@ -165,8 +168,10 @@ class InverterFleet:
         current_a = delta_ah * 3600 / dt
         return current_a * ocv, current_a
 
-    def step(self, ctx: StepContext, occupancy_fraction: float) -> list[dict[str, float | bool | str | None]]:
-        """Advance every inverter by `ctx.dt`; their readings' metrics (contract names), in `specs` order."""
+    def step(self, ctx: StepContext, occupancy_fraction: float,
+             generator_ac: np.ndarray | None = None) -> list[dict[str, float | bool | str | None]]:
+        """Advance every inverter by `ctx.dt`; their readings' metrics (contract names), in `specs` order.
+        `generator_ac`: per inverter, a running generator powers its AC input this step."""
         if not self.specs:
             return []
         u, n = self._random.step()
@@ -174,15 +179,18 @@ class InverterFleet:
         overrides = self.overrides
         self._step_clouds(dt, u)
         grid_ok = np.array([not ctx.scheduled_outage and o.forced_grid_outages == 0 for o in overrides])
+        ac_in = grid_ok if generator_ac is None else grid_ok | generator_ac
+        self.grid_ok = grid_ok
         pv_factor = np.array([o.scenario_pv_factor for o in overrides])
         pv = self._pv_kwp * ctx.irradiance_w_m2 * PV_DERATE * self._cloud_factor * pv_factor
         demand = (self._load_base_w + (self._load_peak_w - self._load_base_w) * occupancy_fraction) * (
             1 + 0.04 * n[:, _N_LOAD]) + np.array([o.extra_load_w for o in overrides])
         demand = np.maximum(demand, 0.0)
         self._update_faults(ctx, demand, np.array([o.forced_over_temp > 0 for o in overrides]))
-        self._cut_off &= ~(grid_ok | (self._soc_pct() >= self._restart_soc))
-        mode, current_a = self._flows(dt, grid_ok, pv, demand)
-        return self._metrics(ctx, grid_ok, mode, current_a, n)
+        self._cut_off &= ~(ac_in | (self._soc_pct() >= self._restart_soc))
+        mode, current_a = self._flows(dt, ac_in, pv, demand)
+        mode = np.where(ac_in & ~grid_ok & (mode != _BYPASS) & (mode != _FAULT), _GENERATOR, mode)
+        return self._metrics(ctx, grid_ok, ac_in, mode, current_a, n)
 
     def _flows(self, dt: float, grid_ok: np.ndarray, pv: np.ndarray,
                demand: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -213,15 +221,15 @@ class InverterFleet:
                          [_BYPASS, _FAULT, _SOLAR, _GRID, _SOLAR], _BATTERY)
         return mode, np.where(faulted, 0.0, current_a)
 
-    def _metrics(self, ctx: StepContext, grid_ok: np.ndarray, mode: np.ndarray, current_a: np.ndarray,
-                 n: np.ndarray) -> list[dict[str, float | bool | str | None]]:
+    def _metrics(self, ctx: StepContext, grid_ok: np.ndarray, ac_in: np.ndarray, mode: np.ndarray,
+                 current_a: np.ndarray, n: np.ndarray) -> list[dict[str, float | bool | str | None]]:
         current = np.where(self.flows[5] != 0, current_a, 0.0)
         battery_v = self._ocv() + current * 0.02 * self._nominal_v / 48
         target_bt = ctx.ambient_c + 2 + current * current * 0.0008
         before = self._battery_temp_c
         self._battery_temp_c = np.where(np.isnan(before), target_bt,
                                         before + (target_bt - before) * min(1.0, ctx.dt / (3 * THERMAL_TAU_S)))
-        fault = np.where((self._fault == _NO_FAULT) & self._cut_off & ~grid_ok, _LOW_BATTERY, self._fault)
+        fault = np.where((self._fault == _NO_FAULT) & self._cut_off & ~ac_in, _LOW_BATTERY, self._fault)
         fault = np.where((mode == _BYPASS) | (mode == _FAULT), fault, _NO_FAULT)
         grid_v = np.where(grid_ok, np.round(GRID_NOMINAL_V + 4 * n[:, _N_GRID_V], 1), 0.0)
         grid_hz = np.where(grid_ok, np.round(GRID_NOMINAL_HZ + 0.04 * n[:, _N_GRID_HZ], 2), 0.0)

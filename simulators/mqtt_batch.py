@@ -31,9 +31,13 @@ from typing import Literal
 
 import paho.mqtt.client as mqtt
 from paho.mqtt import _packet as paho_packet  # CONNACK decoding, once per connection
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.reasoncodes import ReasonCode
 
 from core.clock import Clock
 from core.mqtt_buffer import READ_CHUNK_BYTES, BufferedReadClient
+from core.mqtt_connect import apply_credentials_and_tls
+from core.settings.mqtt import MqttSettings
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +109,24 @@ class BatchClient(BufferedReadClient):
     resent: int
     peak_unacked: int
     """The most messages ever unacknowledged at once (never above the window)."""
+
+    @classmethod
+    def for_session(cls, settings: MqttSettings, client_id: str, clock: Clock, max_inflight: int,
+                    will_topic: str | None = None, will_payload: str = "") -> BatchClient:
+        """An MQTT 5 client logged in as `settings` say, ready to `connect`; with a retained last will
+        on `will_topic` if given."""
+        client = cls(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+        client.configure_batching(clock, max_inflight)
+        client.reconnect_delay_set(1, 8)
+        apply_credentials_and_tls(client, settings)
+        if will_topic is not None:
+            client.will_set(will_topic, will_payload, qos=1, retain=True)
+        return client
+
+    def disconnect_with_will(self) -> None:
+        """Leave as a device that died: MQTT 5 reason 0x04 "disconnect with will message" makes the
+        broker publish the last will itself."""
+        self.disconnect(reasoncode=ReasonCode(PacketTypes.DISCONNECT, identifier=4))
 
     def configure_batching(self, clock: Clock, max_inflight: int) -> None:
         self._clock = clock

@@ -18,7 +18,7 @@ from typing import overload
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from core.site import Inverter, OccupancySensor, Site, Uplink, iter_devices
+from core.site import DeviceSpec, Generator, Inverter, OccupancySensor, Site, Uplink, iter_devices
 
 
 class PhysicsError(ValueError):
@@ -55,8 +55,18 @@ class SensorPhysics(_Physics):
     battery_days: float = Field(365.0, gt=0, description="sensor battery life from full")
 
 
+class GeneratorPhysics(_Physics):
+    crank_s: float = Field(15.0, gt=0, le=600, description="from the start signal to running (or giving up)")
+    cooldown_s: float = Field(60.0, ge=0, le=3600, description="unloaded run before it stops")
+    idle_l_per_h: float = Field(0.8, ge=0, le=1000, description="fuel burnt running with no load")
+    l_per_kwh: float = Field(0.27, ge=0, le=10, description="fuel per kWh delivered, on top of idle")
+    start_failure_rate: float = Field(0.0, ge=0, le=1, description="chance that a start attempt fails")
+    initial_fuel_pct: float = Field(80.0, ge=0, le=100)
+    initial_engine_hours: float = Field(1200.0, ge=0)
+
+
 _MODELS: dict[type, type[_Physics]] = {Inverter: InverterPhysics, Uplink: UplinkPhysics,
-                                       OccupancySensor: SensorPhysics}
+                                       OccupancySensor: SensorPhysics, Generator: GeneratorPhysics}
 
 
 @overload
@@ -65,9 +75,11 @@ def physics_of(spec: Inverter, site_id: str = "") -> InverterPhysics: ...
 def physics_of(spec: Uplink, site_id: str = "") -> UplinkPhysics: ...
 @overload
 def physics_of(spec: OccupancySensor, site_id: str = "") -> SensorPhysics: ...
+@overload
+def physics_of(spec: Generator, site_id: str = "") -> GeneratorPhysics: ...
 
 
-def physics_of(spec: Inverter | Uplink | OccupancySensor, site_id: str = "") -> _Physics:
+def physics_of(spec: DeviceSpec, site_id: str = "") -> _Physics:
     """The physics of one device (of site `site_id`, for the error message). Raises `PhysicsError`."""
     try:
         return _MODELS[type(spec)].model_validate(dict(spec.simulation))

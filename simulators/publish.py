@@ -1,5 +1,5 @@
 """Where simulated devices' messages go: a `Publisher` of a few methods, so unit tests capture the
-stream in memory and integration tests and real runs use a broker (paho-mqtt, only here).
+stream in memory and integration tests and real runs use a broker (through `simulators.mqtt_batch`).
 
 Lifecycle: `open(devices)` once (connects; each device's status `online` is a message in the stream
 itself), then `publish_step()` (one simulation step's messages, in order) any number of times, then
@@ -14,13 +14,8 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Protocol
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.reasoncodes import ReasonCode
-
 from core.clock import Clock
 from core.contract import STATUS_OFFLINE, DeviceKey
-from core.mqtt_connect import apply_credentials_and_tls
 from core.settings.mqtt import MqttSettings
 from simulators.mqtt_batch import BatchClient, PublishStalled
 from simulators.world import Message
@@ -111,13 +106,10 @@ class MqttPublisher:
         return sum(client.resent for client in self._clients)
 
     def _client(self, client_id: str, will_device: DeviceKey | None) -> BatchClient:
-        client = BatchClient(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
-        client.configure_batching(self._clock, self._max_inflight)
-        client.reconnect_delay_set(1, 8)
-        apply_credentials_and_tls(client, self._settings)
-        if will_device is not None:
-            client.will_set(will_device.status_topic(), STATUS_OFFLINE, qos=1, retain=True)
-        return client
+        if will_device is None:
+            return BatchClient.for_session(self._settings, client_id, self._clock, self._max_inflight)
+        return BatchClient.for_session(self._settings, client_id, self._clock, self._max_inflight,
+                                       will_device.status_topic(), STATUS_OFFLINE)
 
     def _connect(self, client: BatchClient) -> None:
         host, port = self._settings.host, self._settings.port
@@ -195,8 +187,7 @@ class MqttPublisher:
     def _die(self, client: BatchClient, device: DeviceKey) -> None:
         self._dropped.add(device)
         client.wait_all_acked(10.0)
-        # MQTT 5 reason 0x04 "disconnect with will message": the broker announces the death itself.
-        client.disconnect(reasoncode=ReasonCode(PacketTypes.DISCONNECT, identifier=4))
+        client.disconnect_with_will()
 
     def close(self, timeout_s: float = 30.0) -> None:
         """Wait (up to `timeout_s` in all) for the broker to acknowledge everything, then disconnect."""

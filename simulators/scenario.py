@@ -25,12 +25,14 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from core.contract import KINDS
 from core.site import (
     DeviceId,
     Location,
     Site,
     SiteFileError,
     describe_validation_error,
+    iter_devices,
     line_of,
     read_yaml_with_lines,
 )
@@ -143,6 +145,15 @@ class InverterFault(_Timed):
     fault: Literal["over_temperature", "overload"]
 
 
+class GeneratorFault(_Timed):
+    """`fail_to_start`: every start attempt fails while it lasts; `stuck_on`: once running, the
+    controller's auto-stop does not stop it (it runs on after the grid returns)."""
+
+    type: Literal["generator_fault"]
+    device: DeviceId
+    fault: Literal["fail_to_start", "stuck_on"]
+
+
 class ClockSkew(_Timed):
     """The device's clock runs `offset` ahead (negative: behind) of simulated time."""
 
@@ -197,12 +208,12 @@ class Late(_Event):
 
 
 Event = Annotated[
-    GridOutage | Clouds | UplinkOutage | UplinkDegraded | SensorSilent | InverterFault | ClockSkew
+    GridOutage | Clouds | UplinkOutage | UplinkDegraded | SensorSilent | InverterFault | GeneratorFault | ClockSkew
     | MalformedBurst | Duplicates | OutOfOrder | Late,
     Field(discriminator="type"),
 ]
 EVENT_TYPES = ("grid_outage", "clouds", "uplink_outage", "uplink_degraded", "sensor_silent", "inverter_fault",
-               "clock_skew", "malformed_burst", "duplicates", "out_of_order", "late")
+               "generator_fault", "clock_skew", "malformed_burst", "duplicates", "out_of_order", "late")
 
 
 class Initial(_Frozen):
@@ -254,11 +265,9 @@ def _strip_union_tags(err: ValidationError) -> ValidationError:
 
 def scenario_problems(scenario: Scenario, site: Site) -> list[tuple[Location, str]]:
     """Events that name devices the site lacks, or devices of the wrong kind."""
-    kinds = {inv.id: "inverter" for inv in site.inverters}
-    kinds |= {u.id: "uplink" for u in site.uplinks}
-    kinds |= {o.id: "occupancy sensor" for o in site.occupancy_sensors}
+    kinds = {device.id: KINDS[device.kind].title.lower() for device in iter_devices(site)}
     wanted = {GridOutage: "inverter", Clouds: "inverter", UplinkOutage: "uplink", UplinkDegraded: "uplink",
-              SensorSilent: "occupancy sensor", InverterFault: "inverter"}
+              SensorSilent: "room", InverterFault: "inverter", GeneratorFault: "generator"}
     problems: list[tuple[Location, str]] = []
     for index, event in enumerate(scenario.events):
         names = getattr(event, "devices", None) or ((event.device,) if hasattr(event, "device") else ())
@@ -270,7 +279,7 @@ def scenario_problems(scenario: Scenario, site: Site) -> list[tuple[Location, st
                                  f"site {site.id!r} has no device {name!r} (it has {', '.join(sorted(kinds))})"))
             elif need is not None and kind != need:
                 problems.append((("events", index, "device" if hasattr(event, "device") else "devices"),
-                                 f"{event.type} needs an {need}, but {name!r} is an {kind}"))
+                                 f"{event.type} needs a device of kind {need!r}, but {name!r} is of kind {kind!r}"))
     for name in scenario.initial.battery_soc_pct:
         if kinds.get(name) != "inverter":
             problems.append((("initial", "battery_soc_pct", name), f"{name!r} is not an inverter of site {site.id!r}"))

@@ -5,7 +5,8 @@ paces it against a clock and hands the messages to a publisher. The same site, s
 start give the same bytes, every time.
 
 Per step (default 10 s of simulated time): scenario actions due by now fire; occupancy sensors move;
-inverters step with the site's occupancy driving their load; uplinks step with their router's power;
+inverters step with the site's occupancy driving their load and their generators' AC input; generators
+step with their inverter's grid and battery; uplinks step with their router's power;
 each device's reading is encoded with the wire contract and passed through its delivery quirks
 (clock skew, duplicates, swaps, late delivery) from scenario events.
 """
@@ -21,9 +22,10 @@ from typing import NamedTuple
 import numpy as np
 
 from core.contract import STATUS_OFFLINE, STATUS_ONLINE, DeviceKey, Kind, Reading, encode_payload, format_ts
-from core.site import Inverter, OccupancySensor, Site, Uplink
+from core.site import Generator, Inverter, OccupancySensor, Site, Uplink
 from simulators import scenario as sc
 from simulators.context import StepContext, ambient_c, office_profile
+from simulators.generator import GeneratorFleet, GeneratorModel
 from simulators.inverter import InverterFleet
 from simulators.malformed import malformed_messages
 from simulators.occupancy import OccupancyFleet
@@ -85,13 +87,14 @@ class _Action:
 def scale_site(site: Site, devices: int) -> Site:
     """`site` with its devices cloned round-robin until it has `devices` devices (at least its own).
     Clone k of device `x` is `x-k`; clones' uplinks are powered by the clone of the same number."""
-    own = len(site.inverters) + len(site.uplinks) + len(site.occupancy_sensors)
+    own = len(site.inverters) + len(site.uplinks) + len(site.occupancy_sensors) + len(site.generators)
     if devices <= own:
         return site
     copies = -(-devices // own)
     inverters: list[Inverter] = []
     uplinks: list[Uplink] = []
     sensors: list[OccupancySensor] = []
+    generators: list[Generator] = []
     made = 0
     for k in range(copies):
         suffix = "" if k == 0 else f"-{k}"
@@ -110,8 +113,15 @@ def scale_site(site: Site, devices: int) -> Site:
             if made < devices:
                 sensors.append(occ.model_copy(update={"id": occ.id[:58] + suffix}))
                 made += 1
+        for gen in site.generators:
+            if made < devices:
+                feeds = gen.feeds[:58] + suffix
+                if feeds not in {i.id for i in inverters}:
+                    feeds = gen.feeds
+                generators.append(gen.model_copy(update={"id": gen.id[:58] + suffix, "feeds": feeds}))
+                made += 1
     return site.model_copy(update={"inverters": tuple(inverters), "uplinks": tuple(uplinks),
-                                   "occupancy_sensors": tuple(sensors)})
+                                   "occupancy_sensors": tuple(sensors), "generators": tuple(generators)})
 
 
 class Simulation:
@@ -133,10 +143,13 @@ class Simulation:
         self.uplinks = {o.spec.id: o for o in self.uplink_fleet.overrides}
         self.occupancy = OccupancyFleet(site.occupancy_sensors, seed)
         self._sensor_index = {o.id: index for index, o in enumerate(site.occupancy_sensors)}
+        inverter_index = {inv.id: index for index, inv in enumerate(site.inverters)}
+        self.generator_fleet = GeneratorFleet(site.generators, inverter_index, seed, site.id)
+        self.generators: dict[str, GeneratorModel] = {m.spec.id: m for m in self.generator_fleet.models}
         self.keys = {**{d: DeviceKey(site.id, Kind.INVERTER, d) for d in self.inverters},
                      **{d: DeviceKey(site.id, Kind.UPLINK, d) for d in self.uplinks},
-                     **{d: DeviceKey(site.id, Kind.OCCUPANCY, d) for d in self._sensor_index}}
-        inverter_index = {inv.id: index for index, inv in enumerate(site.inverters)}
+                     **{d: DeviceKey(site.id, Kind.OCCUPANCY, d) for d in self._sensor_index},
+                     **{d: DeviceKey(site.id, Kind.GENERATOR, d) for d in self.generators}}
         # Per uplink, the index of the inverter powering its router (-1: its own supply).
         self._powered_by = np.array([-1 if u.powered_by is None else inverter_index[u.powered_by]
                                      for u in site.uplinks], dtype=np.int64)
@@ -204,6 +217,11 @@ class Simulation:
                 extra = inv.spec.rated_w * 0.6
                 return (lambda: setattr(inv, "extra_load_w", inv.extra_load_w + extra),
                         lambda: setattr(inv, "extra_load_w", inv.extra_load_w - extra))
+            case sc.GeneratorFault():
+                generator = self.generators[event.device]
+                counter = "forced_start_failures" if event.fault == "fail_to_start" else "forced_stuck_on"
+                return (lambda: setattr(generator, counter, getattr(generator, counter) + 1),
+                        lambda: setattr(generator, counter, getattr(generator, counter) - 1))
             case sc.ClockSkew():
                 quirks, offset = self.delivery[event.device], event.offset
                 return lambda: setattr(quirks, "skew_s", offset), lambda: setattr(quirks, "skew_s", 0.0)
@@ -281,8 +299,16 @@ class Simulation:
         self.occupancy.step(ctx)
         people = int(self.occupancy.people.sum())
         fraction = people / self._capacity if self._capacity else ctx.expected_occupancy
-        inverters = self.inverter_fleet.step(ctx, fraction)
+        fleet = self.inverter_fleet
+        generators = self.generator_fleet
+        if generators.models:
+            inverters = fleet.step(ctx, fraction, generators.feeding(len(self.inverters)))
+            readings = generators.step(ctx, fleet.grid_ok.tolist(), [m["battery_soc_pct"] for m in inverters],
+                                       fleet.flows[1].tolist())
+        else:
+            inverters, readings = fleet.step(ctx, fraction), []
         metrics: dict[str, dict | None] = dict(zip(self.inverters, inverters, strict=True))
+        metrics.update(zip(self.generators, readings, strict=True))
         site_powered = self.inverter_fleet.site_powered
         powered = ((self._powered_by < 0) | site_powered[np.maximum(self._powered_by, 0)] if site_powered.size
                    else np.ones(len(self._powered_by), dtype=bool)).tolist()

@@ -10,7 +10,9 @@ from api.models import DeviceOut, SiteDetail, SiteSummary, device_out
 from api.problems import ERROR_RESPONSES, NotFound
 from api.routes.params import DeviceId, SiteId
 from api.sites import SiteTree
+from core.contract import KINDS
 
+_KIND_ORDER = {kind: index for index, kind in enumerate(KINDS)}
 router = APIRouter(prefix="/sites", tags=["sites"], responses=ERROR_RESPONSES)
 # Handlers are `async def`: they only read the in-memory site tree and device states (a lock held for
 # microseconds), so a worker-thread hop would cost more than the work (the latest-state benchmark).
@@ -24,7 +26,7 @@ def _site_devices(site_id: str, sites: SiteTree, states: DeviceStates) -> list[D
         state = seen.pop(configured.key.device, None) or DeviceState(configured.key)
         out.append(device_out(state, configured))
     out.extend(device_out(state, None) for state in seen.values())
-    out.sort(key=lambda d: (d.kind.value, d.id))
+    out.sort(key=lambda d: (_KIND_ORDER[d.kind], d.id))
     return out
 
 

@@ -3,7 +3,8 @@
 "use strict";
 
 const API = "/api/v1";
-const state = { key: localStorage.getItem("facmon.key") || "", sites: new Map(), alerts: new Map(), role: "" };
+const state = { key: localStorage.getItem("facmon.key") || "", sites: new Map(), alerts: new Map(), role: "",
+  kinds: [] };
 const $ = (sel) => document.querySelector(sel);
 
 function el(tag, attrs = {}, ...children) {
@@ -43,6 +44,47 @@ function duration(seconds) {
   return h ? `${h} h ${m} min` : `${m} min`;
 }
 
+// What a card shows per kind; a kind without an entry (a new one) shows its metrics with the units
+// the contract gives (GET /api/v1/kinds), so every kind appears without a change here.
+const onOff = (v, on, off) => (v === undefined || v === null) ? "–" : (v ? on : off);
+const CARDS = {
+  inverter: (d, m, row) => {
+    row("grid", onOff(m.grid_ok, "on", "OUT"));
+    row("mode", m.mode ?? "–");
+    row("battery", fmt(m.battery_soc_pct, " %", 0));
+    row("runtime", duration(d.battery_runtime_s));
+    row("PV", fmt(m.pv_w, " W")); row("load", fmt(m.load_w, " W"));
+    return m.grid_ok === false ? "grid-out" : "";
+  },
+  uplink: (d, m, row) => {
+    row("link", onOff(m.link_up, "up", "DOWN"));
+    row("latency", fmt(m.rtt_ms, " ms", 0)); row("loss", fmt(m.loss_pct, " %", 1));
+    return "";
+  },
+  occupancy: (d, m, row) => {
+    row("occupied", onOff(m.occupied, "yes", "no"));
+    row("people", m.people ?? "–");
+    return "";
+  },
+  generator: (d, m, row) => {
+    row("state", m.state === "fail_to_start" ? "FAILED TO START" : (m.state ?? "–"));
+    row("output", fmt(m.output_w, " W"));
+    row("fuel", fmt(m.fuel_pct, " %", 0));
+    row("engine", fmt(m.engine_hours, " h", 0));
+    if (m.coolant_temp_c !== undefined) row("coolant", fmt(m.coolant_temp_c, " °C", 0));
+    return m.state === "fail_to_start" ? "gen-failed" : (m.running ? "gen-running" : "");
+  },
+};
+
+function genericRows(kind, m, row) {
+  const spec = state.kinds.find((k) => k.kind === kind);
+  for (const metric of (spec ? spec.metrics : []).filter((x) => x.type !== "label")) {
+    const v = m[metric.name];
+    row(metric.name, typeof v === "number" ? `${v}${metric.unit ? " " + metric.unit : ""}` : String(v ?? "–"));
+  }
+  return "";
+}
+
 function deviceCard(d) {
   const m = (d.latest && d.latest.metrics) || {};
   const online = d.presence === "online";
@@ -50,21 +92,9 @@ function deviceCard(d) {
     el("span", { class: online ? "up" : "down", title: d.reason }, online ? "online" : `offline (${d.reason})`));
   const rows = [];
   const row = (k, v) => rows.push(el("dt", {}, k), el("dd", {}, v));
-  if (d.kind === "inverter") {
-    row("grid", m.grid_ok === undefined ? "–" : (m.grid_ok ? "on" : "OUT"));
-    row("mode", m.mode ?? "–");
-    row("battery", fmt(m.battery_soc_pct, " %", 0));
-    row("runtime", duration(d.battery_runtime_s));
-    row("PV", fmt(m.pv_w, " W")); row("load", fmt(m.load_w, " W"));
-  } else if (d.kind === "uplink") {
-    row("link", m.link_up === undefined ? "–" : (m.link_up ? "up" : "DOWN"));
-    row("latency", fmt(m.rtt_ms, " ms", 0)); row("loss", fmt(m.loss_pct, " %", 1));
-  } else {
-    row("occupied", m.occupied === undefined ? "–" : (m.occupied ? "yes" : "no"));
-    row("people", m.people ?? "–");
-  }
+  const flag = (CARDS[d.kind] || ((dev, metrics, r) => genericRows(dev.kind, metrics, r)))(d, m, row);
   const card = el("div", { class: `card kind-${d.kind}`, "data-device": d.id }, title, el("dl", {}, ...rows));
-  if (d.kind === "inverter" && m.grid_ok === false) card.classList.add("grid-out");
+  if (flag) card.classList.add(flag);
   return card;
 }
 
@@ -85,10 +115,10 @@ function incidentList(siteId) {
 function render() {
   const main = $("#sites");
   main.replaceChildren(...[...state.sites.values()].map((site) => {
-    const groups = ["inverter", "uplink", "occupancy"].map((kind) => {
+    const groups = state.kinds.map(({ kind, title }) => {
       const devices = site.device_list.filter((d) => d.kind === kind);
-      return devices.length ? el("div", {}, el("h4", {}, { inverter: "Power", uplink: "Uplinks",
-        occupancy: "Rooms" }[kind]), el("div", { class: "grid" }, ...devices.map(deviceCard))) : "";
+      return devices.length ? el("div", { "data-kind": kind }, el("h4", {}, `${title}s`),
+        el("div", { class: "grid" }, ...devices.map(deviceCard))) : "";
     });
     return el("section", { class: "site", "data-site": site.id },
       el("h2", { class: "name" }, site.name),
@@ -106,6 +136,7 @@ async function acknowledge(fingerprint) {
 }
 
 async function loadAll() {
+  state.kinds = await api("/kinds");
   const summaries = await api("/sites");
   const details = await Promise.all(summaries.map((s) => api(`/sites/${s.id}`)));
   state.sites = new Map(details.map((d) => [d.id, d]));

@@ -20,7 +20,7 @@ class SpoolSettings(Section):
     """Group commit: fsync at most this long after the first unsynced message, then acknowledge."""
     commit_max_messages: int = Field(1000, ge=1)
     """Commit at once when this many messages wait for their ack; keep it below the broker's in-flight
-    window (mqtt.receive_maximum) so the broker keeps sending while the spool syncs."""
+    window (collector.mqtt.receive_maximum) so the broker keeps sending while the spool syncs."""
     fsync: bool = True
     """fsync before acknowledging; turning it off trades crash safety for speed."""
 
@@ -66,7 +66,21 @@ class DeadLetterSettings(Section):
     """How much of a rejected payload is kept (dead-letter file and facmon_rejects)."""
 
 
+class CollectorSessionSettings(Section):
+    """The collector's own MQTT session (the broker itself is `mqtt.*`)."""
+
+    client_id: str = Field("facmon-collector", min_length=1, max_length=128)
+    """MQTT client id; the persistent session is bound to it, so keep it stable (unique per collector)."""
+    session_expiry_s: int = Field(7 * 86_400, ge=60)
+    """How long the broker keeps the collector's session (and queues its messages) while it is away."""
+    shared_group: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    """MQTT 5 shared subscription group: several collectors with the same group split the load."""
+    receive_maximum: int = Field(2000, ge=1, le=65535)
+    """Unacknowledged messages the broker may have in flight to the collector (MQTT 5)."""
+
+
 class CollectorSettings(Section):
+    mqtt: CollectorSessionSettings = CollectorSessionSettings()
     spool: SpoolSettings = SpoolSettings()
     writer: WriterSettings = WriterSettings()
     decode: DecodeSettings = DecodeSettings()

@@ -3,7 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 
 from core.settings.base import Section
 
@@ -21,15 +21,34 @@ class TlsSettings(Section):
     """Do not verify the broker's certificate (testing only)."""
 
 
+_MOVED_TO_STAGES = {
+    "client_id": "collector.mqtt.client_id",
+    "session_expiry_s": "collector.mqtt.session_expiry_s (the rules engine's: rules.mqtt_session_expiry_s)",
+    "shared_group": "collector.mqtt.shared_group",
+    "receive_maximum": "collector.mqtt.receive_maximum",
+}
+
+
 class MqttSettings(Section):
-    """Where the broker is and how facmon's clients talk to it."""
+    """Where the broker is and how every facmon client talks to it: the broker's identity, shared by all
+    stages. Each stage's own session (client id, session expiry, in-flight window, shared group) is
+    that stage's setting (`collector.mqtt`, `rules.mqtt_client_id`, `api.mqtt_client_id`)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moved_keys(cls, data: object) -> object:
+        if isinstance(data, dict):
+            moved = [f"mqtt.{key} is now {_MOVED_TO_STAGES[key]}" for key in data if key in _MOVED_TO_STAGES]
+            if moved:
+                raise ValueError("; ".join(moved) + ": move it there (each stage keeps its own session)")
+        return data
 
     host: str = "127.0.0.1"
     """The MQTT broker's host name or address."""
     port: int = Field(1883, ge=1, le=65535)
     """The broker's port (8883 is usual with TLS)."""
     protocol: Literal["5", "3.1.1"] = "5"
-    """MQTT protocol version the collector and the rules engine speak first."""
+    """MQTT protocol version every facmon client speaks first."""
     fallback_to_311: bool = True
     """If the broker refuses MQTT 5, connect again with 3.1.1 (persistent session via clean_session=False)."""
     username: str | None = None
@@ -39,16 +58,8 @@ class MqttSettings(Section):
     password_file: Path | None = None
     """File holding the broker password (e.g. a Docker/systemd secret)."""
     tls: TlsSettings = TlsSettings()
-    client_id: str = Field("facmon-collector", min_length=1, max_length=128)
-    """MQTT client id; the persistent session is bound to it, so keep it stable (unique per collector)."""
-    session_expiry_s: int = Field(7 * 86_400, ge=60)
-    """How long the broker keeps the collector's session (and queues its messages) while it is away."""
     keepalive_s: int = Field(30, ge=5, le=3600)
     """Keep-alive interval; a silent connection is declared dead after 1.5x this."""
-    shared_group: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]{1,64}$")
-    """MQTT 5 shared subscription group: several collectors with the same group split the load."""
-    receive_maximum: int = Field(2000, ge=1, le=65535)
-    """Unacknowledged messages the broker may have in flight to the collector (MQTT 5)."""
     reconnect_min_s: float = Field(0.5, gt=0)
     """First wait before reconnecting; doubles on each failure."""
     reconnect_max_s: float = Field(30.0, gt=0)

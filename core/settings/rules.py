@@ -249,6 +249,22 @@ class HeartbeatSettings(Section):
         return self
 
 
+class BrokerWatchSettings(Section):
+    """The broker's queue watched through its `$SYS` counters (rules.broker_watch): a warning well
+    before `max_queued_messages` is reached, and a critical alert when the broker drops messages."""
+
+    enabled: bool = True
+    """Needs `topic read $SYS/broker/#` for the rules engine's user (`facmon acl generate` writes it)."""
+    queue_limit: int = Field(1_000_000, ge=1)
+    """The broker's `max_queued_messages` (the shipped deploy/mosquitto/facmon-broker.conf value)."""
+    warn_fraction: float = Field(0.5, gt=0, le=1)
+    """Warn when this share of the limit is queued..."""
+    warn_left_s: float = Field(900.0, ge=0)
+    """...or when, at the current growth rate, the limit is this close."""
+    drop_hold_s: float = Field(300.0, gt=0)
+    """The drop alert resolves after this long without a new drop."""
+
+
 class RulesSettings(Section):
     """The rules engine (`facmon rules run`): rule files, sites, alert store, routing, receivers."""
 
@@ -258,7 +274,16 @@ class RulesSettings(Section):
     evaluation_interval_s: float = Field(1.0, gt=0, le=60)
     reconnect_grace_s: float = Field(30.0, ge=0)
     """After the broker connection returns, absence alerts stay held this long (queued readings arrive)."""
+    refill_max_s: float = Field(3600.0, ge=0)
+    """At start, aggregate windows and run-out fits are refilled from InfluxDB (what the collector
+    stored) up to this far back, so a restart neither empties them nor delays an alert; 0: start empty."""
+    clock: Literal["system", "device"] = "system"
+    """`device`: the engine's time follows the readings' `ts` (replays, accelerated simulations): timers,
+    ticks and absence run on simulated time, kept in the store across restarts. `system`: the wall clock."""
     mqtt_client_id: str = Field("facmon-rules", min_length=1, max_length=128)
+    """The engine's MQTT client id; its persistent session is bound to it."""
+    mqtt_session_expiry_s: int = Field(7 * 86_400, ge=60)
+    """How long the broker keeps the engine's session (and queues readings for it) while it is away."""
     external_url: str = "http://localhost:8080"
     """Where people open facmon (links in notifications)."""
     write_influx: bool = True
@@ -271,6 +296,7 @@ class RulesSettings(Section):
     channels_down_after_s: float = Field(600.0, gt=0)
     """When every integration of a receiver has failed this long, that is itself a notification,
     sent to the receiver's failover SMS (if any) and to the feed."""
+    broker_watch: BrokerWatchSettings = BrokerWatchSettings()
     retry_min_s: float = Field(1.0, gt=0)
     retry_max_s: float = Field(300.0, gt=0)
     max_attempts: int = Field(10, ge=1)

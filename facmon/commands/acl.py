@@ -45,6 +45,7 @@ HELP = "generate Mosquitto device credentials and the ACL file from site descrip
 
 PBKDF2_ITERATIONS = 101  # mosquitto_passwd 2.0's own default for the $7$ format
 SALT_BYTES = 12
+BROKER_COUNTERS = "$SYS/broker/#"
 DEFAULT_READERS = ("facmon-collector", "facmon-rules", "facmon-api")
 """One account per facmon service (the broker binds client ids to usernames: they cannot share one)."""
 READER_NAME_RULE = "1-64 characters of A-Z a-z 0-9 _ -, starting with a letter or a digit"
@@ -142,6 +143,8 @@ def acl_file(accounts: Iterable[Account]) -> str:
             lines.append(f"topic write {account.write_prefix}")
         if account.read_prefix:
             lines.append(f"topic read {account.read_prefix}")
+            # The broker's own counters: the rules engine watches its queue (rules.broker_watch).
+            lines.append(f"topic read {BROKER_COUNTERS}")
         lines.append("")
     return "\n".join(lines)
 

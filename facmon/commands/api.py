@@ -25,9 +25,8 @@ from api.sites import SiteTree
 from core.clock import Clock, SystemClock
 from core.config import FacmonConfig
 from core.decode import DecodeLimits
-from core.influxql import InfluxQLClient
+from core.influxql import InfluxQLClient, influxql_client_for
 from core.known_devices import known_devices_for, load_sites
-from core.settings.base import read_secret
 from rules.store import AlertStore
 
 HELP = "serve the HTTP API (/api/v1) and the live status page (/status/)"
@@ -125,9 +124,7 @@ def wired_services(config: FacmonConfig, clock: Clock) -> Iterator[ApiServices]:
     states = DeviceStates(settings.stale_after_s)
     hub = EventHub(settings.sse_queue_max, settings.sse_keepalive_s)
     influx_settings = config.influxdb
-    influx = InfluxQLClient(influx_settings.url, influx_settings.database, influx_settings.username,
-                            read_secret(influx_settings.password, influx_settings.password_file, "influxdb.password"),
-                            influx_settings.timeout_s)
+    influx = influxql_client_for(influx_settings)
     keys = KeyStore(settings.keys_db, clock)
     # The engine's own store file (rules.store_path), never a second setting that could point elsewhere:
     # acks and silences written here only reach the engine through this one SQLite file.

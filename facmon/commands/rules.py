@@ -17,7 +17,9 @@ from pathlib import Path
 from core.clock import SystemClock
 from core.config import FacmonConfig
 from core.influx_write import InfluxWriteError, line_writer_for
+from core.influxql import influxql_client_for
 from core.site import SiteFileError
+from rules.history import InfluxHistory
 from rules.model import RuleFileError, check_rule_files, load_rule_files
 from rules.service import DEFAULT_RULE_FILES, RulesService
 
@@ -73,12 +75,17 @@ def _run(config: FacmonConfig) -> int:
         assert writer is not None
         writer.write(lines)
 
+    history = InfluxHistory(influxql_client_for(config.influxdb)) if config.rules.refill_max_s > 0 else None
     try:
         service = RulesService.from_settings(config.rules, config.mqtt, SystemClock(),
-                                             write_lines if writer is not None else None, sites=config.sites)
+                                             write_lines if writer is not None else None, sites=config.sites,
+                                             history=history)
     except (RuleFileError, SiteFileError, OSError, InfluxWriteError, ValueError) as err:
         log.error("cannot start the rules engine", extra={"error": str(err)})
         return 1
+    finally:
+        if history is not None:
+            history.close()
     service.start()
     if config.rules.http_listen:
         try:

@@ -24,6 +24,7 @@ from tests.support import poll_until
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 INV = DeviceKey("park", Kind.INVERTER, "inv-main")
+GEN = DeviceKey("park", Kind.GENERATOR, "gen-main")
 LAUNCH_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
@@ -36,6 +37,14 @@ def reading(seq: int, grid_ok: bool) -> bytes:
     return encode_reading(Reading(INV, now_ms, seq, {
         "grid_v": 230.0 if grid_ok else 0.0, "grid_ok": grid_ok, "mode": "grid" if grid_ok else "battery",
         "battery_soc_pct": 64.0, "battery_v": 51.0, "battery_a": -20.0, "pv_w": 300.0, "load_w": 1800.0}))
+
+
+def generator_reading(seq: int, state: str) -> bytes:
+    now_ms = int(SystemClock().now() * 1000)
+    return encode_reading(Reading(GEN, now_ms, seq, {
+        "running": state == "running", "state": state, "output_w": 4200.0 if state == "running" else 0.0,
+        "fuel_pct": 63.0, "engine_hours": 1201.5, "coolant_temp_c": 31.0,
+        "fault_code": "fail_to_start" if state == "fail_to_start" else None}))
 
 
 def test_grid_outage_appears_live_and_an_operator_acknowledges_it(
@@ -68,6 +77,17 @@ def test_grid_outage_appears_live_and_an_operator_acknowledges_it(
             device.publish(INV.reading_topic(), reading(2, grid_ok=False), qos=1).wait_for_publish(5)
             expect(card).to_contain_text("OUT", timeout=10_000)
             expect(card).to_contain_text("battery", timeout=10_000)
+
+            # The generator (a kind the page takes from GET /api/v1/kinds) cranks and fails to start.
+            generators = page.locator('[data-kind="generator"]')
+            expect(generators.locator("h4")).to_have_text("Generators", timeout=10_000)
+            gen_card = page.locator('.card[data-device="gen-main"]')
+            device.publish(GEN.reading_topic(), generator_reading(1, "running"), qos=1).wait_for_publish(5)
+            expect(gen_card).to_contain_text("4200 W", timeout=10_000)
+            expect(gen_card).to_contain_text("63 %", timeout=10_000)
+            device.publish(GEN.reading_topic(), generator_reading(2, "fail_to_start"), qos=1).wait_for_publish(5)
+            expect(gen_card).to_contain_text("FAILED TO START", timeout=10_000)
+            expect(gen_card).to_have_class("card kind-generator gen-failed", timeout=10_000)
 
             # The rules engine fires GridOutage; the page lists it through the live stream.
             labels = {"alertname": "GridOutage", "site": "park", "device": "inv-main", "severity": "critical"}

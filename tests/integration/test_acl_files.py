@@ -25,10 +25,15 @@ from facmon.commands.acl import (
 PARK = load_site(Path(__file__).resolve().parents[2] / "simulators" / "sites" / "park.yaml")
 
 
+def by_name_of(accounts: list) -> dict:
+    return {a.username: a for a in accounts}
+
+
 def test_one_account_per_device_plus_the_collector() -> None:
     accounts = plan_accounts([PARK], ["facmon-collector"], {}, make_password=lambda: "pw")
     assert [a.username for a in accounts][:3] == ["park.inv-main", "park.inv-lab", "park.uplink-ptcl"]
-    assert len(accounts) == 2 + 2 + 6 + 1
+    assert len(accounts) == 2 + 2 + 6 + 1 + 1  # inverters, uplinks, sensors, the generator, the collector
+    assert by_name_of(accounts)["park.gen-main"].write_prefix == "facmon/v1/park/generator/gen-main/#"
     by_name = {a.username: a for a in accounts}
     assert by_name["park.occ-lab"].write_prefix == "facmon/v1/park/occupancy/occ-lab/#"
     assert by_name["park.occ-lab"].read_prefix is None
@@ -39,7 +44,7 @@ def test_acl_text() -> None:
     accounts = plan_accounts([PARK], ["facmon-collector"], {}, make_password=lambda: "pw")
     text = acl_file(accounts)
     assert "user park.uplink-ptcl\ntopic write facmon/v1/park/uplink/uplink-ptcl/#\n" in text
-    assert text.rstrip().endswith("user facmon-collector\ntopic read facmon/v1/#")
+    assert text.rstrip().endswith("user facmon-collector\ntopic read facmon/v1/#\ntopic read $SYS/broker/#")
     before_first_user = text.split("\nuser ")[0]
     assert "\ntopic" not in before_first_user  # nothing granted to anonymous clients
 
@@ -69,7 +74,7 @@ def test_rerun_keeps_passwords_rotates_on_request_and_protects_the_secrets(tmp_p
 
 
 def test_two_sites_with_the_same_id_are_refused() -> None:
-    with pytest.raises(ValueError, match=r"account names used twice: park\.inv-lab"):
+    with pytest.raises(ValueError, match=r"account names used twice: park\.gen-main, park\.inv-lab"):
         plan_accounts([PARK, PARK], [], {})
 
 

@@ -153,7 +153,7 @@ def test_a_cut_connection_fires_the_will_and_online_returns(mosquitto: Mosquitto
     try:
         assert connection.open()
         poll_until(lambda: (key.status_topic(), b"online", False) in got, 5, what="online")
-        connection._client.socket().shutdown(socket.SHUT_RDWR)  # the cable is cut: no DISCONNECT sent
+        connection._publisher._client.socket().shutdown(socket.SHUT_RDWR)  # the cable is cut: no DISCONNECT sent
         poll_until(lambda: [p for t, p, _ in got if t == key.status_topic()][-1:] == [b"online"]
                    and len([t for t, _, _ in got if t == key.status_topic()]) >= 3, 10,
                    what="the will, then online again after reconnecting")

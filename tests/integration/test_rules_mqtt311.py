@@ -140,3 +140,39 @@ def test_the_rules_engine_falls_back_to_311_when_the_broker_refuses_5(tmp_path: 
         assert broker.refused >= 2 and broker.relayed >= 2  # each engine tried 5 first (perhaps twice), then 3.1.1
     finally:
         broker.close()
+
+
+def test_a_publisher_falls_back_to_311_and_loses_nothing_queued_before(mosquitto: Mosquitto) -> None:
+    """The shared publishing layer (`core.mqtt_publisher`), which the probe and the bridge use: what was
+    published before the broker refused MQTT 5 reaches it over 3.1.1, with the last will and the
+    announcement of the new connection."""
+    import logging
+
+    from core.clock import SystemClock
+    from core.mqtt_publisher import Outgoing
+    from core.mqtt_publisher import Publisher as SessionPublisher
+    from core.settings.mqtt import MqttSettings
+    from tests.integration.test_probe import _listen
+
+    broker = Refuses5(mosquitto.port)
+    got: list[tuple[str, bytes, bool]] = []
+    listener = _listen(mosquitto, got)
+    settings = MqttSettings(host="127.0.0.1", port=broker.port, reconnect_min_s=0.1, reconnect_max_s=0.2)
+    publisher = SessionPublisher(settings, "test-311-publisher", SystemClock(), stage="a test publisher",
+                                 log=logging.getLogger("test"),
+                                 will=Outgoing(INV.status_topic(), "offline", retain=True),
+                                 announce=[Outgoing(INV.status_topic(), "online", retain=True)])
+    try:
+        for seq in range(5):  # queued before any connection exists
+            assert publisher.publish(INV.reading_topic(), _inverter("inv-a", seq))
+        publisher.open(wait_s=0)
+        poll_until(lambda: len([t for t, _, _ in got if t == INV.reading_topic()]) == 5, 15,
+                   what="the five readings, over 3.1.1")
+        assert publisher.protocol_name == "3.1.1" and broker.refused >= 1
+        assert (INV.status_topic(), b"online", False) in got
+        assert publisher.close([Outgoing(INV.status_topic(), "offline", retain=True)]) == 0
+        poll_until(lambda: got[-1][:2] == (INV.status_topic(), b"offline"), 5, what="offline at close")
+    finally:
+        listener.disconnect()
+        listener.loop_stop()
+        broker.close()

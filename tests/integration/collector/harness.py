@@ -32,7 +32,7 @@ def collector_env(tmp_path: Path, broker_port: int, influx_url: str, database: s
     env = {
         "FACMON_MQTT__HOST": "127.0.0.1",
         "FACMON_MQTT__PORT": str(broker_port),
-        "FACMON_MQTT__CLIENT_ID": client_id,
+        "FACMON_COLLECTOR__MQTT__CLIENT_ID": client_id,
         "FACMON_MQTT__RECONNECT_MAX_S": "1",
         "FACMON_INFLUXDB__API": api,
         "FACMON_INFLUXDB__URL": influx_url,

@@ -128,7 +128,7 @@ def test_full_spool_applies_back_pressure_not_loss(tmp_path: Path, mosquitto: Mo
     influx = InfluxDB(tmp_path / "influxd")  # not started yet: every write fails until it is
     env = collector_env(tmp_path, mosquitto.port, influx.url, "facmon", extra={
         "FACMON_COLLECTOR__SPOOL__MAX_BYTES": str(spool_bound),
-        "FACMON_MQTT__RECEIVE_MAXIMUM": "50",
+        "FACMON_COLLECTOR__MQTT__RECEIVE_MAXIMUM": "50",
     })
     readings = inverter_readings("park", devices=5, per_device=200, start_ms=now_ms() - 3_600_000)
     with running_collector(config_from(env)) as service:

@@ -84,7 +84,7 @@ def test_shared_subscription_splits_the_stream_and_stores_it_once(
         tmp_path: Path, mosquitto: Mosquitto, influxdb: InfluxDB, influx_db: InfluxQLClient) -> None:
     configs = [config_from(collector_env(tmp_path / f"c{i}", mosquitto.port, influxdb.url, influx_db.database,
                                          client_id=f"facmon-collector-{i}",
-                                         extra={"FACMON_MQTT__SHARED_GROUP": "facmon"})) for i in range(2)]
+                                         extra={"FACMON_COLLECTOR__MQTT__SHARED_GROUP": "facmon"})) for i in range(2)]
     readings = inverter_readings("park", devices=10, per_device=40, start_ms=now_ms() - 3_600_000)
     with running_collector(configs[0]) as first, running_collector(configs[1]) as second:
         publisher = Publisher(mosquitto.port)

@@ -67,7 +67,7 @@ def test_admin_creates_a_key_that_works_and_the_audit_log_names_the_admin(api: A
 def test_site_tree_lists_the_park_with_its_urdu_name_and_all_devices(api: ApiHarness) -> None:
     sites = api.client.get("/api/v1/sites", headers=api.headers()).json()
     assert [(s["id"], s["name"], s["devices"], s["online"]) for s in sites] == [
-        ("park", "سافٹ ویئر ٹیکنالوجی پارک", 10, 0)]
+        ("park", "سافٹ ویئر ٹیکنالوجی پارک", 11, 0)]
     devices = api.client.get("/api/v1/sites/park/devices", headers=api.headers()).json()
     rooms = {d["id"]: d["label"] for d in devices if d["kind"] == "occupancy"}
     assert rooms["occ-room-1"] == "کمرہ 1"
@@ -146,3 +146,19 @@ def test_cors_is_off_by_default(api: ApiHarness) -> None:
     response = api.client.options("/api/v1/sites", headers={"Origin": "https://evil.example",
                                                             "Access-Control-Request-Method": "GET"})
     assert "access-control-allow-origin" not in response.headers
+
+
+def test_kinds_come_from_the_contract_registry_in_its_order(api: ApiHarness) -> None:
+    from core.contract import KINDS
+
+    kinds = api.client.get("/api/v1/kinds", headers=api.headers()).json()
+    assert [k["kind"] for k in kinds] == [k.value for k in KINDS] == ["inverter", "uplink", "occupancy", "generator"]
+    generator = kinds[-1]
+    assert (generator["title"], generator["site_section"], generator["label"]) == ("Generator", "generators", None)
+    fuel = next(m for m in generator["metrics"] if m["name"] == "fuel_pct")
+    assert (fuel["unit"], fuel["minimum"], fuel["maximum"], fuel["required"]) == ("%", 0, 100, True)
+    assert next(k for k in kinds if k["kind"] == "uplink")["label"] == "isp"
+    assert api.client.get("/api/v1/kinds").status_code == 401
+    devices = api.client.get("/api/v1/sites/park/devices", headers=api.headers()).json()
+    order = [d["kind"] for d in devices]
+    assert order == sorted(order, key=[k["kind"] for k in kinds].index) and order[-1] == "generator"

@@ -111,8 +111,8 @@ def test_configuration_doc_lists_every_key_with_default_and_env_var() -> None:
 def test_configuration_doc_example_is_a_valid_config(tmp_path: Path) -> None:
     example = DOC.read_text(encoding="utf-8").split("```yaml\n", 1)[1].split("```", 1)[0]
     config = load_config(_yaml(tmp_path, example), {})
-    assert (config.influxdb.api, config.mqtt.shared_group, config.collector.decode.max_age_s) == ("v2", "facmon",
-                                                                                                  7_776_000.0)
+    assert (config.influxdb.api, config.collector.mqtt.shared_group,
+            config.collector.decode.max_age_s) == ("v2", "facmon", 7_776_000.0)
 
 
 def test_secrets_anywhere_in_the_file_are_refused_with_the_key_and_the_way_to_set_them(tmp_path) -> None:
@@ -134,3 +134,17 @@ def test_secrets_anywhere_in_the_file_are_refused_with_the_key_and_the_way_to_se
         assert "rules.receivers.0.email.password" in str(err)
     else:
         raise AssertionError("a password nested in a list must be refused too")
+
+
+def test_session_keys_of_earlier_versions_under_mqtt_name_the_key_that_replaces_them(tmp_path: Path) -> None:
+    """The broker's identity is shared; each stage's session is its own (collector.mqtt.*)."""
+    from core.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError) as caught:
+        load_config(_yaml(tmp_path, "mqtt:\n  host: broker\n  shared_group: facmon\n  client_id: c1\n"), {})
+    message = str(caught.value)
+    assert "mqtt.shared_group is now collector.mqtt.shared_group" in message
+    assert "mqtt.client_id is now collector.mqtt.client_id" in message
+    config = load_config(_yaml(tmp_path, "collector:\n  mqtt:\n    shared_group: facmon\n"),
+                         {"FACMON_COLLECTOR__MQTT__CLIENT_ID": "c2"})
+    assert (config.collector.mqtt.shared_group, config.collector.mqtt.client_id) == ("facmon", "c2")

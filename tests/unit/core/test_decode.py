@@ -23,6 +23,7 @@ LIMITS = DecodeLimits()
 INVERTER = DeviceKey("park", Kind.INVERTER, "inv-1")
 UPLINK = DeviceKey("park", Kind.UPLINK, "wan-a")
 OCCUPANCY = DeviceKey("park", Kind.OCCUPANCY, "room-3")
+GENERATOR = DeviceKey("park", Kind.GENERATOR, "gen-1")
 
 VALID: dict[Kind, dict[str, Any]] = {
     Kind.INVERTER: {"ts": "2025-12-31T23:59:00Z", "seq": 7, "grid_v": 231.5, "grid_hz": 50.02, "grid_ok": True,
@@ -33,8 +34,11 @@ VALID: dict[Kind, dict[str, Any]] = {
                   "rtt_ms": 23.4, "jitter_ms": 2.1, "loss_pct": 0, "down_mbps": 48.5},
     Kind.OCCUPANCY: {"ts": "2026-01-01T04:59:00+05:00", "seq": 0, "room": "کمرہ 3", "occupied": False,
                      "people": 0, "sensor_battery_pct": 91.0},
+    Kind.GENERATOR: {"ts": "2025-12-31T23:59:00Z", "seq": 12, "running": True, "state": "running",
+                     "output_w": 5210.5, "fuel_pct": 61.2, "engine_hours": 1234.5, "coolant_temp_c": 84.0,
+                     "starter_battery_v": 13.7, "fault_code": None},
 }
-DEVICES = {Kind.INVERTER: INVERTER, Kind.UPLINK: UPLINK, Kind.OCCUPANCY: OCCUPANCY}
+DEVICES = {Kind.INVERTER: INVERTER, Kind.UPLINK: UPLINK, Kind.OCCUPANCY: OCCUPANCY, Kind.GENERATOR: GENERATOR}
 
 
 def decode(body: dict[str, Any] | bytes, kind: Kind = Kind.INVERTER, *, topic: str | None = None,
@@ -116,8 +120,8 @@ def test_bad_topic(topic: str, expected: str) -> None:
 
 
 def test_unknown_kind_lists_the_kinds() -> None:
-    rejected(decode(VALID[Kind.INVERTER], topic="facmon/v1/park/generator/gen-1/reading"),
-             RejectReason.UNKNOWN_KIND, "'generator'", "inverter, uplink, occupancy")
+    rejected(decode(VALID[Kind.INVERTER], topic="facmon/v1/park/chiller/ch-1/reading"),
+             RejectReason.UNKNOWN_KIND, "'chiller'", "inverter, uplink, occupancy, generator")
 
 
 @pytest.mark.parametrize(("site", "device", "what"), [

@@ -43,6 +43,12 @@ def occupancy(room: str, occupied: bool, people: int = 0, battery: float = 90.0)
     return {"room": room, "occupied": occupied, "people": people, "sensor_battery_pct": battery}
 
 
+def generator(state: str = "off", fuel: float = 70.0, output_w: float = 0.0) -> dict:
+    return {"running": state in ("running", "cooldown"), "state": state, "output_w": output_w, "fuel_pct": fuel,
+            "engine_hours": 1200.0, "coolant_temp_c": 30.0, "starter_battery_v": 12.8,
+            "fault_code": "fail_to_start" if state == "fail_to_start" else None}
+
+
 class Harness:
     def __init__(self, tmp: Path, start: float, routes: Sequence[Route] | None = None,
                  pack: RulePack | None = None, site: Site | None = None, watchdog: bool = False) -> None:
@@ -110,4 +116,6 @@ def all_devices_reporting(h: Harness, grid_ok: bool = True, soc: float = 80.0) -
         every[(Kind.UPLINK, up.id)] = uplink(up.isp)
     for occ in h.site.occupancy_sensors:
         every[(Kind.OCCUPANCY, occ.id)] = occupancy(occ.room, False)
+    for gen in h.site.generators:
+        every[(Kind.GENERATOR, gen.id)] = generator()
     return every

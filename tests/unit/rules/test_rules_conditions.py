@@ -191,3 +191,107 @@ def test_unknown_metric_is_reported_at_its_metric_line(tmp_path):
     ]
     assert "inverter readings have no metric 'inverter_tmp_c'; known: grid_v," in problems[0]
     assert "'isp' is a label; select it with match: [\"isp=...\"]" in problems[1]
+
+
+def test_generator_rules_of_the_park_pack(tmp_path):
+    """GeneratorFailedToStart pages at once, FuelLow holds for a minute with hysteresis, and
+    GeneratorRunningOnGrid waits out the cool-down run before calling the auto-stop failed."""
+    from tests.unit.rules.rules_harness import generator
+
+    h = Harness(tmp_path, MONDAY_NOON)
+    every = all_devices_reporting(h)
+    every[(Kind.INVERTER, "inv-main")] = inverter(soc=25.0, grid_ok=False)
+    every[(Kind.GENERATOR, "gen-main")] = generator("fail_to_start")
+    h.run(20, step=5, every=every)
+    [failed] = h.engine.alert_by_rule("GeneratorFailedToStart")
+    assert failed.state.value == "firing" and failed.labels["severity"] == "critical"
+    assert "gen-main" in failed.annotations["summary"]
+
+    every[(Kind.GENERATOR, "gen-main")] = generator("running", fuel=18.0, output_w=4000.0)
+    h.run(30, step=5, every=every)
+    assert h.state("FuelLow") == "pending"
+    h.run(60, step=5, every=every)
+    assert h.state("FuelLow") == "firing" and h.state("GeneratorFailedToStart") == "resolved"
+    every[(Kind.GENERATOR, "gen-main")] = generator("running", fuel=25.0, output_w=4000.0)  # above 20, below clear
+    h.run(120, step=5, every=every)
+    assert h.state("FuelLow") == "firing"
+
+    every[(Kind.INVERTER, "inv-main")] = inverter(soc=60.0, grid_ok=True)  # the grid is back; it runs on
+    h.run(240, step=5, every=every)
+    assert h.state("GeneratorRunningOnGrid") == "pending"  # a cool-down takes a minute; this is longer
+    h.run(120, step=5, every=every)
+    [on_grid] = h.engine.alert_by_rule("GeneratorRunningOnGrid")
+    assert on_grid.state.value == "firing" and on_grid.labels["site"] == "park"
+    every[(Kind.GENERATOR, "gen-main")] = generator("off", fuel=25.0)
+    h.run(60, step=5, every=every)
+    assert h.state("GeneratorRunningOnGrid") in ("resolved", "inactive")
+
+
+@pytest.mark.parametrize("limit", [{"seconds": 30.0, "readings": None}, {"seconds": None, "readings": 17}])
+def test_incremental_window_aggregates_agree_with_numpy_over_the_same_values(limit):
+    """The window keeps its aggregates as values come and go; over a long random stream (nulls,
+    false, repeats, evictions by time or count) they equal numpy's over what the window holds."""
+    rng = np.random.default_rng(7)
+    window = Window(**limit)
+    sent: list[tuple[float, object]] = []
+    for step in range(3000):
+        raw = rng.choice([None, False, True, float(rng.integers(-5, 5)), float(rng.normal(50, 20))],
+                         p=[0.05, 0.05, 0.05, 0.25, 0.6])
+        raw = raw if raw is None or isinstance(raw, bool) else float(raw)
+        window.add(step * 0.7, raw)
+        sent.append((step * 0.7, raw))
+        held = np.array([v for v in window.values if v == v])
+        if step % 37 or not held.size:
+            continue
+        assert window.aggregate("mean") == pytest.approx(held.mean(), rel=1e-9, abs=1e-9)
+        assert (window.aggregate("min"), window.aggregate("max")) == (held.min(), held.max())
+        for q in (5, 50, 95, 99):
+            assert window.aggregate("percentile", q) == pytest.approx(np.percentile(held, q), rel=1e-12, abs=1e-12)
+        kept = sent[-limit["readings"]:] if limit["readings"] else [(t, r) for t, r in sent if t > step * 0.7 - 30]
+        assert len(kept) == len(window)
+        assert window.aggregate("loss_ratio") == sum(r is None or r is False for _, r in kept) / len(kept)
+
+
+def test_composites_judged_per_reading_agree_with_judging_every_device_of_the_site():
+    """After a reading, a composite takes the other devices' truth from the last full judgement
+    instead of looking at them all again; with nothing time-dependent in between, both must agree on
+    every reading of a long random stream (grid flaps, batteries, links, roles, the generator)."""
+    from core.contract import DeviceKey, Reading
+    from core.site import load_site
+    from rules.evaluate import Evaluator
+    from tests.unit.rules.rules_harness import PACK, PARK, generator
+
+    site = load_site(PARK)
+    pack = load_rule_files([PACK])
+    composites = {i for i, r in enumerate(pack.rules) if r.condition.composite is not None}
+    incremental = Evaluator(pack, {site.id: site}, MONDAY_NOON)
+    full = Evaluator(pack, {site.id: site}, MONDAY_NOON)
+    for evaluator in (incremental, full):
+        evaluator.set_source_connected(True, MONDAY_NOON)
+        evaluator.on_tick(MONDAY_NOON)
+    rng = np.random.default_rng(11)
+    devices = [(Kind.INVERTER, i.id) for i in site.inverters] + [(Kind.UPLINK, u.id) for u in site.uplinks] + \
+        [(Kind.GENERATOR, g.id) for g in site.generators]
+    compared = 0
+    ever_active: set[str] = set()
+    for step in range(2000):
+        now = MONDAY_NOON + 1 + step * 0.01  # well inside every absence window: nothing ages
+        kind, device = devices[rng.integers(len(devices))]
+        if kind is Kind.INVERTER:
+            metrics = inverter(soc=float(rng.choice([3.0, 50.0])), grid_ok=bool(rng.integers(2)))
+        elif kind is Kind.UPLINK:
+            metrics = uplink("PTCL" if device == "uplink-ptcl" else "Jazz 4G", up=bool(rng.integers(2)))
+        else:
+            metrics = generator(str(rng.choice(["off", "running"])))
+        reading = Reading(DeviceKey(site.id, kind, device), int(now * 1000), step, metrics)
+        got = {(o.rule, o.active) for o in incremental.on_reading(reading, now)}
+        full._term_counts.clear()  # forces the full judgement of every term
+        want = {(o.rule, o.active) for o in full.on_reading(reading, now)}
+        assert got == want, step
+        states = [(i, inst.active) for (i, _), inst in incremental._instances.items() if i in composites]
+        assert states == [(i, inst.active) for (i, _), inst in full._instances.items() if i in composites]
+        compared += bool(states)
+        ever_active |= {pack.rules[i].name for i, active in states if active}
+    assert compared > 1500
+    # The stream reached these states, so the comparison judged something.
+    assert {"SitePowerLoss", "SiteOffline", "FailoverActive"} <= ever_active

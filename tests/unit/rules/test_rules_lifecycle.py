@@ -124,3 +124,19 @@ def test_restart_keeps_state_and_sends_no_duplicates(tmp_path):
     every[(Kind.INVERTER, "inv-lab")] = inverter(soc=60.0)
     h.run(61, every=every)
     assert h.sent_summary()[before:] == [("oncall:hook", "resolved/resolved", ("BatteryLow",))]
+
+
+def test_restart_inside_keep_firing_for_keeps_the_timer(tmp_path):
+    h = Harness(tmp_path, MONDAY_NOON)
+    every = all_devices_reporting(h)
+    every[(Kind.INVERTER, "inv-main")] = inverter(grid_ok=False)
+    h.run(11, every=every)
+    assert h.state("GridOutage", "inv-main") == "firing"
+    every[(Kind.INVERTER, "inv-main")] = inverter(grid_ok=True)
+    h.run(20, every=every)  # grid back from +1 s: 20 s of the 30 s keep_firing_for have run
+    back_at = next(a.keep_firing_since for a in h.engine.alert_by_rule("GridOutage"))
+    h.restart()
+    h.run(11, every=every)
+    assert h.state("GridOutage", "inv-main") == "resolved"  # 30 s after the grid came back, not after the restart
+    [resolved] = h.engine.alert_by_rule("GridOutage")
+    assert (resolved.resolved_at, resolved.keep_firing_since) == (back_at + 30, None)

@@ -3,6 +3,8 @@ API's writes are visible to another connection (the engine) through `data_versio
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from core.clock import FakeClock
@@ -131,3 +133,32 @@ def test_a_version_1_database_gains_the_new_columns_and_keeps_its_rows(tmp_path)
     store.save_group(GroupState("oncall/{}", "oncall", {}, 1.0, 2.0, first_notified_at=2.0))
     assert store.groups()[0].first_notified_at == 2.0
     assert store.meta("schema_version") == "2"
+
+
+def test_keep_firing_since_survives_reopen_and_a_database_from_before_it_opens(tmp_path):
+    import sqlite3
+
+    clock = FakeClock()
+    old = sqlite3.connect(tmp_path / "old.db")
+    old.executescript("CREATE TABLE alerts (fingerprint TEXT PRIMARY KEY, rule TEXT NOT NULL, labels TEXT NOT NULL, "
+                      "annotations TEXT NOT NULL, state TEXT NOT NULL, active_since REAL, fired_at REAL, "
+                      "resolved_at REAL, updated_at REAL NOT NULL, value REAL, muted_by TEXT NOT NULL DEFAULT '[]', "
+                      "acked_by TEXT, acked_at REAL, ack_comment TEXT NOT NULL DEFAULT '');")
+    alert = _firing(clock)
+    old.execute("INSERT INTO alerts VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (alert.fingerprint, alert.rule, '{"alertname": "GridOutage"}', "{}", "firing", alert.active_since,
+                 alert.fired_at, None, alert.updated_at, 0.0, "[]", None, None, ""))
+    old.commit()
+    old.close()
+    store = AlertStore(tmp_path / "old.db", clock)
+    [loaded] = store.all_alerts()
+    assert (loaded.state, loaded.keep_firing_since) == (AlertState.FIRING, None)
+
+    store.save_alert(replace(loaded, keep_firing_since=clock.now()))
+    store.close()
+    reopened = AlertStore(tmp_path / "old.db", clock)
+    assert [a.keep_firing_since for a in reopened.all_alerts()] == [clock.now()]
+    assert [a.keep_firing_since for a in reopened.active_alerts()] == [clock.now()]
+    reopened.save_alert(replace(loaded, keep_firing_since=None))  # the condition holds again: the timer stops
+    assert reopened.alert(loaded.fingerprint).alert.keep_firing_since is None
+    reopened.close()

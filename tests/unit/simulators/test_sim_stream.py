@@ -125,5 +125,6 @@ def test_devices_scale_the_site() -> None:
     from simulators.world import scale_site
 
     big = scale_site(SITE, 1000)
-    assert len(big.inverters) + len(big.uplinks) + len(big.occupancy_sensors) == 1000
+    assert len(big.inverters) + len(big.uplinks) + len(big.occupancy_sensors) + len(big.generators) == 1000
     assert all(u.powered_by in {i.id for i in big.inverters} for u in big.uplinks)
+    assert big.generators and all(g.feeds in {i.id for i in big.inverters} for g in big.generators)
