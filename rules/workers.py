@@ -33,7 +33,8 @@ class AckListeners:
             if isinstance(notifier, TelegramNotifier) and notifier.acknowledge_button \
                     and notifier.api.token not in bots:  # one getUpdates reader per bot, or Telegram answers 409
                 bots.add(notifier.api.token)
-                self._sources.append((target, TelegramAcks(notifier.api, acknowledge, poll_timeout_s=10).poll, 0.0))
+                self._sources.append((target, TelegramAcks(notifier.api, acknowledge, poll_timeout_s=10).poll,
+                                      1.0))  # a long poll; the pause only guards a server answering at once
             elif isinstance(notifier, GsmNotifier) and notifier.read_replies:
                 modem = notifier.modem
                 self._sources.append((target, lambda m=modem: read_ack_replies(m, acknowledge), modem_interval_s))
