@@ -129,6 +129,9 @@ def _announce(config: FacmonConfig, env: dict[str, str]) -> None:
     ]
     if config.collector.http_listen:
         lines.append(f"  collector        http://{config.collector.http_listen}/metrics")
+    if config.rules.http_listen and _has_command("rules"):
+        rules_http = env.get("FACMON_RULES__HTTP_LISTEN", config.rules.http_listen)
+        lines.append(f"  rules engine     http://{rules_http}/metrics")
     if _has_command("api"):
         lines.append(f"  API + status     http://{config.api.listen}/status/")
     lines.append(f"  logs             {Path(config.local.var_dir).resolve() / 'log'}/")
