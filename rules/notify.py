@@ -445,6 +445,10 @@ class Delivery:
         give_up = not err.retryable or attempt >= self._max_attempts
         backoff = min(self._min_s * 2 ** (attempt - 1), self._max_s)
         next_at = None if give_up else now + max(backoff, err.retry_after_s or 0.0)
+        failover = self._failover.get(record.receiver)
+        if next_at is not None and failover is not None and highest_severity(record.payload) in failover.severities:
+            # Try again no later than the failover is due, so a long back-off cannot delay the SMS.
+            next_at = min(next_at, max(now, record.created_at + failover.after_s))
         self._store.mark_attempt_failed(record.id, str(err), next_at)
         log.warning("notification failed", extra={"id": record.id, "receiver": record.receiver,
                                                   "attempt": attempt, "retry_at": next_at, "error": str(err)})

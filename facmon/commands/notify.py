@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import TextIO
 
 from core.clock import Clock, SystemClock
 from core.config import FacmonConfig
 from core.known_devices import load_sites
 from rules.alerts import Alert, AlertState, fingerprint
 from rules.channels import build_notifiers
-from rules.notify import NotifyError, payload_of
+from rules.notify import Notifier, NotifyError, payload_of
 from rules.route import Notification
 from rules.store import AlertStore, FeedEntry
 
@@ -47,7 +48,7 @@ def sample_payload(receiver: str, site: str, now: float, external_url: str) -> d
     return payload
 
 
-def try_receivers(config: FacmonConfig, receiver: str | None, clock: Clock, out) -> int:
+def try_receivers(config: FacmonConfig, receiver: str | None, clock: Clock, out: TextIO) -> int:
     names = [r.name for r in config.rules.receivers]
     if receiver is not None and receiver not in names:
         print(f"no receiver named {receiver!r}; rules.receivers has: {', '.join(names)}", file=out)
@@ -73,7 +74,7 @@ def try_receivers(config: FacmonConfig, receiver: str | None, clock: Clock, out)
     return 1 if failed else 0
 
 
-def _send_each(notifiers: dict, targets: Sequence[str], payload: dict, out) -> int:
+def _send_each(notifiers: Mapping[str, Notifier], targets: Sequence[str], payload: dict, out: TextIO) -> int:
     failed = 0
     for target in targets:
         try:
@@ -92,7 +93,7 @@ def feed_line(entry: FeedEntry) -> str:
     return f"NOTIFY [{entry.severity}] {entry.title} | {first.strip()} | receiver {entry.receiver}"
 
 
-def print_new_feed(store: AlertStore, after_id: int, out) -> int:
+def print_new_feed(store: AlertStore, after_id: int, out: TextIO) -> int:
     """Print feed entries newer than `after_id`, oldest first; returns the newest id printed."""
     for entry in reversed(store.feed(after_id, limit=100)):
         print(feed_line(entry), file=out, flush=True)

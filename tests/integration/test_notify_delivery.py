@@ -147,3 +147,28 @@ def test_a_notifier_error_that_is_not_retryable_fails_over_at_once(tmp_path):
     delivery.deliver_due(clock.now())
     assert len(sms.payloads) == 1
     store.close()
+
+
+def test_a_long_back_off_does_not_delay_the_failover(tmp_path):
+    telegram = TelegramStandIn(fail_status=502)
+    clock = FakeClock()
+    store = AlertStore(tmp_path / "alerts.db", clock)
+    sms = RecordingSms()
+    notifier = TelegramNotifier("oncall:telegram0", TelegramApi(telegram.url, telegram.token), ("111",))
+    delivery = Delivery(store, {"oncall:telegram0": notifier, "oncall:gsm1": sms}, min_s=200, max_s=3600,
+                        failover={"oncall:telegram0": Failover(("oncall:gsm1",), 300.0)})
+    try:
+        created = clock.now()
+        store.enqueue_notification("g", "oncall:telegram0", [FP], payload_of(incident(clock), "http://x"), created)
+        delivery.deliver_due(clock.now())
+        assert store.notifications()[0].next_attempt_at == created + 200
+        clock.advance(200)
+        delivery.deliver_due(clock.now())  # back-off would say +400 s; the failover is due at +300 s
+        assert store.notifications()[0].next_attempt_at == created + 300
+        clock.advance(100)
+        delivery.deliver_due(clock.now())
+        delivery.deliver_due(clock.now())
+        assert len(sms.payloads) == 1 and store.notifications()[0].status == "failed_over"
+    finally:
+        telegram.close()
+        store.close()
