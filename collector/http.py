@@ -53,6 +53,7 @@ class _ServiceMetrics(Collector):
                                   value=s.acked)
         yield GaugeMetricFamily("facmon_collector_spool_bytes", "Bytes in the spool not yet confirmed by InfluxDB",
                                 value=s.spool.pending_bytes)
+        yield from _spool_health(s)
         yield CounterMetricFamily("facmon_collector_points_written", "Points InfluxDB confirmed",
                                   value=drain.lines_written)
         yield CounterMetricFamily("facmon_collector_write_failures", "Failed InfluxDB write attempts",
@@ -80,6 +81,48 @@ class _ServiceMetrics(Collector):
                                     buckets=cumulative, sum_value=lag.sum_s)
 
 
+BACK_PRESSURE_REASONS = ("spool_full", "spool_unwritable")
+
+
+def _spool_health(s: CollectorService) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+    """Whether the spool takes messages, and if not why: what an operator or a rule alerts on."""
+    reason = s.back_pressure()
+    back_pressure = GaugeMetricFamily("facmon_collector_back_pressure",
+                                      "1 while the collector withholds acknowledgements, by reason (the broker "
+                                      "queues meanwhile: watch its queue limit)", labels=["reason"])
+    for name in BACK_PRESSURE_REASONS:
+        back_pressure.add_metric([name], int(reason == name))
+    yield back_pressure
+    yield GaugeMetricFamily("facmon_collector_spool_writable",
+                            "0 while the spool's disk refuses writes (full, I/O error); lines wait in memory",
+                            value=int(s.spool.writable))
+    yield CounterMetricFamily("facmon_collector_spool_write_failures",
+                              "Spool commits the disk refused (each retried, nothing acknowledged meanwhile)",
+                              value=s.spool.write_failures)
+    yield GaugeMetricFamily("facmon_collector_spool_unwritten_bytes",
+                            "Spool bytes held in memory, not yet written to its disk", value=s.spool.unwritten_bytes)
+    yield GaugeMetricFamily("facmon_collector_spool_max_bytes",
+                            "The spool's bound in force: collector.spool.max_bytes or the disk's room if less",
+                            value=s.spool.max_bytes)
+    yield GaugeMetricFamily("facmon_collector_messages_held",
+                            "Messages received and held unacknowledged until the spool takes them",
+                            value=s.held_messages)
+    yield CounterMetricFamily("facmon_collector_spool_cursor_write_failures",
+                              "Spool cursor records the disk refused (a restart re-sends confirmed lines)",
+                              value=s.spool.cursor_write_failures)
+    yield CounterMetricFamily("facmon_collector_dead_letter_write_failures",
+                              "Rejects the dead-letter file could not take (their facmon_rejects point still goes)",
+                              value=s.dead_letter_write_failures)
+
+
+def _spool_state(service: CollectorService) -> dict[str, object]:
+    spool = service.spool
+    return {"back_pressure": service.back_pressure(), "writable": spool.writable, "last_error": spool.last_error,
+            "write_failures": spool.write_failures, "pending_bytes": spool.pending_bytes,
+            "unwritten_bytes": spool.unwritten_bytes, "max_bytes": spool.max_bytes,
+            "configured_max_bytes": spool.configured_max_bytes, "held_messages": service.held_messages}
+
+
 def _state_json(service: CollectorService) -> bytes:
     devices = []
     for snap in service.table.snapshot():
@@ -90,7 +133,7 @@ def _state_json(service: CollectorService) -> bytes:
             "latest": None if snap.latest is None else {
                 "ts": format_ts(snap.latest.ts_ms), "seq": snap.latest.seq, **snap.latest.metrics},
         })
-    return json.dumps({"devices": devices}, ensure_ascii=False).encode()
+    return json.dumps({"devices": devices, "spool": _spool_state(service)}, ensure_ascii=False).encode()
 
 
 def metrics_registry(service: CollectorService) -> CollectorRegistry:

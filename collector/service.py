@@ -6,6 +6,14 @@
 An acknowledgement is sent only after the message's points are fsynced in the spool. When the spool
 holds `max_bytes` of unconfirmed data, new messages are held in memory unacknowledged (at most the
 MQTT receive window) and the broker keeps the rest: back-pressure, not loss.
+
+A spool that cannot be written (disk full, I/O error) is back-pressure too: the lines of the failed
+commit stay in memory (collector.spool), their acks wait, new messages are held as above, and the
+commit is tried again with a growing pause (up to SPOOL_RETRY_MAX_S) until the disk takes it; then
+everything is acknowledged and intake resumes. Nothing the collector judged (the device table's
+duplicate check) is ever dropped in between, so the broker's redeliveries after a reconnect are
+recognised as readings already held, not lost. `back_pressure` says why acks are withheld, for
+/metrics, /state and the log.
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ from collector.device_table import DeviceTable
 from collector.drain import SpoolDrain
 from collector.ingest import Ingest, reject_point
 from collector.mqtt_source import AckRun, InboundBatch, MqttSource
-from collector.spool import Spool
+from collector.spool import Spool, SpoolWriteError
 from core.clock import Clock
 from core.decode import DecodeLimits, Reject, RejectReason
 from core.influx_write import InfluxWriteError, LineWriter
@@ -32,6 +40,14 @@ from core.settings.collector import CollectorSettings
 from core.settings.mqtt import MqttSettings
 
 log = logging.getLogger("facmon.collector")
+
+SPOOL_RETRY_MIN_S = 0.1
+SPOOL_RETRY_MAX_S = 5.0
+"""Pauses between commits of a spool whose disk failed: short at first (a moment's ENOSPC while
+another writer's file is deleted), then at most 5 s, so a full disk costs a statvfs and a write a few
+times a minute, not a busy loop."""
+BOUND_CHECK_EVERY_S = 1.0
+"""How often a full spool looks at its disk again: space freed by others raises the bound back."""
 
 LAG_BUCKETS_S = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0)
 
@@ -92,10 +108,29 @@ class CollectorService:
         self.acked = 0
         self.commits = 0
         self.held_peak = 0
+        self._spool_retry_at = 0.0
+        self._spool_retry_s = SPOOL_RETRY_MIN_S
+        self._bound_checked_at = float("-inf")
+        self._back_pressure_logged: str | None = None
+        self.dead_letter_write_failures = 0
 
     # -- intake ---------------------------------------------------------------------------------------
+    @property
+    def held_messages(self) -> int:
+        """Messages received and held unacknowledged until the spool can take them."""
+        return self._held_count
+
+    def back_pressure(self) -> str | None:
+        """Why the collector is not taking new messages: `spool_unwritable` (its disk refuses writes),
+        `spool_full` (`max_bytes`, or the disk's room, reached), or None."""
+        if not self.spool.writable:
+            return "spool_unwritable"
+        if self.spool.is_full():
+            return "spool_full"
+        return None
+
     def _on_messages(self, batch: InboundBatch) -> None:
-        if not self._held and not self.spool.is_full():
+        if not self._held and self.back_pressure() is None:
             batch = self._admit(batch)
             if batch is None:
                 return
@@ -112,7 +147,7 @@ class CollectorService:
             self._process(batch)
             return None
         for i in range(len(batch.topics)):
-            if self.spool.is_full():
+            if self.back_pressure() is not None:
                 return batch.part(i)
             self._process(batch.part(i, i + 1))
         return None
@@ -134,7 +169,10 @@ class CollectorService:
                 self.commit()
 
     def _dead_letter(self, reject: Reject, received_at: float) -> None:
-        self.dead_letters.record(reject, received_at)
+        try:
+            self.dead_letters.record(reject, received_at)
+        except OSError as err:  # the spool carries its facmon_rejects point regardless
+            self._dead_letter_file_failed(err)
         suppressed = self._limiter.allow(reject.reason.value)
         if suppressed is not None:
             log.warning("message rejected", extra={"reason": reject.reason.value, "detail": reject.detail,
@@ -146,8 +184,11 @@ class CollectorService:
         reject = Reject(RejectReason.INFLUX_REFUSED, why, topic="", payload=line.encode())
         received_at = self._clock.now()
         with self._refused_lock:
-            self.dead_letters.record(reject, received_at)
-            self.dead_letters.flush()
+            try:
+                self.dead_letters.record(reject, received_at)
+                self.dead_letters.flush()
+            except OSError as err:  # its facmon_rejects point below still goes to InfluxDB
+                self._dead_letter_file_failed(err)
             point = None if line.startswith(REJECTS_MEASUREMENT) else reject_point(
                 reject, received_at, self._settings.dead_letters.payload_excerpt_bytes, 0)
         log.error("influx refused a point; dead-lettered", extra={"line": line[:300], "why": why[:300]})
@@ -156,6 +197,13 @@ class CollectorService:
                 self.drain.write_direct([point])
             except InfluxWriteError as err:  # best effort: the dead-letter file already has it
                 log.warning("could not store the influx refusal in facmon_rejects", extra={"error": str(err)})
+
+    def _dead_letter_file_failed(self, err: OSError) -> None:
+        self.dead_letter_write_failures += 1
+        if self._limiter.allow("dead-letter-file-failed") is not None:
+            log.warning("cannot write the dead-letter file; rejects still go to facmon_rejects in InfluxDB",
+                        extra={"file": str(self._settings.dead_letters.file), "error": err.strerror or str(err),
+                               "failures": self.dead_letter_write_failures})
 
     def _on_connection_change(self, connected: bool) -> None:
         if not connected:
@@ -169,9 +217,10 @@ class CollectorService:
 
     # -- commit --------------------------------------------------------------------------------------------
     def commit(self) -> None:
-        """fsync the spool, then acknowledge everything it now holds."""
-        self.spool.commit()
-        self.dead_letters.flush()
+        """fsync the spool, then acknowledge everything it now holds. While the spool's disk fails,
+        this tries again only when the retry is due, and acknowledges nothing until it succeeds."""
+        if not self._sync_spool():
+            return
         self.commits += 1
         if self._pending_acks:
             self.acked += self.source.ack(self._pending_acks)
@@ -179,8 +228,54 @@ class CollectorService:
             self._pending_count = 0
         self._pending_since = None
 
+    def _sync_spool(self, retry_now: bool = False) -> bool:
+        """Commit the spool (and flush the dead-letter file); False while its disk refuses."""
+        if not self.spool.writable and not retry_now and self._clock.monotonic() < self._spool_retry_at:
+            return False
+        try:
+            self.spool.commit()
+        except SpoolWriteError as err:
+            self._spool_failed(err)
+            return False
+        self._spool_retry_s = SPOOL_RETRY_MIN_S
+        try:
+            self.dead_letters.flush()
+        except OSError as err:
+            self._dead_letter_file_failed(err)
+        return True
+
+    def _spool_failed(self, err: SpoolWriteError) -> None:
+        self._spool_retry_at = self._clock.monotonic() + self._spool_retry_s
+        self._spool_retry_s = min(self._spool_retry_s * 2, SPOOL_RETRY_MAX_S)
+        self.spool.refresh_bound()
+        if self._limiter.allow("spool-write-failed") is not None:
+            log.error("spool write failed; acknowledgements stopped, the broker keeps the messages",
+                      extra={"error": str(err), "unwritten_bytes": self.spool.unwritten_bytes,
+                             "unacknowledged": self._pending_count, "held": self._held_count,
+                             "failures": self.spool.write_failures})
+
+    def _check_bound(self) -> None:
+        """A full spool looks at its disk again now and then: the room others freed counts again."""
+        now = self._clock.monotonic()
+        if self.spool.is_full() and now - self._bound_checked_at >= BOUND_CHECK_EVERY_S:
+            self._bound_checked_at = now
+            self.spool.refresh_bound()
+
+    def _log_back_pressure(self) -> None:
+        reason = self.back_pressure()
+        if reason == self._back_pressure_logged:
+            return
+        if reason is None:
+            log.info("back-pressure over; acknowledging again", extra={"was": self._back_pressure_logged,
+                                                                         "spool_bytes": self.spool.pending_bytes})
+        else:
+            log.warning("back-pressure: not acknowledging new messages; the broker keeps them",
+                        extra={"reason": reason, "spool_bytes": self.spool.pending_bytes,
+                               "max_bytes": self.spool.max_bytes, "spool_error": self.spool.last_error})
+        self._back_pressure_logged = reason
+
     def _release_held(self) -> None:
-        while self._held and not self.spool.is_full():
+        while self._held and self.back_pressure() is None:
             batch = self._held.popleft()
             self._held_count -= len(batch.topics)
             rest = self._admit(batch)
@@ -193,6 +288,9 @@ class CollectorService:
         """One turn of the loop: network, held messages, and a group commit when one is due."""
         waiting = self._pending_since is not None
         self.source.poll(self._commit_interval_s / 2 if waiting else 0.1)
+        if not self.spool.writable:
+            self.commit()  # when its retry is due
+        self._check_bound()
         if self._held:
             self.commit()  # the writer needs committed lines to make room
             self._release_held()
@@ -200,7 +298,8 @@ class CollectorService:
             if self._clock.monotonic() - self._pending_since >= self._commit_interval_s:
                 self.commit()
         elif self.ingest.counts.received:
-            self.spool.commit()  # QoS 0 input, rejects without acks: durable anyway
+            self._sync_spool()  # QoS 0 input, rejects without acks: durable anyway
+        self._log_back_pressure()
 
     def run(self, stop: threading.Event) -> None:
         self.drain.start()
@@ -222,10 +321,18 @@ class CollectorService:
             self.shutdown()
 
     def shutdown(self) -> None:
-        self.commit()
+        if self._sync_spool(retry_now=True) and self._pending_acks:
+            self.acked += self.source.ack(self._pending_acks)
         self.source.close()
         self.drain.stop(drain_timeout_s=5.0)
-        self.spool.close()
-        self.dead_letters.close()
+        try:
+            self.spool.close()
+        except SpoolWriteError as err:
+            log.error("stopping with spool lines unwritten; their messages were never acknowledged, so the "
+                      "broker sends them again", extra={"error": str(err)})
+        try:
+            self.dead_letters.close()
+        except OSError as err:
+            self._dead_letter_file_failed(err)
         log.info("collector stopped", extra={"received": self.ingest.counts.received,
                                              "spool_bytes_left": self.spool.pending_bytes})

@@ -13,11 +13,21 @@ device timestamp and InfluxDB overwrites identical points.
 
 `pending_bytes` counts what is not yet confirmed; at `max_bytes` the collector stops acknowledging.
 Thread-safety: one appending thread and one reading thread may use a spool at once.
+
+A full or failing disk (ENOSPC, EIO, on write, fsync or a new segment) is back-pressure, never loss:
+appended lines wait in memory until `commit` has written and synced them all, so a failed commit
+cuts the segment back to its last committed end (nothing half-written is ever read) and raises
+`SpoolWriteError`, keeping the lines for the next attempt. Nothing of theirs was acknowledged yet.
+
+    SpoolError              the spool directory cannot be used at start (a configuration problem)
+    SpoolWriteError         a commit failed; the lines are kept; commit again later (retryable)
 """
 
 from __future__ import annotations
 
+import errno
 import json
+import logging
 import os
 import shutil
 import threading
@@ -26,6 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SEGMENT_SUFFIX = ".lp"
+log = logging.getLogger("facmon.collector.spool")
+
 CURSOR_FILE = "cursor.json"
 CURSOR_WRITE_EVERY = 20
 """Confirmed batches between cursor writes (and at every segment change and close). A crash re-sends
@@ -34,6 +46,13 @@ at most this many confirmed batches, which InfluxDB absorbs; writing the file pe
 
 class SpoolError(Exception):
     """The spool directory cannot be used (permissions, disk full); the message says which path."""
+
+
+class SpoolWriteError(SpoolError):
+    """A commit could not write or sync its lines (disk full, I/O error). The spool is as it was at the
+    last commit and still holds the lines in memory: commit again once space or the disk is back."""
+
+    retryable = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,8 +104,19 @@ class Spool:
             self._cursor = Position(self._segments[0], 0)
         self._active_id = self._segments[-1]
         active_path = self._segment_path(self._active_id)
-        self._active = open(active_path, "ab")  # noqa: SIM115 - held open for the spool's lifetime
+        # Unbuffered: a commit writes its lines with one call, and on failure nothing lingers in a
+        # buffer to be flushed later behind the truncation.
+        self._active = open(active_path, "ab", buffering=0)  # noqa: SIM115 - held open for the spool's lifetime
         self._active_size = active_path.stat().st_size
+        """The active segment's committed end: what is on disk and synced."""
+        self._unwritten: list[bytes] = []
+        """Appended since the last successful commit; written by the next one."""
+        self._rotate_next = False
+        self.writable = True
+        """False from a failed commit until one succeeds."""
+        self.write_failures = 0
+        self.cursor_write_failures = 0
+        self.last_error: str | None = None
         # What the reader may see: the end of committed data, as a position.
         self._committed = Position(self._active_id, self._active_size)
         self._sizes = {seg: self._segment_path(seg).stat().st_size for seg in self._segments}
@@ -100,6 +130,17 @@ class Spool:
         self.configured_max_bytes = max_bytes
         self._max_bytes = bound_by_disk(max_bytes, self.pending_bytes, shutil.disk_usage(directory).free,
                                         segment_bytes)
+
+    def refresh_bound(self) -> int:
+        """Bound the spool again by the disk's free space now (it may have been filled by others, or
+        freed); returns the bound in force. An unreadable disk keeps the bound as it was."""
+        try:
+            free = shutil.disk_usage(self._dir).free
+        except OSError:
+            return self._max_bytes
+        self._max_bytes = bound_by_disk(self.configured_max_bytes, self.pending_bytes - self._uncommitted_bytes,
+                                        free, self._segment_bytes)
+        return self._max_bytes
 
     @property
     def max_bytes(self) -> int:
@@ -157,49 +198,83 @@ class Spool:
 
     # -- collector side ---------------------------------------------------------------------------
     def append(self, lines: Sequence[str]) -> None:
-        """Buffer lines for the next `commit`. Not durable, and not visible to readers, until then."""
+        """Buffer lines for the next `commit`, in memory. Not durable, and not visible to readers, until
+        then. Never fails: the disk is only touched by `commit`."""
         data = ("\n".join(lines) + "\n").encode()
-        if self._active_size >= self._segment_bytes:
-            self._rotate()
-        try:
-            self._active.write(data)
-        except OSError as err:
-            raise SpoolError(f"cannot write spool segment in {self._dir}: {err.strerror}") from None
-        self._active_size += len(data)
+        self._unwritten.append(data)
         self._uncommitted_bytes += len(data)
         self._appended_total += len(data)
 
-    def _rotate(self) -> None:
-        self._flush_active()
-        self._active.close()
-        new_id = self._active_id + 1
-        self._active = open(self._segment_path(new_id), "ab")  # noqa: SIM115
-        with self._lock:
-            self._sizes[self._active_id] = self._active_size
-            self._committed = Position(new_id, 0)
-            self._segments.append(new_id)
-            self._sizes[new_id] = 0
-        self._active_id = new_id
-        self._active_size = 0
-
-    def _flush_active(self) -> None:
-        try:
-            self._active.flush()
-            if self._fsync:
-                os.fsync(self._active.fileno())
-        except OSError as err:
-            raise SpoolError(f"cannot sync spool segment in {self._dir}: {err.strerror}") from None
+    @property
+    def unwritten_bytes(self) -> int:
+        """Bytes appended and not yet committed: held in memory (all of them while the disk fails)."""
+        return self._uncommitted_bytes
 
     def commit(self) -> None:
-        """Make everything appended so far durable (flush + fsync) and visible to the reader."""
-        if self._uncommitted_bytes == 0 and self._committed == Position(self._active_id, self._active_size):
+        """Write everything appended so far, fsync it and make it visible to the reader.
+
+        Raises `SpoolWriteError` if the disk refuses (ENOSPC, EIO): the segment is cut back to its last
+        committed end, the lines stay in memory, and the next `commit` tries them again."""
+        if not self._unwritten:
             return
-        self._flush_active()
+        data = b"".join(self._unwritten)
+        try:
+            if self._active_size >= self._segment_bytes or self._rotate_next:
+                self._rotate()
+            self._write_all(data)
+        except OSError as err:
+            self._roll_back(err)
+            raise SpoolWriteError(f"cannot write the spool in {self._dir}: {err.strerror or err} "
+                                  f"({errno.errorcode.get(err.errno or 0, err.errno)}); {len(data)} bytes kept in "
+                                  "memory and their messages unacknowledged until it can: free space on its "
+                                  "disk or fix the disk") from None
+        self._unwritten = []
+        self._active_size += len(data)
+        if not self.writable:
+            log.warning("spool writable again", extra={"dir": str(self._dir), "failures": self.write_failures})
+        self.writable = True
         with self._lock:
             self._committed = Position(self._active_id, self._active_size)
             self._sizes[self._active_id] = self._active_size
             self._uncommitted_bytes = 0
             self._data_ready.notify_all()
+
+    def _write_all(self, data: bytes) -> None:
+        """The spool's one write edge: all of `data` at the end of the active segment, then fsync."""
+        view = memoryview(data)
+        while view:
+            written = self._active.write(view)
+            if not written:  # a raw write that takes nothing and reports no error: call it full
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            view = view[written:]
+        if self._fsync:
+            os.fsync(self._active.fileno())
+
+    def _roll_back(self, err: OSError) -> None:
+        """After a failed commit: cut the active segment back to its committed end, so a part written
+        before the failure is never read (nor found after a crash). If even that fails, the next commit
+        starts a new segment: the reader stops at the recorded end of this one."""
+        self.writable = False
+        self.write_failures += 1
+        self.last_error = f"{errno.errorcode.get(err.errno or 0, err.errno)}: {err.strerror or err}"
+        try:
+            os.ftruncate(self._active.fileno(), self._active_size)
+        except OSError:
+            self._rotate_next = True
+
+    def _rotate(self) -> None:
+        """Close the active segment (synced by its last commit) and begin the next one. The new file
+        is opened first: if that fails, nothing has changed."""
+        new_id = self._active_id + 1
+        new_file = open(self._segment_path(new_id), "ab", buffering=0)  # noqa: SIM115
+        old = self._active
+        with self._lock:
+            self._sizes[self._active_id] = self._active_size
+            self._committed = Position(new_id, 0)
+            self._segments.append(new_id)
+            self._sizes[new_id] = 0
+        self._active, self._active_id, self._active_size, self._rotate_next = new_file, new_id, 0, False
+        old.close()
 
     @property
     def pending_bytes(self) -> int:
@@ -267,15 +342,28 @@ class Spool:
             self._write_cursor(batch.end)
 
     def _write_cursor(self, position: Position) -> None:
+        """Record the cursor. On a full disk this may fail: the old cursor stays, and a restart only
+        sends already confirmed lines again (InfluxDB overwrites them), so the writer goes on."""
         self._confirms_since_cursor_write = 0
         tmp = self._dir / (CURSOR_FILE + ".tmp")
-        tmp.write_text(json.dumps({"segment": position.segment, "offset": position.offset}))
-        os.replace(tmp, self._dir / CURSOR_FILE)
+        try:
+            tmp.write_text(json.dumps({"segment": position.segment, "offset": position.offset}))
+            os.replace(tmp, self._dir / CURSOR_FILE)
+        except OSError as err:
+            self.cursor_write_failures += 1
+            if self.cursor_write_failures == 1 or self.cursor_write_failures % 1000 == 0:
+                log.warning("cannot record the spool cursor; a restart will re-send lines InfluxDB already has",
+                            extra={"dir": str(self._dir), "error": err.strerror or str(err),
+                                   "failures": self.cursor_write_failures})
 
     def close(self) -> None:
-        """Commit what was appended, record the cursor and close. The spool must not be used after."""
-        self.commit()
-        self._active.close()
-        with self._lock:
-            cursor = self._cursor
-        self._write_cursor(cursor)
+        """Commit what was appended, record the cursor and close. The spool must not be used after.
+        Raises `SpoolWriteError` (after closing) if the last lines could not be written: their
+        messages were never acknowledged, so the broker still holds them."""
+        try:
+            self.commit()
+        finally:
+            self._active.close()
+            with self._lock:
+                cursor = self._cursor
+            self._write_cursor(cursor)

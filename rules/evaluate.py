@@ -23,6 +23,8 @@ device as silent.
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import math
 import operator
 import string
@@ -129,6 +131,30 @@ class Evaluator:
         """Per composite term and device: does the term hold for it (None: the term does not select it)."""
         self._term_counts: dict[tuple[int, int, str], list[int]] = {}
         """Per composite term and site: [devices selected, devices for which it holds]."""
+        self._instances_of: dict[tuple[int, str], list[DeviceKey | str]] = {}
+        """Per rule and site, the scopes it has instances for (what a tick looks at again)."""
+        self._context_seen: dict[tuple[int, str], object] = {}
+        """Per context rule and site, the schedule and occupancy its instances were last judged in."""
+        self._device_absence = [(i, r) for i, r in enumerate(self._rules)
+                                if r.condition.absence is not None and r.condition.absence.scope == "device"]
+        self._absence_due: dict[int, list[tuple[float, int, DeviceKey]]] = {i: [] for i, _ in self._device_absence}
+        """Per device-scope absence rule, a heap of (when to look again, tie-breaker, device): a tick
+        judges the devices whose silence may have run out, not every device."""
+        self._absence_order = itertools.count()
+        self._new_keys: list[DeviceKey] = []
+        self._absence_all_due = False
+        self._roles: dict[str, dict[str, str]] = {}
+        self._occupied: dict[str, set[str]] = {}
+        self._term_due: dict[tuple[int, int, str], float] = {}
+        """Per composite term counting absent devices and site: when the first of its devices still
+        heard from can fall silent for long enough; a tick judges the term again from then on."""
+        self._absence_terms: dict[Kind, list[tuple[int, int]]] = {}
+        for index, rule in enumerate(self._rules):
+            if rule.condition.composite is not None:
+                for ti, term in enumerate(rule.condition.composite.terms):
+                    if term.absent_counts:
+                        self._absence_terms.setdefault(term.kind, []).append((index, ti))
+        """Per site, the occupancy sensors whose latest reading says occupied."""
         """Every device heard of (or described), by site and kind and by site: site-wide conditions
         (composites, site absence) look at their site's devices only, so a reading's cost does not
         grow with the fleet (issue: 100 sites x 50 devices)."""
@@ -172,7 +198,7 @@ class Evaluator:
             key = reading.device
             latest = self._latest.get(key)
             if latest is None or latest.ts_ms <= reading.ts_ms:
-                self._latest[key] = reading
+                self._remember(reading)
             candidates = self._candidates.get(key)
             if candidates is None:
                 candidates = self._index_device(reading)
@@ -188,7 +214,7 @@ class Evaluator:
 
     def on_reading(self, reading: Reading, now: float) -> list[Observation]:
         key = reading.device
-        self._latest[key] = reading
+        self._remember(reading)
         self._see(key, now)
         if not self._online.get(key, True):
             self._online[key] = True
@@ -216,6 +242,8 @@ class Evaluator:
         self._online[key] = change.online
         if key not in self._last_seen:
             self._see(key, now)
+        for index, ti in self._absence_terms.get(key.kind, ()):  # offline counts as absent at once
+            self._term_due[(index, ti, key.site)] = -math.inf
         self._device_labels.setdefault(key, {"site": key.site, "kind": key.kind.value, "device": key.device})
         out: list[Observation] = []
         for index in self._by_kind.get(None, ()) + self._by_kind.get(key.kind, []):
@@ -230,6 +258,8 @@ class Evaluator:
         if connected == self._connected:
             return out
         self._connected = connected
+        self._term_due.clear()  # absence is held, or counts from now: every such term is judged again
+        self._absence_all_due = True  # ... and so is every device's silence, on the next tick
         if not connected:
             if not self._degraded_active:
                 self._degraded_active = True
@@ -246,33 +276,76 @@ class Evaluator:
         return self._degraded_active
 
     def on_tick(self, now: float) -> list[Observation]:
+        """What time alone changes: silences that ran out, run-out predictions, composites whose terms
+        count absent devices, schedules and occupancy of context rules, the broker connection. The cost
+        follows what is due, not the fleet: a tick does not look at every device."""
         out: list[Observation] = []
         if self._degraded_active and self._connected and now >= self._hold_absence_until:
             self._degraded_active = False
             out.append(self._degraded_observation(False, now))
         sites = set(self._sites) | set(self._site_keys)
+        self._absence_tick(now, out)
         for index, rule in enumerate(self._rules):
             cond = rule.condition
             if cond.absence is not None:
                 if cond.absence.scope == "site":
                     for site in sorted(sites):
                         self._eval_absence_site(index, rule, site, now, out)
-                else:
-                    for key in list(self._last_seen):
-                        if self._selects(rule, key):
-                            self._eval_absence_device(index, rule, key, now, out)
             elif cond.runout is not None:
                 for key in self._keys_of(index):
                     self._eval_runout(index, rule, key, now, out)
             elif cond.composite is not None:
                 for site in sorted(sites):
-                    self._eval_composite(index, rule, site, now, out)
+                    self._eval_composite(index, rule, site, now, out, timed_only=True)
             elif rule.active_when != "always" or rule.context.load_shedding or rule.context.occupancy:
-                for key in self._keys_of(index):
-                    reading = self._latest.get(key)  # type: ignore[call-overload]
-                    if reading is not None and cond.threshold is not None:
-                        self._eval_threshold(index, rule, key, reading, now, out)  # type: ignore[arg-type]
+                for site in sorted(sites):
+                    context = self._context_of(rule, site, now)
+                    if self._context_seen.get((index, site), context) == context and (index, site) in \
+                            self._context_seen:
+                        continue  # same schedule and occupancy as last time: the readings judged them
+                    self._context_seen[(index, site)] = context
+                    for key in self._keys_of(index, site):
+                        reading = self._latest.get(key)  # type: ignore[call-overload]
+                        if reading is not None and cond.threshold is not None:
+                            self._eval_threshold(index, rule, key, reading, now, out)  # type: ignore[arg-type]
         return out
+
+    def _context_of(self, rule: Rule, site: str, now: float) -> object:
+        """What a context rule's judgement depends on besides its readings, for one site, now."""
+        allowed = rule.active_when == "always" or self._schedule_allows(rule, site, now)
+        return allowed, tuple(sorted(self._context_labels(rule, site, now).items()))
+
+    def _absence_tick(self, now: float, out: list[Observation]) -> None:
+        if self._absence_all_due:
+            self._absence_all_due = False
+            for due in self._absence_due.values():
+                due[:] = [(now, order, key) for _, order, key in due]
+                heapq.heapify(due)
+        if self._new_keys:
+            for key in self._new_keys:  # judged at once (a restart's assumed alerts), then when due
+                for index, rule in self._device_absence:
+                    if self._selects(rule, key):
+                        heapq.heappush(self._absence_due[index], (now, next(self._absence_order), key))
+            self._new_keys.clear()
+        for index, rule in self._device_absence:
+            due = self._absence_due[index]
+            after_s = rule.condition.absence.after_s  # type: ignore[union-attr]
+            while due and due[0][0] <= now:
+                _, _, key = heapq.heappop(due)
+                self._eval_absence_device(index, rule, key, now, out)
+                heapq.heappush(due, (self._absence_next_look(index, key, after_s, now), next(self._absence_order),
+                                     key))
+
+    def _absence_next_look(self, index: int, key: DeviceKey, after_s: float, now: float) -> float:
+        """When a device's silence could next change the absence rule's answer without a message: its
+        silence running out (from its last reading or the last reconnect, after any hold). An active
+        instance, or one held while the broker is away, is looked at again `after_s` later; a reading
+        or a status resolves or fires it meanwhile."""
+        inst = self._instances.get((index, key))
+        if (inst is not None and inst.active) or not self._connected:
+            return now + after_s
+        silent_since = max(self._last_seen.get(key, now), self._reconnected_at)
+        return max(silent_since + after_s, self._hold_absence_until, now + 1e-3)
 
     # ---- indexing -------------------------------------------------------------------------------
 
@@ -300,8 +373,10 @@ class Evaluator:
         labels = self._device_labels.get(key) or {"site": key.site, "kind": key.kind.value, "device": key.device}
         return matches_all(rule.match, labels)
 
-    def _keys_of(self, index: int) -> list[object]:
-        return [k for (i, k) in list(self._instances) if i == index]
+    def _keys_of(self, index: int, site: str | None = None) -> list[object]:
+        if site is not None:
+            return list(self._instances_of.get((index, site), ()))
+        return [k for (i, _), keys in list(self._instances_of.items()) if i == index for k in keys]
 
     def _instance(self, index: int, scope: DeviceKey | str) -> _Instance:
         inst = self._instances.get((index, scope))
@@ -317,6 +392,8 @@ class Evaluator:
             if inst.active:
                 inst.labels = identity
             self._instances[(index, scope)] = inst
+            site_id = scope.site if isinstance(scope, DeviceKey) else scope
+            self._instances_of.setdefault((index, site_id), []).append(scope)
         return inst
 
     # ---- condition types ------------------------------------------------------------------------
@@ -440,10 +517,22 @@ class Evaluator:
         silent_s = now - self._last_seen.get(key, now)
         self._update(index, rule, inst, active, silent_s, key, now, out)
 
+    def _remember(self, reading: Reading) -> None:
+        """`reading` is its device's latest."""
+        key = reading.device
+        self._latest[key] = reading
+        if key.kind is Kind.OCCUPANCY:
+            rooms = self._occupied.setdefault(key.site, set())
+            if reading.metrics.get("occupied") is True:
+                rooms.add(key.device)
+            else:
+                rooms.discard(key.device)
+
     def _see(self, key: DeviceKey, now: float) -> None:
         if key not in self._last_seen:
             self._site_kind_keys.setdefault((key.site, key.kind), []).append(key)
             self._site_keys.setdefault(key.site, []).append(key)
+            self._new_keys.append(key)
         self._last_seen[key] = now
 
     def _eval_absence_site(self, index: int, rule: Rule, site: str, now: float, out: list[Observation]) -> None:
@@ -458,10 +547,10 @@ class Evaluator:
         self._update(index, rule, inst, active, None, site, now, out)
 
     def _eval_composite(self, index: int, rule: Rule, site: str, now: float, out: list[Observation],
-                        changed: DeviceKey | None = None) -> None:
-        """Judge a composite for `site`: in full (a tick: every device the terms select, absence
-        included), or after a reading of `changed` only (its own truth for each term of its kind,
-        the other devices' as the last full judgement left them, at most one tick ago)."""
+                        changed: DeviceKey | None = None, timed_only: bool = False) -> None:
+        """Judge a composite for `site`: after a reading of `changed`, its own truth for each term of
+        its kind, the other devices' as last judged; on a tick (`timed_only`), the terms in which an
+        absent device counts judged again in full (time alone changes them), the others as they are."""
         comp = rule.condition.composite
         assert comp is not None
         terms = comp.terms
@@ -469,9 +558,10 @@ class Evaluator:
         results = []
         for ti, term in enumerate(terms):
             tally = counts.get((index, ti, site))
-            if tally is None or changed is None:
+            if tally is None or (changed is None and (not timed_only or (
+                    term.absent_counts and now >= self._term_due.get((index, ti, site), -math.inf)))):
                 tally = self._tally_term(index, ti, term, site, comp.absent_after_s, now)
-            elif term.kind is changed.kind:
+            elif changed is not None and term.kind is changed.kind:
                 self._retally_device(index, ti, term, changed, comp.absent_after_s, now, tally)
             selected, holding = tally
             results.append(selected > 0 and (holding == selected if term.quantifier == "all" else holding > 0))
@@ -499,6 +589,7 @@ class Evaluator:
         device's truth for the readings until the next full judgement."""
         truths = self._term_truths
         selected = holding = 0
+        due = math.inf
         for key in self._site_kind_keys.get((site, term.kind), ()):
             if not self._term_selects(term, key):
                 truths[(index, ti, key)] = None
@@ -507,6 +598,10 @@ class Evaluator:
             truths[(index, ti, key)] = truth
             selected += 1
             holding += truth
+            if term.absent_counts and not self._absent(key, absent_after_s, now, True):
+                due = min(due, max(self._last_seen.get(key, now), self._reconnected_at) + absent_after_s)
+        if term.absent_counts:
+            self._term_due[(index, ti, site)] = max(due, self._hold_absence_until) if self._connected else -math.inf
         tally = self._term_counts[(index, ti, site)] = [selected, holding]
         return tally
 
@@ -527,6 +622,11 @@ class Evaluator:
         truth = self._term_truth(term, key, absent_after_s, now)
         truths[slot] = truth
         tally[1] += truth - bool(before)
+        if term.absent_counts and self._connected:  # its silence now runs out later than the rest's, or first
+            slot_due = (index, ti, key.site)
+            silent_at = max(self._last_seen.get(key, now), self._reconnected_at) + absent_after_s
+            self._term_due[slot_due] = min(self._term_due.get(slot_due, math.inf),
+                                           max(silent_at, self._hold_absence_until))
 
     # ---- site context ---------------------------------------------------------------------------
 
@@ -553,8 +653,11 @@ class Evaluator:
         return shedding if when == "load_shedding" else not shedding
 
     def _uplink_roles(self, site_id: str) -> dict[str, str]:
-        site = self._sites.get(site_id)
-        return {} if site is None else {u.id: u.role for u in site.uplinks}
+        roles = self._roles.get(site_id)
+        if roles is None:
+            site = self._sites.get(site_id)
+            roles = self._roles[site_id] = {} if site is None else {u.id: u.role for u in site.uplinks}
+        return roles
 
     def _room_capacity(self, key: DeviceKey) -> float | None:
         site = self._sites.get(key.site)
@@ -566,8 +669,7 @@ class Evaluator:
         return None
 
     def _site_occupied(self, site_id: str) -> bool:
-        return any(r.metrics.get("occupied") is True for k, r in self._latest.items()
-                   if k.site == site_id and k.kind is Kind.OCCUPANCY)
+        return bool(self._occupied.get(site_id))
 
     def _context_labels(self, rule: Rule, site_id: str, now: float) -> dict[str, str]:
         labels = dict(rule.labels)

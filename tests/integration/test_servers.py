@@ -80,7 +80,7 @@ def test_mosquitto_config_is_the_shipped_file_plus_listener(mosquitto: Mosquitto
     assert generated.startswith(BROKER_CONF.read_text())
     assert f"listener {mosquitto.port} 127.0.0.1\n" in generated
     assert "max_queued_messages 1000000\n" in generated
-    assert "autosave_interval 10\n" in generated
+    assert "autosave_on_changes true\nautosave_interval 1000\n" in generated
 
 
 def test_mosquitto_delivers_and_stops(mosquitto: Mosquitto) -> None:

@@ -3,7 +3,9 @@ subprocess (for SIGKILL tests), publishing known readings, and counting what Inf
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -89,6 +91,10 @@ class CollectorProcess:
         poll_until(lambda: self._log_path.read_text(errors="replace").count('msg="mqtt subscribed"') >= times,
                    timeout_s, 0.05, f"collector subscribed ({times})")
 
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None and self._process.poll() is None else None
+
     def kill(self) -> None:
         assert self._process is not None
         self._process.send_signal(signal.SIGKILL)
@@ -106,6 +112,44 @@ class CollectorProcess:
 
     def log_tail(self) -> str:
         return "\n".join(self._log_path.read_text(errors="replace").splitlines()[-30:])
+
+
+class MountRefused(Exception):
+    """A tmpfs could not be mounted here (it needs root); the message says why."""
+
+
+@contextmanager
+def mounted_tmpfs(mount_point: Path, size_mib: int) -> Iterator[Path]:
+    """A small file system of its own at `mount_point` (a tmpfs of `size_mib`), unmounted on exit.
+    Raises MountRefused where mounting is not allowed."""
+    mount_point.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_mib}m", "tmpfs", str(mount_point)],
+                             capture_output=True, text=True, check=False)
+    if mounted.returncode != 0:
+        raise MountRefused(f"cannot mount a tmpfs at {mount_point} (needs root): {mounted.stderr.strip()}")
+    try:
+        yield mount_point
+    finally:
+        if subprocess.run(["umount", str(mount_point)], capture_output=True, check=False).returncode != 0:
+            subprocess.run(["umount", "-l", str(mount_point)], capture_output=True, check=False)
+
+
+def fill_disk(disk: Path) -> Path:
+    """Another writer takes every free byte of the file system at `disk` (until ENOSPC); returns its
+    file, to delete when the space should come back."""
+    ballast = disk / "ballast"
+    limit = shutil.disk_usage(disk).total
+    with open(ballast, "wb", buffering=0) as handle:
+        for chunk in (1 << 20, 4096, 1):
+            block = b"\0" * chunk
+            for _ in range(limit // chunk + 1):
+                try:
+                    handle.write(block)
+                except OSError as err:
+                    if err.errno != errno.ENOSPC:
+                        raise
+                    break
+    return ballast
 
 
 def inverter_readings(site: str, devices: int, per_device: int, start_ms: int, step_ms: int = 1000) -> list[Reading]:
@@ -146,6 +190,11 @@ class Publisher:
     def close(self) -> None:
         self._client.disconnect()
         self._client.loop_stop()
+
+
+def expected_seqs(devices: int, per_device: int) -> dict[str, list[int]]:
+    """What `seqs_by_device` returns for every reading of `inverter_readings(devices, per_device)`."""
+    return {f"inv-{d}": list(range(per_device)) for d in range(devices)}
 
 
 def count_points(db: InfluxQLClient, measurement: str = "inverter") -> int:

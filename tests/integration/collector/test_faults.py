@@ -18,6 +18,7 @@ from tests.integration.collector.harness import (
     collector_env,
     config_from,
     count_points,
+    expected_seqs,
     inverter_readings,
     now_ms,
     running_collector,
@@ -25,10 +26,6 @@ from tests.integration.collector.harness import (
     wait_for_points,
 )
 from tests.support import poll_until
-
-
-def expected_seqs(devices: int, per_device: int) -> dict[str, list[int]]:
-    return {f"inv-{d}": list(range(per_device)) for d in range(devices)}
 
 
 def test_influxdb_outage_mid_stream_loses_nothing(tmp_path: Path, mosquitto: Mosquitto) -> None:

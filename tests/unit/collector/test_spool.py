@@ -1,7 +1,11 @@
+import errno
+import os
 import shutil
 from pathlib import Path
 
-from collector.spool import DISK_RESERVE_BYTES, Spool, bound_by_disk
+import pytest
+
+from collector.spool import DISK_RESERVE_BYTES, Spool, SpoolWriteError, bound_by_disk
 
 
 def drain(spool: Spool, max_lines: int = 1000, max_bytes: int = 1 << 20) -> list[str]:
@@ -111,3 +115,36 @@ def test_a_spool_configured_larger_than_its_disk_is_bounded_by_the_disk(tmp_path
         assert spool.free_bytes() == spool.max_bytes
     finally:
         spool.close()
+
+
+def test_a_failed_sync_keeps_the_lines_and_the_segment_as_committed(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """EIO cannot be had from a real disk here: injected at the spool's write edge (its fsync), after
+    the bytes were written, so the roll-back must cut them off again."""
+    spool = Spool(tmp_path, max_bytes=1 << 20, segment_bytes=1 << 20)
+    spool.append(["kept v=1"])
+    spool.commit()
+    segment = next(tmp_path.glob("*.lp"))
+    committed_size = segment.stat().st_size
+
+    def failing_fsync(_fd: int) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "fsync", failing_fsync)
+    spool.append(["held v=2", "held v=3"])
+    with pytest.raises(SpoolWriteError, match="EIO"):
+        spool.commit()
+    assert not spool.writable and spool.write_failures == 1 and spool.last_error and "EIO" in spool.last_error
+    assert segment.stat().st_size == committed_size  # the half-done write is gone from the disk
+    assert spool.unwritten_bytes == len(b"held v=2\nheld v=3\n")
+    spool.append(["later v=4"])
+    with pytest.raises(SpoolWriteError):
+        spool.commit()
+    assert drain(spool) == ["kept v=1"]  # the reader never sees what was not synced
+    monkeypatch.undo()
+    spool.commit()
+    assert spool.writable and spool.unwritten_bytes == 0
+    assert drain(spool) == ["held v=2", "held v=3", "later v=4"]  # each once, in order
+    spool.close()
+    assert drain(Spool(tmp_path, max_bytes=1 << 20, segment_bytes=1 << 20)) == []
+
