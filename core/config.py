@@ -31,6 +31,7 @@ from core.settings.probe import ProbeSettings
 from core.settings.rules import RulesSettings
 from core.settings.simulate import SimulateSettings
 from core.settings.sites import SitesSettings
+from core.settings.watchdog import WatchdogSettings
 from core.yaml_limits import YamlLimitError, load_yaml
 
 ENV_PREFIX = "FACMON_"
@@ -50,6 +51,7 @@ class FacmonConfig(Section):
     dashboards: DashboardsSettings = DashboardsSettings()
     local: LocalStackSettings = LocalStackSettings()
     log: LogSettings = LogSettings()
+    watchdog: WatchdogSettings = WatchdogSettings()
 
 
 class ConfigError(ValueError):

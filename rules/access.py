@@ -20,10 +20,10 @@ from typing import Protocol
 from rules.alerts import Alert, AlertState, Transition
 from rules.matchers import Matcher
 from rules.silences import Silence, SilenceError
-from rules.store import AlertDetail, AlertNotFound, NotificationRecord, SilenceNotFound, StoreError
+from rules.store import AlertDetail, AlertNotFound, FeedEntry, NotificationRecord, SilenceNotFound, StoreError
 
-__all__ = ["AlertAccess", "AlertDetail", "AlertNotFound", "NotificationRecord", "SilenceError", "SilenceNotFound",
-           "StoreError"]
+__all__ = ["AlertAccess", "AlertDetail", "AlertNotFound", "FeedEntry", "NotificationRecord", "SilenceError",
+           "SilenceNotFound", "StoreError"]
 
 
 class AlertAccess(Protocol):
@@ -43,6 +43,10 @@ class AlertAccess(Protocol):
     def history(self, since: float | None = None, limit: int = 1000) -> list[Transition]: ...
 
     def notifications(self, group_key: str | None = None, limit: int = 1000) -> list[NotificationRecord]: ...
+
+    def feed(self, after_id: int = 0, limit: int = 100) -> list[FeedEntry]:
+        """The local notifications feed, newest first, entries with an id above `after_id`."""
+        ...
 
     def acknowledge(self, fingerprint: str, by: str, comment: str = "") -> Alert:
         """Raises `AlertNotFound`, or `StoreError` if the alert is not pending or firing."""

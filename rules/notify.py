@@ -26,10 +26,12 @@ import hashlib
 import json
 import logging
 import smtplib
+import threading
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, tzinfo
 from email.message import EmailMessage
 from functools import cache
 from pathlib import Path
@@ -49,11 +51,14 @@ _ZERO_TIME = "0001-01-01T00:00:00Z"  # Alertmanager's "not set" time
 
 
 class NotifyError(Exception):
-    """A notification could not be delivered. `retryable` says whether trying again may help."""
+    """A notification could not be delivered. `retryable` says whether trying again may help;
+    `retry_after_s`, when the service said how long to wait (HTTP `Retry-After`, Telegram's
+    `parameters.retry_after`), is honoured over the outbox's own back-off."""
 
-    def __init__(self, message: str, retryable: bool) -> None:
+    def __init__(self, message: str, retryable: bool, retry_after_s: float | None = None) -> None:
         super().__init__(message)
         self.retryable = retryable
+        self.retry_after_s = retry_after_s
 
 
 class Notifier(Protocol):
@@ -187,15 +192,62 @@ class AlertmanagerNotifier:
 
 
 @cache
-def load_template(language: str) -> dict[str, str]:
+def load_template(language: str, form: str = "") -> dict[str, str]:
+    """The texts of rules/templates/{form}{language}.yaml (`form` "" for full messages, "sms_" for
+    SMS-length ones)."""
     if language not in LANGUAGES:
         raise ValueError(f"no notification template for language {language!r}; have {', '.join(LANGUAGES)}")
-    return yaml.safe_load((TEMPLATES_DIR / f"{language}.yaml").read_text(encoding="utf-8"))
+    return yaml.safe_load((TEMPLATES_DIR / f"{form}{language}.yaml").read_text(encoding="utf-8"))
 
 
-def render_text(payload: Mapping, language: str) -> tuple[str, str]:
+Zones = Mapping[str, tzinfo]
+"""Site id → the site's time zone: times in a message are the site's local time, labelled."""
+
+
+def local_time(rfc3339: str, site: str, zones: Zones) -> str:
+    """`HH:MM ZONE` of an RFC 3339 UTC time in `site`'s zone (UTC when the site is not described)."""
+    try:
+        at = datetime.fromisoformat(rfc3339.replace("Z", "+00:00"))
+    except ValueError:
+        return rfc3339
+    zone = zones.get(site, UTC)
+    local = at.astimezone(zone)
+    return f"{local:%H:%M} {local.tzname() or zone}"
+
+
+def muted_summary(muted: list[Mapping], named: int = 3) -> list[tuple[str, int, str, str]]:
+    """Muted alerts summarised per alert name: (alertname, count, the first `named` devices and how
+    many more, why) — one line for thirteen silent devices behind one grid outage, not thirteen."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for alert in muted:
+        why = ", ".join(sorted({reason.split(":")[0] for reason in alert.get("muted_by", [])})) or "muted"
+        labels = alert.get("labels", {})
+        groups.setdefault((labels.get("alertname", "?"), why), []).append(labels.get("device", ""))
+    summary = []
+    for (name, why), devices in sorted(groups.items()):
+        shown = ", ".join(d for d in devices[:named] if d)
+        more = f" +{len(devices) - named}" if len(devices) > named else ""
+        summary.append((name, len(devices), f"{shown}{more}".strip(), why))
+    return summary
+
+
+def ack_code(fingerprint: str) -> str:
+    """The short code a person replies with (`ACK <code>`) to acknowledge an alert by SMS."""
+    return fingerprint[:6]
+
+
+def render_text(payload: Mapping, language: str, zones: Zones | None = None) -> tuple[str, str]:
     """(subject, body) of a notification in `language`, from rules/templates/{language}.yaml."""
-    texts = load_template(language)
+    return _render(payload, load_template(language), language, zones or {})
+
+
+def render_sms(payload: Mapping, language: str, zones: Zones | None = None) -> str:
+    """The SMS-length text of a notification, from rules/templates/sms_{language}.yaml."""
+    subject, body = _render(payload, load_template(language, "sms_"), language, zones or {})
+    return f"{subject}\n{body}" if body else subject
+
+
+def _render(payload: Mapping, texts: Mapping[str, str], language: str, zones: Zones) -> tuple[str, str]:
     alerts = payload.get("alerts", [])
     extras = payload.get("facmon", {})
     group = payload.get("groupLabels", {})
@@ -210,10 +262,16 @@ def render_text(payload: Mapping, language: str) -> tuple[str, str]:
               "site": group.get("site") or payload.get("commonLabels", {}).get("site", "-"),
               "count": len(alerts), "reason": extras.get("reason", ""),
               "first_summary": summary(alerts[0]) if alerts else "", "muted_count": len(extras.get("muted", [])),
-              "external_url": payload.get("externalURL", "")}
-    lines = [render(texts["header"], values)]
+              "external_url": payload.get("externalURL", ""),
+              "status_url": payload.get("externalURL", "").rstrip("/") + "/status/",
+              "ack_codes": " ".join(ack_code(a["fingerprint"]) for a in alerts
+                                    if a["status"] == "firing" and a.get("fingerprint"))}
+    site = str(values["site"])
+    lines = [render(texts["header"], values)] if texts.get("header") else []
     for alert in alerts:
-        item = {**values, **alert["labels"], "summary": summary(alert), "since": alert["startsAt"][11:16]}
+        item = {**values, "device": "", **alert["labels"], "summary": summary(alert),
+                "since": local_time(alert["startsAt"], alert["labels"].get("site", site), zones),
+                "code": ack_code(alert.get("fingerprint", ""))}
         if alert["status"] == "resolved":
             lines.append(render(texts["resolved"], item))
             continue
@@ -223,11 +281,12 @@ def render_text(payload: Mapping, language: str) -> tuple[str, str]:
             lines.append(render(texts["acked"], {"acked_by": acked_by}))
     if extras.get("muted"):
         lines.append(render(texts["muted_header"], values))
-        for alert in extras["muted"]:
-            lines.append(render(texts["muted"], {"device": "", **alert["labels"],
-                                                 "why": ", ".join(alert.get("muted_by", []))}))
+        for name, count, devices, why in muted_summary(extras["muted"]):
+            lines.append(render(texts["muted"], {"alertname": name, "count": count, "devices": devices, "why": why}))
+    if values["ack_codes"] and texts.get("ack_hint"):
+        lines.append(render(texts["ack_hint"], values))
     lines.append(render(texts["footer"], values))
-    return render(texts["subject"], values), "\n".join(lines)
+    return render(texts["subject"], values), "\n".join(line for line in lines if line)
 
 
 class ChatNotifier:
@@ -284,39 +343,138 @@ class EmailNotifier:
             raise NotifyError(f"SMTP {self.host}:{self.port} failed: {err}", True) from None
 
 
+@dataclass(frozen=True, slots=True)
+class Failover:
+    """Where a target's notifications go when it keeps failing: `targets` (SMS, no internet needed),
+    for notifications whose highest severity is in `severities`, after `after_s` of failing — or at
+    the first failure while the site is judged offline."""
+
+    targets: tuple[str, ...]
+    after_s: float
+    severities: frozenset[str] = frozenset({"critical"})
+
+
+@dataclass
+class DeliveryCounts:
+    """Per target: notifications delivered, attempts failed, and when the last success and the first
+    failure since it were (for the engine's /metrics and the all-channels-down alert)."""
+
+    sent: dict[str, int] = field(default_factory=dict)
+    failed: dict[str, int] = field(default_factory=dict)
+    last_sent_at: dict[str, float] = field(default_factory=dict)
+    failing_since: dict[str, float] = field(default_factory=dict)
+
+
+def highest_severity(payload: Mapping) -> str:
+    order = ("critical", "warning", "info")
+    found = {a.get("labels", {}).get("severity", "") for a in payload.get("alerts", []) if a.get("status") == "firing"}
+    return next((s for s in order if s in found), next(iter(sorted(found)), ""))
+
+
 class Delivery:
     """Drains the store's outbox through the notifiers. `targets` maps an outbox row's receiver
-    (`<receiver>:<integration>`) to its notifier. Backoff: `min_s * 2**attempt`, capped at `max_s`;
-    after `max_attempts` the row is marked failed (and logged)."""
+    (`<receiver>:<integration>`) to its notifier. Backoff: `min_s * 2**attempt`, capped at `max_s`
+    (a service's own `retry_after_s` wins when longer); after `max_attempts` the row is marked failed
+    (and logged). `failover` maps a target to where its critical rows go when it keeps failing
+    (`site_offline()` true: at once). Each target may be drained by its own thread
+    (`deliver_due(now, only=[target])`), so a slow modem holds up no other channel."""
 
     def __init__(self, store: AlertStore, targets: Mapping[str, Notifier], min_s: float = 1.0, max_s: float = 300.0,
-                 max_attempts: int = 10, on_sent: Callable[[int], None] | None = None) -> None:
+                 max_attempts: int = 10, on_sent: Callable[[int], None] | None = None,
+                 failover: Mapping[str, Failover] | None = None,
+                 site_offline: Callable[[], bool] | None = None) -> None:
         self._store = store
         self._targets = dict(targets)
         self._min_s, self._max_s, self._max_attempts = min_s, max_s, max_attempts
         self._on_sent = on_sent
+        self._failover = dict(failover or {})
+        self._site_offline = site_offline or (lambda: False)
+        self._counts_lock = threading.Lock()
+        self.counts = DeliveryCounts()
 
-    def deliver_due(self, now: float) -> int:
-        """Try every due notification once; returns how many were sent."""
+    @property
+    def targets(self) -> tuple[str, ...]:
+        return tuple(self._targets)
+
+    def deliver_due(self, now: float, only: Sequence[str] | None = None) -> int:
+        """Try every due notification (of the targets in `only`, if given) once; returns how many
+        were sent. Rows for a target no notifier exists for are marked failed with the reason."""
         sent = 0
-        for record in self._store.due_notifications(now):
+        for record in self._store.due_notifications(now, receivers=only):
             notifier = self._targets.get(record.receiver)
             if notifier is None:
                 self._store.mark_attempt_failed(record.id, f"no integration named {record.receiver!r} is "
                                                            "configured (rules.receivers)", None)
                 continue
-            try:
-                notifier.send(with_notification_id(record))
-            except NotifyError as err:
-                attempt = record.attempts + 1
-                give_up = not err.retryable or attempt >= self._max_attempts
-                next_at = None if give_up else now + min(self._min_s * 2 ** (attempt - 1), self._max_s)
-                self._store.mark_attempt_failed(record.id, str(err), next_at)
-                log.warning("notification failed", extra={"id": record.id, "receiver": record.receiver,
-                                                          "attempt": attempt, "retry_at": next_at, "error": str(err)})
-                continue
-            self._store.mark_sent(record.id, now)
-            sent += 1
-            if self._on_sent is not None:
-                self._on_sent(record.id)
+            sent += self._deliver(notifier, record, now)
         return sent
+
+    def fail_unknown_targets(self, now: float) -> int:
+        """Mark failed the due rows of targets no notifier exists for (a receiver removed from the
+        configuration since they were enqueued); returns how many."""
+        orphans = [r for r in self._store.due_notifications(now, limit=1000) if r.receiver not in self._targets]
+        for record in orphans:
+            self._store.mark_attempt_failed(record.id, f"no integration named {record.receiver!r} is configured "
+                                                       "(rules.receivers)", None)
+        return len(orphans)
+
+    def _deliver(self, notifier: Notifier, record: NotificationRecord, now: float) -> int:
+        try:
+            notifier.send(with_notification_id(record))
+        except NotifyError as err:
+            self._failed(record, err, now)
+            return 0
+        self._store.mark_sent(record.id, now)
+        self._store.record_delivery(record.id, record.receiver, now,
+                                    record.payload.get("facmon", {}).get("failover_of"))
+        with self._counts_lock:
+            self.counts.sent[record.receiver] = self.counts.sent.get(record.receiver, 0) + 1
+            self.counts.last_sent_at[record.receiver] = now
+            self.counts.failing_since.pop(record.receiver, None)
+        if self._on_sent is not None:
+            self._on_sent(record.id)
+        return 1
+
+    def _failed(self, record: NotificationRecord, err: NotifyError, now: float) -> None:
+        with self._counts_lock:
+            self.counts.failed[record.receiver] = self.counts.failed.get(record.receiver, 0) + 1
+            self.counts.failing_since.setdefault(record.receiver, now)
+        attempt = record.attempts + 1
+        if self._fail_over(record, err, now):
+            return
+        give_up = not err.retryable or attempt >= self._max_attempts
+        backoff = min(self._min_s * 2 ** (attempt - 1), self._max_s)
+        next_at = None if give_up else now + max(backoff, err.retry_after_s or 0.0)
+        failover = self._failover.get(record.receiver)
+        if next_at is not None and failover is not None and highest_severity(record.payload) in failover.severities:
+            # Try again no later than the failover is due, so a long back-off cannot delay the SMS.
+            next_at = min(next_at, max(now, record.created_at + failover.after_s))
+        self._store.mark_attempt_failed(record.id, str(err), next_at)
+        log.warning("notification failed", extra={"id": record.id, "receiver": record.receiver,
+                                                  "attempt": attempt, "retry_at": next_at, "error": str(err)})
+
+    def _fail_over(self, record: NotificationRecord, err: NotifyError, now: float) -> bool:
+        failover = self._failover.get(record.receiver)
+        if failover is None or highest_severity(record.payload) not in failover.severities:
+            return False
+        offline = self._site_offline()
+        if not offline and now - record.created_at < failover.after_s and err.retryable:
+            return False
+        why = (f"failed over to {', '.join(failover.targets)} "
+               f"({'the site is offline' if offline else 'still failing'}): {err}")
+        ids = self._store.fail_over(record, failover.targets, now, why)
+        log.warning("notification failed over", extra={"id": record.id, "receiver": record.receiver,
+                                                       "to": list(failover.targets), "new_ids": ids,
+                                                       "error": str(err)})
+        return True
+
+
+def receivers_all_down(by_receiver: Mapping[str, Sequence[str]], failing_since: Mapping[str, float], now: float,
+                       after_s: float) -> set[str]:
+    """Receivers every one of whose integrations (the feed aside) has been failing for `after_s`."""
+    down = set()
+    for receiver, targets in by_receiver.items():
+        watched = [t for t in targets if not t.split(":", 1)[-1].startswith("feed")]
+        if watched and all(t in failing_since and now - failing_since[t] >= after_s for t in watched):
+            down.add(receiver)
+    return down

@@ -18,6 +18,7 @@ Interface (stable; used by api/):
     store.silence(id) -> Silence | None
     store.expire_silence(id, by) -> Silence                     # SilenceNotFound if unknown
     store.history(since=None, limit=1000) -> list[Transition]
+    store.feed(after_id=0, limit=100) -> list[FeedEntry]       # the local notifications feed, newest first
     store.close()
 
 Exceptions:  StoreError ─┬─ AlertNotFound
@@ -78,7 +79,16 @@ CREATE TABLE IF NOT EXISTS notifications (
     next_attempt_at REAL NOT NULL, sent_at REAL, last_error TEXT NOT NULL DEFAULT '',
     fingerprints TEXT NOT NULL, payload TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS notifications_status ON notifications (status, next_attempt_at);
+CREATE TABLE IF NOT EXISTS feed (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, receiver TEXT NOT NULL, notification_id TEXT NOT NULL,
+    status TEXT NOT NULL, severity TEXT NOT NULL, site TEXT NOT NULL, title TEXT NOT NULL, body TEXT NOT NULL,
+    UNIQUE (notification_id, receiver));
+CREATE TABLE IF NOT EXISTS deliveries (
+    notification INTEGER PRIMARY KEY, target TEXT NOT NULL, at REAL NOT NULL, failover_of INTEGER);
 """
+# `feed` (the local notifications feed) and `deliveries` (which channel delivered an outbox row, and
+# the row it stood in for when it was a failover) came after schema 2: `CREATE TABLE IF NOT EXISTS`
+# adds them to an older database on open, nothing else of it changes.
 # The alert timers that must survive a restart, beside `alerts` (a table of their own, created on
 # open, so a database from before them needs no migration; a missing row means no timer running).
 _TIMERS_SCHEMA = """
@@ -140,6 +150,21 @@ class NotificationRecord:
     last_error: str
     fingerprints: tuple[str, ...]
     payload: dict
+
+
+@dataclass(frozen=True, slots=True)
+class FeedEntry:
+    """One notification as the local feed shows it (status page, API, `facmon up`'s terminal)."""
+
+    id: int
+    at: float
+    receiver: str
+    notification_id: str
+    status: str
+    severity: str
+    site: str
+    title: str
+    body: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -394,10 +419,16 @@ class AlertStore:
                 _save_group(db, group)
             return int(cur.lastrowid or 0)
 
-    def due_notifications(self, now: float, limit: int = 100) -> list[NotificationRecord]:
+    def due_notifications(self, now: float, limit: int = 100,
+                          receivers: Sequence[str] | None = None) -> list[NotificationRecord]:
+        """Pending rows due by `now`, oldest due first; only those of `receivers` (outbox targets) if given."""
+        sql = "SELECT * FROM notifications WHERE status = 'pending' AND next_attempt_at <= ?"
+        args: list[object] = [now]
+        if receivers is not None:
+            sql += f" AND receiver IN ({','.join('?' * len(receivers))})"
+            args.extend(receivers)
         with self._lock:
-            rows = self._db.execute("SELECT * FROM notifications WHERE status = 'pending' AND next_attempt_at <= ? "
-                                    "ORDER BY next_attempt_at, id LIMIT ?", (now, limit)).fetchall()
+            rows = self._db.execute(sql + " ORDER BY next_attempt_at, id LIMIT ?", (*args, limit)).fetchall()
         return [_notification(r) for r in rows]
 
     def next_notification_due(self) -> float | None:
@@ -428,6 +459,61 @@ class AlertStore:
                 rows = self._db.execute("SELECT * FROM notifications WHERE group_key = ? ORDER BY id LIMIT ?",
                                         (group_key, limit)).fetchall()
         return [_notification(r) for r in rows]
+
+    # ---- the local feed and who delivered what ---------------------------------------------------
+
+    def add_feed_entry(self, entry: FeedEntry) -> int:
+        """Add `entry` (its `id` is ignored) and return its id; the same notification for the same
+        receiver twice (a retry after a crash) keeps the first entry."""
+        with self._tx() as db:
+            cur = db.execute("INSERT OR IGNORE INTO feed (at, receiver, notification_id, status, severity, site, "
+                             "title, body) VALUES (?,?,?,?,?,?,?,?)",
+                             (entry.at, entry.receiver, entry.notification_id, entry.status, entry.severity,
+                              entry.site, entry.title, entry.body))
+            return int(cur.lastrowid or 0) if cur.rowcount else 0
+
+    def feed(self, after_id: int = 0, limit: int = 100) -> list[FeedEntry]:
+        """Feed entries with an id above `after_id`, newest first, at most `limit`."""
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM feed WHERE id > ? ORDER BY id DESC LIMIT ?",
+                                    (after_id, limit)).fetchall()
+        return [FeedEntry(r["id"], r["at"], r["receiver"], r["notification_id"], r["status"], r["severity"],
+                          r["site"], r["title"], r["body"]) for r in rows]
+
+    def record_delivery(self, notification: int, target: str, at: float, failover_of: int | None = None) -> None:
+        with self._tx() as db:
+            db.execute("INSERT OR REPLACE INTO deliveries VALUES (?,?,?,?)", (notification, target, at, failover_of))
+
+    def delivered_via(self, notification: int) -> str | None:
+        """The target that delivered outbox row `notification` itself or as its failover, or None."""
+        with self._lock:
+            row = self._db.execute("SELECT target FROM deliveries WHERE notification = ? OR failover_of = ? "
+                                   "ORDER BY at LIMIT 1", (notification, notification)).fetchone()
+        return None if row is None else str(row[0])
+
+    def fail_over(self, record: NotificationRecord, targets: Sequence[str], at: float, why: str) -> list[int]:
+        """Stop retrying `record` on its own channel (status `failed_over`) and enqueue the same
+        payload on each of `targets`, atomically: the failing channel, once it is back, sends nothing
+        again. Returns the new rows' ids (none when the row is no longer pending)."""
+        ids: list[int] = []
+        with self._tx() as db:
+            moved = db.execute("UPDATE notifications SET status = 'failed_over', last_error = ? WHERE id = ? AND "
+                               "status = 'pending'", (why[:1000], record.id)).rowcount
+            if not moved:  # already failed over, sent or given up: never a second SMS
+                return ids
+            for target in targets:
+                payload = {**record.payload, "facmon": {**record.payload.get("facmon", {}), "failover_of": record.id}}
+                cur = db.execute(
+                    "INSERT INTO notifications (group_key, receiver, status, attempts, created_at, next_attempt_at, "
+                    "fingerprints, payload) VALUES (?,?,?,?,?,?,?,?)",
+                    (record.group_key, target, "pending", 0, at, at, _dump(list(record.fingerprints)),
+                     _dump(payload)))
+                ids.append(int(cur.lastrowid or 0))
+        return ids
+
+    def outbox_depth(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM notifications WHERE status = 'pending'").fetchone()[0])
 
 
 def _save_timers(db: sqlite3.Connection, alert: Alert) -> None:

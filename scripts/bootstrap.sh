@@ -8,8 +8,11 @@ cd "$(dirname "$0")/.."
 # Debian packages: the servers facmon supervises in `facmon up` and its tests start on free ports.
 # policy-rc.d keeps apt from starting them as system services: facmon starts its own.
 # gcc, libc6-dev and python3-dev build the collector's C kernel (core/_reading_kernel.c) at install.
+# gammu (the command line) checks a GSM modem by hand (`gammu identify`); libgammu-dev and pkg-config
+# build python-gammu where PyPI has no wheel for the machine.
 DEB_PACKAGES=(mosquitto mosquitto-clients influxdb nginx-light prometheus-alertmanager
-              python3 python3-venv python3-pip python3-dev gcc libc6-dev ca-certificates chromium)
+              python3 python3-venv python3-pip python3-dev gcc libc6-dev ca-certificates chromium
+              gammu libgammu-dev pkg-config)
 
 need_binary() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/usr/bin/$1" ]; }
 

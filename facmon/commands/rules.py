@@ -87,8 +87,14 @@ def _run(config: FacmonConfig) -> int:
         if history is not None:
             history.close()
     service.start()
+    if config.rules.http_listen:
+        try:
+            service.start_http(config.rules.http_listen)
+        except OSError as err:  # the port is taken: the engine still evaluates and notifies
+            log.error("cannot serve /metrics", extra={"listen": config.rules.http_listen, "error": str(err)})
     log.info("rules engine running",
-             extra={"rules": len(service.engine.rules()), "store": str(config.rules.store_path)})
+             extra={"rules": len(service.engine.rules()), "store": str(config.rules.store_path),
+                    "http": config.rules.http_listen})
     try:
         stop.wait()
     finally:

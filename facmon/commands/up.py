@@ -9,6 +9,7 @@ import importlib.util
 import logging
 import os
 import signal
+import sys
 import threading
 from pathlib import Path
 
@@ -100,7 +101,9 @@ def run(args: argparse.Namespace, config: FacmonConfig) -> int:
                                 config.local.restart_backoff_max_s)
         supervisor.start()
         _announce(config, env)
+        feed = _FeedTail(config)
         while not stop.wait(0.5):
+            feed.print_new()
             supervisor.check()
             for server in servers:
                 if not server.running:
@@ -129,9 +132,30 @@ def _announce(config: FacmonConfig, env: dict[str, str]) -> None:
     ]
     if config.collector.http_listen:
         lines.append(f"  collector        http://{config.collector.http_listen}/metrics")
+    if config.rules.http_listen and _has_command("rules"):
+        rules_http = env.get("FACMON_RULES__HTTP_LISTEN", config.rules.http_listen)
+        lines.append(f"  rules engine     http://{rules_http}/metrics")
     if config.bridge.mappings and config.bridge.http_listen:
         lines.append(f"  bridge           http://{config.bridge.http_listen}/rejects")
     if _has_command("api"):
         lines.append(f"  API + status     http://{config.api.listen}/status/")
     lines.append(f"  logs             {Path(config.local.var_dir).resolve() / 'log'}/")
+    lines.append("  notifications    printed here as NOTIFY lines, and on the status page's feed")
     print("facmon is up (Ctrl-C stops everything):\n" + "\n".join(lines), flush=True)
+
+
+class _FeedTail:
+    """Prints the rules engine's notifications feed (rules store) as NOTIFY lines in this terminal,
+    starting from what is new after `facmon up` started."""
+
+    def __init__(self, config: FacmonConfig) -> None:
+        from facmon.commands.notify import print_new_feed
+        from rules.store import AlertStore
+
+        self._print_new = print_new_feed
+        self._store = AlertStore(config.rules.store_path, SystemClock())
+        newest = self._store.feed(0, limit=1)
+        self._last_id = newest[0].id if newest else 0
+
+    def print_new(self) -> None:
+        self._last_id = self._print_new(self._store, self._last_id, sys.stdout)

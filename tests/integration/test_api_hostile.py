@@ -182,10 +182,11 @@ def test_the_status_page_and_the_api_send_security_headers(api) -> None:
 
 def test_the_status_page_needs_nothing_its_policy_forbids() -> None:
     html = (STATIC / "index.html").read_text()
-    assert re.findall(r"<script[^>]*>", html) == ['<script src="status.js">']
+    assert re.findall(r"<script[^>]*>", html) == ['<script src="status.js">', '<script src="notifications.js">']
     assert not re.search(r"<style|\sstyle=|\son[a-z]+=|javascript:", html)
-    script = (STATIC / "status.js").read_text()
-    assert not re.search(r"innerHTML|eval\(|new Function|\.style\s*=|setAttribute\(\"style|https?://", script)
+    for name in ("status.js", "notifications.js"):
+        script = (STATIC / name).read_text()
+        assert not re.search(r"innerHTML|eval\(|new Function|\.style\s*=|setAttribute\(\"style|https?://", script), name
 
 
 # --- item 10: wrong keys ---------------------------------------------------------------------

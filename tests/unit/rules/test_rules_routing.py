@@ -105,15 +105,15 @@ def test_routes_by_severity_and_watchdog_heartbeat(tmp_path):
               Route("digest", group_wait_s=3600)]
     h = Harness(tmp_path, local("2026-01-05 12:30"), routes=routes, watchdog=True)
     every = all_devices_reporting(h)
-    every[(Kind.INVERTER, "inv-lab")] = inverter(grid_ok=False)  # unscheduled (12:30) + occupied? no: critical
+    every[(Kind.INVERTER, "inv-lab")] = inverter(grid_ok=False)  # unscheduled (12:30), nobody in the building
     h.run(300, every=every)
     receivers = [n.receiver for n in h.outbox()]
     assert receivers.count("heartbeat:hook") == 5  # every 60 s while alive
     [outage] = h.engine.alert_by_rule("GridOutage")
     assert outage.labels["outage"] == "unscheduled"
-    # The building is empty (no sensor says occupied): the occupancy context lowers it to the digest.
-    assert outage.labels["severity"] == "info" and outage.labels["digest"] == "true"
-    assert "pager:hook" not in receivers and "digest:hook" not in receivers  # digest waits an hour
+    # The building is empty, but the network gear now runs on the battery: it pages (issue 12, item 8).
+    assert outage.labels["severity"] == "critical" and "digest" not in outage.labels
+    assert receivers.count("pager:hook") == 1 and "digest:hook" not in receivers
 
 
 def test_escalation_counts_from_the_first_notification_not_first_seen(tmp_path):

@@ -1,0 +1,102 @@
+"""The rules engine's own HTTP endpoint (`rules.http_listen`): `/metrics` (Prometheus text),
+`/healthz` (the process answers) and `/readyz` (503 with the reason while it is not evaluating or
+not subscribed). Read-only, on its own thread; it reads what `RulesService.health()` reports."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+
+@dataclass(frozen=True)
+class EngineHealth:
+    """A snapshot of the engine for /metrics and /readyz."""
+
+    evaluation_lag_s: float | None
+    """Seconds since the last completed evaluation tick (None before the first)."""
+    mqtt_connected: bool
+    mqtt_subscribed: bool
+    messages_handled: int
+    outbox_depth: int
+    sent: dict[str, int] = field(default_factory=dict)
+    failed: dict[str, int] = field(default_factory=dict)
+    heartbeat_last_sent_at: float | None = None
+    not_ready: tuple[str, ...] = ()
+    """Why the engine is not ready; empty when it is."""
+
+
+class _Metrics(Collector):
+    def __init__(self, health: Callable[[], EngineHealth]) -> None:
+        self._health = health
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        h = self._health()
+        yield GaugeMetricFamily("facmon_rules_evaluation_lag_seconds", "Seconds since the last evaluation tick",
+                                value=h.evaluation_lag_s if h.evaluation_lag_s is not None else float("nan"))
+        yield GaugeMetricFamily("facmon_rules_mqtt_connected", "1 while subscribed to the broker",
+                                value=1.0 if h.mqtt_subscribed else 0.0)
+        yield CounterMetricFamily("facmon_rules_messages_handled", "Readings and status messages evaluated",
+                                  value=h.messages_handled)
+        yield GaugeMetricFamily("facmon_rules_outbox_depth", "Notifications waiting in the outbox",
+                                value=h.outbox_depth)
+        sent = CounterMetricFamily("facmon_rules_notifications_sent", "Notifications delivered, by integration",
+                                   labels=["integration"])
+        failed = CounterMetricFamily("facmon_rules_notifications_failed", "Failed delivery attempts, by integration",
+                                     labels=["integration"])
+        for target in sorted(set(h.sent) | set(h.failed)):
+            sent.add_metric([target], h.sent.get(target, 0))
+            failed.add_metric([target], h.failed.get(target, 0))
+        yield sent
+        yield failed
+        yield GaugeMetricFamily("facmon_rules_heartbeat_last_sent_timestamp_seconds",
+                                "When the watchdog last took a heartbeat (epoch s; NaN: never)",
+                                value=h.heartbeat_last_sent_at if h.heartbeat_last_sent_at else float("nan"))
+        yield GaugeMetricFamily("facmon_rules_ready", "1 when evaluating and subscribed", value=0 if h.not_ready else 1)
+
+
+class RulesHttp:
+    def __init__(self, listen: str, health: Callable[[], EngineHealth]) -> None:
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(_Metrics(health))
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if self.path == "/metrics":
+                    self._answer(200, generate_latest(registry), "text/plain; version=0.0.4")
+                elif self.path == "/healthz":
+                    self._answer(200, b'{"status": "ok"}', "application/json")
+                elif self.path == "/readyz":
+                    reasons = health().not_ready
+                    body = json.dumps({"ready": not reasons, "reasons": list(reasons)}).encode()
+                    self._answer(503 if reasons else 200, body, "application/json")
+                else:
+                    self._answer(404, b'{"error": "GET /metrics, /healthz or /readyz"}', "application/json")
+
+            def _answer(self, status: int, body: bytes, content_type: str) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        host, port = listen.rsplit(":", 1)
+        self._server = ThreadingHTTPServer((host, int(port)), Handler)
+        self.port = int(self._server.server_address[1])
+        self._thread = threading.Thread(target=self._server.serve_forever, name="rules-http", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
