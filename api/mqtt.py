@@ -4,9 +4,9 @@ A non-persistent session (the API only wants *current* state: retained status me
 who is online the moment it subscribes, and the next reading of each device arrives within its
 interval), readings and status of every site. QoS 1 although nothing is kept while the API is away:
 QoS 1 PUBLISHes take the layer's fast intake (runs from the read buffer, one write of PUBACKs)
-instead of paho's own per-message path (benchmarks/README.md, "The stack without simulators"). Messages are decoded with the contract's
-`decode_message`, applied to `DeviceStates` with the injected clock's time, and the resulting
-changes published as live events.
+instead of paho's own per-message path (benchmarks/README.md, "The stack without simulators").
+Messages are decoded with the contract's `decode_message`, applied to `DeviceStates` with the
+injected clock's time, and the resulting changes published as live events.
 
 Lifecycle (api.deps.BackgroundService): `start()` connects in the background and returns at once
 (paho's thread reconnects with backoff and resubscribes); `stop()` disconnects and joins the thread;

@@ -30,7 +30,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.rules_mqtt import cpu_s, fleet, lags, pct, publisher_main, rss_mb, wait_quiet, write_sites
 from collector.service import LAG_BUCKETS_S
-from core.site import iter_devices
 from facmon.servers import InfluxDB, Mosquitto, free_port
 
 REPO = Path(__file__).resolve().parents[1]
