@@ -23,7 +23,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from core.clock import Clock
 from core.contract import reading_subscription, status_subscription
-from core.mqtt_buffer import BufferedReadClient
+from core.mqtt_buffer import PublishReaderClient
 from core.mqtt_connect import apply_credentials_and_tls, subscriptions_granted
 from core.settings.collector import CollectorSessionSettings
 from core.settings.mqtt import MqttSettings
@@ -54,105 +54,6 @@ class InboundBatch(NamedTuple):
         """Messages `start` to `stop` (as a slice), with their acks."""
         ack = None if self.ack is None else AckRun(self.ack.connection, self.ack.mids[start:stop])
         return InboundBatch(self.topics[start:stop], self.payloads[start:stop], ack)
-
-
-PublishesHandler = Callable[[list[str], list[bytes], list[int]], None]
-_QOS1_PUBLISH, _QOS_RETAIN_DUP_MASK = 0x32, 0xF6
-
-
-def _plain_publish_fields(packet: bytes | bytearray, at: int, end: int,
-                          has_properties_length: bool) -> tuple[str, int, int] | None:
-    """(topic, packet id, where the payload starts) of a QoS 1 PUBLISH whose variable header starts at
-    `at` and which ends at `end`; None for anything unusual — too short, an empty topic (an MQTT 5
-    topic alias), MQTT 5 properties (user properties, …), a topic that is not UTF-8 — which paho's own
-    handler then reads and reports its way."""
-    if at + 2 > end:
-        return None
-    topic_end = at + 2 + (packet[at] << 8 | packet[at + 1])
-    payload_at = topic_end + 2 + has_properties_length
-    if topic_end == at + 2 or payload_at > end or (has_properties_length and packet[topic_end + 2] != 0):
-        return None
-    try:
-        topic = bytes(packet[at + 2:topic_end]).decode()
-    except UnicodeDecodeError:
-        return None
-    return topic, packet[topic_end] << 8 | packet[topic_end + 1], payload_at
-
-
-class _BufferedClient(BufferedReadClient):
-    """The collector's paho client: chunked socket reads (BufferedReadClient), a direct path for QoS 1
-    PUBLISHes and one write for a group commit's PUBACKs."""
-
-    on_qos1_publishes: PublishesHandler | None = None
-    """If set, QoS 1 PUBLISHes without properties go straight here as (topics, payloads, packet ids),
-    skipping paho's per-packet reading, its message objects and its callback matching (the
-    collector subscribes to one handler). The collector acknowledges manually: no PUBACK is sent."""
-
-    def _packet_read(self) -> mqtt.MQTTErrorCode:
-        """paho reads a packet with four or more calls and dict updates, then builds an MQTT 5
-        `Properties` object and a message object for it: ~30 µs of the collector's CPU per message
-        in all. Between packets (paho holds no partial one), every complete QoS 1 PUBLISH already in
-        the read buffer is taken here in one loop instead; anything else — another packet type,
-        properties, a packet cut by the end of the buffer — is left to paho's own reader."""
-        if (self.on_qos1_publishes is not None and self._in_packet["command"] == 0 and self._manual_ack
-                and self._rx_pos < len(self._rx) and self._take_buffered_publishes()):
-            with self._msgtime_mutex:
-                self._last_bytes_received = mqtt.time_func()
-            return mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
-        return super()._packet_read()
-
-    def _take_buffered_publishes(self) -> int:
-        """Decode the complete QoS 1 PUBLISHes at the read position; returns how many were handed on."""
-        rx, pos, end = self._rx, self._rx_pos, len(self._rx)
-        has_properties_length = self._protocol == mqtt.MQTTv5
-        topics: list[str] = []
-        payloads: list[bytes] = []
-        mids: list[int] = []
-        while pos < end and rx[pos] & _QOS_RETAIN_DUP_MASK == _QOS1_PUBLISH:
-            at, length, shift = pos + 1, 0, 0
-            while at < end and shift <= 21:  # remaining length: at most 4 bytes of 7 bits
-                byte = rx[at]
-                at += 1
-                length |= (byte & 0x7F) << shift
-                if byte < 0x80:
-                    break
-                shift += 7
-            else:
-                break  # cut by the end of the buffer, or malformed: paho's reader decides
-            packet_end = at + length
-            fields = _plain_publish_fields(rx, at, packet_end, has_properties_length) if packet_end <= end else None
-            if fields is None:
-                break
-            topic, mid, payload_at = fields
-            topics.append(topic)
-            mids.append(mid)
-            payloads.append(rx[payload_at:packet_end])
-            pos = packet_end
-        if mids:
-            self._rx_pos = pos
-            self.on_qos1_publishes(topics, payloads, mids)
-        return len(mids)
-
-    def _handle_publish(self) -> mqtt.MQTTErrorCode:
-        """A QoS 1 PUBLISH read by paho's own reader (one cut by the end of a read): decoded here
-        rather than through paho's `Properties` and message objects, unless it is unusual."""
-        header = self._in_packet["command"]
-        if (header & 0x06) != 0x02 or not self._manual_ack or self.on_qos1_publishes is None:
-            return super()._handle_publish()
-        packet = self._in_packet["packet"]
-        fields = _plain_publish_fields(packet, 0, len(packet), self._protocol == mqtt.MQTTv5)
-        if fields is None:
-            return super()._handle_publish()
-        topic, mid, payload_at = fields
-        self.on_qos1_publishes([topic], [bytes(packet[payload_at:])], [mid])
-        return mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
-
-    def queue_pubacks(self, mids: list[int]) -> None:
-        """Queue the PUBACKs of `mids`, in order, as one write. paho's `ack()` queues each PUBACK as its
-        own packet with its own wake-up and send() calls: two system calls per message. A PUBACK with
-        reason "success" is the same 4 bytes in MQTT 3.1.1 and 5 (the reason code may be omitted)."""
-        pubacks = b"".join(b"\x40\x02" + mid.to_bytes(2, "big") for mid in mids)
-        self._packet_queue(mqtt.PUBACK, pubacks, 0, 0)
 
 
 class MqttSource:
@@ -191,11 +92,11 @@ class MqttSource:
         return "5" if self._protocol == mqtt.MQTTv5 else "3.1.1"
 
     # -- client set-up ------------------------------------------------------------------------------
-    def _new_client(self) -> _BufferedClient:
+    def _new_client(self) -> PublishReaderClient:
         s = self._settings
         v5 = self._protocol == mqtt.MQTTv5
         self._client_protocol = self._protocol
-        client = _BufferedClient(mqtt.CallbackAPIVersion.VERSION2, client_id=self._session.client_id,
+        client = PublishReaderClient(mqtt.CallbackAPIVersion.VERSION2, client_id=self._session.client_id,
                                  protocol=self._protocol, clean_session=None if v5 else False, manual_ack=True,
                                  reconnect_on_failure=False)
         apply_credentials_and_tls(client, s)

@@ -103,10 +103,13 @@ class MqttSession:
         """The connection dropped (also on a deliberate stop)."""
 
     # -- paho's side -------------------------------------------------------------------------------
+    _client_class: type[mqtt.Client] = mqtt.Client
+    _manual_ack = False
+
     def _new_client(self, protocol: int) -> mqtt.Client:
         clean_session = None if protocol == mqtt.MQTTv5 else not self._persistent
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self._client_id, protocol=protocol,
-                             clean_session=clean_session)
+        client = self._client_class(mqtt.CallbackAPIVersion.VERSION2, client_id=self._client_id, protocol=protocol,
+                                    clean_session=clean_session, manual_ack=self._manual_ack)
         apply_credentials_and_tls(client, self._settings)
         client.reconnect_delay_set(self._settings.reconnect_min_s, self._settings.reconnect_max_s)
         if self._will is not None:

@@ -2,6 +2,9 @@
 on (the collector keeps its own intake for speed, on the same `core.mqtt_connect`).
 
 On top of the session (`core.mqtt_session`: broker identity, 3.1.1 fallback, persistent sessions):
+- the collector's fast intake (`core.mqtt_buffer.PublishReaderClient`): chunked socket reads, QoS 1
+  PUBLISHes taken straight from the read buffer in runs, one write for a run's PUBACKs, sent after
+  the handler saw each message (at least once: a crash before the ack gets it again);
 - "subscribed" as the broker's SUBACK granting every topic, not as "connected";
 - poison-message isolation (`core.poison.PoisonGuard`): no message can stop the subscription;
 - the stage's handler gets `(topic, payload)`; paho's types stay in `core/`.
@@ -19,6 +22,7 @@ from dataclasses import dataclass
 import paho.mqtt.client as mqtt
 
 from core.clock import Clock
+from core.mqtt_buffer import PublishReaderClient
 from core.mqtt_connect import subscriptions_granted
 from core.mqtt_session import MqttSession
 from core.poison import PoisonGuard
@@ -42,6 +46,8 @@ class SessionSpec:
 
 
 class Subscriber(MqttSession):
+    _client_class = PublishReaderClient
+    _manual_ack = True
     def __init__(self, settings: MqttSettings, session: SessionSpec, clock: Clock, stage: str,
                  log: logging.Logger, on_message: Callable[[str, bytes], None],
                  on_connection: Callable[[bool], None] | None = None,
@@ -71,6 +77,7 @@ class Subscriber(MqttSession):
     def _configure(self, client: mqtt.Client) -> None:
         client.on_message = self._handle_message
         client.on_subscribe = self._handle_subscribe
+        client.on_qos1_publishes = self._handle_publishes  # type: ignore[attr-defined]
 
     def _on_accepted(self, client: mqtt.Client) -> None:
         _, self._required_mid = client.subscribe([(topic, self._session.qos) for topic in self._session.topics])
@@ -89,8 +96,21 @@ class Subscriber(MqttSession):
                               extra={"topics": list(self._session.optional_topics),
                                      "hint": "grant them in the broker's ACL (facmon acl regenerates it)"})
 
-    def _handle_message(self, _client: mqtt.Client, _userdata: object, message: mqtt.MQTTMessage) -> None:
+    def _handle_publishes(self, topics: list[str], payloads: list[bytes], mids: list[int]) -> None:
+        """A run of plain QoS 1 PUBLISHes from the read buffer (paho's thread)."""
+        if self._stopping:
+            return
+        guard, handler = self._guard, self._on_message
+        for topic, payload in zip(topics, payloads, strict=True):
+            if not guard.handle(handler, topic, bytes(payload)) and self._on_poison is not None:
+                self._on_poison()
+        self._client.queue_pubacks(mids)  # type: ignore[attr-defined]
+
+    def _handle_message(self, client: mqtt.Client, _userdata: object, message: mqtt.MQTTMessage) -> None:
+        """Anything unusual (QoS 0, MQTT 5 properties) through paho's own reader."""
         if self._stopping:
             return
         if not self._guard.handle(self._on_message, message.topic, message.payload) and self._on_poison is not None:
             self._on_poison()
+        if message.qos > 0:
+            client.ack(message.mid, message.qos)

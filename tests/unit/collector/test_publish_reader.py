@@ -1,4 +1,4 @@
-"""collector.mqtt_source._BufferedClient: the direct reader of QoS 1 PUBLISHes in the read buffer
+"""core.mqtt_buffer.PublishReaderClient: the direct reader of QoS 1 PUBLISHes in the read buffer
 takes exactly the complete, plain ones at the read position and leaves everything else — another
 packet type, MQTT 5 properties, a packet cut by the end of the buffer — to paho's own reader, at the
 right position. No broker: the buffer is set by hand (the integration tests run the real thing)."""
@@ -8,7 +8,8 @@ from __future__ import annotations
 import paho.mqtt.client as mqtt
 import pytest
 
-from collector.mqtt_source import AckRun, InboundBatch, _BufferedClient
+from collector.mqtt_source import AckRun, InboundBatch
+from core.mqtt_buffer import PublishReaderClient
 
 
 def remaining_length(n: int) -> bytes:
@@ -29,8 +30,8 @@ def publish(topic: str, payload: bytes, mid: int, *, v5: bool, properties: bytes
     return bytes([0x32 | flags]) + remaining_length(len(body)) + body
 
 
-def reader(buffer: bytes, *, v5: bool) -> tuple[_BufferedClient, list[tuple[str, bytes, int]]]:
-    client = _BufferedClient(mqtt.CallbackAPIVersion.VERSION2, client_id="t",
+def reader(buffer: bytes, *, v5: bool) -> tuple[PublishReaderClient, list[tuple[str, bytes, int]]]:
+    client = PublishReaderClient(mqtt.CallbackAPIVersion.VERSION2, client_id="t",
                              protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311, manual_ack=True)
     got: list[tuple[str, bytes, int]] = []
     client.on_qos1_publishes = lambda topics, payloads, mids: got.extend(zip(topics, payloads, mids, strict=True))

@@ -14,11 +14,10 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 
-from collector.mqtt_source import _BufferedClient
-from core.mqtt_buffer import BufferedReadClient
+from core.mqtt_buffer import BufferedReadClient, PublishReaderClient
 from simulators.mqtt_batch import BatchClient
 
-SUBCLASSES = (BufferedReadClient, _BufferedClient, BatchClient)
+SUBCLASSES = (BufferedReadClient, PublishReaderClient, BatchClient)
 
 
 def _private_names(cls: type) -> tuple[set[str], set[str], set[str]]:
