@@ -313,13 +313,17 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=5000, help="offered rate for the latency phase")
     parser.add_argument("--rate-seconds", type=float, default=20)
     parser.add_argument("--publishers", type=int, default=2, help="publisher processes")
+    parser.add_argument("--broker-config", default="",
+                        help="lines appended to the shipped broker config, e.g. the persistence of a central broker "
+                             "(\"autosave_interval 10000\") or, to compare code alone with earlier runs, the "
+                             "timer before 2026-12-03 (\"autosave_on_changes false\\nautosave_interval 10\")")
     parser.add_argument("--shared-collectors", type=int, default=2,
                         help="collectors on one MQTT 5 shared subscription for the last phase (0: skip it)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="facmon-bench-"))
     report: dict[str, object] = {"devices": args.devices, "messages": args.messages,
                                  "cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d")}
-    broker = Mosquitto(work / "mosquitto")
+    broker = Mosquitto(work / "mosquitto", extra_config=args.broker_config)
     influx = InfluxDB(work / "influxdb")
     collector = None
     try:
