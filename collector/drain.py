@@ -43,6 +43,9 @@ from core.influx_write import (
 from core.logs import RateLimiter
 from core.settings.collector import WriterSettings
 
+LINGER_BELOW_LINES = 100
+"""A batch with fewer lines than this is a trickle: the writer lingers after it (`writer.linger_s`)."""
+
 log = logging.getLogger("facmon.collector.writer")
 
 
@@ -148,8 +151,9 @@ class SpoolDrain:
             if batch is None:
                 break
             self._read_to = batch.end
-            self._last_batch_partial = (len(batch.lines) < self._settings.batch_max_lines
-                                        and batch.size_bytes < self._settings.batch_max_bytes // 2)
+            # Linger only after a small batch (a park's trickle); a backlog or a busy fleet is written at
+            # full speed (the collector's BUSY_MESSAGES).
+            self._last_batch_partial = len(batch.lines) < LINGER_BELOW_LINES
             self._in_flight.append((batch, self._senders.submit(self._send, batch.lines)))
         if not self._in_flight:
             return False

@@ -54,6 +54,12 @@ LAG_BUCKETS_S = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 10
 
 IDLE_POLL_S = 0.5
 """How long the collector's loop waits on the broker's socket when nothing is waiting for a commit."""
+BUSY_MESSAGES = 100
+"""A commit (or a write) of at least this many messages marks the collector busy: the next is not held
+for the linger (`collector.spool.commit_interval_ms`, `collector.writer.linger_s`), which is for a
+park's few readings a second; a backlog or a fleet goes at full speed."""
+BUSY_COMMIT_S = 0.01
+"""The group commit's wait while busy (the linger before 2026-12-03)."""
 
 
 class StoreLag:
@@ -105,6 +111,7 @@ class CollectorService:
         self._held: deque[InboundBatch] = deque()
         self._held_count = 0
         self._commit_interval_s = settings.spool.commit_interval_ms / 1000
+        self._busy = False
         # Besides twice its payload, the most spool one message can take: a reject's point carries
         # its detail (500), topic (300) and an escaped payload excerpt.
         self._message_spool_bytes_bound = 1024 + 2 * settings.dead_letters.payload_excerpt_bytes
@@ -226,6 +233,9 @@ class CollectorService:
         if not self._sync_spool():
             return
         self.commits += 1
+        # A commit that carried many messages means a busy collector: it commits the next ones as soon
+        # as they are due (BUSY_COMMIT_S), the linger being for a park's trickle, not for a backlog.
+        self._busy = self._pending_count >= BUSY_MESSAGES
         if self._pending_acks:
             self.acked += self.source.ack(self._pending_acks)
             self._pending_acks = []
@@ -293,7 +303,7 @@ class CollectorService:
         waiting = self._pending_since is not None
         # Idle, the socket wakes the loop when a message comes: a long wait costs nothing but the
         # latency of a stop (and saves the wake-ups an idle site server would pay for in watts).
-        self.source.poll(self._commit_interval_s / 2 if waiting else IDLE_POLL_S)
+        self.source.poll((BUSY_COMMIT_S if self._busy else self._commit_interval_s) / 2 if waiting else IDLE_POLL_S)
         if not self.spool.writable:
             self.commit()  # when its retry is due
         self._check_bound()
@@ -301,7 +311,8 @@ class CollectorService:
             self.commit()  # the writer needs committed lines to make room
             self._release_held()
         if self._pending_since is not None:
-            if self._clock.monotonic() - self._pending_since >= self._commit_interval_s:
+            linger = BUSY_COMMIT_S if self._busy else self._commit_interval_s
+            if self._clock.monotonic() - self._pending_since >= linger:
                 self.commit()
         elif self.ingest.counts.received:
             self._sync_spool()  # QoS 0 input, rejects without acks: durable anyway

@@ -214,8 +214,16 @@ class Evaluator:
 
     def on_reading(self, reading: Reading, now: float) -> list[Observation]:
         key = reading.device
-        self._remember(reading)
-        self._see(key, now)
+        # `_remember` and `_see`, inlined for the usual case: the hot path of every reading.
+        if key.kind is Kind.OCCUPANCY:
+            self._remember(reading)
+        else:
+            self._latest[key] = reading
+        last_seen = self._last_seen
+        if key in last_seen:
+            last_seen[key] = now
+        else:
+            self._see(key, now)
         if not self._online.get(key, True):
             self._online[key] = True
         candidates = self._candidates.get(key)
