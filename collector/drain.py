@@ -43,8 +43,9 @@ from core.influx_write import (
 from core.logs import RateLimiter
 from core.settings.collector import WriterSettings
 
-LINGER_BELOW_LINES = 100
-"""A batch with fewer lines than this is a trickle: the writer lingers after it (`writer.linger_s`)."""
+TRICKLE_LINES_PER_S = 400.0
+"""Lines committed slower than this are a trickle: the writer lingers after writing them
+(`writer.linger_s`); the collector's BUSY_RATE_PER_S, for the same reason."""
 
 log = logging.getLogger("facmon.collector.writer")
 
@@ -91,6 +92,7 @@ class SpoolDrain:
         self._in_flight: deque[tuple[Batch, Future[float]]] = deque()
         self._read_to: Position | None = None
         self._last_batch_partial = False
+        self._last_read_at = 0.0
         """The latest batch read held fewer lines than a batch may: the spool had no more committed."""
         """End of the last batch sent and not yet confirmed (None: read from the spool's cursor)."""
         self._refused_lock = threading.Lock()
@@ -151,9 +153,12 @@ class SpoolDrain:
             if batch is None:
                 break
             self._read_to = batch.end
-            # Linger only after a small batch (a park's trickle); a backlog or a busy fleet is written at
-            # full speed (the collector's BUSY_MESSAGES).
-            self._last_batch_partial = len(batch.lines) < LINGER_BELOW_LINES
+            # Linger only after a trickle (lines committed slower than BUSY_RATE_PER_S since the last
+            # read); a backlog or a busy fleet is written at full speed.
+            now = self._clock.monotonic()
+            rate = len(batch.lines) / max(now - self._last_read_at, 1e-3)
+            self._last_read_at = now
+            self._last_batch_partial = rate < TRICKLE_LINES_PER_S
             self._in_flight.append((batch, self._senders.submit(self._send, batch.lines)))
         if not self._in_flight:
             return False

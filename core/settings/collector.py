@@ -20,7 +20,7 @@ class SpoolSettings(Section):
     """Group commit: at a park's rate (a few readings a second), fsync at most this long after the first
     unsynced message, then acknowledge: one fsync for what a quarter second brings instead of one each.
     With the writer's `linger_s` it spends at most half of the 1 s publish→stored budget. A busy
-    collector (its last commit carried 100 messages or more) commits after 10 ms, or at once when
+    collector (messages arriving at 400/s or more) commits after 10 ms, or at once when
     `commit_max_messages` wait."""
     commit_max_messages: int = Field(1000, ge=1)
     """Commit at once when this many messages wait for their ack; keep it below the broker's in-flight
@@ -42,9 +42,9 @@ class WriterSettings(Section):
     """How long an idle writer sleeps before looking again; a commit wakes it at once, so this only
     bounds how often an idle collector wakes (each wake costs CPU on a battery-powered server)."""
     linger_s: float = Field(0.25, ge=0, le=5)
-    """After a write of fewer than 100 lines (a park's trickle), wait this long before the next, so that
-    one InfluxDB request carries what a quarter second brings rather than one reading. Larger writes (a
-    backlog, a fleet) are followed at once; 0: write as soon as lines are committed."""
+    """After writing a trickle (lines committed at under 400/s), wait this long before the next write, so
+    that one InfluxDB request carries what a quarter second brings rather than one reading. A backlog
+    or a busy fleet is written at once; 0: write as soon as lines are committed."""
     concurrency: int = Field(2, ge=1, le=16)
     """Batches in flight to InfluxDB at once. InfluxDB parses a request on one core, so two keep two
     cores busy while a backlog drains. Batches are confirmed (dropped from the spool) in order, but
