@@ -1,0 +1,255 @@
+"""ISP availability with fault attribution: every minute of the month of every uplink is one of
+
+    up            the probes got answers (more than half of them in that minute)
+    down_isp      the probes got no answers, the router had power, no maintenance was announced
+    down_power    no answers, and the router's inverter had no output in that minute or in the
+                  ROUTER_BOOT_MIN minutes before (the router was off, or still booting)
+    maintenance   no answers within a maintenance window the ISP announced (site file)
+    unknown       facmon has no reading of the uplink in that minute, or it was down and facmon has
+                  no reading of the router's inverter to tell whose fault it was
+
+Availability counts only what the ISP answers for: up / (up + down_isp). Our power, announced
+maintenance and facmon's own gaps are neither up nor down; the report lists them apart.
+"""
+
+from __future__ import annotations
+
+import enum
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+
+from core.site import Site, Uplink
+from reports.document import Chart, ReportDocument, Table
+from reports.month import ReportMonth
+from reports.source import MISSING, ReportSource, rows_of
+
+DOWN_LOSS_PCT = 50.0
+"""A minute is down when its readings lost more than this share of probes on average."""
+ROUTER_BOOT_MIN = 2
+"""Minutes a router needs after its power returns before its link is up again."""
+
+
+class MinuteClass(enum.IntEnum):
+    UP = 0
+    DOWN_ISP = 1
+    DOWN_POWER = 2
+    MAINTENANCE = 3
+    UNKNOWN = 4
+
+
+CAUSES = {MinuteClass.DOWN_ISP: "ISP", MinuteClass.DOWN_POWER: "our power", MinuteClass.MAINTENANCE: "maintenance"}
+
+
+@dataclass(frozen=True)
+class UplinkMinutes:
+    """What the data says about one uplink, minute by minute (arrays of the month's length)."""
+
+    down: np.ndarray
+    missing: np.ndarray
+    loss_pct: np.ndarray
+    """Mean probe loss of down minutes (nan elsewhere)."""
+    link_down: np.ndarray
+    """A reading in the minute said the interface had no carrier."""
+    maintenance: np.ndarray
+    power_out: np.ndarray | None
+    """The router's inverter delivered no power in the minute; None: the router has its own supply."""
+    power_missing: np.ndarray | None
+
+
+@dataclass(frozen=True)
+class Outage:
+    start_minute: int
+    end_minute: int
+    """Exclusive."""
+    cause: MinuteClass
+    loss_pct: float
+    link_down_min: int
+    power_out_min: int
+
+    @property
+    def duration_min(self) -> int:
+        return self.end_minute - self.start_minute
+
+
+def classify(m: UplinkMinutes) -> np.ndarray:
+    """Each minute's `MinuteClass` (int8 array), by the rules of the module docstring."""
+    classes = np.full(m.down.shape, MinuteClass.UP, dtype=np.int8)
+    down = m.down & ~m.missing
+    classes[down] = MinuteClass.DOWN_ISP
+    if m.power_out is not None and m.power_missing is not None:
+        recently_out = m.power_out.copy()
+        for lag in range(1, ROUTER_BOOT_MIN + 1):
+            recently_out[lag:] |= m.power_out[:-lag]
+        classes[down & m.power_missing & ~recently_out] = MinuteClass.UNKNOWN
+        classes[down & recently_out] = MinuteClass.DOWN_POWER
+    classes[down & m.maintenance] = MinuteClass.MAINTENANCE
+    classes[m.missing] = MinuteClass.UNKNOWN
+    return classes
+
+
+def outages(classes: np.ndarray, m: UplinkMinutes) -> list[Outage]:
+    """Runs of consecutive down minutes of one cause (an outage whose cause changes is two)."""
+    found: list[Outage] = []
+    is_down = np.isin(classes, list(CAUSES))
+    edges = np.flatnonzero(np.diff(np.concatenate(([-1], np.where(is_down, classes, -1), [-1]))))
+    for start, end in itertools.pairwise(edges):
+        if not is_down[start]:
+            continue
+        span = slice(start, end)
+        power = 0 if m.power_out is None else int(m.power_out[span].sum())
+        found.append(Outage(int(start), int(end), MinuteClass(int(classes[start])),
+                            float(np.nanmean(m.loss_pct[span])), int(m.link_down[span].sum()), power))
+    return found
+
+
+@dataclass(frozen=True)
+class UplinkMonth:
+    uplink: Uplink
+    minutes: dict[MinuteClass, int]
+    availability_pct: float | None
+    """up / (up + down_isp) in percent; None when no minute could be judged."""
+    outages: list[Outage]
+    per_day: dict[MinuteClass, np.ndarray]
+
+    @property
+    def allowed_down_min(self) -> float | None:
+        if self.uplink.sla_pct is None:
+            return None
+        judged = self.minutes[MinuteClass.UP] + self.minutes[MinuteClass.DOWN_ISP]
+        return judged * (100 - self.uplink.sla_pct) / 100
+
+    @property
+    def sla_met(self) -> bool | None:
+        if self.uplink.sla_pct is None or self.availability_pct is None:
+            return None
+        return self.availability_pct >= self.uplink.sla_pct
+
+
+def summarise(uplink: Uplink, month: ReportMonth, m: UplinkMinutes) -> UplinkMonth:
+    classes = classify(m)
+    counts = {c: int((classes == c).sum()) for c in MinuteClass}
+    judged = counts[MinuteClass.UP] + counts[MinuteClass.DOWN_ISP]
+    availability = 100 * counts[MinuteClass.UP] / judged if judged else None
+    per_day = {c: month.per_day(classes == c) for c in MinuteClass}
+    return UplinkMonth(uplink, counts, availability, outages(classes, m), per_day)
+
+
+def _mask(month: ReportMonth, minutes: np.ndarray) -> np.ndarray:
+    mask = np.zeros(month.minutes, dtype=bool)
+    inside = minutes[(minutes >= 0) & (minutes < month.minutes)]
+    mask[inside] = True
+    return mask
+
+
+def read_inputs(source: ReportSource, site: Site) -> dict[str, UplinkMinutes]:
+    """Per uplink of `site`, its minutes from InfluxDB: five statements for the whole site, each
+    returning only the minutes that are not plainly fine."""
+    month = source.month
+    down_or_missing = source.minutes_where("uplink", "mean(loss_pct) AS loss", f"loss > {DOWN_LOSS_PCT} OR loss < 0",
+                                           fill=str(MISSING))
+    link_down = source.minutes_where("uplink", "count(loss_pct) AS n", "n > 0", where="link_up = false")
+    power = source.minutes_where("inverter", "min(load_w) AS load", "load <= 0", fill=str(MISSING))
+    out: dict[str, UplinkMinutes] = {}
+    for uplink in site.uplinks:
+        rows = rows_of(down_or_missing, uplink.id)
+        loss = rows.columns.get("loss", np.zeros(0)).astype(float)
+        missing = _mask(month, rows.at[loss < 0]) if uplink.id in down_or_missing else np.ones(month.minutes, bool)
+        down = _mask(month, rows.at[loss > DOWN_LOSS_PCT])
+        loss_pct = np.full(month.minutes, np.nan)
+        inside = (rows.at >= 0) & (rows.at < month.minutes) & (loss > DOWN_LOSS_PCT)
+        loss_pct[rows.at[inside]] = loss[inside]
+        power_out = power_missing = None
+        if uplink.powered_by is not None:
+            prow = rows_of(power, uplink.powered_by)
+            load = prow.columns.get("load", np.zeros(0)).astype(float)
+            if uplink.powered_by in power:
+                power_out, power_missing = _mask(month, prow.at[load == 0]), _mask(month, prow.at[load < 0])
+            else:
+                power_out, power_missing = np.zeros(month.minutes, bool), np.ones(month.minutes, bool)
+        out[uplink.id] = UplinkMinutes(down, missing, loss_pct, _mask(month, rows_of(link_down, uplink.id).at),
+                                       month.mask_of(uplink.maintenance_intervals(site.tz)), power_out, power_missing)
+    return out
+
+
+def _fmt_pct(value: float | None) -> str:
+    return "not judged" if value is None else f"{value:.3f} %"
+
+
+def _hm(minutes: float) -> str:
+    return f"{int(minutes) // 60} h {int(minutes) % 60:02d} min"
+
+
+def _not_judged(site: Site, month: ReportMonth, results: list[UplinkMonth], inputs: dict[str, UplinkMinutes]
+                ) -> list[str]:
+    notes: list[str] = []
+    for r in results:
+        m = inputs[r.uplink.id]
+        name = f"{r.uplink.id} ({r.uplink.isp})"
+        if r.uplink.sla_pct is None:
+            notes.append(f"{name}: the site file gives no sla_pct, so availability is not judged against a contract")
+        gaps = int(m.missing.sum())
+        if gaps == month.minutes:
+            notes.append(f"{name}: no readings at all this month")
+        elif gaps:
+            first = int(np.argmin(m.missing))
+            appeared = first > 0 and m.missing[:first].all()
+            late = f"; first reading {month.local(first):%Y-%m-%d %H:%M}" if appeared else ""
+            notes.append(f"{name}: {_hm(gaps)} without readings (facmon had no data; never counted as the ISP's "
+                         f"downtime){late}")
+        unknown_cause = r.minutes[MinuteClass.UNKNOWN] - gaps
+        if unknown_cause:
+            notes.append(f"{name}: {_hm(unknown_cause)} down with no reading of the router's inverter "
+                         f"{r.uplink.powered_by}: cause not judged")
+    return notes
+
+
+def isp_document(site: Site, month: ReportMonth, inputs: dict[str, UplinkMinutes]) -> ReportDocument:
+    """The ISP report of `site` for `month` from its uplinks' minutes."""
+    results = [summarise(u, month, inputs[u.id]) for u in site.uplinks]
+    summary: list[tuple[str, str]] = []
+    outage_rows = []
+    for r in results:
+        sla = "" if r.uplink.sla_pct is None else (
+            f" (SLA {r.uplink.sla_pct} %: {'met' if r.sla_met else 'MISSED'})" if r.sla_met is not None else "")
+        summary.append((f"{r.uplink.isp} ({r.uplink.id})", f"{_fmt_pct(r.availability_pct)}{sla}; ISP down "
+                        f"{_hm(r.minutes[MinuteClass.DOWN_ISP])}, our power {_hm(r.minutes[MinuteClass.DOWN_POWER])}"
+                        f", maintenance {_hm(r.minutes[MinuteClass.MAINTENANCE])}, no data "
+                        f"{_hm(r.minutes[MinuteClass.UNKNOWN])}"))
+        for o in r.outages:
+            outage_rows.append((r.uplink.id, r.uplink.isp, f"{month.local(o.start_minute):%Y-%m-%d %H:%M}",
+                                f"{month.local(o.end_minute):%Y-%m-%d %H:%M}", o.duration_min, CAUSES[o.cause],
+                                round(o.loss_pct, 1), o.link_down_min, o.power_out_min))
+    if not site.uplinks:
+        summary.append(("Uplinks", "the site file lists none"))
+    minutes_table = Table("minutes", "Minutes by class", ("uplink", "isp", "sla_pct", "availability_pct", "up",
+                                                          "down_isp", "down_power", "maintenance", "unknown",
+                                                          "allowed_down_min"),
+                          tuple((r.uplink.id, r.uplink.isp, r.uplink.sla_pct,
+                                 None if r.availability_pct is None else round(r.availability_pct, 4),
+                                 *(r.minutes[c] for c in MinuteClass),
+                                 None if r.allowed_down_min is None else round(r.allowed_down_min, 1))
+                                for r in results))
+    outage_table = Table("outages", "Outages", ("uplink", "isp", "start", "end", "duration_min", "cause",
+                                                "loss_pct", "link_down_min", "power_out_min"), tuple(outage_rows))
+    days = tuple(f"{d.day}" for d in month.days)
+    charts = tuple(Chart(f"daily-{r.uplink.id}", f"{r.uplink.isp}: minutes down per day by cause", days,
+                         {"ISP": tuple(float(v) for v in r.per_day[MinuteClass.DOWN_ISP]),
+                          "our power": tuple(float(v) for v in r.per_day[MinuteClass.DOWN_POWER]),
+                          "maintenance": tuple(float(v) for v in r.per_day[MinuteClass.MAINTENANCE]),
+                          "no data": tuple(float(v) for v in r.per_day[MinuteClass.UNKNOWN])},
+                         "minutes", "stacked") for r in results)
+    figures = {r.uplink.id: {"availability_pct": r.availability_pct, "sla_pct": r.uplink.sla_pct,
+                             "sla_met": r.sla_met, "minutes": {c.name.lower(): r.minutes[c] for c in MinuteClass},
+                             "outages": [{"start": month.local(o.start_minute).isoformat(),
+                                          "end": month.local(o.end_minute).isoformat(),
+                                          "duration_min": o.duration_min, "cause": o.cause.name.lower()}
+                                         for o in r.outages]} for r in results}
+    return ReportDocument("isp", f"ISP availability {month}", site.id, site.name, str(month), site.timezone,
+                          tuple(summary), (minutes_table, outage_table), charts,
+                          tuple(_not_judged(site, month, results, inputs)), figures)
+
+
+def isp_report(source: ReportSource, site: Site) -> ReportDocument:
+    return isp_document(site, source.month, read_inputs(source, site))
