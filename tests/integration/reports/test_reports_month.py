@@ -9,16 +9,22 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fastapi.testclient import TestClient
 
+from api.app import create_app
+from api.keys import Role
+from core.clock import SystemClock
 from core.influxql import InfluxQLClient
 from core.site import load_site
 from facmon.cli import main
-from facmon.servers import InfluxDB
+from facmon.commands.api import wired_services
+from facmon.servers import InfluxDB, Mosquitto
 from reports.battery import battery_report
 from reports.energy import energy_report
 from reports.isp import MinuteClass, isp_report
 from reports.month import ReportMonth
 from reports.source import ReportSource
+from tests.integration.api_stack import make_tokens, stack_config
 from tests.integration.reports.month_truth import DAYS, TZ, Truth, write_month
 
 pytestmark = pytest.mark.integration
@@ -99,7 +105,7 @@ def test_facmon_report_writes_html_csv_and_pdf(month_db: tuple[InfluxQLClient, T
     _, _, site_path = month_db
     monkeypatch.setenv("FACMON_INFLUXDB__URL", influxdb.url)
     monkeypatch.setenv("FACMON_INFLUXDB__DATABASE", "reports_month")
-    monkeypatch.setenv("FACMON_SITES__FILES", f'["{site_path}"]')
+    monkeypatch.setenv("FACMON_SITES__FILES", str(site_path))
     out = tmp_path / "out"
     assert main(["report", "isp", "--site", "testpark", "--month", "2026-11", "--out", str(out)]) == 0
     names = sorted(p.name for p in out.iterdir())
@@ -123,3 +129,22 @@ def test_a_month_without_data_says_so_instead_of_failing(month_db: tuple[InfluxQ
     isp = isp_report(_source(client, "2026-09"), site)
     assert isp.figures["up-isp"]["availability_pct"] is None
     assert "up-isp (PTCL): no readings at all this month" in isp.not_judged
+
+
+def test_api_serves_the_same_figures(month_db: tuple[InfluxQLClient, Truth, Path], tmp_path: Path,
+                                     mosquitto: Mosquitto) -> None:
+    client, _, site_path = month_db
+    config = stack_config(tmp_path, mosquitto, client, (site_path,))
+    with wired_services(config, SystemClock()) as services, TestClient(create_app(services)) as api:
+        headers = {"Authorization": f"Bearer {make_tokens(services)[Role.VIEWER]}"}
+        answer = api.get("/api/v1/reports/isp", params={"site": "testpark", "month": "2026-11"}, headers=headers)
+        assert answer.status_code == 200, answer.text
+        expected = isp_report(_source(client), load_site(site_path)).as_json()
+        assert answer.json()["figures"] == expected["figures"]
+        assert answer.json()["not_judged"] == list(expected["not_judged"])
+        bad = api.get("/api/v1/reports/isp", params={"site": "testpark", "month": "2026-13"}, headers=headers)
+        assert bad.status_code == 422 and "YYYY-MM" in bad.text
+        missing = api.get("/api/v1/reports/energy", params={"site": "nowhere", "month": "2026-11"}, headers=headers)
+        assert missing.status_code == 404
+        anonymous = api.get("/api/v1/reports/battery", params={"site": "testpark", "month": "2026-11"})
+        assert anonymous.status_code == 401
