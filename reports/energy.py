@@ -1,14 +1,20 @@
-"""Energy and load-shedding per local day and for the month, per inverter and for the site:
+"""Energy and load-shedding per local day and for the month, per inverter and for the site.
 
-- minutes on each source: the inverter's `mode` (grid, solar, battery, generator, bypass, fault),
-  the mode most of a minute's readings report; minutes without readings are "no data";
-- load-shedding: minutes the grid was out (`grid_ok` false at any inverter), split into scheduled
-  (inside the published `load_shedding` windows) and unscheduled;
-- energy from per-minute mean power (a minute with readings counts as a whole minute): PV, battery
-  in and out, generator output; generator run minutes and fuel burnt (drops of `fuel_pct` × tank);
+Counts of readings become minutes at the device's usual rate (readings a minute, reports/source.py),
+and sums of power become energy with each reading standing for its share of a minute:
+
+- minutes on each source: readings in each `mode` (solar, battery, generator, bypass, fault); the grid
+  has the rest of the minutes with data; minutes without readings are "no data";
+- load-shedding: per minute, the share of readings that found the grid out (`grid_ok` false; the
+  site's grid is out where any inverter found it out), inside the published `load_shedding` windows
+  (scheduled) and outside them (unscheduled);
+- PV energy (and the part produced while the grid was out); battery energy in and out, counted in Ah
+  (`battery_a`) and turned into kWh at the battery's nominal voltage; generator run minutes
+  (`running`), output energy and fuel burnt (hour-to-hour falls of `fuel_pct` × tank; refills are
+  not burns);
 - with `tariffs` in the site file: grid energy solar replaced while the grid was on, diesel it
   replaced while the grid was out (at the generators' measured litres per kWh, or the tariff's
-  `diesel_l_per_kwh` when they reported too little), and what the diesel burnt cost.
+  `diesel_l_per_kwh` when they delivered too little to measure), and what the diesel burnt cost.
 """
 
 from __future__ import annotations
@@ -18,10 +24,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from core.contract import INVERTER_MODES
+from core.influxql import quote_string
 from core.site import Site
 from reports.document import Chart, ReportDocument, Table
 from reports.month import ReportMonth
-from reports.source import ReportSource, Rows, rows_of
+from reports.source import Coverage, ReportSource, Rows, all_missing, minute_values
 
 MIN_GENERATOR_KWH_TO_MEASURE = 5.0
 """Below this generator output in the month, litres per kWh come from the tariffs, not the data."""
@@ -29,12 +36,12 @@ MIN_GENERATOR_KWH_TO_MEASURE = 5.0
 
 @dataclass(frozen=True)
 class InverterDays:
-    """One inverter's month, per local day (arrays of len(month.days))."""
+    """One inverter's month, per local day (arrays of len(month.days)) unless said otherwise."""
 
     minutes_by_mode: dict[str, np.ndarray]
     no_data_min: np.ndarray
     grid_out: np.ndarray
-    """Per minute of the month: the grid was out at this inverter."""
+    """Per minute of the month: the share of its usual readings that found the grid out (0..1)."""
     pv_kwh: np.ndarray
     pv_kwh_grid_out: np.ndarray
     battery_in_kwh: np.ndarray
@@ -48,59 +55,69 @@ class GeneratorDays:
     output_kwh: np.ndarray
 
 
-def _mask(month: ReportMonth, rows: Rows, keep: np.ndarray | None = None) -> np.ndarray:
-    mask = np.zeros(month.minutes, dtype=bool)
-    at = rows.at if keep is None else rows.at[keep]
-    mask[at[(at >= 0) & (at < month.minutes)]] = True
-    return mask
+OFF_GRID_MODES = tuple(mode for mode in INVERTER_MODES if mode != "grid")
 
 
-def minutes_by_mode(month: ReportMonth, off_grid_modes: Rows,
-                    missing: Rows) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Per day, minutes in each mode: the non-grid minutes as InfluxDB found them; grid is what is
-    left of each day's minutes with data."""
-    modes = off_grid_modes.columns.get("m", np.zeros(0, dtype=object))
-    no_data = _mask(month, missing)
-    out = {mode: month.per_day(_mask(month, off_grid_modes, modes == mode) & ~no_data)
-           for mode in INVERTER_MODES if mode != "grid"}
-    out["grid"] = month.minutes_per_day() - month.per_day(no_data) - sum(out.values())
-    return out, month.per_day(no_data)
+def _minutes_by_mode(month: ReportMonth, coverage: Coverage, counts: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Per day, minutes in each mode: readings counted in a mode, over the usual readings a minute;
+    the grid has what is left of each day's minutes with data."""
+    present = month.minutes_per_day() - month.per_day(coverage.missing)
+    out = {mode: np.minimum(counts[mode] / coverage.per_minute, present) for mode in OFF_GRID_MODES}
+    out["grid"] = np.maximum(0.0, present - sum(out.values()))
+    return out
 
 
 def read_inverters(source: ReportSource, site: Site) -> dict[str, InverterDays]:
-    pm = "mean(pv_w) AS pv, mode(grid_ok) AS g"
-    off_grid = source.minutes_where("inverter", "mode(mode) AS m", "m != 'grid'")
-    missing = source.minutes_where("inverter", "count(load_w) AS n", "n = 0", fill="0")
-    grid_out = source.minutes_where("inverter", "mode(grid_ok) AS g", "g = false")
-    pv = source.daily("inverter", pm, "sum(pv) / 60000")
-    pv_out = source.daily("inverter", pm, "sum(pv) / 60000", condition="g = false")
-    power = (f"SELECT mean(p) AS p FROM (SELECT battery_a * battery_v AS p FROM inverter WHERE "
-             f"{source.raw_filter()} GROUP BY device) WHERE {source.raw_filter()} GROUP BY time(1m), device")
-    into = source.daily_raw(power, "sum(p) / 60000", condition="p > 0")
-    out_of = source.daily_raw(power, "sum(p) / -60000", condition="p < 0")
-    days = len(source.month.days)
-    zeros = np.zeros(days)
+    month = source.month
+    coverage = source.coverage("inverter", "load_w")
+    grid_out = source.minute_counts("inverter", "count(load_w) AS n", "grid_ok = false")
+    statements = {mode: ("count(load_w)", f"mode = {quote_string(mode)}") for mode in OFF_GRID_MODES}
+    statements |= {"pv": ("sum(pv_w)", ""), "pv_grid_out": ("sum(pv_w)", "grid_ok = false"),
+                   "ah_in": ("sum(battery_a)", "battery_a > 0"), "ah_out": ("sum(battery_a)", "battery_a < 0")}
+    daily = source.daily("inverter", statements)
+    zeros = {name: np.zeros(len(month.days)) for name in statements}
     result = {}
     for inv in site.inverters:
-        by_mode, no_data = minutes_by_mode(source.month, rows_of(off_grid, inv.id), rows_of(missing, inv.id))
-        if inv.id not in missing:
-            by_mode = {mode: zeros.copy() for mode in by_mode}
-            no_data = source.month.minutes_per_day()
-        result[inv.id] = InverterDays(by_mode, no_data, _mask(source.month, rows_of(grid_out, inv.id)),
-                                      pv.get(inv.id, zeros), pv_out.get(inv.id, zeros), into.get(inv.id, zeros),
-                                      out_of.get(inv.id, zeros))
+        cov = coverage.get(inv.id) or all_missing(month)
+        days = daily.get(inv.id, zeros)
+        kwh = cov.seconds_per_reading / 3.6e6
+        kwh_per_ah = cov.seconds_per_reading / 3600 * inv.battery_nominal_v / 1000
+        out_share = np.minimum(1.0, minute_values(month, grid_out.get(inv.id), "n") / cov.per_minute)
+        result[inv.id] = InverterDays(_minutes_by_mode(month, cov, days), month.per_day(cov.missing), out_share,
+                                      days["pv"] * kwh, days["pv_grid_out"] * kwh, days["ah_in"] * kwh_per_ah,
+                                      -days["ah_out"] * kwh_per_ah)
     return result
 
 
 def read_generators(source: ReportSource, site: Site) -> dict[str, GeneratorDays]:
-    running = source.minutes_where("generator", "mode(running) AS r", "r = true")
-    fuel_drop = (f"SELECT difference(fuel_pct) AS d FROM generator WHERE {source.raw_filter()} GROUP BY device")
-    fuel = source.daily_raw(fuel_drop, "sum(d)", condition="d < 0")
-    output = source.daily("generator", "mean(output_w) AS w", "sum(w) / 60000")
-    zeros = np.zeros(len(source.month.days))
-    return {g.id: GeneratorDays(source.month.per_day(_mask(source.month, rows_of(running, g.id))),
-                                -fuel.get(g.id, zeros) * g.tank_l / 100, output.get(g.id, zeros))
-            for g in site.generators}
+    month = source.month
+    coverage = source.coverage("generator", "output_w")
+    daily = source.daily("generator", {"running": ("count(output_w)", "running = true"), "w": ("sum(output_w)", "")})
+    hourly = source.buckets("generator", "last(fuel_pct) AS fuel", "1h")
+    zeros = np.zeros(len(month.days))
+    out = {}
+    for g in site.generators:
+        cov = coverage.get(g.id) or all_missing(month)
+        days = daily.get(g.id, {"running": zeros, "w": zeros})
+        out[g.id] = GeneratorDays(days["running"] / cov.per_minute, _fuel_burnt_l(month, hourly.get(g.id), g.tank_l),
+                                  days["w"] * cov.seconds_per_reading / 3.6e6)
+    return out
+
+
+def _fuel_burnt_l(month: ReportMonth, hourly: Rows | None, tank_l: float) -> np.ndarray:
+    """Per day, the falls of the fuel level from hour to hour (a refill is no negative burn)."""
+    burnt = np.zeros(len(month.days))
+    if hourly is None or len(hourly.at) < 2:
+        return burnt
+    level = hourly.columns["fuel"]
+    fall = np.maximum(0.0, level[:-1] - level[1:]) * tank_l / 100
+    minutes = np.clip((hourly.at[1:] // 1000 - month.start_s) // 60, 0, month.minutes - 1)
+    np.add.at(burnt, month.day_of_minute[minutes], np.nan_to_num(fall))
+    return burnt
+
+
+def _day_sums(month: ReportMonth, per_minute: np.ndarray) -> np.ndarray:
+    return np.bincount(month.day_of_minute, weights=per_minute, minlength=len(month.days))
 
 
 def _hours(minutes: float) -> float:
@@ -112,11 +129,11 @@ def energy_document(site: Site, month: ReportMonth, inverters: dict[str, Inverte
     days = len(month.days)
     zeros = np.zeros(days)
     scheduled = month.mask_of(site.shedding_windows(month.start_s, month.end_s))
-    grid_out = np.zeros(month.minutes, dtype=bool)
+    grid_out = np.zeros(month.minutes)
     for inv in inverters.values():
-        grid_out |= inv.grid_out
-    shed_scheduled = month.per_day(grid_out & scheduled)
-    shed_unscheduled = month.per_day(grid_out & ~scheduled)
+        grid_out = np.maximum(grid_out, inv.grid_out)  # the site's grid is out where any inverter found it out
+    shed_scheduled = _day_sums(month, grid_out * scheduled)
+    shed_unscheduled = _day_sums(month, grid_out * ~scheduled)
     modes = list(INVERTER_MODES)
     site_modes = {m: sum((i.minutes_by_mode[m] for i in inverters.values()), zeros) for m in modes}
     pv = sum((i.pv_kwh for i in inverters.values()), zeros)
@@ -147,11 +164,11 @@ def energy_document(site: Site, month: ReportMonth, inverters: dict[str, Inverte
         "load_shedding_unscheduled_h": _hours(shed_unscheduled.sum()),
         "pv_kwh": float(pv.sum()), "battery_in_kwh": float(b_in.sum()), "battery_out_kwh": float(b_out.sum()),
         "generator_run_h": _hours(run.sum()), "fuel_l": float(fuel.sum()), "generator_kwh": float(gen_kwh.sum()),
-        "minutes_by_mode": {inv_id: {m: [int(v) for v in inv.minutes_by_mode[m]] for m in modes}
+        "minutes_by_mode": {inv_id: {m: [round(float(v), 2) for v in inv.minutes_by_mode[m]] for m in modes}
                             for inv_id, inv in inverters.items()},
         "no_data_min": {inv_id: [int(v) for v in inv.no_data_min] for inv_id, inv in inverters.items()},
-        "load_shedding_scheduled_min": [int(v) for v in shed_scheduled],
-        "load_shedding_unscheduled_min": [int(v) for v in shed_unscheduled],
+        "load_shedding_scheduled_min": [round(float(v), 2) for v in shed_scheduled],
+        "load_shedding_unscheduled_min": [round(float(v), 2) for v in shed_unscheduled],
     }
     tariffs = site.tariffs
     if tariffs is None:

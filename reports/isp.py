@@ -1,7 +1,7 @@
 """ISP availability with fault attribution: every minute of the month of every uplink is one of
 
-    up            the probes got answers (more than half of them in that minute)
-    down_isp      the probes got no answers, the router had power, no maintenance was announced
+    up            fewer than half of the minute's usual readings lost more than half of their probes
+    down_isp      at least half of them did, the router had power, no maintenance was announced
     down_power    no answers, and the router's inverter had no output in that minute or in the
                   ROUTER_BOOT_MIN minutes before (the router was off, or still booting)
     maintenance   no answers within a maintenance window the ISP announced (site file)
@@ -23,10 +23,11 @@ import numpy as np
 from core.site import Site, Uplink
 from reports.document import Chart, ReportDocument, Table
 from reports.month import ReportMonth
-from reports.source import MISSING, ReportSource, rows_of
+from reports.source import ReportSource, all_missing, minute_mask, minute_values
 
 DOWN_LOSS_PCT = 50.0
-"""A minute is down when its readings lost more than this share of probes on average."""
+"""A reading fails when it lost more than this share of its probes; a minute is down when at least
+half of the uplink's usual readings a minute failed in it."""
 ROUTER_BOOT_MIN = 2
 """Minutes a router needs after its power returns before its link is up again."""
 
@@ -49,7 +50,7 @@ class UplinkMinutes:
     down: np.ndarray
     missing: np.ndarray
     loss_pct: np.ndarray
-    """Mean probe loss of down minutes (nan elsewhere)."""
+    """Mean probe loss of the minute's failing readings (nan where none failed)."""
     link_down: np.ndarray
     """A reading in the minute said the interface had no carrier."""
     maintenance: np.ndarray
@@ -136,40 +137,28 @@ def summarise(uplink: Uplink, month: ReportMonth, m: UplinkMinutes) -> UplinkMon
     return UplinkMonth(uplink, counts, availability, outages(classes, m), per_day)
 
 
-def _mask(month: ReportMonth, minutes: np.ndarray) -> np.ndarray:
-    mask = np.zeros(month.minutes, dtype=bool)
-    inside = minutes[(minutes >= 0) & (minutes < month.minutes)]
-    mask[inside] = True
-    return mask
-
-
 def read_inputs(source: ReportSource, site: Site) -> dict[str, UplinkMinutes]:
-    """Per uplink of `site`, its minutes from InfluxDB: five statements for the whole site, each
-    returning only the minutes that are not plainly fine."""
+    """Per uplink of `site`, its minutes from InfluxDB: coverage of the uplinks and inverters, and the
+    minutes holding failing readings, link-down readings or an inverter without output."""
     month = source.month
-    down_or_missing = source.minutes_where("uplink", "mean(loss_pct) AS loss", f"loss > {DOWN_LOSS_PCT} OR loss < 0",
-                                           fill=str(MISSING))
-    link_down = source.minutes_where("uplink", "count(loss_pct) AS n", "n > 0", where="link_up = false")
-    power = source.minutes_where("inverter", "min(load_w) AS load", "load <= 0", fill=str(MISSING))
+    uplinks = source.coverage("uplink", "loss_pct")
+    inverters = source.coverage("inverter", "load_w")
+    failing = source.minute_counts("uplink", "count(loss_pct) AS n, mean(loss_pct) AS loss",
+                                   f"loss_pct > {DOWN_LOSS_PCT}")
+    link_down = source.minute_counts("uplink", "count(loss_pct) AS n", "link_up = false")
+    power_out = source.minute_counts("inverter", "count(load_w) AS n", "load_w <= 0")
     out: dict[str, UplinkMinutes] = {}
     for uplink in site.uplinks:
-        rows = rows_of(down_or_missing, uplink.id)
-        loss = rows.columns.get("loss", np.zeros(0)).astype(float)
-        missing = _mask(month, rows.at[loss < 0]) if uplink.id in down_or_missing else np.ones(month.minutes, bool)
-        down = _mask(month, rows.at[loss > DOWN_LOSS_PCT])
-        loss_pct = np.full(month.minutes, np.nan)
-        inside = (rows.at >= 0) & (rows.at < month.minutes) & (loss > DOWN_LOSS_PCT)
-        loss_pct[rows.at[inside]] = loss[inside]
-        power_out = power_missing = None
+        coverage = uplinks.get(uplink.id) or all_missing(month)
+        failed = failing.get(uplink.id)
+        down = minute_values(month, failed, "n") >= coverage.per_minute / 2
+        power = power_missing = None
         if uplink.powered_by is not None:
-            prow = rows_of(power, uplink.powered_by)
-            load = prow.columns.get("load", np.zeros(0)).astype(float)
-            if uplink.powered_by in power:
-                power_out, power_missing = _mask(month, prow.at[load == 0]), _mask(month, prow.at[load < 0])
-            else:
-                power_out, power_missing = np.zeros(month.minutes, bool), np.ones(month.minutes, bool)
-        out[uplink.id] = UplinkMinutes(down, missing, loss_pct, _mask(month, rows_of(link_down, uplink.id).at),
-                                       month.mask_of(uplink.maintenance_intervals(site.tz)), power_out, power_missing)
+            power = minute_mask(month, power_out.get(uplink.powered_by))
+            power_missing = (inverters.get(uplink.powered_by) or all_missing(month)).missing
+        out[uplink.id] = UplinkMinutes(down, coverage.missing, minute_values(month, failed, "loss", np.nan),
+                                       minute_mask(month, link_down.get(uplink.id)),
+                                       month.mask_of(uplink.maintenance_intervals(site.tz)), power, power_missing)
     return out
 
 

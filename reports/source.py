@@ -1,9 +1,14 @@
-"""InfluxDB → plain values for the reports. Every statement aggregates in InfluxDB: per-minute
-buckets (GROUP BY time(1m)) kept only where a condition holds (down, missing, off the grid...), per
-local day sums (GROUP BY time(1d) tz(...)), or 15-minute buckets; never a month of raw points.
+"""InfluxDB → plain values for the reports. Every statement aggregates in InfluxDB and returns only
+what the report needs: per-hour counts (coverage), per-minute counts of the readings that meet a
+condition (down, off the grid: a small share of the month), per-local-day sums (GROUP BY time(1d)
+tz(...)), or 15-minute and hourly buckets; never a month of raw points, and never a row for every
+minute of the month (a month is 43,200 minutes a device: that many rows took seconds to build).
 
-A minute with no reading at all is filled with -1 where the report must know it is missing, so
-"no data" is a row of its own and never mistaken for a value.
+Coverage: which minutes of the month hold at least one reading of a device, found in two steps. Per
+hour, the readings counted; an hour with the device's usual count is complete, an hour with none is
+missing, and only the hours in between are asked again, minute by minute. The usual count also gives
+the device's rate (readings a minute), by which counts of readings become minutes and sums of power
+become energy.
 """
 
 from __future__ import annotations
@@ -17,21 +22,37 @@ import numpy as np
 from core.influxql import InfluxQLClient, quote_ident, quote_string
 from reports.month import ReportMonth
 
-MISSING = -1
-"""The fill value of a minute without readings (the metrics it stands for are never negative)."""
+STATEMENTS_PER_REQUEST = 100
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """One device's readings in the month: the minutes without any, and its usual rate."""
+
+    missing: np.ndarray
+    """Per minute of the month: no reading."""
+    per_minute: float
+    """Readings a minute in a complete hour (the most common hourly count / 60)."""
+
+    @property
+    def seconds_per_reading(self) -> float:
+        return 60 / self.per_minute
+
+
+@dataclass(frozen=True)
+class MinuteCounts:
+    """One device's minutes holding readings that met a condition: minute index and aggregates."""
+
+    minutes: np.ndarray
+    columns: Mapping[str, np.ndarray]
 
 
 @dataclass(frozen=True)
 class Rows:
-    """One device's rows: `minutes` (index in the month, or bucket start in epoch ms for buckets)
-    and one array per column."""
+    """One device's buckets: `at` (bucket start, epoch ms) and one array per column (nan: none)."""
 
     at: np.ndarray
     columns: Mapping[str, np.ndarray]
-
-
-def _empty() -> Rows:
-    return Rows(np.zeros(0, dtype=np.int64), {})
 
 
 class ReportSource:
@@ -42,75 +63,118 @@ class ReportSource:
         self.month = month
         self._site = f"site = {quote_string(site_id)}"
         self._range = f"time >= {month.start_s}s AND time < {month.end_s}s"
+        self._tz = f"tz({quote_string(month.tz.key)})"
 
-    def minutes_where(self, measurement: str, inner: str, condition: str, *, fill: str = "none",
-                      where: str = "") -> dict[str, Rows]:
-        """Per device, the minutes whose per-minute aggregates (`inner`, e.g. "mean(loss_pct) AS loss")
-        meet `condition` (e.g. "loss > 50"). `where` narrows the raw points (e.g. "link_up = false")."""
-        narrowed = f" AND ({where})" if where else ""
-        q = (f"SELECT * FROM (SELECT {inner} FROM {quote_ident(measurement)} WHERE {self._site} AND {self._range}"
-             f"{narrowed} GROUP BY time(1m), device fill({fill})) WHERE {self._range} AND ({condition}) "
-             f"GROUP BY device")
-        out: dict[str, Rows] = {}
-        for series in self.client.query(q, epoch="ms"):
-            times = np.array([row[0] for row in series.values], dtype=np.int64)
-            columns = {name: np.array([row[i] for row in series.values], dtype=object)
-                       for i, name in enumerate(series.columns) if name != "time"}
-            out[series.tags.get("device", "")] = Rows((times // 1000 - self.month.start_s) // 60, columns)
+    def _where(self, where: str) -> str:
+        return f"{self._site} AND {self._range}" + (f" AND ({where})" if where else "")
+
+    def coverage(self, measurement: str, field: str) -> dict[str, Coverage]:
+        """Per device with any reading this month, its coverage (module docstring)."""
+        m, f = quote_ident(measurement), quote_ident(field)
+        hourly = self.client.query(f"SELECT count({f}) FROM {m} WHERE {self._where('')} GROUP BY time(1h), device "
+                                   f"fill(0)", epoch="ms")
+        month = self.month
+        out: dict[str, Coverage] = {}
+        partial: list[tuple[str, int, int]] = []
+        for series in hourly:
+            device = series.tags.get("device", "")
+            counts = np.array([row[1] or 0 for row in series.values], dtype=np.int64)
+            starts = np.array([row[0] // 1000 for row in series.values], dtype=np.int64)
+            nonzero = counts[counts > 0]
+            if not len(nonzero):
+                continue
+            usual = int(np.bincount(nonzero).argmax())
+            missing = np.zeros(month.minutes, dtype=bool)
+            for start, count in zip(starts.tolist(), counts.tolist(), strict=True):
+                first, last = max(start, month.start_s), min(start + 3600, month.end_s)
+                if last <= first or (count >= usual and last - first == 3600):
+                    continue
+                if count == 0:
+                    missing[(first - month.start_s) // 60:(last - month.start_s) // 60] = True
+                else:
+                    partial.append((device, first, last))
+            out[device] = Coverage(missing, usual / 60)
+        self._fill_partial_hours(measurement, field, partial, out)
         return out
 
-    def daily(self, measurement: str, per_minute: str, outer: str, *, condition: str = "",
-              where: str = "") -> dict[str, np.ndarray]:
-        """Per device, one number per local day: `outer` (e.g. "sum(pv) / 60000") over the per-minute
-        values `per_minute` (e.g. "mean(pv_w) AS pv") whose minutes meet `condition`."""
-        narrowed = f" AND ({where})" if where else ""
-        kept = f" AND ({condition})" if condition else ""
-        q = (f"SELECT {outer} FROM (SELECT {per_minute} FROM {quote_ident(measurement)} WHERE {self._site} AND "
-             f"{self._range}{narrowed} GROUP BY time(1m), device) WHERE {self._range}{kept} "
-             f"GROUP BY time(1d), device fill(0) tz({quote_string(self.month.tz.key)})")
-        return self._by_day(q)
+    def _fill_partial_hours(self, measurement: str, field: str, partial: list[tuple[str, int, int]],
+                            out: dict[str, Coverage]) -> None:
+        """Minute by minute, the hours whose count was neither usual nor zero."""
+        m, f = quote_ident(measurement), quote_ident(field)
+        for chunk in range(0, len(partial), STATEMENTS_PER_REQUEST):
+            batch = partial[chunk:chunk + STATEMENTS_PER_REQUEST]
+            q = ";".join(f"SELECT count({f}) FROM {m} WHERE {self._site} AND device = {quote_string(device)} AND "
+                         f"time >= {first}s AND time < {last}s GROUP BY time(1m) fill(0)"
+                         for device, first, last in batch)
+            for series in self.client.query(q, epoch="ms"):
+                device = batch[series.statement_id][0]
+                for at, count in series.values:
+                    minute = self.month.minute_of(at)
+                    if not count and 0 <= minute < self.month.minutes:
+                        out[device].missing[minute] = True
 
-    def daily_raw(self, q_inner: str, outer: str, *, condition: str = "") -> dict[str, np.ndarray]:
-        """Like `daily` over a caller's inner statement (already restricted to the site and month)."""
-        kept = f" AND ({condition})" if condition else ""
-        q = (f"SELECT {outer} FROM ({q_inner}) WHERE {self._range}{kept} GROUP BY time(1d), device fill(0) "
-             f"tz({quote_string(self.month.tz.key)})")
-        return self._by_day(q)
-
-    def raw_filter(self) -> str:
-        """The site and month condition, for a caller's inner statement."""
-        return f"{self._site} AND {self._range}"
-
-    def _by_day(self, q: str) -> dict[str, np.ndarray]:
-        days = {d: i for i, d in enumerate(self.month.days)}
-        out: dict[str, np.ndarray] = {}
+    def minute_counts(self, measurement: str, select: str, where: str) -> dict[str, MinuteCounts]:
+        """Per device, the minutes holding readings that meet `where`, with `select` over those readings
+        (e.g. "count(loss_pct) AS n"), minutes without such readings left out."""
+        q = (f"SELECT {select} FROM {quote_ident(measurement)} WHERE {self._where(where)} GROUP BY time(1m), device "
+             f"fill(none)")
+        out: dict[str, MinuteCounts] = {}
         for series in self.client.query(q, epoch="ms"):
-            values = np.zeros(len(days))
-            for row in series.values:
-                index = days.get(datetime.fromtimestamp(row[0] / 1000, self.month.tz).date())
-                if index is not None and row[1] is not None:
-                    values[index] += float(row[1])
-            out[series.tags.get("device", "")] = values
+            minutes = (np.array([row[0] for row in series.values], dtype=np.int64) // 1000 - self.month.start_s) // 60
+            keep = (minutes >= 0) & (minutes < self.month.minutes)
+            columns = {name: _column(series.values, i)[keep] for i, name in enumerate(series.columns) if name != "time"}
+            out[series.tags.get("device", "")] = MinuteCounts(minutes[keep], columns)
+        return out
+
+    def daily(self, measurement: str, statements: Mapping[str, tuple[str, str]]) -> dict[str, dict[str, np.ndarray]]:
+        """Per device, per named statement ((aggregate, where), e.g. ("sum(pv_w)", "grid_ok = false")), one
+        number per local day of the month (0 where nothing matched)."""
+        names = list(statements)
+        q = ";".join(f"SELECT {aggregate} FROM {quote_ident(measurement)} WHERE {self._where(where)} GROUP BY "
+                     f"time(1d), device fill(0) {self._tz}" for aggregate, where in statements.values())
+        days = {d: i for i, d in enumerate(self.month.days)}
+        out: dict[str, dict[str, np.ndarray]] = {}
+        for series in self.client.query(q, epoch="ms"):
+            values = out.setdefault(series.tags.get("device", ""), {n: np.zeros(len(days)) for n in names})
+            column = values[names[series.statement_id]]
+            for at, value in series.values:
+                index = days.get(datetime.fromtimestamp(at / 1000, self.month.tz).date())
+                if index is not None and value is not None:
+                    column[index] += float(value)
         return out
 
     def buckets(self, measurement: str, select: str, every: str) -> dict[str, Rows]:
-        """Per device, aggregates per `every` bucket (e.g. "15m"), empty buckets left out; `at` in epoch ms."""
-        q = (f"SELECT {select} FROM {quote_ident(measurement)} WHERE {self._site} AND {self._range} "
-             f"GROUP BY time({every}), device fill(none)")
+        """Per device, aggregates per `every` bucket (e.g. "15m"), empty buckets left out."""
+        q = (f"SELECT {select} FROM {quote_ident(measurement)} WHERE {self._where('')} GROUP BY time({every}), device "
+             f"fill(none)")
         out: dict[str, Rows] = {}
         for series in self.client.query(q, epoch="ms"):
             times = np.array([row[0] for row in series.values], dtype=np.int64)
-            columns = {name: np.array([np.nan if row[i] is None else row[i] for row in series.values], dtype=float)
-                       for i, name in enumerate(series.columns) if name != "time"}
+            columns = {name: _column(series.values, i) for i, name in enumerate(series.columns) if name != "time"}
             out[series.tags.get("device", "")] = Rows(times, columns)
         return out
 
-    def first_seen_ms(self, measurement: str, field: str) -> dict[str, int]:
-        """Per device, the time of its first point this month (for "appeared mid-month")."""
-        q = (f"SELECT first({quote_ident(field)}) FROM {quote_ident(measurement)} WHERE {self._site} AND "
-             f"{self._range} GROUP BY device")
-        return {s.tags.get("device", ""): int(s.values[0][0]) for s in self.client.query(q, epoch="ms") if s.values}
+
+def _column(values: tuple[tuple[object, ...], ...], index: int) -> np.ndarray:
+    return np.array([np.nan if row[index] is None else row[index] for row in values], dtype=float)
 
 
-def rows_of(found: Mapping[str, Rows], device: str) -> Rows:
-    return found.get(device) or _empty()
+def minute_mask(month: ReportMonth, found: MinuteCounts | None, keep: np.ndarray | None = None) -> np.ndarray:
+    """Per minute of the month: listed in `found` (where `keep`, if given, is true)."""
+    mask = np.zeros(month.minutes, dtype=bool)
+    if found is not None:
+        mask[found.minutes if keep is None else found.minutes[keep]] = True
+    return mask
+
+
+def minute_values(month: ReportMonth, found: MinuteCounts | None, column: str, empty: float = 0.0) -> np.ndarray:
+    """Per minute of the month: `column` of `found`, `empty` where it has no row."""
+    values = np.full(month.minutes, empty)
+    if found is not None:
+        values[found.minutes] = found.columns[column]
+    return values
+
+
+def all_missing(month: ReportMonth) -> Coverage:
+    """The coverage of a device without a single reading this month."""
+    return Coverage(np.ones(month.minutes, dtype=bool), 1.0)
