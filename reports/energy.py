@@ -3,8 +3,9 @@
 Counts of readings become minutes at the device's usual rate (readings a minute, reports/source.py),
 and sums of power become energy with each reading standing for its share of a minute:
 
-- minutes on each source: readings in each `mode` (solar, battery, generator, bypass, fault); the grid
-  has the rest of the minutes with data; minutes without readings are "no data";
+- minutes on each source: per minute, the readings not in `grid` mode, counted for the off-grid mode
+  most of them report (solar, battery, generator, bypass, fault); the grid has the rest of the minutes
+  with data; minutes without readings are "no data";
 - load-shedding: per minute, the share of readings that found the grid out (`grid_ok` false; the
   site's grid is out where any inverter found it out), inside the published `load_shedding` windows
   (scheduled) and outside them (unscheduled);
@@ -24,11 +25,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from core.contract import INVERTER_MODES
-from core.influxql import quote_string
 from core.site import Site
 from reports.document import Chart, ReportDocument, Table
 from reports.month import ReportMonth
-from reports.source import Coverage, ReportSource, Rows, all_missing, minute_values
+from reports.source import Coverage, MinuteCounts, ReportSource, Rows, all_missing, minute_values
 
 MIN_GENERATOR_KWH_TO_MEASURE = 5.0
 """Below this generator output in the month, litres per kWh come from the tariffs, not the data."""
@@ -58,33 +58,40 @@ class GeneratorDays:
 OFF_GRID_MODES = tuple(mode for mode in INVERTER_MODES if mode != "grid")
 
 
-def _minutes_by_mode(month: ReportMonth, coverage: Coverage, counts: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Per day, minutes in each mode: readings counted in a mode, over the usual readings a minute;
-    the grid has what is left of each day's minutes with data."""
+def _minutes_by_mode(month: ReportMonth, coverage: Coverage, off_grid: MinuteCounts | None) -> dict[str, np.ndarray]:
+    """Per day, minutes in each mode: each minute's off-grid readings, over the usual readings a minute,
+    go to the off-grid mode most of them report; the grid has the rest of the minutes with data."""
     present = month.minutes_per_day() - month.per_day(coverage.missing)
-    out = {mode: np.minimum(counts[mode] / coverage.per_minute, present) for mode in OFF_GRID_MODES}
+    share = np.minimum(1.0, minute_values(month, off_grid, "n") / coverage.per_minute)
+    modes = np.full(month.minutes, "", dtype=object)
+    if off_grid is not None:
+        modes[off_grid.minutes] = off_grid.columns["m"]
+    out = {mode: np.bincount(month.day_of_minute, weights=share * (modes == mode), minlength=len(month.days))
+           for mode in OFF_GRID_MODES}
     out["grid"] = np.maximum(0.0, present - sum(out.values()))
     return out
 
 
 def read_inverters(source: ReportSource, site: Site) -> dict[str, InverterDays]:
+    """Five statements for the whole site, each one pass over the month's inverter readings."""
     month = source.month
     coverage = source.coverage("inverter", "load_w")
-    grid_out = source.minute_counts("inverter", "count(load_w) AS n", "grid_ok = false")
-    statements = {mode: ("count(load_w)", f"mode = {quote_string(mode)}") for mode in OFF_GRID_MODES}
-    statements |= {"pv": ("sum(pv_w)", ""), "pv_grid_out": ("sum(pv_w)", "grid_ok = false"),
-                   "ah_in": ("sum(battery_a)", "battery_a > 0"), "ah_out": ("sum(battery_a)", "battery_a < 0")}
-    daily = source.daily("inverter", statements)
-    zeros = {name: np.zeros(len(month.days)) for name in statements}
+    off_grid = source.minute_counts("inverter", "count(load_w) AS n, mode(mode) AS m", "mode != 'grid'")
+    grid_out = source.minute_counts("inverter", "count(load_w) AS n, sum(pv_w) AS pv", "grid_ok = false")
+    daily = source.daily("inverter", {"pv": ("sum(pv_w)", ""), "ah_in": ("sum(battery_a)", "battery_a > 0"),
+                                      "ah_out": ("sum(battery_a)", "battery_a < 0")})
+    zeros = {name: np.zeros(len(month.days)) for name in ("pv", "ah_in", "ah_out")}
     result = {}
     for inv in site.inverters:
         cov = coverage.get(inv.id) or all_missing(month)
         days = daily.get(inv.id, zeros)
         kwh = cov.seconds_per_reading / 3.6e6
         kwh_per_ah = cov.seconds_per_reading / 3600 * inv.battery_nominal_v / 1000
-        out_share = np.minimum(1.0, minute_values(month, grid_out.get(inv.id), "n") / cov.per_minute)
-        result[inv.id] = InverterDays(_minutes_by_mode(month, cov, days), month.per_day(cov.missing), out_share,
-                                      days["pv"] * kwh, days["pv_grid_out"] * kwh, days["ah_in"] * kwh_per_ah,
+        out = grid_out.get(inv.id)
+        out_share = np.minimum(1.0, minute_values(month, out, "n") / cov.per_minute)
+        pv_out = np.bincount(month.day_of_minute, weights=minute_values(month, out, "pv"), minlength=len(month.days))
+        result[inv.id] = InverterDays(_minutes_by_mode(month, cov, off_grid.get(inv.id)), month.per_day(cov.missing),
+                                      out_share, days["pv"] * kwh, pv_out * kwh, days["ah_in"] * kwh_per_ah,
                                       -days["ah_out"] * kwh_per_ah)
     return result
 

@@ -223,12 +223,15 @@ def isp_document(site: Site, month: ReportMonth, inputs: dict[str, UplinkMinutes
     outage_table = Table("outages", "Outages", ("uplink", "isp", "start", "end", "duration_min", "cause",
                                                 "loss_pct", "link_down_min", "power_out_min"), tuple(outage_rows))
     days = tuple(f"{d.day}" for d in month.days)
-    charts = tuple(Chart(f"daily-{r.uplink.id}", f"{r.uplink.isp}: minutes down per day by cause", days,
-                         {"ISP": tuple(float(v) for v in r.per_day[MinuteClass.DOWN_ISP]),
-                          "our power": tuple(float(v) for v in r.per_day[MinuteClass.DOWN_POWER]),
-                          "maintenance": tuple(float(v) for v in r.per_day[MinuteClass.MAINTENANCE]),
-                          "no data": tuple(float(v) for v in r.per_day[MinuteClass.UNKNOWN])},
-                         "minutes", "stacked") for r in results)
+    labels = tuple(r.uplink.id for r in results)
+    by_cause = {name: tuple(float(r.minutes[c]) / 60 for r in results)
+                for c, name in ((MinuteClass.DOWN_ISP, "ISP"), (MinuteClass.DOWN_POWER, "our power"),
+                                (MinuteClass.MAINTENANCE, "maintenance"), (MinuteClass.UNKNOWN, "no data"))}
+    # Two charts whatever the number of uplinks: a site with twenty must not take a minute to draw.
+    charts = (Chart("causes", "Hours down by cause, per uplink", labels, by_cause, "hours", "stacked"),
+              Chart("daily", "Minutes the ISP was down, per day", days,
+                    {r.uplink.id: tuple(float(v) for v in r.per_day[MinuteClass.DOWN_ISP]) for r in results},
+                    "minutes", "stacked"))
     figures = {r.uplink.id: {"availability_pct": r.availability_pct, "sla_pct": r.uplink.sla_pct,
                              "sla_met": r.sla_met, "minutes": {c.name.lower(): r.minutes[c] for c in MinuteClass},
                              "outages": [{"start": month.local(o.start_minute).isoformat(),

@@ -156,7 +156,11 @@ class ReportSource:
 
 
 def _column(values: tuple[tuple[object, ...], ...], index: int) -> np.ndarray:
-    return np.array([np.nan if row[index] is None else row[index] for row in values], dtype=float)
+    """One column as floats (nan for null), or as objects when it holds text (a `mode()` of a string field)."""
+    cells = [row[index] for row in values]
+    if any(isinstance(cell, str) for cell in cells):
+        return np.array(cells, dtype=object)
+    return np.array([np.nan if cell is None else cell for cell in cells], dtype=float)
 
 
 def minute_mask(month: ReportMonth, found: MinuteCounts | None, keep: np.ndarray | None = None) -> np.ndarray:
