@@ -30,8 +30,9 @@ class ReportMonth:
     def parse(cls, text: str, tz: ZoneInfo) -> ReportMonth:
         """'2026-11' → the month in `tz`. Raises BadMonth naming the expected form."""
         match = _MONTH_RE.match(text.strip())
-        if not match or not 1 <= int(match.group(2)) <= 12 or int(match.group(1)) < 1971:
-            raise BadMonth(f"month {text!r} is not 'YYYY-MM' (e.g. '2026-11')")
+        if not match or not 1 <= int(match.group(2)) <= 12 or not 1971 <= int(match.group(1)) <= 2200:
+            # InfluxDB's timestamps end in 2262; 1970 and before cannot hold a reading with a time zone ahead of UTC.
+            raise BadMonth(f"month {text!r} is not 'YYYY-MM' between 1971 and 2200 (e.g. '2026-11')")
         return cls(int(match.group(1)), int(match.group(2)), tz)
 
     def __str__(self) -> str:
