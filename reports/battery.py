@@ -47,7 +47,8 @@ def _complete_runs(rows: Rows) -> list[np.ndarray]:
     if not len(rows.at):
         return []
     counts = rows.columns["n"]
-    full = counts >= np.median(counts)
+    # A bucket without a state of charge or a current (a device that leaves metrics out) breaks a run.
+    full = (counts >= np.median(counts)) & np.isfinite(rows.columns["soc"]) & np.isfinite(rows.columns["a"])
     contiguous = np.diff(rows.at, prepend=rows.at[0]) == 15 * 60_000
     runs, current = [], []
     for index in range(len(rows.at)):

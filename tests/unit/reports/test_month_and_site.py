@@ -69,3 +69,15 @@ def test_classification_rules() -> None:
 def test_an_uplink_with_its_own_supply_is_never_down_for_our_power() -> None:
     m = _minutes(down=np.ones(4, bool), power_out=None, power_missing=None, n=4)
     assert set(classify(m).tolist()) == {MinuteClass.DOWN_ISP}
+
+
+def test_coulomb_counting_on_hand_made_buckets() -> None:
+    # A 200 Ah battery discharged at 40 A for 2.5 h (10 buckets of 15 min) falls 50 points; a pause, a
+    # shallow 10-point dip (left out of the estimate), then a recharge.
+    from reports.battery import discharge_swings
+
+    soc = np.array([100.0] + [100 - 5 * k for k in range(1, 11)] + [50, 60, 70, 60, 75, 90])
+    amps = np.array([0.0] + [-40.0] * 10 + [0, 40, 40, -40, 60, 60])
+    swings = discharge_swings(soc, amps)
+    assert [(s.first, s.last, s.depth_pct, s.ah) for s in swings] == [(0, 10, 50.0, 100.0), (13, 14, 10.0, 10.0)]
+    assert 100 * swings[0].ah / swings[0].depth_pct == 200.0
