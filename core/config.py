@@ -26,6 +26,7 @@ from core.settings.local import LocalStackSettings
 from core.settings.logging import LogSettings
 from core.settings.mqtt import MqttSettings
 from core.settings.probe import ProbeSettings
+from core.settings.reports import ReportsSettings
 from core.settings.rules import RulesSettings
 from core.settings.simulate import SimulateSettings
 from core.settings.sites import SitesSettings
@@ -44,6 +45,7 @@ class FacmonConfig(Section):
     simulate: SimulateSettings = SimulateSettings()
     probe: ProbeSettings = ProbeSettings()
     dashboards: DashboardsSettings = DashboardsSettings()
+    reports: ReportsSettings = ReportsSettings()
     local: LocalStackSettings = LocalStackSettings()
     log: LogSettings = LogSettings()
 

@@ -89,6 +89,7 @@ def write_month(tmp: Path, influx_url: str, database: str) -> Truth:
     site = load_site(site_path)
     sim = Simulation(site, scenario(), seed=7, start_s=START, step_s=60.0, duration_s=DAYS * 86400 - 60)
     maintenance = {u.id: u.maintenance_intervals(site.tz) for u in site.uplinks}
+    shedding = site.shedding_windows(START, START + DAYS * 86400)
     truth = Truth(DAYS * 1440)
     classes: dict[str, list[str]] = {u.id: [] for u in site.uplinks}
     http = urllib3.PoolManager()
@@ -99,7 +100,7 @@ def write_month(tmp: Path, influx_url: str, database: str) -> Truth:
         truth.stored.append(stored)
         truth.mode.append(inv["mode"])
         truth.grid_out.append(not inv["grid_ok"])
-        truth.scheduled.append(site.in_load_shedding(step.t))
+        truth.scheduled.append(any(s <= step.t < e for s, e in shedding))
         truth.capacity_ah.append(float(sim.inverter_fleet.capacity_ah[0]))
         powered = bool(sim.inverter_fleet.site_powered[0])
         for uplink in site.uplinks:

@@ -4,24 +4,32 @@ the simulator knew. One month is written once for the module (~30 s)."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
+from datetime import datetime
+from email import message_from_bytes
+from email.message import EmailMessage
+from email.policy import default as default_policy
 from pathlib import Path
 
 import numpy as np
 import pytest
+from aiosmtpd.controller import Controller
 from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.keys import Role
-from core.clock import SystemClock
+from core.clock import FakeClock, SystemClock
 from core.influxql import InfluxQLClient
 from core.site import load_site
 from facmon.cli import main
 from facmon.commands.api import wired_services
-from facmon.servers import InfluxDB, Mosquitto
+from facmon.servers import InfluxDB, Mosquitto, free_port
 from reports.battery import battery_report
+from reports.build import build_report
 from reports.energy import energy_report
 from reports.isp import MinuteClass, isp_report
+from reports.mail import MailError, MonthlyMail, SmtpSender
 from reports.month import ReportMonth
 from reports.source import ReportSource
 from tests.integration.api_stack import make_tokens, stack_config
@@ -148,3 +156,56 @@ def test_api_serves_the_same_figures(month_db: tuple[InfluxQLClient, Truth, Path
         assert missing.status_code == 404
         anonymous = api.get("/api/v1/reports/battery", params={"site": "testpark", "month": "2026-11"})
         assert anonymous.status_code == 401
+
+
+class _Inbox:
+    """aiosmtpd's handler: keeps every message, answers `reply`."""
+
+    def __init__(self, reply: str = "250 OK") -> None:
+        self.reply = reply
+        self.messages: list[bytes] = []
+
+    async def handle_DATA(self, server: object, session: object, envelope: object) -> str:
+        self.messages.append(envelope.content)  # type: ignore[attr-defined]
+        return self.reply
+
+
+@contextlib.contextmanager
+def _smtp(inbox: _Inbox) -> Iterator[int]:
+    port = free_port()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield port
+    finally:
+        controller.stop()
+
+
+def test_the_monthly_mail_carries_the_three_pdfs(month_db: tuple[InfluxQLClient, Truth, Path], tmp_path: Path) -> None:
+    """The cron job as it runs on 1 December at 09:00 in Karachi, through a real SMTP server (aiosmtpd)."""
+    client, _, site_path = month_db
+    inbox = _Inbox()
+    with _smtp(inbox) as port:
+        clock = FakeClock(datetime(2026, 12, 1, 9, 0, tzinfo=TZ).timestamp())
+        mail = MonthlyMail(lambda kind, site, month: build_report(kind, client, site, month),
+                           SmtpSender("127.0.0.1", port), "facmon@park.test", ["manager@park.test"], tmp_path, clock)
+        mail.send_previous_month(load_site(site_path))
+    [raw] = inbox.messages
+    message = message_from_bytes(raw, policy=default_policy)
+    assert message["Subject"] == "Test park: monthly reports 2026-11" and message["To"] == "manager@park.test"
+    attached = {part.get_filename(): part.get_content() for part in message.iter_attachments()}
+    assert sorted(attached) == ["testpark-battery-2026-11.pdf", "testpark-energy-2026-11.pdf",
+                                "testpark-isp-2026-11.pdf"]
+    assert all(content.startswith(b"%PDF") for content in attached.values())
+    text = message.get_body(("plain",)).get_content()
+    assert "ISP availability 2026-11" in text and "  PTCL (up-isp): " in text and "Battery of inv-a" in text
+
+
+def test_a_refused_mail_says_whether_to_retry() -> None:
+    message = EmailMessage()
+    message["Subject"], message["From"], message["To"] = "x", "facmon@park.test", "manager@park.test"
+    message.set_content("x")
+    for reply, retryable in (("451 4.3.0 try again later", True), ("554 5.7.1 refused", False)):
+        with _smtp(_Inbox(reply)) as port, pytest.raises(MailError) as err:
+            SmtpSender("127.0.0.1", port)(message)
+        assert err.value.retryable is retryable and reply[:3] in str(err.value)
