@@ -27,7 +27,7 @@ import urllib3
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.influxql import InfluxQLClient
-from core.site import load_site
+from core.site import Site, load_site
 from facmon.servers import InfluxDB
 from reports.build import REPORTS, build_report
 from reports.render import write_report
@@ -37,7 +37,7 @@ from simulators.world import scale_site
 BATCH = 50_000
 
 
-def lines_for(site, t: np.ndarray) -> list[str]:
+def lines_for(site: Site, t: np.ndarray) -> list[str]:
     """One reading per device per time in `t` (epoch s), as line protocol."""
     hour = (t % 86_400) / 3600
     out: list[str] = []
@@ -69,45 +69,54 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--devices", type=int, default=100)
     parser.add_argument("--step-s", type=int, default=10)
+    parser.add_argument("--data", type=Path, default=None,
+                        help="keep InfluxDB's files here and reuse them on the next run (same --days/--devices)")
     args = parser.parse_args()
     site = scale_site(load_site(DEFAULT_SITE), args.devices)
     start = int(datetime.combine(date(2026, 11, 1), clock_time(0), site.tz).timestamp())
-    with tempfile.TemporaryDirectory() as tmp, InfluxDB(Path(tmp) / "influxd") as server:
-        server.create_database("bench")
-        http = urllib3.PoolManager()
+    with tempfile.TemporaryDirectory() as tmp, InfluxDB(args.data or Path(tmp) / "influxd") as server:
+        loaded = server.workdir / f"loaded-{args.days}d-{args.devices}-{args.step_s}s"
+        if not loaded.exists():
+            load(server, site, start, args.days, args.step_s)
+            loaded.touch()
+        time_reports(server, site, start, args.days, Path(tmp))
+
+
+def load(server: InfluxDB, site: Site, start: int, days: int, step_s: int) -> None:
+    server.create_database("bench")
+    http = urllib3.PoolManager()
+    began = time.perf_counter()
+    points = 0
+    for day in range(days):
+        for hour in range(0, 24, 6):
+            t = np.arange(start + day * 86_400 + hour * 3600, start + day * 86_400 + (hour + 6) * 3600, step_s)
+            lines = lines_for(site, t)
+            for i in range(0, len(lines), BATCH):
+                r = http.request("POST", f"{server.url}/write?db=bench&precision=ns",
+                                 body="\n".join(lines[i:i + BATCH]).encode())
+                assert r.status == 204, r.data[:200]
+            points += len(lines)
+    print(f"{points:,} readings loaded in {time.perf_counter() - began:.0f} s")
+
+
+def time_reports(server: InfluxDB, site: Site, start: int, days: int, out: Path) -> None:
+    devices = (len(site.inverters), len(site.uplinks), len(site.occupancy_sensors), len(site.generators))
+    print(f"site: {sum(devices)} devices (inverters, uplinks, sensors, generators = {devices}), {days} days")
+    client = InfluxQLClient(server.url, "bench", timeout_s=300)
+    span = f"time >= {start}s AND time < {start + days * 86400}s"
+    began = time.perf_counter()
+    client.query(f"SELECT count(loss_pct) FROM uplink WHERE {span}; SELECT count(load_w) FROM inverter WHERE {span}")
+    reference = time.perf_counter() - began
+    print(f"reference: count() over the month's uplink and inverter points: {reference:.2f} s")
+    for kind in REPORTS:
         began = time.perf_counter()
-        points = 0
-        for day in range(args.days):
-            for hour in range(0, 24, 6):
-                t = np.arange(start + day * 86_400 + hour * 3600, start + day * 86_400 + (hour + 6) * 3600,
-                              args.step_s)
-                lines = lines_for(site, t)
-                for i in range(0, len(lines), BATCH):
-                    r = http.request("POST", f"{server.url}/write?db=bench&precision=ns",
-                                     body="\n".join(lines[i:i + BATCH]).encode())
-                    assert r.status == 204, r.data[:200]
-                points += len(lines)
-        load_s = time.perf_counter() - began
-        devices = (len(site.inverters), len(site.uplinks), len(site.occupancy_sensors), len(site.generators))
-        print(f"site: {sum(devices)} devices (inverters, uplinks, sensors, generators = {devices}), "
-              f"{args.days} days at 1 reading / {args.step_s} s: {points:,} readings loaded in {load_s:.0f} s")
-        client = InfluxQLClient(server.url, "bench", timeout_s=300)
-        began = time.perf_counter()
-        span = f"time >= {start}s AND time < {start + args.days * 86400}s"
-        client.query(f"SELECT count(loss_pct) FROM uplink WHERE {span}; "
-                     f"SELECT count(load_w) FROM inverter WHERE {span}")
-        reference = time.perf_counter() - began
-        print(f"reference: count() over the month's uplink and inverter points: {reference:.2f} s")
-        month = f"{2026}-{11:02d}"
-        for kind in REPORTS:
-            began = time.perf_counter()
-            doc = build_report(kind, client, site, month)
-            built = time.perf_counter() - began
-            write_report(doc, Path(tmp) / "out")
-            total = time.perf_counter() - began
-            print(f"{kind:8s} report: {built:.2f} s from InfluxDB, {total:.2f} s with HTML+CSV+PDF "
-                  f"({total / reference:.1f}x the reference)")
-        client.close()
+        doc = build_report(kind, client, site, "2026-11")
+        built = time.perf_counter() - began
+        write_report(doc, out / "out")
+        total = time.perf_counter() - began
+        print(f"{kind:8s} report: {built:.2f} s from InfluxDB ({built / reference:.1f}x the reference), "
+              f"{total:.2f} s with HTML+CSV+PDF")
+    client.close()
 
 
 if __name__ == "__main__":

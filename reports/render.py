@@ -48,16 +48,15 @@ def chart_figure(chart: Chart) -> Figure:
     return figure
 
 
-def _svg(chart: Chart) -> str:
-    figure = chart_figure(chart)
+def _svg(figure: Figure) -> str:
     buffer = io.StringIO()
     figure.savefig(buffer, format="svg")
-    plt.close(figure)
     text = buffer.getvalue()
     return text[text.index("<svg"):]
 
 
-def to_html(doc: ReportDocument) -> str:
+def to_html(doc: ReportDocument, figures: list[Figure]) -> str:
+    """The page, with `figures` (the doc's charts drawn by chart_figure) inline as SVG."""
     e = html.escape
     parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{e(doc.title)} — "
              f"{e(doc.site_name)}</title><style>body{{font-family:sans-serif;max-width:1100px;margin:auto}}"
@@ -71,7 +70,7 @@ def to_html(doc: ReportDocument) -> str:
         parts.append("<h2>What could not be judged</h2><ul>")
         parts += [f"<li class='note'>{e(n)}</li>" for n in doc.not_judged]
         parts.append("</ul>")
-    parts += [f"<figure>{_svg(chart)}</figure>" for chart in doc.charts]
+    parts += [f"<figure>{_svg(figure)}</figure>" for figure in figures]
     for table in doc.tables:
         parts.append(f"<h2>{e(table.title)}</h2><table><tr>{''.join(f'<th>{e(c)}</th>' for c in table.columns)}</tr>")
         parts += ["<tr>" + "".join(f"<td>{e('' if v is None else str(v))}</td>" for v in row) + "</tr>"
@@ -101,11 +100,14 @@ def _wrap(line: str, width: int = 110) -> str:
     return "\n".join([*out, rest])
 
 
-def write_pdf(doc: ReportDocument, path: Path) -> None:
+def write_pdf(doc: ReportDocument, path: Path, figures: list[Figure]) -> None:
+    """A summary page, then `figures` (the doc's charts drawn by chart_figure)."""
     with PdfPages(path) as pdf:
-        for figure in (_text_page(doc), *(chart_figure(c) for c in doc.charts)):
+        page = _text_page(doc)
+        pdf.savefig(page)
+        plt.close(page)
+        for figure in figures:
             pdf.savefig(figure)
-            plt.close(figure)
 
 
 def write_csv(doc: ReportDocument, directory: Path, stem: str) -> list[Path]:
@@ -125,14 +127,20 @@ def write_report(doc: ReportDocument, directory: Path, formats: tuple[str, ...] 
     directory.mkdir(parents=True, exist_ok=True)
     stem = f"{doc.site_id}-{doc.kind}-{doc.month}"
     written: list[Path] = []
-    if "html" in formats:
-        path = directory / f"{stem}.html"
-        path.write_text(to_html(doc), encoding="utf-8")
-        written.append(path)
-    if "csv" in formats:
-        written += write_csv(doc, directory, stem)
-    if "pdf" in formats:
-        path = directory / f"{stem}.pdf"
-        write_pdf(doc, path)
-        written.append(path)
+    # Each chart is drawn once for the page and the PDF: drawing is most of a report's rendering time.
+    figures = [chart_figure(chart) for chart in doc.charts] if {"html", "pdf"} & set(formats) else []
+    try:
+        if "html" in formats:
+            path = directory / f"{stem}.html"
+            path.write_text(to_html(doc, figures), encoding="utf-8")
+            written.append(path)
+        if "csv" in formats:
+            written += write_csv(doc, directory, stem)
+        if "pdf" in formats:
+            path = directory / f"{stem}.pdf"
+            write_pdf(doc, path, figures)
+            written.append(path)
+    finally:
+        for figure in figures:
+            plt.close(figure)
     return written
