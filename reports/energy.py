@@ -73,14 +73,15 @@ def _minutes_by_mode(month: ReportMonth, coverage: Coverage, off_grid: MinuteCou
 
 
 def read_inverters(source: ReportSource, site: Site) -> dict[str, InverterDays]:
-    """Five statements for the whole site, each one pass over the month's inverter readings."""
+    """Five statements for the whole site, run at once, each one pass over the month's inverter readings."""
     month = source.month
-    coverage = source.coverage("inverter", "load_w")
-    off_grid = source.minute_counts("inverter", "count(load_w) AS n, mode(mode) AS m", "mode != 'grid'")
-    grid_out = source.minute_counts("inverter", "count(load_w) AS n, sum(pv_w) AS pv", "grid_ok = false")
-    daily = source.daily("inverter", {"pv": ("sum(pv_w)", ""), "ah_in": ("sum(battery_a)", "battery_a > 0"),
-                                      "ah_out": ("sum(battery_a)", "battery_a < 0")})
-    zeros = {name: np.zeros(len(month.days)) for name in ("pv", "ah_in", "ah_out")}
+    (coverage, quarters), off_grid, grid_out, daily = source.together(
+        lambda: source.coverage("inverter", "load_w", "sum(pv_w) AS pv"),
+        lambda: source.minute_counts("inverter", "count(load_w) AS n, mode(mode) AS m", "mode != 'grid'"),
+        lambda: source.minute_counts("inverter", "count(load_w) AS n, sum(pv_w) AS pv", "grid_ok = false"),
+        lambda: source.daily("inverter", {"ah_in": ("sum(battery_a)", "battery_a > 0"),
+                                          "ah_out": ("sum(battery_a)", "battery_a < 0")}))
+    zeros = {name: np.zeros(len(month.days)) for name in ("ah_in", "ah_out")}
     result = {}
     for inv in site.inverters:
         cov = coverage.get(inv.id) or all_missing(month)
@@ -90,24 +91,38 @@ def read_inverters(source: ReportSource, site: Site) -> dict[str, InverterDays]:
         out = grid_out.get(inv.id)
         out_share = np.minimum(1.0, minute_values(month, out, "n") / cov.per_minute)
         pv_out = np.bincount(month.day_of_minute, weights=minute_values(month, out, "pv"), minlength=len(month.days))
+        pv = _day_sums_of_buckets(month, quarters.get(inv.id), "pv")
         result[inv.id] = InverterDays(_minutes_by_mode(month, cov, off_grid.get(inv.id)), month.per_day(cov.missing),
-                                      out_share, days["pv"] * kwh, pv_out * kwh, days["ah_in"] * kwh_per_ah,
+                                      out_share, pv * kwh, pv_out * kwh, days["ah_in"] * kwh_per_ah,
                                       -days["ah_out"] * kwh_per_ah)
     return result
 
 
+def _day_sums_of_buckets(month: ReportMonth, buckets: Rows | None, column: str) -> np.ndarray:
+    """Per local day, the sum of `column` over coverage buckets (each lies within one local day)."""
+    out = np.zeros(len(month.days))
+    if buckets is None or not len(buckets.at):
+        return out
+    minutes = (buckets.at // 1000 - month.start_s) // 60
+    inside = (minutes >= 0) & (minutes < month.minutes)
+    np.add.at(out, month.day_of_minute[minutes[inside]], np.nan_to_num(buckets.columns[column][inside]))
+    return out
+
+
 def read_generators(source: ReportSource, site: Site) -> dict[str, GeneratorDays]:
     month = source.month
-    coverage = source.coverage("generator", "output_w")
-    daily = source.daily("generator", {"running": ("count(output_w)", "running = true"), "w": ("sum(output_w)", "")})
-    hourly = source.buckets("generator", "last(fuel_pct) AS fuel", "1h")
+    (coverage, quarters), running, hourly = source.together(
+        lambda: source.coverage("generator", "output_w", "sum(output_w) AS w"),
+        lambda: source.daily("generator", {"running": ("count(output_w)", "running = true")}),
+        lambda: source.buckets("generator", "last(fuel_pct) AS fuel", "1h"))
     zeros = np.zeros(len(month.days))
     out = {}
     for g in site.generators:
         cov = coverage.get(g.id) or all_missing(month)
-        days = daily.get(g.id, {"running": zeros, "w": zeros})
+        days = running.get(g.id, {"running": zeros})
+        output_kwh = _day_sums_of_buckets(month, quarters.get(g.id), "w") * cov.seconds_per_reading / 3.6e6
         out[g.id] = GeneratorDays(days["running"] / cov.per_minute, _fuel_burnt_l(month, hourly.get(g.id), g.tank_l),
-                                  days["w"] * cov.seconds_per_reading / 3.6e6)
+                                  output_kwh)
     return out
 
 

@@ -139,14 +139,15 @@ def summarise(uplink: Uplink, month: ReportMonth, m: UplinkMinutes) -> UplinkMon
 
 def read_inputs(source: ReportSource, site: Site) -> dict[str, UplinkMinutes]:
     """Per uplink of `site`, its minutes from InfluxDB: coverage of the uplinks and inverters, and the
-    minutes holding failing readings, link-down readings or an inverter without output."""
+    minutes holding failing readings, link-down readings or an inverter without output (five
+    statements for the whole site, run at once)."""
     month = source.month
-    uplinks = source.coverage("uplink", "loss_pct")
-    inverters = source.coverage("inverter", "load_w")
-    failing = source.minute_counts("uplink", "count(loss_pct) AS n, mean(loss_pct) AS loss",
-                                   f"loss_pct > {DOWN_LOSS_PCT}")
-    link_down = source.minute_counts("uplink", "count(loss_pct) AS n", "link_up = false")
-    power_out = source.minute_counts("inverter", "count(load_w) AS n", "load_w <= 0")
+    (uplinks, _), (inverters, _), failing, link_down, power_out = source.together(
+        lambda: source.coverage("uplink", "loss_pct"), lambda: source.coverage("inverter", "load_w"),
+        lambda: source.minute_counts("uplink", "count(loss_pct) AS n, mean(loss_pct) AS loss",
+                                     f"loss_pct > {DOWN_LOSS_PCT}"),
+        lambda: source.minute_counts("uplink", "count(loss_pct) AS n", "link_up = false"),
+        lambda: source.minute_counts("inverter", "count(load_w) AS n", "load_w <= 0"))
     out: dict[str, UplinkMinutes] = {}
     for uplink in site.uplinks:
         coverage = uplinks.get(uplink.id) or all_missing(month)

@@ -1,21 +1,23 @@
 """InfluxDB → plain values for the reports. Every statement aggregates in InfluxDB and returns only
-what the report needs: per-hour counts (coverage), per-minute counts of the readings that meet a
+what the report needs: per-quarter-hour counts (coverage), per-minute counts of the readings that meet a
 condition (down, off the grid: a small share of the month), per-local-day sums (GROUP BY time(1d)
 tz(...)), or 15-minute and hourly buckets; never a month of raw points, and never a row for every
 minute of the month (a month is 43,200 minutes a device: that many rows took seconds to build).
 
 Coverage: which minutes of the month hold at least one reading of a device, found in two steps. Per
-hour, the readings counted; an hour with the device's usual count is complete, an hour with none is
-missing, and only the hours in between are asked again, minute by minute. The usual count also gives
+quarter hour, the readings counted; a quarter with the device's usual count is complete, one with none
+is missing, and only those in between are asked again, minute by minute. The usual count also gives
 the device's rate (readings a minute), by which counts of readings become minutes and sums of power
-become energy.
+become energy. Independent statements run at once (`together`): InfluxDB gives each query a core.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import numpy as np
 
@@ -23,6 +25,9 @@ from core.influxql import InfluxQLClient, quote_ident, quote_string
 from reports.month import ReportMonth
 
 STATEMENTS_PER_REQUEST = 100
+BUCKET_S = 15 * 60
+"""Coverage buckets: every zone's offset is a multiple of 15 minutes, so each bucket lies in one local day."""
+PARALLEL_QUERIES = 4
 
 
 @dataclass(frozen=True)
@@ -32,7 +37,7 @@ class Coverage:
     missing: np.ndarray
     """Per minute of the month: no reading."""
     per_minute: float
-    """Readings a minute in a complete hour (the most common hourly count / 60)."""
+    """Readings a minute in a complete quarter hour (the most common count of a quarter / 15)."""
 
     @property
     def seconds_per_reading(self) -> float:
@@ -68,38 +73,50 @@ class ReportSource:
     def _where(self, where: str) -> str:
         return f"{self._site} AND {self._range}" + (f" AND ({where})" if where else "")
 
-    def coverage(self, measurement: str, field: str) -> dict[str, Coverage]:
-        """Per device with any reading this month, its coverage (module docstring)."""
+    def together(self, *calls: Callable[[], Any]) -> list[Any]:
+        """Run independent reads at once (InfluxDB uses a core per query); their results in order.
+        The first exception any of them raised is raised once all have finished."""
+        with ThreadPoolExecutor(PARALLEL_QUERIES) as pool:
+            futures = [pool.submit(call) for call in calls]
+        return [future.result() for future in futures]
+
+    def coverage(self, measurement: str, field: str, extra: str = "") -> tuple[dict[str, Coverage], dict[str, Rows]]:
+        """Per device with any reading this month, its coverage (module docstring), and the quarter-hour
+        buckets it was found from, with `extra` aggregates if asked (e.g. "sum(pv_w) AS pv")."""
         m, f = quote_ident(measurement), quote_ident(field)
-        hourly = self.client.query(f"SELECT count({f}) FROM {m} WHERE {self._where('')} GROUP BY time(1h), device "
-                                   f"fill(0)", epoch="ms")
+        select = f"count({f}) AS n" + (f", {extra}" if extra else "")
+        buckets = self.client.query(f"SELECT {select} FROM {m} WHERE {self._where('')} GROUP BY time({BUCKET_S}s), "
+                                    f"device fill(0)", epoch="ms")
         month = self.month
         out: dict[str, Coverage] = {}
+        rows: dict[str, Rows] = {}
         partial: list[tuple[str, int, int]] = []
-        for series in hourly:
+        for series in buckets:
             device = series.tags.get("device", "")
             counts = np.array([row[1] or 0 for row in series.values], dtype=np.int64)
             starts = np.array([row[0] // 1000 for row in series.values], dtype=np.int64)
+            rows[device] = Rows(starts * 1000, {name: _column(series.values, i)
+                                                for i, name in enumerate(series.columns) if name != "time"})
             nonzero = counts[counts > 0]
             if not len(nonzero):
                 continue
             usual = int(np.bincount(nonzero).argmax())
             missing = np.zeros(month.minutes, dtype=bool)
             for start, count in zip(starts.tolist(), counts.tolist(), strict=True):
-                first, last = max(start, month.start_s), min(start + 3600, month.end_s)
-                if last <= first or (count >= usual and last - first == 3600):
+                first, last = max(start, month.start_s), min(start + BUCKET_S, month.end_s)
+                if last <= first or (count >= usual and last - first == BUCKET_S):
                     continue
                 if count == 0:
                     missing[(first - month.start_s) // 60:(last - month.start_s) // 60] = True
                 else:
                     partial.append((device, first, last))
-            out[device] = Coverage(missing, usual / 60)
-        self._fill_partial_hours(measurement, field, partial, out)
-        return out
+            out[device] = Coverage(missing, usual * 60 / BUCKET_S)
+        self._fill_partial_buckets(measurement, field, partial, out)
+        return out, rows
 
-    def _fill_partial_hours(self, measurement: str, field: str, partial: list[tuple[str, int, int]],
+    def _fill_partial_buckets(self, measurement: str, field: str, partial: list[tuple[str, int, int]],
                             out: dict[str, Coverage]) -> None:
-        """Minute by minute, the hours whose count was neither usual nor zero."""
+        """Minute by minute, the buckets whose count was neither usual nor zero."""
         m, f = quote_ident(measurement), quote_ident(field)
         for chunk in range(0, len(partial), STATEMENTS_PER_REQUEST):
             batch = partial[chunk:chunk + STATEMENTS_PER_REQUEST]
