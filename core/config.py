@@ -17,8 +17,10 @@ from typing import Any, get_args
 import yaml
 from pydantic import BaseModel, SecretStr, ValidationError
 
+from core.settings.agent import AgentSettings
 from core.settings.api import ApiSettings
 from core.settings.base import Section
+from core.settings.bridge import BridgeSettings
 from core.settings.collector import CollectorSettings
 from core.settings.dashboards import DashboardsSettings
 from core.settings.influxdb import InfluxSettings
@@ -44,6 +46,8 @@ class FacmonConfig(Section):
     api: ApiSettings = ApiSettings()
     simulate: SimulateSettings = SimulateSettings()
     probe: ProbeSettings = ProbeSettings()
+    bridge: BridgeSettings = BridgeSettings()
+    agent: AgentSettings = AgentSettings()
     dashboards: DashboardsSettings = DashboardsSettings()
     reports: ReportsSettings = ReportsSettings()
     local: LocalStackSettings = LocalStackSettings()

@@ -27,7 +27,7 @@ from core.config import ENV_PREFIX, FacmonConfig
 from core.contract import METRICS, Kind, Metric, MetricType
 
 DOCS = Path(__file__).resolve().parent
-CONFIG_SECTIONS = ("sites", "mqtt", "influxdb", "collector", "local", "log")
+CONFIG_SECTIONS = ("sites", "mqtt", "influxdb", "collector", "bridge", "agent", "local", "log")
 _BLOCK = re.compile(r"(<!-- BEGIN generated: (?P<name>[\w.-]+) -->\n)(?P<body>.*?)(<!-- END generated: (?P=name) -->)",
                     re.DOTALL)
 

@@ -12,7 +12,8 @@ from pathlib import Path
 from core.config import ConfigError, load_config
 from core.logs import configure_logging
 
-COMMANDS = ("up", "collect", "simulate", "probe", "rules", "api", "keys", "dashboards", "acl", "config", "report")
+COMMANDS = ("up", "collect", "bridge", "agent", "simulate", "probe", "rules", "api", "keys", "dashboards", "acl",
+            "config", "report")
 DEFAULT_CONFIG = Path("facmon.yaml")
 
 

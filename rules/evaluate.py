@@ -23,9 +23,12 @@ device as silent.
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import math
 import operator
 import string
+from bisect import bisect_left, insort
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -122,6 +125,39 @@ class Evaluator:
                     self._unpinned.setdefault(kind, []).append(index)
         self._instances: dict[tuple[int, object], _Instance] = {}
         self._latest: dict[DeviceKey, Reading] = {}
+        self._site_kind_keys: dict[tuple[str, Kind], list[DeviceKey]] = {}
+        self._site_keys: dict[str, list[DeviceKey]] = {}
+        self._term_truths: dict[tuple[int, int, DeviceKey], bool | None] = {}
+        """Per composite term and device: does the term hold for it (None: the term does not select it)."""
+        self._term_counts: dict[tuple[int, int, str], list[int]] = {}
+        """Per composite term and site: [devices selected, devices for which it holds]."""
+        self._instances_of: dict[tuple[int, str], list[DeviceKey | str]] = {}
+        """Per rule and site, the scopes it has instances for (what a tick looks at again)."""
+        self._context_seen: dict[tuple[int, str], object] = {}
+        """Per context rule and site, the schedule and occupancy its instances were last judged in."""
+        self._device_absence = [(i, r) for i, r in enumerate(self._rules)
+                                if r.condition.absence is not None and r.condition.absence.scope == "device"]
+        self._absence_due: dict[int, list[tuple[float, int, DeviceKey]]] = {i: [] for i, _ in self._device_absence}
+        """Per device-scope absence rule, a heap of (when to look again, tie-breaker, device): a tick
+        judges the devices whose silence may have run out, not every device."""
+        self._absence_order = itertools.count()
+        self._new_keys: list[DeviceKey] = []
+        self._absence_all_due = False
+        self._roles: dict[str, dict[str, str]] = {}
+        self._occupied: dict[str, set[str]] = {}
+        self._term_due: dict[tuple[int, int, str], float] = {}
+        """Per composite term counting absent devices and site: when the first of its devices still
+        heard from can fall silent for long enough; a tick judges the term again from then on."""
+        self._absence_terms: dict[Kind, list[tuple[int, int]]] = {}
+        for index, rule in enumerate(self._rules):
+            if rule.condition.composite is not None:
+                for ti, term in enumerate(rule.condition.composite.terms):
+                    if term.absent_counts:
+                        self._absence_terms.setdefault(term.kind, []).append((index, ti))
+        """Per site, the occupancy sensors whose latest reading says occupied."""
+        """Every device heard of (or described), by site and kind and by site: site-wide conditions
+        (composites, site absence) look at their site's devices only, so a reading's cost does not
+        grow with the fleet (issue: 100 sites x 50 devices)."""
         self._last_seen: dict[DeviceKey, float] = {}
         self._online: dict[DeviceKey, bool] = {}
         self._device_labels: dict[DeviceKey, dict[str, str]] = {}
@@ -137,7 +173,7 @@ class Evaluator:
         for site in self._sites.values():
             for device in iter_devices(site):
                 key = DeviceKey(site.id, device.kind, device.id)
-                self._last_seen[key] = now
+                self._see(key, now)
                 self._device_labels[key] = {"site": site.id, "kind": device.kind.value, "device": device.id,
                                             **described_labels(device)}
 
@@ -162,7 +198,7 @@ class Evaluator:
             key = reading.device
             latest = self._latest.get(key)
             if latest is None or latest.ts_ms <= reading.ts_ms:
-                self._latest[key] = reading
+                self._remember(reading)
             candidates = self._candidates.get(key)
             if candidates is None:
                 candidates = self._index_device(reading)
@@ -178,8 +214,8 @@ class Evaluator:
 
     def on_reading(self, reading: Reading, now: float) -> list[Observation]:
         key = reading.device
-        self._latest[key] = reading
-        self._last_seen[key] = now
+        self._remember(reading)
+        self._see(key, now)
         if not self._online.get(key, True):
             self._online[key] = True
         candidates = self._candidates.get(key)
@@ -196,7 +232,7 @@ class Evaluator:
             elif cond.runout is not None:
                 self._fill_window(index, key, reading)
             elif cond.composite is not None:
-                self._eval_composite(index, rule, key.site, now, out)
+                self._eval_composite(index, rule, key.site, now, out, key)
             elif cond.absence is not None:
                 self._eval_absence_device(index, rule, key, now, out)
         return out
@@ -204,7 +240,10 @@ class Evaluator:
     def on_status(self, change: StatusChange, now: float) -> list[Observation]:
         key = change.device
         self._online[key] = change.online
-        self._last_seen.setdefault(key, now)
+        if key not in self._last_seen:
+            self._see(key, now)
+        for index, ti in self._absence_terms.get(key.kind, ()):  # offline counts as absent at once
+            self._term_due[(index, ti, key.site)] = -math.inf
         self._device_labels.setdefault(key, {"site": key.site, "kind": key.kind.value, "device": key.device})
         out: list[Observation] = []
         for index in self._by_kind.get(None, ()) + self._by_kind.get(key.kind, []):
@@ -219,6 +258,8 @@ class Evaluator:
         if connected == self._connected:
             return out
         self._connected = connected
+        self._term_due.clear()  # absence is held, or counts from now: every such term is judged again
+        self._absence_all_due = True  # ... and so is every device's silence, on the next tick
         if not connected:
             if not self._degraded_active:
                 self._degraded_active = True
@@ -235,33 +276,76 @@ class Evaluator:
         return self._degraded_active
 
     def on_tick(self, now: float) -> list[Observation]:
+        """What time alone changes: silences that ran out, run-out predictions, composites whose terms
+        count absent devices, schedules and occupancy of context rules, the broker connection. The cost
+        follows what is due, not the fleet: a tick does not look at every device."""
         out: list[Observation] = []
         if self._degraded_active and self._connected and now >= self._hold_absence_until:
             self._degraded_active = False
             out.append(self._degraded_observation(False, now))
-        sites = set(self._sites) | {k.site for k in self._last_seen}
+        sites = set(self._sites) | set(self._site_keys)
+        self._absence_tick(now, out)
         for index, rule in enumerate(self._rules):
             cond = rule.condition
             if cond.absence is not None:
                 if cond.absence.scope == "site":
                     for site in sorted(sites):
                         self._eval_absence_site(index, rule, site, now, out)
-                else:
-                    for key in list(self._last_seen):
-                        if self._selects(rule, key):
-                            self._eval_absence_device(index, rule, key, now, out)
             elif cond.runout is not None:
                 for key in self._keys_of(index):
                     self._eval_runout(index, rule, key, now, out)
             elif cond.composite is not None:
                 for site in sorted(sites):
-                    self._eval_composite(index, rule, site, now, out)
+                    self._eval_composite(index, rule, site, now, out, timed_only=True)
             elif rule.active_when != "always" or rule.context.load_shedding or rule.context.occupancy:
-                for key in self._keys_of(index):
-                    reading = self._latest.get(key)  # type: ignore[call-overload]
-                    if reading is not None and cond.threshold is not None:
-                        self._eval_threshold(index, rule, key, reading, now, out)  # type: ignore[arg-type]
+                for site in sorted(sites):
+                    context = self._context_of(rule, site, now)
+                    if self._context_seen.get((index, site), context) == context and (index, site) in \
+                            self._context_seen:
+                        continue  # same schedule and occupancy as last time: the readings judged them
+                    self._context_seen[(index, site)] = context
+                    for key in self._keys_of(index, site):
+                        reading = self._latest.get(key)  # type: ignore[call-overload]
+                        if reading is not None and cond.threshold is not None:
+                            self._eval_threshold(index, rule, key, reading, now, out)  # type: ignore[arg-type]
         return out
+
+    def _context_of(self, rule: Rule, site: str, now: float) -> object:
+        """What a context rule's judgement depends on besides its readings, for one site, now."""
+        allowed = rule.active_when == "always" or self._schedule_allows(rule, site, now)
+        return allowed, tuple(sorted(self._context_labels(rule, site, now).items()))
+
+    def _absence_tick(self, now: float, out: list[Observation]) -> None:
+        if self._absence_all_due:
+            self._absence_all_due = False
+            for due in self._absence_due.values():
+                due[:] = [(now, order, key) for _, order, key in due]
+                heapq.heapify(due)
+        if self._new_keys:
+            for key in self._new_keys:  # judged at once (a restart's assumed alerts), then when due
+                for index, rule in self._device_absence:
+                    if self._selects(rule, key):
+                        heapq.heappush(self._absence_due[index], (now, next(self._absence_order), key))
+            self._new_keys.clear()
+        for index, rule in self._device_absence:
+            due = self._absence_due[index]
+            after_s = rule.condition.absence.after_s  # type: ignore[union-attr]
+            while due and due[0][0] <= now:
+                _, _, key = heapq.heappop(due)
+                self._eval_absence_device(index, rule, key, now, out)
+                heapq.heappush(due, (self._absence_next_look(index, key, after_s, now), next(self._absence_order),
+                                     key))
+
+    def _absence_next_look(self, index: int, key: DeviceKey, after_s: float, now: float) -> float:
+        """When a device's silence could next change the absence rule's answer without a message: its
+        silence running out (from its last reading or the last reconnect, after any hold). An active
+        instance, or one held while the broker is away, is looked at again `after_s` later; a reading
+        or a status resolves or fires it meanwhile."""
+        inst = self._instances.get((index, key))
+        if (inst is not None and inst.active) or not self._connected:
+            return now + after_s
+        silent_since = max(self._last_seen.get(key, now), self._reconnected_at)
+        return max(silent_since + after_s, self._hold_absence_until, now + 1e-3)
 
     # ---- indexing -------------------------------------------------------------------------------
 
@@ -289,8 +373,10 @@ class Evaluator:
         labels = self._device_labels.get(key) or {"site": key.site, "kind": key.kind.value, "device": key.device}
         return matches_all(rule.match, labels)
 
-    def _keys_of(self, index: int) -> list[object]:
-        return [k for (i, k) in list(self._instances) if i == index]
+    def _keys_of(self, index: int, site: str | None = None) -> list[object]:
+        if site is not None:
+            return list(self._instances_of.get((index, site), ()))
+        return [k for (i, _), keys in list(self._instances_of.items()) if i == index for k in keys]
 
     def _instance(self, index: int, scope: DeviceKey | str) -> _Instance:
         inst = self._instances.get((index, scope))
@@ -306,6 +392,8 @@ class Evaluator:
             if inst.active:
                 inst.labels = identity
             self._instances[(index, scope)] = inst
+            site_id = scope.site if isinstance(scope, DeviceKey) else scope
+            self._instances_of.setdefault((index, site_id), []).append(scope)
         return inst
 
     # ---- condition types ------------------------------------------------------------------------
@@ -429,10 +517,28 @@ class Evaluator:
         silent_s = now - self._last_seen.get(key, now)
         self._update(index, rule, inst, active, silent_s, key, now, out)
 
+    def _remember(self, reading: Reading) -> None:
+        """`reading` is its device's latest."""
+        key = reading.device
+        self._latest[key] = reading
+        if key.kind is Kind.OCCUPANCY:
+            rooms = self._occupied.setdefault(key.site, set())
+            if reading.metrics.get("occupied") is True:
+                rooms.add(key.device)
+            else:
+                rooms.discard(key.device)
+
+    def _see(self, key: DeviceKey, now: float) -> None:
+        if key not in self._last_seen:
+            self._site_kind_keys.setdefault((key.site, key.kind), []).append(key)
+            self._site_keys.setdefault(key.site, []).append(key)
+            self._new_keys.append(key)
+        self._last_seen[key] = now
+
     def _eval_absence_site(self, index: int, rule: Rule, site: str, now: float, out: list[Observation]) -> None:
         ab = rule.condition.absence
         assert ab is not None
-        keys = [k for k in self._last_seen if k.site == site and self._selects(rule, k)]
+        keys = [k for k in self._site_keys.get(site, ()) if self._selects(rule, k)]
         inst = self._instances.get((index, site)) or self._instance(index, site)
         if self._held(now):
             active = inst.active
@@ -440,36 +546,87 @@ class Evaluator:
             active = bool(keys) and all(self._absent(k, ab.after_s, now, ab.offline) for k in keys)
         self._update(index, rule, inst, active, None, site, now, out)
 
-    def _eval_composite(self, index: int, rule: Rule, site: str, now: float, out: list[Observation]) -> None:
+    def _eval_composite(self, index: int, rule: Rule, site: str, now: float, out: list[Observation],
+                        changed: DeviceKey | None = None, timed_only: bool = False) -> None:
+        """Judge a composite for `site`: after a reading of `changed`, its own truth for each term of
+        its kind, the other devices' as last judged; on a tick (`timed_only`), the terms in which an
+        absent device counts judged again in full (time alone changes them), the others as they are."""
         comp = rule.condition.composite
         assert comp is not None
-        results = [self._term_holds(term, site, comp.absent_after_s, now) for term in comp.terms]
+        terms = comp.terms
+        counts = self._term_counts
+        results = []
+        for ti, term in enumerate(terms):
+            tally = counts.get((index, ti, site))
+            if tally is None or (changed is None and (not timed_only or (
+                    term.absent_counts and now >= self._term_due.get((index, ti, site), -math.inf)))):
+                tally = self._tally_term(index, ti, term, site, comp.absent_after_s, now)
+            elif changed is not None and term.kind is changed.kind:
+                self._retally_device(index, ti, term, changed, comp.absent_after_s, now, tally)
+            selected, holding = tally
+            results.append(selected > 0 and (holding == selected if term.quantifier == "all" else holding > 0))
         active = all(results) if comp.all is not None else any(results)
         inst = self._instances.get((index, site)) or self._instance(index, site)
         self._update(index, rule, inst, active, None, site, now, out)
 
-    def _term_holds(self, term, site: str, absent_after_s: float, now: float) -> bool:
-        keys = [k for k in self._last_seen if k.site == site and k.kind is term.kind]
-        if term.role is not None:
-            roles = self._uplink_roles(site)
-            keys = [k for k in keys if roles.get(k.device) == term.role]
-        if term.match:
-            keys = [k for k in keys if matches_all(term.match, self._device_labels.get(k, {}))]
-        if not keys:
+    def _term_selects(self, term, key: DeviceKey) -> bool:
+        if term.role is not None and self._uplink_roles(key.site).get(key.device) != term.role:
             return False
-        compare = _OPS[term.op]
-        holds = []
-        for key in keys:
-            if term.absent_counts and self._absent(key, absent_after_s, now, True):
-                holds.append(True)
+        return not term.match or matches_all(term.match, self._device_labels.get(key, {}))
+
+    def _term_truth(self, term, key: DeviceKey, absent_after_s: float, now: float) -> bool:
+        if term.absent_counts and self._absent(key, absent_after_s, now, True):
+            return True
+        reading = self._latest.get(key)
+        value = None if reading is None else reading.metrics.get(term.metric)
+        try:
+            return value is not None and _OPS[term.op](value, term.value)
+        except TypeError:
+            return False
+
+    def _tally_term(self, index: int, ti: int, term, site: str, absent_after_s: float, now: float) -> list[int]:
+        """Every device of `site` the term selects, judged now: [selected, holding], kept with each
+        device's truth for the readings until the next full judgement."""
+        truths = self._term_truths
+        selected = holding = 0
+        due = math.inf
+        for key in self._site_kind_keys.get((site, term.kind), ()):
+            if not self._term_selects(term, key):
+                truths[(index, ti, key)] = None
                 continue
-            reading = self._latest.get(key)
-            value = None if reading is None else reading.metrics.get(term.metric)
-            try:
-                holds.append(value is not None and compare(value, term.value))
-            except TypeError:
-                holds.append(False)
-        return all(holds) if term.quantifier == "all" else any(holds)
+            truth = self._term_truth(term, key, absent_after_s, now)
+            truths[(index, ti, key)] = truth
+            selected += 1
+            holding += truth
+            if term.absent_counts and not self._absent(key, absent_after_s, now, True):
+                due = min(due, max(self._last_seen.get(key, now), self._reconnected_at) + absent_after_s)
+        if term.absent_counts:
+            self._term_due[(index, ti, site)] = max(due, self._hold_absence_until) if self._connected else -math.inf
+        tally = self._term_counts[(index, ti, site)] = [selected, holding]
+        return tally
+
+    def _retally_device(self, index: int, ti: int, term, key: DeviceKey, absent_after_s: float, now: float,
+                        tally: list[int]) -> None:
+        truths = self._term_truths
+        slot = (index, ti, key)
+        if slot in truths:
+            before = truths[slot]
+        else:  # a device first heard of since the last full judgement
+            before = None
+            if not self._term_selects(term, key):
+                truths[slot] = None
+                return
+            tally[0] += 1
+        if before is None and slot in truths:
+            return  # the term does not select it
+        truth = self._term_truth(term, key, absent_after_s, now)
+        truths[slot] = truth
+        tally[1] += truth - bool(before)
+        if term.absent_counts and self._connected:  # its silence now runs out later than the rest's, or first
+            slot_due = (index, ti, key.site)
+            silent_at = max(self._last_seen.get(key, now), self._reconnected_at) + absent_after_s
+            self._term_due[slot_due] = min(self._term_due.get(slot_due, math.inf),
+                                           max(silent_at, self._hold_absence_until))
 
     # ---- site context ---------------------------------------------------------------------------
 
@@ -496,8 +653,11 @@ class Evaluator:
         return shedding if when == "load_shedding" else not shedding
 
     def _uplink_roles(self, site_id: str) -> dict[str, str]:
-        site = self._sites.get(site_id)
-        return {} if site is None else {u.id: u.role for u in site.uplinks}
+        roles = self._roles.get(site_id)
+        if roles is None:
+            site = self._sites.get(site_id)
+            roles = self._roles[site_id] = {} if site is None else {u.id: u.role for u in site.uplinks}
+        return roles
 
     def _room_capacity(self, key: DeviceKey) -> float | None:
         site = self._sites.get(key.site)
@@ -509,8 +669,7 @@ class Evaluator:
         return None
 
     def _site_occupied(self, site_id: str) -> bool:
-        return any(r.metrics.get("occupied") is True for k, r in self._latest.items()
-                   if k.site == site_id and k.kind is Kind.OCCUPANCY)
+        return bool(self._occupied.get(site_id))
 
     def _context_labels(self, rule: Rule, site_id: str, now: float) -> dict[str, str]:
         labels = dict(rule.labels)
@@ -578,17 +737,26 @@ def _number(value: object) -> float | None:
 
 
 class Window:
-    """The last `seconds` (device time) or last `readings` values of one metric: times and values in
-    two deques (a missing or non-numeric value is NaN, a `false` is 0), aggregated with numpy."""
+    """The last `seconds` (device time) or last `readings` values of one metric (a missing or
+    non-numeric value is NaN, a `false` is 0 and counts as lost).
 
-    __slots__ = ("_lost", "_readings", "_seconds", "times", "values")
+    Aggregates are kept up to date as values come and go, so a reading costs the same whatever the
+    window holds: a running sum for the mean, the numeric values in sorted order for min, max and
+    percentiles (an insertion into a list of at most a few hundred floats), a count of lost values.
+    Only `rate` (no shipped rule uses it) fits a line over the window with numpy."""
+
+    __slots__ = ("_count", "_lost", "_lost_count", "_readings", "_seconds", "_sorted", "_sum", "times", "values")
 
     def __init__(self, seconds: float | None, readings: int | None) -> None:
         self._seconds = seconds
         self._readings = readings
-        self.times: deque[float] = deque(maxlen=readings)
-        self.values: deque[float] = deque(maxlen=readings)
-        self._lost: deque[bool] = deque(maxlen=readings)
+        self.times: deque[float] = deque()
+        self.values: deque[float] = deque()
+        self._lost: deque[bool] = deque()
+        self._sorted: list[float] = []
+        self._sum = 0.0
+        self._count = 0
+        self._lost_count = 0
 
     def __len__(self) -> int:
         return len(self.times)
@@ -599,12 +767,27 @@ class Window:
         self.times.append(t)
         self.values.append(value)
         self._lost.append(lost)
+        self._lost_count += lost
+        if value == value:  # not NaN
+            insort(self._sorted, value)
+            self._sum += value
+            self._count += 1
+        if self._readings is not None and len(self.times) > self._readings:
+            self._evict()
         if self._seconds is not None:
             horizon = t - self._seconds
             while self.times and self.times[0] <= horizon:
-                self.times.popleft()
-                self.values.popleft()
-                self._lost.popleft()
+                self._evict()
+
+    def _evict(self) -> None:
+        self.times.popleft()
+        value = self.values.popleft()
+        self._lost_count -= self._lost.popleft()
+        if value == value:
+            del self._sorted[bisect_left(self._sorted, value)]
+            self._count -= 1
+            # The running sum drifts by rounding as values come and go; start afresh when empty.
+            self._sum = self._sum - value if self._count else 0.0
 
     def aggregate(self, func: str, q: float | None = None) -> float | None:
         """The window's `func` (mean, min, max, percentile q, rate per second, loss_ratio); None
@@ -613,23 +796,26 @@ class Window:
         if n == 0:
             return None
         if func == "loss_ratio":
-            return sum(self._lost) / n
-        values = np.fromiter(self.values, dtype=float, count=n)
-        numeric = ~np.isnan(values)
-        if not numeric.any():
+            return self._lost_count / n
+        values = self._sorted
+        if not values:
             return None
-        if not numeric.all():
-            values = values[numeric]
         if func == "mean":
-            return float(values.mean())
+            return self._sum / self._count
         if func == "min":
-            return float(values.min())
+            return values[0]
         if func == "max":
-            return float(values.max())
+            return values[-1]
         if func == "percentile":
-            return float(np.percentile(values, q if q is not None else 50.0))
-        times = np.fromiter(self.times, dtype=float, count=n)[numeric]
-        return slope_per_s(times, values)
+            # numpy's default ("linear") percentile, from the sorted values.
+            position = (q if q is not None else 50.0) / 100 * (len(values) - 1)
+            low = math.floor(position)
+            high = min(low + 1, len(values) - 1)
+            return values[low] + (values[high] - values[low]) * (position - low)
+        times = np.fromiter(self.times, dtype=float, count=n)
+        series = np.fromiter(self.values, dtype=float, count=n)
+        numeric = ~np.isnan(series)
+        return slope_per_s(times[numeric], series[numeric])
 
 
 def slope_per_s(times: np.ndarray, values: np.ndarray) -> float | None:

@@ -46,6 +46,8 @@ def child_specs(config: FacmonConfig, simulators: bool, speed: str) -> list[Chil
     in seconds and every `for:` and absence timer would be wrong."""
     run_simulators = simulators and _has_command("simulate")
     specs = [ChildSpec("collector", (("collect",),))]
+    if config.bridge.mappings and _has_command("bridge"):  # real devices through their own software
+        specs.append(ChildSpec("bridge", (("bridge",),)))
     if _has_command("api"):
         specs.append(ChildSpec("api", (("api",),)))
     if run_simulators:
@@ -86,6 +88,7 @@ def run(args: argparse.Namespace, config: FacmonConfig) -> int:
     env = dict(os.environ)
     env.setdefault("FACMON_COLLECTOR__SPOOL__DIR", str(var / "spool"))
     env.setdefault("FACMON_COLLECTOR__DEAD_LETTERS__FILE", str(var / "dead-letters.jsonl"))
+    env.setdefault("FACMON_BRIDGE__STATE_FILE", str(var / "bridge-seq.json"))
     if not config.sites.files:  # the demo: every stage watches the park the simulators play
         env["FACMON_SITES__FILES"] = str(DEMO_SITE)
     servers: list[ServerProcess] = []
@@ -126,6 +129,8 @@ def _announce(config: FacmonConfig, env: dict[str, str]) -> None:
     ]
     if config.collector.http_listen:
         lines.append(f"  collector        http://{config.collector.http_listen}/metrics")
+    if config.bridge.mappings and config.bridge.http_listen:
+        lines.append(f"  bridge           http://{config.bridge.http_listen}/rejects")
     if _has_command("api"):
         lines.append(f"  API + status     http://{config.api.listen}/status/")
     lines.append(f"  logs             {Path(config.local.var_dir).resolve() / 'log'}/")

@@ -14,9 +14,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from core.clock import SystemClock
+from core.contract import KINDS
 from core.influxql import InfluxQLClient, quote_ident
 from core.settings.simulate import SimulateSettings
-from core.site import load_site
+from core.site import iter_devices, load_site
 from facmon.servers import InfluxDB, Mosquitto
 from simulators.publish import MemoryPublisher
 from simulators.run import Summary, run_simulation
@@ -40,8 +41,8 @@ def _expected(start_s: float) -> Summary:
 
 def _points_by_device(db: InfluxQLClient) -> dict[str, int]:
     counts: dict[str, int] = {}
-    for measurement in ("inverter", "uplink", "occupancy"):
-        for series in db.query(f"SELECT count(seq) FROM {quote_ident(measurement)} GROUP BY device"):
+    for measurement in KINDS:
+        for series in db.query(f"SELECT count(seq) FROM {quote_ident(measurement.value)} GROUP BY device"):
             counts[series.tags["device"]] = int(series.values[0][1])
     return counts
 
@@ -51,7 +52,7 @@ def test_bad_payloads_scenario_lands_every_reading_and_rejects_every_malformed_o
     start = datetime.fromtimestamp(int(CLOCK.now()) - 3600, UTC)  # the simulated hour ends now
     expected = _expected(start.timestamp())
     site = load_site(DEFAULT_SITE)
-    every_device = {d.id for d in (*site.inverters, *site.uplinks, *site.occupancy_sensors)}
+    every_device = {d.id for d in iter_devices(site)}
     assert set(expected.readings_by_device) == every_device and sum(expected.malformed.values()) >= 40
 
     config = config_from(collector_env(tmp_path, mosquitto.port, influxdb.url, influx_db.database))

@@ -224,3 +224,157 @@ def test_generator_rules_of_the_park_pack(tmp_path):
     every[(Kind.GENERATOR, "gen-main")] = generator("off", fuel=25.0)
     h.run(60, step=5, every=every)
     assert h.state("GeneratorRunningOnGrid") in ("resolved", "inactive")
+
+
+@pytest.mark.parametrize("limit", [{"seconds": 30.0, "readings": None}, {"seconds": None, "readings": 17}])
+def test_incremental_window_aggregates_agree_with_numpy_over_the_same_values(limit):
+    """The window keeps its aggregates as values come and go; over a long random stream (nulls,
+    false, repeats, evictions by time or count) they equal numpy's over what the window holds."""
+    rng = np.random.default_rng(7)
+    window = Window(**limit)
+    sent: list[tuple[float, object]] = []
+    for step in range(3000):
+        raw = rng.choice([None, False, True, float(rng.integers(-5, 5)), float(rng.normal(50, 20))],
+                         p=[0.05, 0.05, 0.05, 0.25, 0.6])
+        raw = raw if raw is None or isinstance(raw, bool) else float(raw)
+        window.add(step * 0.7, raw)
+        sent.append((step * 0.7, raw))
+        held = np.array([v for v in window.values if v == v])
+        if step % 37 or not held.size:
+            continue
+        assert window.aggregate("mean") == pytest.approx(held.mean(), rel=1e-9, abs=1e-9)
+        assert (window.aggregate("min"), window.aggregate("max")) == (held.min(), held.max())
+        for q in (5, 50, 95, 99):
+            assert window.aggregate("percentile", q) == pytest.approx(np.percentile(held, q), rel=1e-12, abs=1e-12)
+        kept = sent[-limit["readings"]:] if limit["readings"] else [(t, r) for t, r in sent if t > step * 0.7 - 30]
+        assert len(kept) == len(window)
+        assert window.aggregate("loss_ratio") == sum(r is None or r is False for _, r in kept) / len(kept)
+
+
+def test_composites_judged_per_reading_agree_with_judging_every_device_of_the_site():
+    """After a reading, a composite takes the other devices' truth from the last full judgement
+    instead of looking at them all again; with nothing time-dependent in between, both must agree on
+    every reading of a long random stream (grid flaps, batteries, links, roles, the generator)."""
+    from core.contract import DeviceKey, Reading
+    from core.site import load_site
+    from rules.evaluate import Evaluator
+    from tests.unit.rules.rules_harness import PACK, PARK, generator
+
+    site = load_site(PARK)
+    pack = load_rule_files([PACK])
+    composites = {i for i, r in enumerate(pack.rules) if r.condition.composite is not None}
+    incremental = Evaluator(pack, {site.id: site}, MONDAY_NOON)
+    full = Evaluator(pack, {site.id: site}, MONDAY_NOON)
+    for evaluator in (incremental, full):
+        evaluator.set_source_connected(True, MONDAY_NOON)
+        evaluator.on_tick(MONDAY_NOON)
+    rng = np.random.default_rng(11)
+    devices = [(Kind.INVERTER, i.id) for i in site.inverters] + [(Kind.UPLINK, u.id) for u in site.uplinks] + \
+        [(Kind.GENERATOR, g.id) for g in site.generators]
+    compared = 0
+    ever_active: set[str] = set()
+    for step in range(2000):
+        now = MONDAY_NOON + 1 + step * 0.01  # well inside every absence window: nothing ages
+        kind, device = devices[rng.integers(len(devices))]
+        if kind is Kind.INVERTER:
+            metrics = inverter(soc=float(rng.choice([3.0, 50.0])), grid_ok=bool(rng.integers(2)))
+        elif kind is Kind.UPLINK:
+            metrics = uplink("PTCL" if device == "uplink-ptcl" else "Jazz 4G", up=bool(rng.integers(2)))
+        else:
+            metrics = generator(str(rng.choice(["off", "running"])))
+        reading = Reading(DeviceKey(site.id, kind, device), int(now * 1000), step, metrics)
+        got = {(o.rule, o.active) for o in incremental.on_reading(reading, now)}
+        full._term_counts.clear()  # forces the full judgement of every term
+        want = {(o.rule, o.active) for o in full.on_reading(reading, now)}
+        assert got == want, step
+        states = [(i, inst.active) for (i, _), inst in incremental._instances.items() if i in composites]
+        assert states == [(i, inst.active) for (i, _), inst in full._instances.items() if i in composites]
+        compared += bool(states)
+        ever_active |= {pack.rules[i].name for i, active in states if active}
+    assert compared > 1500
+    # The stream reached these states, so the comparison judged something.
+    assert {"SitePowerLoss", "SiteOffline", "FailoverActive"} <= ever_active
+
+
+def test_ticks_that_look_only_at_what_is_due_agree_with_ticks_that_look_at_every_device():
+    """A tick judges device silences from a deadline heap, context rules only when a site's schedule
+    or occupancy changed, absent-counting composite terms when one of their devices can next fall
+    silent. Over a random hour of readings with gaps, offline statuses, a broker outage and the
+    published load-shedding windows, every instance must be as active as when every tick judges
+    every device of every rule (the old way, emulated below)."""
+    from core.contract import DeviceKey, Reading
+    from core.decode import StatusChange
+    from core.site import iter_devices, load_site
+    from rules.evaluate import Evaluator
+    from tests.unit.rules.rules_harness import PACK, PARK, generator
+
+    site = load_site(PARK)
+    pack = load_rule_files([PACK])
+    start = local("2026-01-05 09:40")  # runs through the 10:00-11:00 window, open hours, occupancy
+    lean = Evaluator(pack, {site.id: site}, start)
+    thorough = Evaluator(pack, {site.id: site}, start)
+
+    def tick_everything(ev: Evaluator, now: float) -> None:
+        ev.on_tick(now)
+        out: list = []
+        for index, rule in enumerate(ev.rules):
+            cond = rule.condition
+            if cond.absence is not None and cond.absence.scope == "device":
+                for key in list(ev._last_seen):
+                    if ev._selects(rule, key):
+                        ev._eval_absence_device(index, rule, key, now, out)
+            elif cond.composite is not None:
+                ev._term_counts.clear()
+                for s in list(ev._site_keys):
+                    ev._eval_composite(index, rule, s, now, out)
+            elif cond.threshold is not None and (rule.active_when != "always" or rule.context.load_shedding
+                                                  or rule.context.occupancy):
+                for key in ev._keys_of(index):
+                    if (reading := ev._latest.get(key)) is not None:
+                        ev._eval_threshold(index, rule, key, reading, now, out)
+
+    for ev in (lean, thorough):
+        ev.set_source_connected(True, start)
+    makers = {Kind.INVERTER: lambda r: inverter(soc=float(r.choice([4.0, 60.0])), grid_ok=bool(r.integers(2))),
+              Kind.UPLINK: lambda r: uplink("PTCL", up=bool(r.integers(2))),
+              Kind.OCCUPANCY: lambda r: occupancy("Lab", bool(r.integers(2)), int(r.integers(0, 5))),
+              Kind.GENERATOR: lambda r: generator(str(r.choice(["off", "running"])))}
+    keys = [DeviceKey(site.id, spec.kind, spec.id) for spec in iter_devices(site)]
+    rng = np.random.default_rng(5)
+    silent = {key: False for key in keys}
+    active_seen: set[str] = set()
+    for second in range(3600):
+        now = start + second
+        if second == 1800:
+            for ev in (lean, thorough):
+                ev.set_source_connected(False, now)
+        if second == 2000:
+            for ev in (lean, thorough):
+                ev.set_source_connected(True, now)
+        if second % 60 == 0:  # now and then a device falls silent or speaks again
+            for key in keys:
+                if rng.random() < 0.15:
+                    silent[key] = not silent[key]
+        for key in keys:
+            if silent[key] or rng.random() > 0.05:
+                continue
+            if rng.random() < 0.03:
+                change = StatusChange(key, bool(rng.integers(2)))
+                for ev in (lean, thorough):
+                    ev.on_status(change, now)
+                continue
+            metrics = makers[key.kind](rng)
+            if key.kind is Kind.UPLINK:
+                metrics["isp"] = next(u.isp for u in site.uplinks if u.id == key.device)
+            if key.kind is Kind.OCCUPANCY:
+                metrics["room"] = next(o.room for o in site.occupancy_sensors if o.id == key.device)
+            reading = Reading(key, int(now * 1000), second, metrics)
+            for ev in (lean, thorough):
+                ev.on_reading(reading, now)
+        lean.on_tick(now)
+        tick_everything(thorough, now)
+        want = {k for k, inst in thorough._instances.items() if inst.active}
+        got = {k for k, inst in lean._instances.items() if inst.active}
+        assert got == want, (second, sorted(map(str, got - want)), sorted(map(str, want - got)))
+        active_seen |= {lean.rules[i].name for (i, _), inst in lean._instances.items() if inst.active}
+    assert {"DeviceSilent", "SitePowerLoss", "SiteOffline", "GridOutage", "FailoverActive"} <= active_seen

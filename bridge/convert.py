@@ -1,0 +1,161 @@
+"""One field of a foreign payload → one contract value: find it (a dotted JSON path), translate it
+through the mapping's value table, scale it, convert its unit into the contract metric's. Pure.
+
+A value that cannot become what the contract wants raises `FieldProblem` with a reason code and words
+an installer can act on; the contract's own range checks come after, in `core.decode`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from core.contract import FieldValue, Metric, MetricType
+
+_MISSING = object()
+
+
+class FieldProblem(ValueError):
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+def _linear(factor: float, shift: float = 0.0) -> Callable[[float], float]:
+    return lambda x: x * factor + shift
+
+
+# Units a source may send, per contract unit, and how to convert them. The names are the ones
+# devices and their software print ("kW", "mV", "°F"); case matters (mW is not MW).
+CONVERSIONS: Mapping[str, Mapping[str, Callable[[float], float]]] = {
+    "W": {"W": _linear(1), "kW": _linear(1e3), "MW": _linear(1e6), "mW": _linear(1e-3)},
+    "V": {"V": _linear(1), "mV": _linear(1e-3), "kV": _linear(1e3)},
+    "A": {"A": _linear(1), "mA": _linear(1e-3)},
+    "Hz": {"Hz": _linear(1)},
+    "°C": {"°C": _linear(1), "C": _linear(1), "K": _linear(1, -273.15), "°F": lambda x: (x - 32) * 5 / 9,
+           "F": lambda x: (x - 32) * 5 / 9},
+    "%": {"%": _linear(1), "fraction": _linear(100)},
+    "ms": {"ms": _linear(1), "s": _linear(1e3), "us": _linear(1e-3)},
+    "Mbit/s": {"Mbit/s": _linear(1), "kbit/s": _linear(1e-3), "bit/s": _linear(1e-6), "Gbit/s": _linear(1e3)},
+}
+
+
+def units_for(metric: Metric) -> tuple[str, ...]:
+    """The source units the mapping may declare for `metric` (empty when it has no unit)."""
+    return tuple(CONVERSIONS.get(metric.unit, {}))
+
+
+def find(body: object, path: tuple[str, ...]) -> object:
+    """The value at `path` in nested JSON objects, or `_MISSING`."""
+    node = body
+    for key in path:
+        if not isinstance(node, dict):
+            return _MISSING
+        node = node.get(key, _MISSING)
+        if node is _MISSING:
+            return _MISSING
+    return node
+
+
+def is_missing(value: object) -> bool:
+    return value is _MISSING
+
+
+@dataclass(frozen=True, slots=True)
+class FieldRule:
+    """How one contract metric is made from a source's value (built from the mapping file)."""
+
+    metric: Metric
+    path: tuple[str, ...]
+    """Where the value is: a dotted JSON path, or for one-value-per-topic sources the value's key."""
+    unit: str | None = None
+    """The unit the source sends, converted into the metric's; None: already the metric's unit."""
+    unit_path: tuple[str, ...] | None = None
+    """Where the payload says its unit (Tasmota's `TempUnit`); it must then be a unit of `CONVERSIONS`."""
+    scale: float = 1.0
+    offset: float = 0.0
+    values: Mapping[str, FieldValue] | None = None
+    """A table from the source's values (as text) to the contract's; a value not in it is refused."""
+    above: float | None = None
+    """A number → true when it is (scaled) above this (grid present when its voltage is above 180 V); with
+    `values`, that true/false is then looked up (`{"true": running, "false": off}`)."""
+
+    def convert(self, raw: object, body: object = None) -> FieldValue:
+        """The contract value of `raw`. Raises FieldProblem (bad_value, wrong_type, wrong_unit)."""
+        name = self.metric.name
+        if self.above is not None:
+            raw = self._number_above(raw)
+        if self.values is not None:
+            key = _table_key(raw)
+            if key not in self.values:
+                raise FieldProblem("bad_value", f"{name}: source value {key[:40]!r} is not in the mapping's values "
+                                                f"({', '.join(map(repr, list(self.values)[:8]))}); add it there")
+            raw = self.values[key]
+        kind = self.metric.type
+        if kind in (MetricType.FLOAT, MetricType.INT):
+            return self._number(raw, body)
+        if kind is MetricType.BOOL:
+            if isinstance(raw, bool):
+                return raw
+            raise FieldProblem("wrong_type", f"{name}: {raw!r} is not true/false; map it with values: "
+                                             "{ON: true, OFF: false}")
+        if raw is None and self.metric.nullable:
+            return None
+        if isinstance(raw, str):
+            return raw
+        if kind is MetricType.TEXT and isinstance(raw, int | float) and not isinstance(raw, bool):
+            return str(raw)
+        raise FieldProblem("wrong_type", f"{name}: {raw!r} is not text")
+
+    def _number_above(self, raw: object) -> bool:
+        value = _as_number(self.metric.name, raw)
+        return value * self.scale + self.offset > self.above  # type: ignore[operator]
+
+    def _number(self, raw: object, body: object) -> FieldValue:
+        name = self.metric.name
+        if raw is None and self.metric.nullable:
+            return None
+        value = _as_number(name, raw) * self.scale + self.offset
+        unit = self._unit(body)
+        if unit is not None and unit != self.metric.unit:
+            value = CONVERSIONS[self.metric.unit][unit](value)
+        if not math.isfinite(value):
+            raise FieldProblem("non_finite", f"{name}: {raw!r} gives no finite number")
+        if self.metric.type is MetricType.INT:
+            if value != int(value):
+                raise FieldProblem("wrong_type", f"{name}: {value!r} is not a whole number")
+            return int(value)
+        return round(value, 6)  # scale factors such as 0.1 leave binary noise (23.400000000000002)
+
+    def _unit(self, body: object) -> str | None:
+        if self.unit_path is None:
+            return self.unit
+        said = find(body, self.unit_path)
+        if said is _MISSING:
+            return self.unit
+        allowed = CONVERSIONS.get(self.metric.unit, {})
+        if not isinstance(said, str) or said not in allowed:
+            raise FieldProblem("wrong_unit", f"{self.metric.name}: the payload says its unit is {str(said)[:20]!r}, "
+                                             f"which cannot become {self.metric.unit} (known: {', '.join(allowed)})")
+        return said
+
+
+def _as_number(name: str, raw: object) -> float:
+    if isinstance(raw, str):  # one-value-per-topic sources send numbers as text
+        try:
+            return float(raw.strip())
+        except ValueError:
+            raise FieldProblem("wrong_type", f"{name}: {raw[:40]!r} is not a number") from None
+    if isinstance(raw, bool) or not isinstance(raw, int | float):
+        raise FieldProblem("wrong_type", f"{name}: {raw!r} is not a number")
+    return float(raw)
+
+
+def _table_key(raw: object) -> str:
+    if isinstance(raw, bool):
+        return "true" if raw else "false"
+    if isinstance(raw, float) and raw.is_integer():
+        return str(int(raw))
+    return str(raw).strip()

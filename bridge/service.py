@@ -1,0 +1,109 @@
+"""The bridge assembled: a subscription to the foreign topics (`core.mqtt_subscriber`), the pure
+translator, and a publishing session for the contract messages (`core.mqtt_publisher`).
+
+The subscription's thread only queues what arrives (a bounded inbox: when it is full the subscription
+waits, and the broker holds the messages); the service's own thread (`run`) takes them in batches,
+translates, publishes and closes the gathering windows. So the translator and the publisher have one
+user, and paho's receiving thread is never held up by translation. Lifecycle: `run(stop)` once; it
+returns after `stop` is set, with the inbox drained, the publisher's messages acknowledged (bounded
+wait) and the seq state written.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections import Counter
+
+from bridge.mapping import BridgeMapping
+from bridge.rejects import RejectLog
+from bridge.seq import SeqStore
+from bridge.translate import Dropped, Forward, Outcome, Translator
+from core.clock import Clock
+from core.decode import DecodeLimits
+from core.mqtt_publisher import Publisher
+from core.mqtt_subscriber import SessionSpec, Subscriber
+from core.settings.bridge import BridgeSettings
+from core.settings.mqtt import MqttSettings
+
+log = logging.getLogger("facmon.bridge")
+TICK_S = 0.25
+INBOX_LIMIT = 20_000
+BATCH = 2_000
+
+
+class BridgeService:
+    def __init__(self, settings: BridgeSettings, mqtt: MqttSettings, mapping: BridgeMapping, limits: DecodeLimits,
+                 clock: Clock) -> None:
+        self._settings = settings
+        self._clock = clock
+        self._inbox: queue.Queue[tuple[str, bytes, float]] = queue.Queue(INBOX_LIMIT)
+        self.seqs = SeqStore(settings.state_file)
+        self.translator = Translator(mapping, self.seqs.next, limits, settings.max_payload_bytes)
+        self.rejects = RejectLog(clock, log, log_every_s=settings.log_reject_every_s)
+        self.received = 0
+        self.forwarded: Counter[str] = Counter()
+        """Published contract messages by channel ("reading", "status")."""
+        self.publish_refused = 0
+        """Contract messages dropped because the publisher's queue for an unreachable broker was full."""
+        self.publisher = Publisher(mqtt, f"{settings.client_id}-pub", clock, stage="the bridge's publisher", log=log,
+                                   queue_limit=settings.queue_limit)
+        self.subscriber = Subscriber(mqtt, SessionSpec(settings.client_id, mapping.subscriptions, settings.qos,
+                                                       persistent=True),
+                                     clock, "the bridge", log, self._on_message)
+
+    def _on_message(self, topic: str, payload: bytes) -> None:
+        self._inbox.put((topic, payload, self._clock.now()))  # stamped on arrival, as the device's time
+
+    def _drain(self, wait_s: float) -> None:
+        """Translate and publish what the inbox holds (waiting up to `wait_s` for the first message)."""
+        try:
+            batch = [self._inbox.get(timeout=wait_s)]
+        except queue.Empty:
+            return
+        while len(batch) < BATCH:
+            try:
+                batch.append(self._inbox.get_nowait())
+            except queue.Empty:
+                break
+        for topic, payload, received_at in batch:
+            self.received += 1
+            self._deliver(self.translator.handle(topic, payload, received_at))
+
+    def tick(self) -> None:
+        """Close the gathering windows that are due (`run` does it every TICK_S)."""
+        self._deliver(self.translator.tick(self._clock.now()))
+
+    def _deliver(self, outcomes: list[Outcome]) -> None:
+        for outcome in outcomes:
+            if isinstance(outcome, Dropped):
+                self.rejects.add(outcome)
+            elif self.publisher.publish(outcome.topic, outcome.payload, outcome.retain):
+                self.forwarded[_channel(outcome)] += 1
+            else:
+                self.publish_refused += 1
+                self.rejects.add(Dropped("queue_full", "the queue for the unreachable broker is full "
+                                         "(bridge.queue_limit)", outcome.topic, outcome.payload))
+
+    def run(self, stop: threading.Event) -> None:
+        self.publisher.open(wait_s=5.0)
+        self.subscriber.start()
+        try:
+            next_tick = self._clock.monotonic() + TICK_S
+            while not stop.is_set():
+                self._drain(wait_s=max(0.0, min(TICK_S, next_tick - self._clock.monotonic())))
+                if self._clock.monotonic() >= next_tick:
+                    self.tick()
+                    next_tick = self._clock.monotonic() + TICK_S
+        finally:
+            self.subscriber.stop()
+            while not self._inbox.empty():
+                self._drain(wait_s=0)
+            self.tick()
+            self.publisher.close(timeout_s=10.0)
+            self.seqs.close()
+
+
+def _channel(outcome: Forward) -> str:
+    return outcome.topic.rsplit("/", 1)[1]

@@ -1,0 +1,294 @@
+"""One foreign MQTT message → what the bridge publishes (`Forward`) and what it refuses (`Dropped`,
+with a reason). Pure: the receive time and the seq counter are given.
+
+Every reading is encoded with `core.contract.encode_reading` and then judged by `core.decode`, the
+collector's own front door, before it is forwarded: a reading that maps but breaks the contract (a
+battery at 140 %, a mode the contract does not know) is dropped here with the collector's reason,
+counted by the bridge, and never stored wrongly.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+import orjson
+
+from bridge.convert import FieldProblem, FieldRule, find, is_missing
+from bridge.gather import Gatherer
+from bridge.mapping import BridgeMapping, SourceRule
+from bridge.seq import TooManyDevices
+from bridge.topics import render
+from core.contract import ID_RE, METRICS, STATUS_OFFLINE, STATUS_ONLINE, DeviceKey, FieldValue, Reading, encode_reading
+from core.decode import DecodeLimits, Reject, decode_message
+
+
+class DropReason(enum.StrEnum):
+    """Why the bridge did not forward a foreign message (the contract's own reasons come from core.decode)."""
+
+    UNMAPPED = "unmapped"
+    """No source of the mapping matches the topic."""
+    PAYLOAD_TOO_LARGE = "payload_too_large"
+    BAD_JSON = "bad_json"
+    NOT_AN_OBJECT = "not_an_object"
+    MISSING_FIELD = "missing_field"
+    WRONG_TYPE = "wrong_type"
+    WRONG_UNIT = "wrong_unit"
+    BAD_VALUE = "bad_value"
+    NON_FINITE = "non_finite"
+    BAD_DEVICE_ID = "bad_device_id"
+    UNKNOWN_DEVICE = "unknown_device"
+    BAD_TS = "bad_ts"
+    CLOCK_OFF = "clock_off"
+    BAD_STATUS = "bad_status"
+    INCOMPLETE = "incomplete"
+    """A one-value-per-topic device's window closed without every required metric."""
+    TOO_MANY_DEVICES = "too_many_devices"
+    """A new device beyond the bridge's limit of devices it numbers (bridge.seq.MAX_DEVICES)."""
+    UNKNOWN_VALUE = "unknown_value"
+    """A one-value-per-topic message whose key the mapping does not use (counted, not logged)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Forward:
+    """A contract message to publish (QoS 1)."""
+
+    topic: str
+    payload: bytes
+    retain: bool
+    device: DeviceKey
+
+
+@dataclass(frozen=True, slots=True)
+class Dropped:
+    reason: str
+    detail: str
+    topic: str
+    payload: bytes
+    source: str | None = None
+
+
+Outcome = Forward | Dropped
+
+
+class _Refused(Exception):
+    def __init__(self, reason: DropReason, detail: str) -> None:
+        self.reason = reason
+        self.detail = detail
+
+
+class Translator:
+    """Not thread-safe: the service calls `handle` and `tick` from its one thread."""
+
+    def __init__(self, mapping: BridgeMapping, next_seq: Callable[[DeviceKey], int], limits: DecodeLimits,
+                 max_foreign_bytes: int = 16_384) -> None:
+        """`limits` are the collector's (`collector.decode`), so the bridge judges as it will."""
+        self._mapping = mapping
+        self._next_seq = next_seq
+        self._limits = limits
+        self._max_foreign_bytes = max_foreign_bytes
+        self._gatherer = Gatherer()
+
+    def handle(self, topic: str, payload: bytes, received_at: float) -> list[Outcome]:
+        """What to publish for one message and what was dropped (one Dropped at most). Never raises on input."""
+        parts = topic.split("/")
+        for source in self._mapping.sources:
+            if source.availability is not None and (captures := source.availability.match(parts)) is not None:
+                if not self._admits(source, captures):
+                    continue
+                return [self._guarded(source, topic, payload, lambda s=source, c=captures: [self._status(s, c, topic,
+                                                                                                        payload)])]
+            captures = source.topic.match(parts)
+            if captures is None or not self._admits(source, captures):
+                continue
+            if len(payload) > self._max_foreign_bytes:
+                return [Dropped(DropReason.PAYLOAD_TOO_LARGE, f"payload is {len(payload)} bytes, over the limit of "
+                                f"{self._max_foreign_bytes} (bridge.max_payload_bytes)", topic, payload, source.name)]
+            if source.one_value_per_topic:
+                return self._guarded_many(source, topic, payload,
+                                          lambda s=source, c=captures: self._gather(s, c, topic, payload, received_at))
+            return self._guarded_many(source, topic, payload,
+                                      lambda s=source, c=captures: self._reading(s, c, topic, payload, received_at))
+        listed = [s.name for s in self._mapping.sources if s.only_listed_devices and (
+            s.topic.match(parts) is not None
+            or (s.availability is not None and s.availability.match(parts) is not None))]
+        if listed:
+            return [Dropped(DropReason.UNKNOWN_DEVICE, f"the device is not listed under devices: of source "
+                            f"{listed[0]!r} (only_listed_devices); add it there", topic, payload, listed[0])]
+        return [Dropped(DropReason.UNMAPPED, "no source of the mapping matches this topic", topic, payload)]
+
+    def tick(self, now: float) -> list[Outcome]:
+        """Readings of the one-value-per-topic windows closed by `now`."""
+        out: list[Outcome] = []
+        for gathered in self._gatherer.due(now):
+            metrics = dict(gathered.metrics)
+            missing = [m.name for m in METRICS[gathered.device.kind] if m.required and m.name not in metrics]
+            if missing:
+                out.append(Dropped(DropReason.INCOMPLETE, f"{gathered.device}: no {', '.join(missing)} within "
+                                   f"{gathered.interval_s:g} s; check that the sources publish them (and the "
+                                   "mapping's field names)", gathered.topic, b"", gathered.source))
+                continue
+            out.append(self._checked(gathered.source, gathered.device, round(gathered.received_at * 1000), metrics,
+                                     gathered.topic, b"", gathered.received_at))
+        return out
+
+    # --- readings ----------------------------------------------------------------------------------
+
+    def _reading(self, source: SourceRule, captures: dict[str, str], topic: str, payload: bytes,
+                 received_at: float) -> list[Outcome]:
+        device, labels = self._device(source, captures)
+        try:
+            body = orjson.loads(payload)
+        except orjson.JSONDecodeError as err:
+            raise _Refused(DropReason.BAD_JSON, f"payload is not JSON: {err}") from None
+        if not isinstance(body, dict):
+            raise _Refused(DropReason.NOT_AN_OBJECT, f"payload is a JSON {type(body).__name__}, not an object")
+        metrics: dict[str, FieldValue] = dict(labels)
+        for rule in source.fields:
+            raw = find(body, rule.path)
+            if is_missing(raw):
+                if rule.metric.required and not source.gathers:  # another source may bring it
+                    raise _Refused(DropReason.MISSING_FIELD, f"no {'.'.join(rule.path)!r} in the payload for "
+                                                             f"{rule.metric.name}")
+                continue
+            metrics[rule.metric.name] = self._convert(rule, raw, body)
+        if source.gathers:
+            self._gatherer.add(source.name, device, metrics, topic, received_at, source.interval_s)
+            return []
+        ts_ms = self._ts_ms(source, body, received_at)
+        return [self._checked(source.name, device, ts_ms, metrics, topic, payload, received_at)]
+
+    def _gather(self, source: SourceRule, captures: dict[str, str], topic: str, payload: bytes,
+                received_at: float) -> list[Outcome]:
+        key = captures[source.value_key]  # type: ignore[index]
+        rules = source.fields_by_key.get(key)
+        if rules is None:
+            return [Dropped(DropReason.UNKNOWN_VALUE, f"{key!r} is not a field of source {source.name!r}", topic,
+                            payload, source.name)]
+        device, labels = self._device(source, captures)
+        try:
+            text: object = payload.decode("utf-8").strip()
+        except UnicodeDecodeError:
+            raise _Refused(DropReason.WRONG_TYPE, "the value is not UTF-8 text") from None
+        values: dict[str, FieldValue] = dict(labels)
+        for rule in rules:
+            values[rule.metric.name] = self._convert(rule, text, None)
+        self._gatherer.add(source.name, device, values, topic, received_at, source.interval_s)
+        return []
+
+    def _checked(self, source: str, device: DeviceKey, ts_ms: int, metrics: dict[str, FieldValue],
+                 topic: str, payload: bytes, received_at: float) -> Outcome:
+        """The reading, encoded and judged as the collector will judge it."""
+        try:  # judged with seq 0: the verdict does not depend on the seq's value
+            encoded = encode_reading(Reading(device, ts_ms, 0, metrics))
+        except ValueError as err:
+            return Dropped(DropReason.NON_FINITE, str(err), topic, payload, source)
+        verdict = decode_message(device.reading_topic(), encoded, received_at, self._limits)
+        if isinstance(verdict, Reject):
+            return Dropped(verdict.reason.value, f"{device}: {verdict.detail}", topic, payload, source)
+        # The seq is taken only for a reading that goes out, so refused ones leave no gaps.
+        try:
+            seq = self._next_seq(device)
+        except TooManyDevices as err:
+            return Dropped(DropReason.TOO_MANY_DEVICES, str(err), topic, payload, source)
+        encoded = encode_reading(Reading(device, ts_ms, seq, metrics))
+        return Forward(device.reading_topic(), encoded, False, device)
+
+    # --- status -----------------------------------------------------------------------------------
+
+    def _status(self, source: SourceRule, captures: dict[str, str], topic: str, payload: bytes) -> Outcome:
+        device, _ = self._device(source, captures)
+        text = payload.decode("utf-8", "replace").strip()
+        if text.startswith("{"):
+            try:
+                body = orjson.loads(text)
+            except orjson.JSONDecodeError:
+                body = None
+            text = body.get("state", "") if isinstance(body, dict) and isinstance(body.get("state"), str) else ""
+        state = text.strip('"').strip().lower()
+        if state not in (STATUS_ONLINE, STATUS_OFFLINE):
+            raise _Refused(DropReason.BAD_STATUS, f"availability {payload[:40]!r} is not online/offline, "
+                                                  'Online/Offline or {"state":"online"}')
+        return Forward(device.status_topic(), state.encode(), True, device)
+
+    # --- parts -------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _raw_name(source: SourceRule, captures: dict[str, str]) -> str:
+        return render(source.device_template, captures)
+
+    def _admits(self, source: SourceRule, captures: dict[str, str]) -> bool:
+        """False for a device the source does not list when it takes only listed ones."""
+        return not source.only_listed_devices or self._raw_name(source, captures) in source.devices
+
+    def _device(self, source: SourceRule, captures: dict[str, str]) -> tuple[DeviceKey, dict[str, str]]:
+        raw = self._raw_name(source, captures)
+        listed = source.devices.get(raw)
+        device_id = listed.device if listed is not None and listed.device else raw.lower()
+        if not ID_RE.match(device_id):
+            raise _Refused(DropReason.BAD_DEVICE_ID, f"device {raw[:64]!r} gives no valid contract id "
+                                                     f"(a-z, 0-9, _ and -, 64 at most); name it under devices: "
+                                                     f"{raw[:64]}: {{device: my-id}}")
+        labels = {name: render(template, captures) for name, template in source.labels.items()}
+        if listed is not None:
+            labels.update(listed.labels)
+        return DeviceKey(source.site, source.kind, device_id), labels
+
+    @staticmethod
+    def _convert(rule: FieldRule, raw: object, body: object) -> FieldValue:
+        try:
+            return rule.convert(raw, body)
+        except FieldProblem as problem:
+            raise _Refused(DropReason(problem.reason), problem.detail) from None
+
+    def _ts_ms(self, source: SourceRule, body: dict, received_at: float) -> int:
+        if source.ts_path is None:
+            return round(received_at * 1000)
+        raw = find(body, source.ts_path)
+        where = ".".join(source.ts_path)
+        if is_missing(raw):
+            raise _Refused(DropReason.MISSING_FIELD, f"no timestamp {where!r} in the payload")
+        if source.ts_format == "iso":
+            if not isinstance(raw, str):
+                raise _Refused(DropReason.BAD_TS, f"{where} {raw!r} is not an ISO 8601 time")
+            try:
+                moment = datetime.fromisoformat(raw.strip())
+            except ValueError:
+                raise _Refused(DropReason.BAD_TS, f"{where} {raw[:40]!r} is not an ISO 8601 time") from None
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=source.zone)  # the device's local time, in its site's zone
+            ts_s = moment.timestamp()
+        else:
+            if isinstance(raw, bool) or not isinstance(raw, int | float):
+                raise _Refused(DropReason.BAD_TS, f"{where} {raw!r} is not a number of epoch "
+                                                  f"{'seconds' if source.ts_format == 'epoch_s' else 'milliseconds'}")
+            ts_s = raw if source.ts_format == "epoch_s" else raw / 1000
+        skew = ts_s - received_at
+        if abs(skew) > source.max_clock_skew_s:
+            raise _Refused(DropReason.CLOCK_OFF, f"device time {raw!r} is {abs(skew) / 3600:.2f} h "
+                                                 f"{'ahead of' if skew > 0 else 'behind'} the bridge's clock; set the "
+                                                 "device's clock and time zone (Tasmota: NtpServer, Timezone)")
+        return round(ts_s * 1000)
+
+    # --- isolation of input errors ------------------------------------------------------------------
+
+    @staticmethod
+    def _guarded(source: SourceRule, topic: str, payload: bytes, make: Callable[[], list[Outcome]]) -> Outcome:
+        try:
+            return make()[0]
+        except _Refused as refused:
+            return Dropped(refused.reason, refused.detail, topic, payload, source.name)
+
+    @staticmethod
+    def _guarded_many(source: SourceRule, topic: str, payload: bytes,
+                      make: Callable[[], list[Outcome]]) -> list[Outcome]:
+        try:
+            return make()
+        except _Refused as refused:
+            return [Dropped(refused.reason, refused.detail, topic, payload, source.name)]
+
+    @property
+    def open_windows(self) -> int:
+        return self._gatherer.open_windows

@@ -1,0 +1,59 @@
+"""A stage's own read-only HTTP endpoint (`/metrics`, `/healthz` and the like) on a thread of its own:
+routes are plain functions of the query string, so a stage only says what each path answers. Used
+by the bridge; the collector's endpoint (collector/http.py) is the same shape and could move here.
+
+A route returns `(status, body, content type)`. Access logs are off: a scraper every few seconds
+would flood them, and the stage's metrics say what matters.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+Answer = tuple[int, bytes, str]
+Route = Callable[[Mapping[str, list[str]]], Answer]
+
+
+class HttpEndpoint:
+    """Lifecycle: `start()` once, `stop()` once. Raises OSError at construction when it cannot listen."""
+
+    def __init__(self, host: str, port: int, routes: Mapping[str, Route], name: str) -> None:
+        known = ", ".join(routes)
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                url = urlsplit(self.path)
+                route = routes.get(url.path)
+                if route is None:
+                    self._send((404, f"not found; try {known}\n".encode(), "text/plain"))
+                else:
+                    self._send(route(parse_qs(url.query)))
+
+            def _send(self, answer: Answer) -> None:
+                status, body, content_type = answer
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *_args: object) -> None:
+                return
+
+        self._server = ThreadingHTTPServer((host, port), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, name=name, daemon=True)
+
+    @property
+    def port(self) -> int:
+        return self._server.server_address[1]
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()

@@ -1,0 +1,146 @@
+"""The agent's drivers against devices that answer as real ones do: pymodbus's own server loaded with a
+register map, a stand-in Solarman V5 logger on loopback, a pseudo-terminal answering PI30. A device that
+times out, answers garbage or disappears gives a clear error, an offline status, and no crash."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from agent.modbus import ModbusSource
+from agent.pi30 import Pi30Port
+from agent.poll import Pi30Driver, PolledDevice, Poller, RegisterDriver
+from agent.registers import load_register_map
+from agent.solarman import SolarmanSource
+from core.clock import SystemClock
+from core.contract import STATUS_OFFLINE, STATUS_ONLINE, DeviceKey, Kind
+from tests.integration.agent.devices import ModbusDevice, ModbusRtuStandIn, Pi30StandIn, SolarmanStandIn
+
+CLOCK = SystemClock()
+INV = DeviceKey("park", Kind.INVERTER, "inv-main")
+DEYE = {59: 2, 79: 4998, 91: 1412, 103: 0, 104: 0, 150: 2301, 169: 512, 178: 873, 182: 1255, 183: 5234, 184: 76,
+        186: 1200, 187: 640, 191: 0x10000 - 1050, 194: 1}
+"""A Deye hybrid on the grid, importing 512 W, charging at 10.5 A (Deye counts that as -1050)."""
+DEYE_METRICS = {"grid_v": 230.1, "grid_hz": 49.98, "grid_ok": True, "battery_soc_pct": 76.0, "battery_v": 52.34,
+                "battery_a": 10.5, "battery_temp_c": 25.5, "pv_w": 1840.0, "load_w": 873.0, "inverter_temp_c": 41.2,
+                "fault_code": None, "mode": "grid"}
+
+
+@pytest.fixture
+def modbus_device() -> Iterator[ModbusDevice]:
+    device = ModbusDevice(DEYE).start()
+    yield device
+    device.stop()
+
+
+def poller_for(driver) -> tuple[Poller, PolledDevice]:  # type: ignore[no-untyped-def]
+    polled = PolledDevice(INV, driver)
+    return Poller([polled], CLOCK), polled
+
+
+def test_modbus_tcp_deye_map_gives_the_contract_reading_and_offline_when_the_device_goes(
+        modbus_device: ModbusDevice) -> None:
+    poller, polled = poller_for(RegisterDriver(load_register_map("deye_hybrid"),
+                                               ModbusSource.tcp("127.0.0.1", modbus_device.port, 1, 1.0)))
+    first = poller.poll(polled)
+    assert first.status == STATUS_ONLINE and first.reading is not None
+    assert dict(first.reading.metrics) == DEYE_METRICS and first.reading.seq == 0
+    modbus_device.set({184: 6553})  # garbage: a state of charge of 6553 %
+    garbage = poller.poll(polled)
+    assert (garbage.reading, garbage.status) == (None, STATUS_OFFLINE)
+    assert "out_of_range" in polled.last_error and "battery_soc_pct" in polled.last_error
+    modbus_device.set({184: 80, 169: 0, 194: 0, 150: 0})  # grid gone, PV 1840 W covers the 873 W load
+    back = poller.poll(polled)
+    assert back.status == STATUS_ONLINE and back.reading.metrics["mode"] == "solar" and back.reading.seq == 1
+    modbus_device.stop()  # the device disappears
+    gone = poller.poll(polled)
+    assert (gone.reading, gone.status) == (None, STATUS_OFFLINE)
+    assert f"modbus tcp 127.0.0.1:{modbus_device.port} unit 1" in polled.last_error
+    assert poller.poll(polled).status is None  # still offline: published once, not every round
+    poller.close()
+
+
+def test_sunspec_map_refuses_a_device_that_is_not_sunspec(modbus_device: ModbusDevice) -> None:
+    poller, polled = poller_for(RegisterDriver(load_register_map("sunspec_hybrid"),
+                                               ModbusSource.tcp("127.0.0.1", modbus_device.port, 1, 1.0)))
+    assert poller.poll(polled).status == STATUS_OFFLINE
+    assert "not a SunSpec inverter" in polled.last_error
+    # SunS, model 103 with its scale factors, model 802 battery
+    modbus_device.set({40000: 0x5375, 40001: 0x6E53, 40079: 2312, 40082: 0x10000 - 1, 40083: 1500, 40084: 0,
+                       40085: 5002, 40086: 0x10000 - 2, 40100: 320, 40101: 1, 40102: 415, 40106: 0x10000 - 1,
+                       40107: 4, 40132: 655, 40177: 0x10000 - 1, 40155: 5120, 40180: 0x10000 - 2,
+                       40165: 0x10000 - 120, 40182: 0x10000 - 1})
+    outcome = poller.poll(polled)
+    assert outcome.status == STATUS_ONLINE
+    assert dict(outcome.reading.metrics) == {"grid_v": 231.2, "grid_hz": 50.02, "grid_ok": True, "load_w": 1500.0,
+                                             "pv_w": 3200.0, "inverter_temp_c": 41.5, "battery_soc_pct": 65.5,
+                                             "battery_v": 51.2, "battery_a": 12.0, "mode": "grid"}
+    poller.close()
+
+
+def test_solarman_v5_logger_gives_the_reading_and_a_silent_or_garbled_logger_is_offline() -> None:
+    logger = SolarmanStandIn(2712345678, DEYE).start()
+    try:
+        source = SolarmanSource("127.0.0.1", logger.port, 2712345678, 1, 1.0)
+        poller, polled = poller_for(RegisterDriver(load_register_map("deye_hybrid"), source))
+        outcome = poller.poll(polled)
+        assert outcome.status == STATUS_ONLINE and dict(outcome.reading.metrics) == DEYE_METRICS
+        logger.mode = "garbage"
+        assert poller.poll(polled).status == STATUS_OFFLINE
+        assert "checksum" in polled.last_error
+        logger.mode = "silent"
+        assert poller.poll(polled).reading is None
+        assert "logger 2712345678" in polled.last_error
+        logger.mode = "ok"
+        assert poller.poll(polled).status == STATUS_ONLINE
+        poller.close()
+    finally:
+        logger.stop()
+
+
+def test_modbus_rtu_over_a_serial_line_gives_the_reading_and_a_bad_crc_or_silence_is_offline() -> None:
+    port = ModbusRtuStandIn(1, DEYE).start()
+    try:
+        poller, polled = poller_for(RegisterDriver(load_register_map("deye_hybrid"),
+                                                   ModbusSource.rtu(port.path, 9600, 1, 0.5)))
+        outcome = poller.poll(polled)
+        assert outcome.status == STATUS_ONLINE and dict(outcome.reading.metrics) == DEYE_METRICS
+        for mode in ("bad_crc", "silent"):
+            port.mode = mode
+            assert poller.poll(polled).reading is None, mode
+            assert f"modbus rtu {port.path}@9600 unit 1" in polled.last_error
+        port.mode = "ok"
+        assert poller.poll(polled).status == STATUS_ONLINE
+        poller.close()
+    finally:
+        port.stop()
+
+
+QPIGS = "230.1 49.9 230.0 49.9 0921 0873 018 410 52.40 010 076 0041 0006 180.5 52.30 00000 00010110 00 00 01085 010"
+"""An Axpert on the grid: battery 52.4 V charging at 10 A, 76 %, PV 1085 W (field 20), load 873 W."""
+
+
+def test_pi30_over_a_serial_line_gives_the_reading_and_garbage_or_silence_is_offline() -> None:
+    inverter = Pi30StandIn({"QPIGS": QPIGS, "QMOD": "L"}).start()
+    try:
+        poller, polled = poller_for(Pi30Driver(Pi30Port(inverter.path, 2400, 0.5, CLOCK)))
+        outcome = poller.poll(polled)
+        assert outcome.status == STATUS_ONLINE
+        assert dict(outcome.reading.metrics) == {"grid_v": 230.1, "grid_hz": 49.9, "grid_ok": True,
+                                                 "battery_soc_pct": 76.0, "battery_v": 52.4, "battery_a": 10.0,
+                                                 "pv_w": 1085.0, "load_w": 873.0, "inverter_temp_c": 41.0,
+                                                 "mode": "grid"}
+        assert inverter.queries == ["QPIGS", "QMOD"]
+        for mode, words in (("garbage", "not a PI30 answer"), ("bad_crc", "CRC mismatch"), ("nak", "NAK"),
+                            ("silent", "nothing within 0.5 s")):
+            inverter.mode = mode
+            assert poller.poll(polled).reading is None, mode
+            assert words in polled.last_error, polled.last_error
+        inverter.mode = "ok"
+        inverter.answers["QMOD"] = "B"
+        back = poller.poll(polled)
+        assert back.status == STATUS_ONLINE and back.reading.metrics["mode"] == "solar"  # PV covers the load
+        poller.close()
+    finally:
+        inverter.stop()

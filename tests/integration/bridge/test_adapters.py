@@ -1,0 +1,139 @@
+"""The sources' own payloads through a real Mosquitto → bridge → collector → InfluxDB 1.6.7: stored
+values, units and times are checked, and what breaks the contract is counted and never stored."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+from core.clock import SystemClock
+from core.config import FacmonConfig
+from core.influxql import InfluxQLClient
+from facmon.servers import InfluxDB, Mosquitto
+from tests.integration.bridge.harness import MAPPINGS, bridge_env, running_bridge
+from tests.integration.collector.harness import (
+    Publisher,
+    collector_env,
+    config_from,
+    count_points,
+    running_collector,
+    wait_for_points,
+)
+from tests.support import poll_until
+from tests.unit.bridge.support import payload
+
+CLOCK = SystemClock()
+
+
+def _config(tmp_path: Path, mosquitto: Mosquitto, influxdb: InfluxDB, db: InfluxQLClient,
+            mappings: list[str | Path]) -> FacmonConfig:
+    env = collector_env(tmp_path, mosquitto.port, influxdb.url, db.database)
+    env.update(bridge_env(tmp_path, mappings))
+    return config_from(env)
+
+
+def test_zigbee2mqtt_pirs_land_as_occupancy_with_room_battery_and_status(
+        tmp_path: Path, mosquitto: Mosquitto, influxdb: InfluxDB, influx_db: InfluxQLClient) -> None:
+    config = _config(tmp_path, mosquitto, influxdb, influx_db, ["zigbee2mqtt"])
+    with running_collector(config), running_bridge(config) as bridge:
+        publisher = Publisher(mosquitto.port)
+        before = CLOCK.now()
+        publisher.publish("zigbee2mqtt/hall_pir/availability", payload("zigbee2mqtt", "availability_json_online"))
+        publisher.publish("zigbee2mqtt/hall_pir", payload("zigbee2mqtt", "state"))
+        publisher.publish("zigbee2mqtt/hall_pir", b'{"occupancy": true, "battery": 140}')  # out of range
+        publisher.publish("zigbee2mqtt/hall_pir", b"{broken")
+        publisher.publish("zigbee2mqtt/kitchen_bulb", b'{"state":"ON","brightness":254}')
+        publisher.publish("zigbee2mqtt/office_pir", payload("zigbee2mqtt", "state_clear"))
+        publisher.publish("zigbee2mqtt/office_pir/availability", payload("zigbee2mqtt", "availability_legacy_offline"))
+        publisher.wait_all_acked()
+        wait_for_points(influx_db, 2, measurement="occupancy")
+        after = CLOCK.now()
+        poll_until(lambda: sum(bridge.rejects.by_reason.values()) == 3, 10, what="3 drops counted")
+        publisher.close()
+    rows = influx_db.query("SELECT * FROM occupancy GROUP BY device")
+    stored = {s.tags["device"]: s.rows()[0] for s in rows}
+    assert {d: (r["room"], r["occupied"], r["sensor_battery_pct"], r["seq"]) for d, r in stored.items()} == {
+        "pir-hall": ("Hall", True, 100.0, 0), "pir-office": ("Office", False, 97.0, 0)}
+    for row in stored.values():  # Zigbee2MQTT sends no time: the bridge's receive time, in UTC milliseconds
+        assert before * 1000 - 1 <= row["time"] <= after * 1000 + 1
+    assert dict(bridge.rejects.by_reason) == {"out_of_range": 1, "bad_json": 1, "unknown_device": 1}
+    assert bridge.forwarded == {"reading": 2, "status": 2}
+    assert count_points(influx_db, "occupancy") == 2
+
+
+def test_tasmota_local_time_is_stored_as_the_right_utc_instant_and_lwt_is_the_status(
+        tmp_path: Path, mosquitto: Mosquitto, influxdb: InfluxDB, influx_db: InfluxQLClient) -> None:
+    config = _config(tmp_path, mosquitto, influxdb, influx_db, ["tasmota"])
+    # Tasmota stamps in local time without an offset: now in Karachi (UTC+5, no DST), to the second
+    local_now = datetime.fromtimestamp(int(CLOCK.now()) - 60, UTC).replace(tzinfo=None) + (
+        datetime(2026, 1, 1, 5) - datetime(2026, 1, 1))
+    utc_ms = (int(CLOCK.now()) - 60) * 1000
+    hours_off = local_now.replace(hour=(local_now.hour + 5) % 24)
+    with running_collector(config), running_bridge(config) as bridge:
+        publisher = Publisher(mosquitto.port)
+        publisher.publish("tele/tasmota_5A9AE8/LWT", payload("tasmota", "lwt_online"))
+        for time, switch in ((local_now, "ON"), (hours_off, "OFF")):
+            message = f'{{"Time":"{time.isoformat()}","Switch1":"{switch}"}}'
+            publisher.publish("tele/tasmota_5A9AE8/SENSOR", message.encode())
+        publisher.publish("tele/tasmota_5A9AE8/SENSOR", b'{"Time":"2026-01-15T14:30:05","Switch1":"MAYBE"}')
+        publisher.wait_all_acked()
+        wait_for_points(influx_db, 1, measurement="occupancy")
+        poll_until(lambda: sum(bridge.rejects.by_reason.values()) == 2, 10, what="2 drops counted")
+        publisher.close()
+    [row] = influx_db.query("SELECT * FROM occupancy")[0].rows()
+    assert (row["time"], row["device"], row["room"], row["occupied"]) == (utc_ms, "pir-store", "Store", True)
+    assert set(bridge.rejects.by_reason) == {"clock_off", "bad_value"}
+    assert bridge.forwarded["status"] == 1
+
+
+def test_a_tasmota_energy_meter_and_controller_land_as_one_generator_reading(
+        tmp_path: Path, mosquitto: Mosquitto, influxdb: InfluxDB, influx_db: InfluxQLClient) -> None:
+    quick = tmp_path / "tasmota.yaml"  # the shipped mapping, gathering every second instead of every 30
+    quick.write_text((MAPPINGS / "tasmota.yaml").read_text().replace("interval_s: 30", "interval_s: 1"))
+    config = _config(tmp_path, mosquitto, influxdb, influx_db, [quick])
+    local_now = datetime.fromtimestamp(int(CLOCK.now()) + 5 * 3600, UTC).replace(tzinfo=None).isoformat()
+    with running_collector(config), running_bridge(config) as bridge:
+        publisher = Publisher(mosquitto.port)
+        sent_at = CLOCK.now()
+        publisher.publish("tele/genset_pow/LWT", payload("tasmota", "lwt_online"))
+        energy = payload("tasmota", "sensor_energy").replace(b'"Power":9', b'"Power":4180')
+        publisher.publish("tele/genset_pow/SENSOR", energy.replace(b"2026-01-15T14:30:05", local_now.encode()))
+        publisher.publish("tele/genset_ctl/SENSOR", payload("tasmota", "sensor_analog_counter"))
+        publisher.wait_all_acked()
+        wait_for_points(influx_db, 1, measurement="generator", timeout_s=20)
+        publisher.close()
+    [row] = influx_db.query("SELECT * FROM generator")[0].rows()
+    assert sent_at * 1000 - 1 <= row.pop("time") <= CLOCK.now() * 1000
+    assert row == {"device": "gen-main", "site": "park", "seq": 0, "running": True, "state": "running",
+                   "output_w": 4180.0, "fuel_pct": 50.049024, "engine_hours": 1234.5}
+    assert bridge.forwarded == {"reading": 1, "status": 1}
+
+
+def test_solar_assistant_values_land_as_one_inverter_reading_with_contract_units(
+        tmp_path: Path, mosquitto: Mosquitto, influxdb: InfluxDB, influx_db: InfluxQLClient) -> None:
+    quick = tmp_path / "solar_assistant.yaml"  # the shipped mapping, gathering every second instead of every 10
+    quick.write_text((MAPPINGS / "solar_assistant.yaml").read_text().replace("interval_s: 10", "interval_s: 1"))
+    config = _config(tmp_path, mosquitto, influxdb, influx_db, [quick])
+    with running_collector(config), running_bridge(config) as bridge:
+        publisher = Publisher(mosquitto.port)
+        sent_at = CLOCK.now()
+        for name, value in PAYLOAD_ITEMS:
+            publisher.publish(f"solar_assistant/{name}/state", value.encode())
+        publisher.wait_all_acked()
+        wait_for_points(influx_db, 1, timeout_s=30)  # once the device's window has closed
+        publisher.close()
+    [row] = influx_db.query("SELECT * FROM inverter")[0].rows()
+    assert sent_at * 1000 - 1 <= row["time"] <= CLOCK.now() * 1000
+    del row["time"]
+    assert row == {"device": "inv-main", "site": "park", "seq": 0, "grid_v": 229.8, "grid_hz": 49.9, "grid_ok": True,
+                   "mode": "battery", "battery_soc_pct": 87.0, "battery_v": 52.4, "battery_a": 21.3,
+                   "battery_temp_c": 27.5, "pv_w": 1843.0, "load_w": 612.0, "inverter_temp_c": 41.0}
+    assert dict(bridge.rejects.by_reason) == {"unknown_value": 2}  # ac_output_voltage, battery_power: not mapped
+
+
+PAYLOAD_ITEMS = sorted((name, value.decode()) for name, value in
+                       ((n, payload("solar_assistant", n)) for n in (
+                           "inverter_1/grid_voltage", "inverter_1/grid_frequency", "inverter_1/pv_power",
+                           "inverter_1/load_power", "inverter_1/battery_voltage", "inverter_1/battery_current",
+                           "inverter_1/temperature", "inverter_1/device_mode", "inverter_1/ac_output_voltage",
+                           "total/battery_state_of_charge", "total/battery_temperature", "total/battery_power")))

@@ -1,0 +1,87 @@
+"""The mapping file is validated at start: every mistake is refused with file:line and what to fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bridge import MappingError
+from bridge.mapping import load_mapping
+
+GOOD_SOURCE = """time_zone: Asia/Karachi
+sources:
+  - name: pir
+    topic: zigbee2mqtt/{device}
+    site: park
+    kind: occupancy
+    labels: {room: "{device}"}
+    fields:
+      occupied: {from: occupancy}
+"""
+
+
+def refusal(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "bridge.yaml"
+    path.write_text(text)
+    with pytest.raises(MappingError) as err:
+        load_mapping(path)
+    return str(err.value)
+
+
+def test_a_good_mapping_loads(tmp_path: Path) -> None:
+    path = tmp_path / "bridge.yaml"
+    path.write_text(GOOD_SOURCE)
+    assert load_mapping(path).subscriptions == ("zigbee2mqtt/+",)
+
+
+@pytest.mark.parametrize(("change", "expected"), [
+    (("occupied: {from: occupancy}", "occupied: {form: occupancy}"), ":9: sources.0.fields.occupied.form: unknown key"),
+    (("occupied: {from", "occupy: {from"), ":3: sources.0: fields: 'occupy' is not a metric of occupancy"),
+    (("kind: occupancy", "kind: boiler"), ":6: sources.0.kind: Input should be"),
+    (("site: park", "site: Park Lane"), ":5: sources.0.site: String should match pattern"),
+    (("topic: zigbee2mqtt/{device}", "topic: zigbee2mqtt/#"), "'#' is not allowed"),
+    (('labels: {room: "{device}"}', 'labels: {room: "{name}"}'), "{name} is not a capture of topic"),
+    (('    labels: {room: "{device}"}\n', ""), "occupancy readings need room"),
+    (("time_zone: Asia/Karachi", "time_zone: Mars/Olympus"), ":1: time_zone: 'Mars/Olympus' is not an"),
+    (("occupied: {from: occupancy}", "occupied: {from: occupancy, values: {ON: true}}"), "quote it"),
+    (("occupied: {from: occupancy}", "occupied: {from: occupancy, unit: kW}"), "cannot become a unitless value"),
+])
+def test_mistakes_are_refused_with_file_line_and_the_fix(tmp_path: Path, change: tuple[str, str],
+                                                         expected: str) -> None:
+    message = refusal(tmp_path, GOOD_SOURCE.replace(*change))
+    assert expected in message
+    assert message.startswith(str(tmp_path / "bridge.yaml") + ":")
+
+
+def test_an_offset_less_timestamp_needs_a_known_zone(tmp_path: Path) -> None:
+    text = GOOD_SOURCE.replace("time_zone: Asia/Karachi\n", "")
+    text = text.replace("    fields:", "    ts: {from: Time}\n    fields:")
+    assert "no time zone is known for site 'park'" in refusal(tmp_path, text)
+    path = tmp_path / "zoned.yaml"
+    path.write_text(text)
+    assert load_mapping(path, {"park": "Europe/Berlin"}).sources[0].zone.key == "Europe/Berlin"
+
+
+def test_yaml_bombs_and_syntax_errors_are_refused_with_the_line(tmp_path: Path) -> None:
+    assert ":3:" in refusal(tmp_path, "sources:\n  - name: x\n  bad: [\n")
+    bomb = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{c}: &{c} [{', '.join([f'*{p}'] * 9)}]\n" for p, c in zip("abcdefgh", "bcdefghi", strict=True))
+    assert "refused" in refusal(tmp_path, bomb)
+
+
+def test_facmon_bridge_check_prints_the_subscriptions_or_the_mistakes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    from facmon.cli import main
+
+    good = tmp_path / "good.yaml"
+    good.write_text(GOOD_SOURCE)
+    monkeypatch.delenv("FACMON_CONFIG", raising=False)
+    monkeypatch.setenv("FACMON_BRIDGE__MAPPINGS", str(good))
+    assert main(["bridge", "check"]) == 0
+    assert "subscribes to: zigbee2mqtt/+" in capsys.readouterr().out
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(GOOD_SOURCE.replace("kind: occupancy", "kind: boiler"))
+    monkeypatch.setenv("FACMON_BRIDGE__MAPPINGS", f"{good},{bad}")
+    assert main(["bridge", "check"]) == 2
+    assert f"{bad}:6: sources.0.kind:" in capsys.readouterr().err

@@ -1,0 +1,187 @@
+"""The bridge's pure core: the sources' own payloads through the shipped mappings → contract
+messages the collector accepts, and bad input → a reason, never a reading stored wrongly."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime
+from itertools import count
+
+import orjson
+import pytest
+
+from bridge.translate import Dropped, Forward, Translator
+from core.clock import FakeClock
+from core.contract import DeviceKey, Kind
+from core.decode import DecodeLimits, decode_message
+from tests.unit.bridge.support import payload, shipped
+
+LIMITS = DecodeLimits()
+KARACHI_OFFSET_S = 5 * 3600
+
+
+def translator(name: str) -> Translator:
+    counters: dict[DeviceKey, count] = {}
+    return Translator(shipped(name), lambda d: next(counters.setdefault(d, count())), LIMITS)
+
+
+def body(outcome: Forward | Dropped) -> dict:
+    assert isinstance(outcome, Forward), outcome
+    return orjson.loads(outcome.payload)
+
+
+def test_zigbee2mqtt_pir_becomes_an_occupancy_reading_with_its_room_and_battery() -> None:
+    t = translator("zigbee2mqtt")
+    now = FakeClock().now()
+    [first] = t.handle("zigbee2mqtt/hall_pir", payload("zigbee2mqtt", "state"), now)
+    [second] = t.handle("zigbee2mqtt/hall_pir", payload("zigbee2mqtt", "state_clear"), now + 1)
+    assert first.topic == "facmon/v1/park/occupancy/pir-hall/reading"
+    assert body(first) == {"ts": "2026-01-01T00:00:00.000Z", "seq": 0, "room": "Hall", "occupied": True,
+                           "sensor_battery_pct": 100.0}
+    assert body(second) == {"ts": "2026-01-01T00:00:01.000Z", "seq": 1, "room": "Hall", "occupied": False,
+                            "sensor_battery_pct": 97.0}
+    # What the bridge forwards is what the collector accepts
+    assert decode_message(first.topic, first.payload, now, LIMITS).metrics["occupied"] is True
+
+
+@pytest.mark.parametrize("name", ["availability_json_online", "availability_legacy_online"])
+def test_zigbee2mqtt_availability_in_both_forms_is_a_retained_status(name: str) -> None:
+    [out] = translator("zigbee2mqtt").handle("zigbee2mqtt/office_pir/availability", payload("zigbee2mqtt", name), 0)
+    assert (out.topic, out.payload, out.retain) == ("facmon/v1/park/occupancy/pir-office/status", b"online", True)
+    [off] = translator("zigbee2mqtt").handle("zigbee2mqtt/office_pir/availability",
+                                             payload("zigbee2mqtt", name.replace("online", "offline")), 0)
+    assert off.payload == b"offline"
+
+
+def test_tasmota_local_time_is_read_in_the_sites_zone_not_as_utc() -> None:
+    t = translator("tasmota")
+    # 14:30:05 in Karachi (UTC+5) is 09:30:05 UTC
+    received = datetime(2026, 1, 15, 9, 30, 6, tzinfo=UTC).timestamp()
+    [out] = t.handle("tele/tasmota_5A9AE8/SENSOR", payload("tasmota", "sensor_pir_on"), received)
+    assert body(out) == {"ts": "2026-01-15T09:30:05.000Z", "seq": 0, "room": "Store", "occupied": True}
+    [lwt] = t.handle("tele/tasmota_5A9AE8/LWT", payload("tasmota", "lwt_offline"), received)
+    assert (lwt.topic, lwt.payload, lwt.retain) == ("facmon/v1/park/occupancy/pir-store/status", b"offline", True)
+
+
+def test_a_tasmota_power_meter_and_controller_gather_into_one_generator_reading() -> None:
+    t = translator("tasmota")
+    clock = FakeClock(datetime(2026, 1, 15, 9, 30, 6, tzinfo=UTC).timestamp())
+    assert t.handle("tele/genset_pow/SENSOR", payload("tasmota", "sensor_energy"), clock.now()) == []
+    clock.advance(2)
+    assert t.handle("tele/genset_ctl/SENSOR", payload("tasmota", "sensor_analog_counter"), clock.now()) == []
+    clock.advance(30)
+    [out] = t.tick(clock.now())
+    assert out.topic == "facmon/v1/park/generator/gen-main/reading"
+    assert body(out) == {"ts": "2026-01-15T09:30:08.000Z", "seq": 0, "running": False, "state": "off",
+                         "output_w": 9.0, "fuel_pct": 50.049024, "engine_hours": 1234.5}
+    # the meter alone lacks fuel and hours: refused as incomplete, naming them
+    t.handle("tele/genset_pow/SENSOR", b'{"Time":"2026-01-15T14:31:00","ENERGY":{"Power":4200}}', clock.now())
+    clock.advance(31)
+    [alone] = t.tick(clock.now())
+    assert isinstance(alone, Dropped) and alone.reason == "incomplete" and "fuel_pct, engine_hours" in alone.detail
+
+
+def test_a_tasmota_clock_hours_off_is_refused_as_clock_off() -> None:
+    received = datetime(2026, 1, 15, 14, 30, 6, tzinfo=UTC).timestamp()  # the device read as UTC: 5 h ahead
+    [out] = translator("tasmota").handle("tele/tasmota_5A9AE8/SENSOR", payload("tasmota", "sensor_pir_on"), received)
+    assert isinstance(out, Dropped) and out.reason == "clock_off"
+    assert "5.00 h behind" in out.detail
+
+
+def test_solar_assistant_values_are_gathered_into_one_inverter_reading_per_interval() -> None:
+    t = translator("solar_assistant")
+    clock = FakeClock()
+    for name in ("inverter_1/grid_voltage", "inverter_1/grid_frequency", "inverter_1/pv_power",
+                 "inverter_1/load_power", "inverter_1/battery_voltage", "inverter_1/battery_current",
+                 "inverter_1/temperature", "inverter_1/device_mode", "total/battery_state_of_charge",
+                 "total/battery_temperature"):
+        assert t.handle(f"solar_assistant/{name}/state", payload("solar_assistant", name), clock.now()) == []
+        clock.advance(0.5)
+    [unused] = t.handle("solar_assistant/inverter_1/ac_output_voltage/state",
+                        payload("solar_assistant", "inverter_1/ac_output_voltage"), clock.now())
+    assert isinstance(unused, Dropped) and unused.reason == "unknown_value"
+    assert t.tick(clock.now()) == []  # the window is still open
+    clock.advance(6)
+    [out] = t.tick(clock.now())
+    assert out.topic == "facmon/v1/park/inverter/inv-main/reading"
+    assert body(out) == {"ts": "2026-01-01T00:00:04.500Z", "seq": 0, "grid_v": 229.8, "grid_hz": 49.9,
+                         "grid_ok": True, "mode": "battery", "battery_soc_pct": 87.0, "battery_v": 52.4,
+                         "battery_a": 21.3, "battery_temp_c": 27.5, "pv_w": 1843.0, "load_w": 612.0,
+                         "inverter_temp_c": 41.0}
+    assert t.tick(clock.now() + 60) == []
+
+
+def test_a_solar_assistant_window_without_a_required_metric_is_refused_as_incomplete() -> None:
+    t = translator("solar_assistant")
+    t.handle("solar_assistant/inverter_1/pv_power/state", b"100", 0)
+    [out] = t.tick(11)
+    assert isinstance(out, Dropped) and out.reason == "incomplete" and "grid_v" in out.detail
+
+
+@pytest.mark.parametrize(("topic", "raw", "reason"), [
+    ("zigbee2mqtt/hall_pir", b"{not json", "bad_json"),
+    ("zigbee2mqtt/hall_pir", b"[1, 2]", "not_an_object"),
+    ("zigbee2mqtt/hall_pir", b'{"battery": 90}', "missing_field"),
+    ("zigbee2mqtt/hall_pir", b'{"occupancy": "yes"}', "wrong_type"),
+    ("zigbee2mqtt/hall_pir", b'{"occupancy": true, "battery": 140}', "out_of_range"),
+    ("zigbee2mqtt/kitchen_bulb", b'{"state": "ON"}', "unknown_device"),
+    ("zigbee2mqtt/kitchen_bulb/availability", b'{"state": "online"}', "unknown_device"),
+    ("zigbee2mqtt/hall_pir/availability", b'{"state": "maybe"}', "bad_status"),
+    ("zigbee2mqtt/a/b/c", b"{}", "unmapped"),
+    ("homeassistant/sensor/x/config", b"{}", "unmapped"),
+])
+def test_bad_input_is_dropped_with_its_reason(topic: str, raw: bytes, reason: str) -> None:
+    [out] = translator("zigbee2mqtt").handle(topic, raw, 0)
+    assert isinstance(out, Dropped), out
+    assert out.reason == reason, out.detail
+
+
+def test_refused_readings_take_no_seq_so_they_leave_no_gap() -> None:
+    t = translator("zigbee2mqtt")
+    t.handle("zigbee2mqtt/hall_pir", b'{"occupancy": true, "battery": 140}', 0)
+    [out] = t.handle("zigbee2mqtt/hall_pir", b'{"occupancy": true}', 1)
+    assert body(out)["seq"] == 0
+
+
+def test_a_sensor_reporting_in_another_unit_is_converted_or_refused(tmp_path) -> None:
+    from bridge.mapping import load_mapping
+
+    mapping = tmp_path / "m.yaml"
+    mapping.write_text("""
+time_zone: UTC
+sources:
+  - name: inv
+    topic: x/{device}
+    site: park
+    kind: inverter
+    fields:
+      grid_v: {from: v}
+      grid_ok: {from: v, above: 180}
+      mode: {from: mode}
+      battery_soc_pct: {from: soc, unit: fraction}
+      battery_v: {from: bv, unit: mV}
+      battery_a: {from: ba, scale: -0.1}
+      pv_w: {from: pv, unit: kW}
+      load_w: {from: load}
+      battery_temp_c: {from: temp, unit_from: unit}
+""")
+    t = Translator(load_mapping(mapping), lambda d: 0, LIMITS)
+    message = {"v": 231, "mode": "grid", "soc": 0.5, "bv": 52100, "ba": 123, "pv": 1.5, "load": 300,
+               "temp": 77, "unit": "°F"}
+    [out] = t.handle("x/inv-1", orjson.dumps(message), 0)
+    got = body(out)
+    assert (got["battery_soc_pct"], got["battery_v"], got["battery_a"], got["pv_w"], got["battery_temp_c"],
+            got["grid_ok"]) == (50.0, 52.1, -12.3, 1500.0, 25.0, True)
+    [wrong] = t.handle("x/inv-1", orjson.dumps({**message, "unit": "furlongs"}), 0)
+    assert isinstance(wrong, Dropped) and wrong.reason == "wrong_unit"
+
+
+def test_a_topic_name_that_is_no_contract_id_is_refused_with_the_fix() -> None:
+    mapping = shipped("zigbee2mqtt")
+    open_to_all = replace(mapping, sources=tuple(replace(s, only_listed_devices=False) for s in mapping.sources))
+    t = Translator(open_to_all, lambda d: 0, LIMITS)
+    [out] = t.handle("zigbee2mqtt/Living Room PIR", b'{"occupancy": true}', 0)
+    assert isinstance(out, Dropped) and out.reason == "bad_device_id" and "devices:" in out.detail
+    [ok] = t.handle("zigbee2mqtt/Garage_PIR", b'{"occupancy": true}', 0)
+    assert ok.topic == "facmon/v1/park/occupancy/garage_pir/reading" and body(ok)["room"] == "Garage_PIR"
+    assert DeviceKey("park", Kind.OCCUPANCY, "garage_pir") == ok.device
