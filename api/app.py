@@ -31,7 +31,20 @@ from api.device_states import DeviceEvent
 from api.events import LiveEvent
 from api.models import device_out
 from api.problems import install_problem_handlers
-from api.routes import alerts, events, health, history, keys, kinds, notifications, rules, silences, sites, unmatched
+from api.routes import (
+    alerts,
+    events,
+    health,
+    history,
+    keys,
+    kinds,
+    notifications,
+    reports,
+    rules,
+    silences,
+    sites,
+    unmatched,
+)
 from api.security_headers import SecurityHeaders
 
 API_PREFIX = "/api/v1"
@@ -156,7 +169,7 @@ def create_app(services: ApiServices) -> FastAPI:
                                            settings.auth_failure_window_s)
     install_problem_handlers(app)
     app.include_router(health.router)
-    for module in (sites, kinds, history, alerts, silences, rules, events, keys, notifications):
+    for module in (sites, kinds, history, reports, alerts, silences, rules, events, keys, notifications):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(unmatched.router, prefix=API_PREFIX)  # last: it answers what no route above matched
     app.mount("/status", StaticFiles(directory=STATIC_DIR, html=True), name="status")

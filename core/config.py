@@ -28,6 +28,7 @@ from core.settings.local import LocalStackSettings
 from core.settings.logging import LogSettings
 from core.settings.mqtt import MqttSettings
 from core.settings.probe import ProbeSettings
+from core.settings.reports import ReportsSettings
 from core.settings.rules import RulesSettings
 from core.settings.simulate import SimulateSettings
 from core.settings.sites import SitesSettings
@@ -49,6 +50,7 @@ class FacmonConfig(Section):
     bridge: BridgeSettings = BridgeSettings()
     agent: AgentSettings = AgentSettings()
     dashboards: DashboardsSettings = DashboardsSettings()
+    reports: ReportsSettings = ReportsSettings()
     local: LocalStackSettings = LocalStackSettings()
     log: LogSettings = LogSettings()
     watchdog: WatchdogSettings = WatchdogSettings()

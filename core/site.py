@@ -11,9 +11,12 @@
     load_shedding:                    # the published schedule, same shape; "22:00-02:00" crosses midnight
       daily: ["10:00-11:00", "16:00-17:00"]
     inverters:   [{id: inv-main, battery_kwh: 15, pv_kwp: 10, rated_w: 8000}]
-    uplinks:     [{id: uplink-a, isp: PTCL, iface: eth1, role: primary, powered_by: inv-main}]
+    uplinks:     [{id: uplink-a, isp: PTCL, iface: eth1, role: primary, powered_by: inv-main,
+                   sla_pct: 99.5,                # contracted availability (reports); optional
+                   maintenance: [{start: "2026-11-12 02:00", end: "2026-11-12 04:00", note: "PTCL notice 41"}]}]
     occupancy_sensors: [{id: occ-room-1, room: کمرہ 1, capacity: 12}]
     generators:  [{id: gen-main, feeds: inv-main, rated_w: 10000, tank_l: 50, auto_start_soc_pct: 30}]
+    tariffs: {currency: PKR, grid_per_kwh: 62, diesel_per_litre: 285}   # optional; the reports' costs
 
 `load_site(path)` returns a frozen, validated `Site` or raises `SiteFileError` naming the file, the
 line and what is wrong. The simulators build devices from it; the rules engine asks it whether the
@@ -138,6 +141,52 @@ def _local_minute(midnight: datetime, minute: int) -> float:
     return datetime.combine(day, time(rest // 60, rest % 60), midnight.tzinfo).timestamp()
 
 
+_LOCAL_DATETIME_FORMAT = "%Y-%m-%d %H:%M"
+
+
+class MaintenanceWindow(_Frozen):
+    """An outage the ISP announced, in the site's local time ("2026-11-12 02:00"): the reports count
+    its minutes as maintenance, not as the ISP's downtime."""
+
+    start: datetime
+    end: datetime
+    note: str = Field("", max_length=200, description="the ISP's notice (reference, reason)")
+
+    @field_validator("start", "end", mode="before")
+    @classmethod
+    def _parse_local(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                return datetime.strptime(value.strip(), _LOCAL_DATETIME_FORMAT)
+            except ValueError:
+                raise ValueError(f"{value!r} is not a local date and time 'YYYY-MM-DD HH:MM' "
+                                 f"(e.g. '2026-11-12 02:00')") from None
+        if isinstance(value, datetime) and value.tzinfo is not None:
+            raise ValueError("write the local time of the site without a UTC offset ('2026-11-12 02:00')")
+        return value
+
+    @model_validator(mode="after")
+    def _check(self) -> MaintenanceWindow:
+        if self.end <= self.start:
+            raise ValueError(f"maintenance ends ({self.end:{_LOCAL_DATETIME_FORMAT}}) before it starts "
+                             f"({self.start:{_LOCAL_DATETIME_FORMAT}})")
+        return self
+
+    def interval(self, tz: ZoneInfo) -> tuple[float, float]:
+        """(start, end) in epoch seconds, the wall-clock times read in `tz`."""
+        return self.start.replace(tzinfo=tz).timestamp(), self.end.replace(tzinfo=tz).timestamp()
+
+
+class Tariffs(_Frozen):
+    """What energy costs the site, for the reports' cost estimates (one currency)."""
+
+    currency: str = Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code, e.g. PKR")
+    grid_per_kwh: float = Field(gt=0, le=100_000, description="grid energy price per kWh (average, taxes included)")
+    diesel_per_litre: float = Field(gt=0, le=100_000, description="diesel price per litre")
+    diesel_l_per_kwh: float = Field(0.3, gt=0, le=5, description="a generator's fuel per kWh delivered, used when "
+                                    "the generators report too little to measure it")
+
+
 SimulationParameters = tuple[tuple[str, bool | int | float | str | None], ...]
 """A device's `simulation:` section, as (name, value) pairs: facmon's simulators read it
 (simulators/physics.py says what it may hold); nothing else does."""
@@ -169,6 +218,8 @@ class Inverter(_Device):
     discharge_efficiency: float = Field(0.95, gt=0, le=1, description="battery to load (the runtime estimate uses it)")
     cutoff_soc_pct: float = Field(5.0, ge=0, lt=100, description="low-battery cut-off: below it the inverter stops")
     restart_soc_pct: float = Field(20.0, ge=0, le=100, description="after a cut-off, restart on battery above this")
+    capacity_alert_pct: float = Field(80.0, gt=0, le=100, description="the battery report warns when the "
+                                      "estimated usable capacity falls below this share of battery_kwh")
 
     @model_validator(mode="after")
     def _check(self) -> Inverter:
@@ -186,6 +237,13 @@ class Uplink(_Device):
     iface: str = Field(min_length=1, max_length=32)
     role: Literal["primary", "backup"] = "primary"
     powered_by: DeviceId | None = Field(None, description="inverter that powers the router; null: own supply")
+    sla_pct: float | None = Field(None, gt=0, le=100, description="contracted availability; null: the ISP "
+                                  "report shows availability without judging it against a contract")
+    maintenance: tuple[MaintenanceWindow, ...] = Field((), description="announced maintenance windows, local time")
+
+    def maintenance_intervals(self, tz: ZoneInfo) -> list[tuple[float, float]]:
+        """The announced windows as (start, end) epoch seconds, sorted."""
+        return sorted(window.interval(tz) for window in self.maintenance)
 
 
 class OccupancySensor(_Device):
@@ -236,6 +294,7 @@ class Site(_Frozen):
     uplinks: tuple[Uplink, ...] = ()
     occupancy_sensors: tuple[OccupancySensor, ...] = ()
     generators: tuple[Generator, ...] = ()
+    tariffs: Tariffs | None = Field(None, description="energy prices for the reports; null: no costs estimated")
 
     @field_validator("timezone")
     @classmethod

@@ -38,6 +38,8 @@ OVER_TEMP_CLEAR_C = 70.0
 THERMAL_TAU_S = 600.0
 GRID_NOMINAL_V = 230.0
 GRID_NOMINAL_HZ = 50.0
+FADE_MONTH_S = 30 * 86_400.0
+"""The month of `capacity_fade_pct_per_month`."""
 
 MODES = ("grid", "solar", "battery", "bypass", "fault", "generator")
 _GRID, _SOLAR, _BATTERY, _BYPASS, _FAULT, _GENERATOR = range(6)
@@ -114,6 +116,9 @@ class InverterFleet:
         self._charge_eff, self._discharge_eff = physics_column("charge_efficiency"), column("discharge_efficiency")
         self._cutoff_soc, self._restart_soc = column("cutoff_soc_pct"), column("restart_soc_pct")
         self._load_base_w, self._load_peak_w = physics_column("load_base_w"), physics_column("load_peak_w")
+        self._rated_ah = self._capacity_ah.copy()
+        self._fade_per_s = physics_column("capacity_fade_pct_per_month") / 100 / FADE_MONTH_S
+        self._fade_origin_s: float | None = None
         soc = np.array([initial_soc_pct.get(s.id, drawn) for s, drawn in zip(self.specs, drawn_soc, strict=True)])
         self._charge_ah = self._capacity_ah * soc / 100
         self._inverter_temp_c = np.full(n, np.nan)  # nan: not yet stepped (starts at its target)
@@ -131,6 +136,23 @@ class InverterFleet:
     def site_powered(self) -> np.ndarray:
         """Per inverter: does the load behind it have power?"""
         return self.flows[3] > 0
+
+    @property
+    def capacity_ah(self) -> np.ndarray:
+        """Per inverter, the battery's usable capacity now (Ah): rated, less its simulated fade."""
+        return self._capacity_ah.copy()
+
+    def _fade(self, t: float) -> None:
+        """Shrink each fading battery's capacity to its value at `t`, keeping its state of charge:
+        the charge lost with the capacity flows through no current, so counting current between two
+        state-of-charge readings measures the capacity of the time (what a BMS sees)."""
+        if self._fade_origin_s is None:
+            self._fade_origin_s = t
+        if not self._fade_per_s.any():
+            return
+        capacity = self._rated_ah * np.maximum(0.01, 1 - self._fade_per_s * (t - self._fade_origin_s))
+        self._charge_ah = self._charge_ah * capacity / self._capacity_ah
+        self._capacity_ah = capacity
 
     def _soc_pct(self) -> np.ndarray:
         return 100 * self._charge_ah / self._capacity_ah
@@ -177,6 +199,7 @@ class InverterFleet:
         u, n = self._random.step()
         dt = ctx.dt
         overrides = self.overrides
+        self._fade(ctx.t)
         self._step_clouds(dt, u)
         grid_ok = np.array([not ctx.scheduled_outage and o.forced_grid_outages == 0 for o in overrides])
         ac_in = grid_ok if generator_ac is None else grid_ok | generator_ac

@@ -34,6 +34,9 @@ class InverterPhysics(_Physics):
     max_charge_w: float = Field(3000, gt=0, le=1_000_000, description="the charger's limit")
     load_base_w: float = Field(400, ge=0, description="night/weekend load (servers, lights, router)")
     load_peak_w: float = Field(3500, ge=0, description="office-hours load at full occupancy")
+    capacity_fade_pct_per_month: float = Field(0.0, ge=0, le=50, description="the battery loses this share of its "
+                                               "rated capacity every 30 days (linear, from the run's start): the "
+                                               "known truth the battery report must find")
 
     @model_validator(mode="after")
     def _check(self) -> InverterPhysics:

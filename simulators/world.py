@@ -30,7 +30,7 @@ from simulators.inverter import InverterFleet
 from simulators.malformed import malformed_messages
 from simulators.occupancy import OccupancyFleet
 from simulators.sun import clear_sky_irradiance_w_m2, solar_elevation_deg
-from simulators.uplink import UplinkFleet, UplinkOverrides
+from simulators.uplink import FIBER_CUT, UplinkFleet, UplinkOverrides
 
 
 class Message(NamedTuple):
@@ -183,7 +183,23 @@ class Simulation:
             duration = getattr(event, "duration", None)
             if end is not None and duration is not None:
                 actions.append(_Action(at + duration, 2 * index + 1, f"{label} ends", end))
-        return sorted(actions)
+        return sorted(actions + self._maintenance_actions(2 * len(self.scenario.events)))
+
+    def _maintenance_actions(self, first_order: int) -> list[_Action]:
+        """The ISPs keep their announcements: each uplink's declared maintenance windows (site file)
+        take its link down (nothing comes back) from start to end."""
+        actions: list[_Action] = []
+        for uplink in self.site.uplinks:
+            model = self.uplinks[uplink.id]
+            for start, end in uplink.maintenance_intervals(self.site.tz):
+                if end <= self.start_s or start >= self.end_s:
+                    continue
+                order = first_order + len(actions)
+                actions.append(_Action(start, order, f"maintenance {uplink.id} starts",
+                                       lambda m=model: m.outages.append(FIBER_CUT)))
+                actions.append(_Action(end, order + 1, f"maintenance {uplink.id} ends",
+                                       lambda m=model: m.outages.remove(FIBER_CUT)))
+        return actions
 
     def _effects(self, event: object) -> tuple[object, object | None]:
         match event:
