@@ -13,7 +13,6 @@ cannot be built (InfluxDB down) raises core.influxql's errors, and nothing is se
 from __future__ import annotations
 
 import logging
-import smtplib
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from email.message import EmailMessage
@@ -25,6 +24,7 @@ from apscheduler.triggers.cron import CronTrigger
 
 from core.clock import Clock
 from core.site import Site
+from core.smtp import SmtpFailure, send_mail
 from reports.document import ReportDocument
 from reports.render import write_report
 
@@ -83,17 +83,10 @@ class SmtpSender:
 
     def __call__(self, message: EmailMessage) -> None:
         try:
-            with smtplib.SMTP(self.host, self.port, timeout=self.timeout_s) as smtp:
-                if self.starttls:
-                    smtp.starttls()
-                if self.username:
-                    smtp.login(self.username, self.password or "")
-                smtp.send_message(message)
-        except smtplib.SMTPResponseException as err:
-            raise MailError(f"SMTP {self.host}:{self.port} answered {err.smtp_code}: {err.smtp_error!r}",
-                            400 <= err.smtp_code < 500) from None
-        except (smtplib.SMTPException, OSError) as err:
-            raise MailError(f"SMTP {self.host}:{self.port} failed: {err}", True) from None
+            send_mail(message, self.host, self.port, self.timeout_s, starttls=self.starttls,
+                      username=self.username, password=self.password)
+        except SmtpFailure as err:
+            raise MailError(str(err), err.retryable) from None
 
 
 class MonthlyMail:

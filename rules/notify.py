@@ -25,7 +25,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import smtplib
 import threading
 import urllib.error
 import urllib.request
@@ -39,6 +38,7 @@ from typing import Protocol
 
 import yaml
 
+from core.smtp import SmtpFailure, send_mail
 from rules.alerts import Alert
 from rules.evaluate import render
 from rules.route import Notification
@@ -330,17 +330,10 @@ class EmailNotifier:
             message["Message-ID"] = f"<{nid}@facmon>"
         message.set_content(body)
         try:
-            with smtplib.SMTP(self.host, self.port, timeout=self.timeout_s) as smtp:
-                if self.starttls:
-                    smtp.starttls()
-                if self.username:
-                    smtp.login(self.username, self.password or "")
-                smtp.send_message(message)
-        except smtplib.SMTPResponseException as err:
-            raise NotifyError(f"SMTP {self.host}:{self.port} answered {err.smtp_code}: {err.smtp_error!r}",
-                              err.smtp_code >= 400 and err.smtp_code < 500) from None
-        except (smtplib.SMTPException, OSError) as err:
-            raise NotifyError(f"SMTP {self.host}:{self.port} failed: {err}", True) from None
+            send_mail(message, self.host, self.port, self.timeout_s, starttls=self.starttls,
+                      username=self.username, password=self.password)
+        except SmtpFailure as err:
+            raise NotifyError(str(err), err.retryable) from None
 
 
 @dataclass(frozen=True, slots=True)
