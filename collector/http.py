@@ -4,9 +4,7 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
@@ -14,6 +12,7 @@ from prometheus_client.registry import Collector
 
 from collector.service import LAG_BUCKETS_S, CollectorService
 from core.contract import format_ts
+from core.http_endpoint import HttpEndpoint
 
 
 class _ServiceMetrics(Collector):
@@ -148,43 +147,14 @@ def metrics_text(service: CollectorService) -> bytes:
     return generate_latest(metrics_registry(service))
 
 
-class CollectorHttp:
+class CollectorHttp(HttpEndpoint):
+    """`/metrics`, `/state` and `/healthz` of `service` (not started)."""
+
     def __init__(self, service: CollectorService, host: str, port: int) -> None:
         registry = metrics_registry(service)
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                path = self.path.split("?", 1)[0]
-                if path == "/metrics":
-                    self._send(200, generate_latest(registry), "text/plain; version=0.0.4; charset=utf-8")
-                elif path == "/state":
-                    self._send(200, _state_json(service), "application/json")
-                elif path == "/healthz":
-                    self._send(200, b'{"status":"ok"}', "application/json")
-                else:
-                    self._send(404, b'{"error":"not found; try /metrics, /state or /healthz"}', "application/json")
-
-            def _send(self, status: int, body: bytes, content_type: str) -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *_args: object) -> None:  # access logs would flood; metrics say enough
-                return
-
-        self._server = ThreadingHTTPServer((host, port), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="collector-http", daemon=True)
-
-    @property
-    def port(self) -> int:
-        return self._server.server_address[1]
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        super().__init__(host, port, {
+            "/metrics": lambda _q: (200, generate_latest(registry), "text/plain; version=0.0.4; charset=utf-8"),
+            "/state": lambda _q: (200, _state_json(service), "application/json"),
+            "/healthz": lambda _q: (200, b'{"status":"ok"}', "application/json"),
+        }, "collector-http",
+            not_found=(404, b'{"error":"not found; try /metrics, /state or /healthz"}', "application/json"))

@@ -1,6 +1,6 @@
 """A stage's own read-only HTTP endpoint (`/metrics`, `/healthz` and the like) on a thread of its own:
-routes are plain functions of the query string, so a stage only says what each path answers. Used
-by the bridge; the collector's endpoint (collector/http.py) is the same shape and could move here.
+routes are plain functions of the query string, so a stage only says what each path answers. The
+collector's, the rules engine's and the bridge's endpoints are this.
 
 A route returns `(status, body, content type)`. Access logs are off: a scraper every few seconds
 would flood them, and the stage's metrics say what matters.
@@ -20,15 +20,17 @@ Route = Callable[[Mapping[str, list[str]]], Answer]
 class HttpEndpoint:
     """Lifecycle: `start()` once, `stop()` once. Raises OSError at construction when it cannot listen."""
 
-    def __init__(self, host: str, port: int, routes: Mapping[str, Route], name: str) -> None:
-        known = ", ".join(routes)
+    def __init__(self, host: str, port: int, routes: Mapping[str, Route], name: str,
+                 not_found: Answer | None = None) -> None:
+        """`not_found`: the answer to any other path; None: a plain-text 404 listing the routes."""
+        missing = not_found or (404, f"not found; try {', '.join(routes)}\n".encode(), "text/plain")
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 url = urlsplit(self.path)
                 route = routes.get(url.path)
                 if route is None:
-                    self._send((404, f"not found; try {known}\n".encode(), "text/plain"))
+                    self._send(missing)
                 else:
                     self._send(route(parse_qs(url.query)))
 

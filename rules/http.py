@@ -5,14 +5,14 @@ not subscribed). Read-only, on its own thread; it reads what `RulesService.healt
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+from core.http_endpoint import Answer, HttpEndpoint
 
 
 @dataclass(frozen=True)
@@ -61,42 +61,21 @@ class _Metrics(Collector):
         yield GaugeMetricFamily("facmon_rules_ready", "1 when evaluating and subscribed", value=0 if h.not_ready else 1)
 
 
-class RulesHttp:
+class RulesHttp(HttpEndpoint):
+    """`/metrics`, `/healthz` and `/readyz` of the engine (not started)."""
+
     def __init__(self, listen: str, health: Callable[[], EngineHealth]) -> None:
         registry = CollectorRegistry(auto_describe=False)
         registry.register(_Metrics(health))
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                if self.path == "/metrics":
-                    self._answer(200, generate_latest(registry), "text/plain; version=0.0.4")
-                elif self.path == "/healthz":
-                    self._answer(200, b'{"status": "ok"}', "application/json")
-                elif self.path == "/readyz":
-                    reasons = health().not_ready
-                    body = json.dumps({"ready": not reasons, "reasons": list(reasons)}).encode()
-                    self._answer(503 if reasons else 200, body, "application/json")
-                else:
-                    self._answer(404, b'{"error": "GET /metrics, /healthz or /readyz"}', "application/json")
-
-            def _answer(self, status: int, body: bytes, content_type: str) -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
+        def ready(_query: object) -> Answer:
+            reasons = health().not_ready
+            body = json.dumps({"ready": not reasons, "reasons": list(reasons)}).encode()
+            return 503 if reasons else 200, body, "application/json"
 
         host, port = listen.rsplit(":", 1)
-        self._server = ThreadingHTTPServer((host, int(port)), Handler)
-        self.port = int(self._server.server_address[1])
-        self._thread = threading.Thread(target=self._server.serve_forever, name="rules-http", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        super().__init__(host, int(port), {
+            "/metrics": lambda _q: (200, generate_latest(registry), "text/plain; version=0.0.4"),
+            "/healthz": lambda _q: (200, b'{"status": "ok"}', "application/json"),
+            "/readyz": ready,
+        }, "rules-http", not_found=(404, b'{"error": "GET /metrics, /healthz or /readyz"}', "application/json"))
