@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from core import rounds as core_rounds
 from core.clock import Clock
 from core.contract import DeviceKey, Kind, Reading
 from core.settings.probe import ProbeSettings, ProbeUplink
@@ -86,17 +87,10 @@ class ProbeAgent:
 def run_rounds(agent: ProbeAgent, publish: Callable[[Reading], None], clock: Clock, interval_s: float,
                stop: threading.Event, rounds: int | None = None) -> int:
     """Measure and publish a round every `interval_s` (clock time) until `stop` is set or `rounds`
-    rounds are done; returns the rounds done. A round longer than the interval starts the next at once
-    (the schedule is not caught up with bursts)."""
-    done = 0
-    due = clock.monotonic()
-    while not stop.is_set() and (rounds is None or done < rounds):
+    rounds are done; returns the rounds done (the schedule of `core.rounds.run_rounds`)."""
+
+    def round_once() -> None:
         for reading in agent.round():
             publish(reading)
-        done += 1
-        due = max(due + interval_s, clock.monotonic())
-        if rounds is not None and done >= rounds:
-            break
-        while not stop.is_set() and (remaining := due - clock.monotonic()) > 0:
-            clock.sleep(min(remaining, 0.25))  # short slices so a stop is noticed promptly
-    return done
+
+    return core_rounds.run_rounds(round_once, clock, interval_s, stop, rounds)
