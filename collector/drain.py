@@ -91,9 +91,9 @@ class SpoolDrain:
         self._senders = ThreadPoolExecutor(settings.concurrency, thread_name_prefix="influx-send")
         self._in_flight: deque[tuple[Batch, Future[float]]] = deque()
         self._read_to: Position | None = None
-        self._last_batch_partial = False
+        self._last_batch_trickle = False
         self._last_read_at = 0.0
-        """The latest batch read held fewer lines than a batch may: the spool had no more committed."""
+        """The latest batch read came as a trickle (lines committed slower than TRICKLE_LINES_PER_S)."""
         """End of the last batch sent and not yet confirmed (None: read from the spool's cursor)."""
         self._refused_lock = threading.Lock()
         self._database_ready = False
@@ -125,7 +125,7 @@ class SpoolDrain:
                     backoff = self._settings.retry_min_s
                     if not progressed:
                         self._spool.wait_for_data(self._settings.idle_poll_s)
-                    elif self._last_batch_partial and self._settings.linger_s:
+                    elif self._last_batch_trickle and self._settings.linger_s:
                         self._stop.wait(self._settings.linger_s)  # let a few more readings gather
                 except InfluxWriteError as err:
                     self.counts.write_failures += 1
@@ -158,7 +158,7 @@ class SpoolDrain:
             now = self._clock.monotonic()
             rate = len(batch.lines) / max(now - self._last_read_at, 1e-3)
             self._last_read_at = now
-            self._last_batch_partial = rate < TRICKLE_LINES_PER_S
+            self._last_batch_trickle = rate < TRICKLE_LINES_PER_S
             self._in_flight.append((batch, self._senders.submit(self._send, batch.lines)))
         if not self._in_flight:
             return False

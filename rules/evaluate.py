@@ -214,16 +214,8 @@ class Evaluator:
 
     def on_reading(self, reading: Reading, now: float) -> list[Observation]:
         key = reading.device
-        # `_remember` and `_see`, inlined for the usual case: the hot path of every reading.
-        if key.kind is Kind.OCCUPANCY:
-            self._remember(reading)
-        else:
-            self._latest[key] = reading
-        last_seen = self._last_seen
-        if key in last_seen:
-            last_seen[key] = now
-        else:
-            self._see(key, now)
+        self._remember(reading)
+        self._see(key, now)
         if not self._online.get(key, True):
             self._online[key] = True
         candidates = self._candidates.get(key)
@@ -291,22 +283,22 @@ class Evaluator:
         if self._degraded_active and self._connected and now >= self._hold_absence_until:
             self._degraded_active = False
             out.append(self._degraded_observation(False, now))
-        sites = set(self._sites) | set(self._site_keys)
+        sites = sorted(set(self._sites) | set(self._site_keys))
         self._absence_tick(now, out)
         for index, rule in enumerate(self._rules):
             cond = rule.condition
             if cond.absence is not None:
                 if cond.absence.scope == "site":
-                    for site in sorted(sites):
+                    for site in sites:
                         self._eval_absence_site(index, rule, site, now, out)
             elif cond.runout is not None:
                 for key in self._keys_of(index):
                     self._eval_runout(index, rule, key, now, out)
             elif cond.composite is not None:
-                for site in sorted(sites):
+                for site in sites:
                     self._eval_composite(index, rule, site, now, out, timed_only=True)
             elif rule.active_when != "always" or rule.context.load_shedding or rule.context.occupancy:
-                for site in sorted(sites):
+                for site in sites:
                     context = self._context_of(rule, site, now)
                     if self._context_seen.get((index, site), context) == context and (index, site) in \
                             self._context_seen:
