@@ -92,8 +92,8 @@ class SpoolDrain:
         self._in_flight: deque[tuple[Batch, Future[float]]] = deque()
         self._read_to: Position | None = None
         self._last_batch_trickle = False
-        self._last_read_at = 0.0
         """The latest batch read came as a trickle (lines committed slower than TRICKLE_LINES_PER_S)."""
+        self._last_read_at = 0.0
         """End of the last batch sent and not yet confirmed (None: read from the spool's cursor)."""
         self._refused_lock = threading.Lock()
         self._database_ready = False
