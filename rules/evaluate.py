@@ -611,17 +611,17 @@ class Evaluator:
         slot = (index, ti, key)
         if slot in truths:
             before = truths[slot]
+            if before is None:
+                return  # the term does not select it
         else:  # a device first heard of since the last full judgement
-            before = None
+            before = False
             if not self._term_selects(term, key):
                 truths[slot] = None
                 return
             tally[0] += 1
-        if before is None and slot in truths:
-            return  # the term does not select it
         truth = self._term_truth(term, key, absent_after_s, now)
         truths[slot] = truth
-        tally[1] += truth - bool(before)
+        tally[1] += truth - before
         if term.absent_counts and self._connected:  # its silence now runs out later than the rest's, or first
             slot_due = (index, ti, key.site)
             silent_at = max(self._last_seen.get(key, now), self._reconnected_at) + absent_after_s
