@@ -34,7 +34,7 @@ import yaml
 from core.clock import SystemClock
 from core.contract import Kind, encode_payload, format_ts
 from core.settings.mqtt import MqttSettings
-from core.site import Site, iter_devices, load_site
+from core.site import Site, described_labels, iter_devices, load_site
 from facmon.servers import Mosquitto
 from simulators.mqtt_batch import BatchClient
 from simulators.scenario import DEFAULT_SITE
@@ -47,8 +47,8 @@ METRICS = {
     Kind.INVERTER: {"grid_v": 231.0, "grid_hz": 50.0, "grid_ok": True, "mode": "grid", "battery_soc_pct": 80.0,
                     "battery_v": 52.0, "battery_a": 1.0, "battery_temp_c": 30.0, "pv_w": 500.0, "load_w": 900.0,
                     "inverter_temp_c": 40.0, "fault_code": None},
-    Kind.UPLINK: {"isp": "", "iface": "eth1", "link_up": True, "rtt_ms": 30.0, "jitter_ms": 2.0, "loss_pct": 0.0},
-    Kind.OCCUPANCY: {"room": "", "occupied": False, "people": 0, "sensor_battery_pct": 90.0},
+    Kind.UPLINK: {"iface": "eth1", "link_up": True, "rtt_ms": 30.0, "jitter_ms": 2.0, "loss_pct": 0.0},
+    Kind.OCCUPANCY: {"occupied": False, "people": 0, "sensor_battery_pct": 90.0},
     Kind.GENERATOR: {"running": False, "state": "off", "output_w": 0.0, "fuel_pct": 70.0, "engine_hours": 1200.0},
 }
 
@@ -74,10 +74,7 @@ def devices_of(sites: list[Site]) -> list[tuple[str, Kind, str, dict]]:
     out = []
     for site in sites:
         for spec in iter_devices(site):
-            metrics = dict(METRICS[spec.kind])
-            for label in ("isp", "room"):
-                if label in metrics:
-                    metrics[label] = getattr(spec, label)
+            metrics = {**METRICS[spec.kind], **described_labels(spec)}
             out.append((f"facmon/v1/{site.id}/{spec.kind.value}/{spec.id}/reading", spec.kind, spec.id, metrics))
     return out
 
