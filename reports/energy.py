@@ -222,8 +222,9 @@ def energy_document(site: Site, month: ReportMonth, inverters: dict[str, Inverte
         summary.append(("Saved by solar (estimate)", f"{grid_saved + diesel_saved:,.0f} {c} (grid {grid_saved:,.0f}, "
                                                      f"diesel {diesel_saved:,.0f} at {l_per_kwh:.2f} l/kWh)"))
         summary.append(("Diesel burnt", f"{diesel_cost:,.0f} {c}"))
-        figures |= {"grid_saved": grid_saved, "diesel_saved": diesel_saved, "saved": grid_saved + diesel_saved,
-                    "diesel_cost": diesel_cost, "diesel_l_per_kwh": l_per_kwh, "currency": c}
+        figures |= {"grid_saved": float(grid_saved), "diesel_saved": float(diesel_saved),
+                    "saved": float(grid_saved + diesel_saved), "diesel_cost": float(diesel_cost),
+                    "diesel_l_per_kwh": float(l_per_kwh), "currency": c}
     if not site.load_shedding.daily and not any(site.load_shedding.windows_on(d) for d in range(7)):
         notes.append("the site file publishes no load-shedding schedule: every grid outage counts as unscheduled")
     labels = tuple(f"{d.day}" for d in month.days)

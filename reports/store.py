@@ -38,10 +38,12 @@ that a later run no longer finds (data that arrived late) does not linger.
 from __future__ import annotations
 
 import logging
+import numbers
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+import numpy as np
 from apscheduler.triggers.cron import CronTrigger
 
 from core.clock import Clock
@@ -67,12 +69,13 @@ Field = float | int | bool | str | None
 
 
 def _field(value: Field) -> str:
-    if isinstance(value, bool):
+    # numpy's scalars too: np.bool_ is no bool, np.int64 no int, and np.float64's repr is not a number.
+    if isinstance(value, bool | np.bool_):
         return "true" if value else "false"
-    if isinstance(value, int):
-        return f"{value}i"
-    if isinstance(value, float):
-        return repr(value)
+    if isinstance(value, numbers.Integral):
+        return f"{int(value)}i"
+    if isinstance(value, numbers.Real):
+        return repr(float(value))
     return escape_string_field(str(value))
 
 
@@ -80,7 +83,7 @@ def point(measurement: str, tags: Mapping[str, str], fields: Mapping[str, Field]
     """One line of line protocol; fields that are None (not judged) are left out, and a point
     without any field is None."""
     written = ",".join(f"{escape_tag(name)}={_field(value)}" for name, value in fields.items()
-                       if value is not None and not (isinstance(value, float) and value != value))
+                       if value is not None and not (isinstance(value, numbers.Real) and value != value))
     if not written:
         return None
     tag_text = ",".join(f"{escape_tag(name)}={escape_tag(value)}" for name, value in sorted(tags.items()) if value)

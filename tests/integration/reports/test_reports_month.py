@@ -1,6 +1,6 @@
 """The monthly reports against known truth: a simulated month of a small site (tests/integration/
 reports/month_truth.py) in a real InfluxDB 1.6.7, every report compared minute by minute with what
-the simulator knew. One month is written once for the module (~30 s)."""
+the simulator knew. The month is written once for the package (conftest.py)."""
 
 from __future__ import annotations
 
@@ -33,21 +33,9 @@ from reports.mail import MailError, MonthlyMail, SmtpSender
 from reports.month import ReportMonth
 from reports.source import ReportSource
 from tests.integration.api_stack import make_tokens, stack_config
-from tests.integration.reports.month_truth import DAYS, TZ, Truth, write_month
+from tests.integration.reports.month_truth import DAYS, TZ, Truth
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def month_db(influxdb: InfluxDB,
-             tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[InfluxQLClient, Truth, Path]]:
-    influxdb.create_database("reports_month")
-    tmp = tmp_path_factory.mktemp("reports")
-    truth = write_month(tmp, influxdb.url, "reports_month")
-    client = InfluxQLClient(influxdb.url, "reports_month", timeout_s=60)
-    yield client, truth, tmp / "testpark.yaml"
-    client.close()
-    influxdb.drop_database("reports_month")
 
 
 def _source(client: InfluxQLClient, month: str = "2026-11") -> ReportSource:
