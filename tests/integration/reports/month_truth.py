@@ -1,6 +1,6 @@
 """A simulated month of a small site written into a real InfluxDB 1.6.7 (1 reading per 60 s, on the
 minute), with the truth the simulator knew at each minute: which uplink outage the scenario injected,
-whether the router had power, each inverter's mode and grid, the battery's capacity."""
+whether the router had power, each inverter's mode and grid, the battery's capacity and cell spread."""
 
 from __future__ import annotations
 
@@ -30,7 +30,8 @@ inverters:
     battery_kwh: 10
     pv_kwp: 4
     rated_w: 6000
-    simulation: {max_charge_w: 3000, load_base_w: 800, load_peak_w: 2500, capacity_fade_pct_per_month: 3}
+    simulation: {max_charge_w: 3000, load_base_w: 800, load_peak_w: 2500, capacity_fade_pct_per_month: 3,
+                 cell_spread_mv: 25, cell_spread_growth_mv_per_month: 90}
 uplinks:
   - id: up-isp
     isp: PTCL
@@ -80,6 +81,7 @@ class Truth:
     grid_out: list[bool] = field(default_factory=list)
     scheduled: list[bool] = field(default_factory=list)
     capacity_ah: list[float] = field(default_factory=list)
+    cell_spread_mv: list[float] = field(default_factory=list)
     stored: list[bool] = field(default_factory=list)
 
 
@@ -102,6 +104,7 @@ def write_month(tmp: Path, influx_url: str, database: str) -> Truth:
         truth.grid_out.append(not inv["grid_ok"])
         truth.scheduled.append(any(s <= step.t < e for s, e in shedding))
         truth.capacity_ah.append(float(sim.inverter_fleet.capacity_ah[0]))
+        truth.cell_spread_mv.append(float(sim.inverter_fleet.cell_spread_mv[0]))
         powered = bool(sim.inverter_fleet.site_powered[0])
         for uplink in site.uplinks:
             present = stored and (uplink.id != "up-own" or step.t >= UP_OWN_FROM)
