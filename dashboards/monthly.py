@@ -17,6 +17,7 @@ from grafana_foundation_sdk.models import common
 
 from dashboards.panels import (
     AMBER,
+    BLUE,
     GREEN,
     RED,
     bar_gauge_panel,
@@ -111,18 +112,19 @@ def build(timezone: str) -> dashboard_builders.Dashboard:
                                                  [target(SOURCES_PER_DAY, alias="$col")], "h", 24)))
         .with_panel(_daily_bars(timeseries_panel("Load-shedding per day: scheduled vs unscheduled",
                                                  [target(SHEDDING_PER_DAY, alias="$col")], "h", 16)))
-        .with_panel(stat_panel("Load-shedding over the range", [target(SHEDDING_TOTAL, alias="$col")], "h", 8, 8))
+        .with_panel(stat_panel("Load-shedding over the range", [target(SHEDDING_TOTAL, alias="$col")], "h", 8, 8)
+                    .thresholds(thresholds((None, AMBER))))
         .with_panel(timeseries_panel("Energy per day", [target(ENERGY_PER_DAY, alias="$col")], "kwatth", 16)
                     .draw_style(common.GraphDrawStyle.BARS).fill_opacity(60))
         .with_panel(stat_panel("Energy over the range (kWh; fuel in litres)", [target(ENERGY_TOTAL, alias="$col")],
-                               "none", 8, 8).decimals(1))
+                               "none", 8, 8).decimals(1).thresholds(thresholds((None, GREEN))))
         .with_panel(stat_panel("Cost saved by solar (estimate, the site's currency)", [target(COST, alias="$col")],
-                               "none", 24, 4).decimals(0))
+                               "none", 24, 4).decimals(0).thresholds(thresholds((None, GREEN))))
         .with_panel(table_panel("Costs per month", [table_target(COST_TABLE)], 24, 4))
         .with_panel(_weekly_points(timeseries_panel("Battery capacity by week (coulomb counting)",
                                                     [target(CAPACITY_TREND, alias="$tag_battery")], "none", 16)))
         .with_panel(stat_panel("Equivalent full cycles", [target(CYCLES, alias="$tag_battery")], "none", 8, 8)
-                    .decimals(1))
+                    .decimals(1).thresholds(thresholds((None, BLUE))))
         .with_panel(table_panel("Battery health per month", [table_target(BATTERY_TABLE)], 24, 5))
         .with_panel(bar_gauge_panel("Depth of discharge (discharges)", [target(DOD, alias="$tag_battery $col")],
                                     "none", 12, 9))
