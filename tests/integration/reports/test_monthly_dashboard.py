@@ -6,7 +6,7 @@ figures, panel by panel. A re-store replaces the month, a month so far stops at 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import date, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -294,8 +294,3 @@ def test_storing_again_replaces_the_month(month_db: tuple[InfluxQLClient, Truth,
     check_minutes_by_class(client, reports)
     assert main(["report", "store", "--site", "testpark", "--month", "2199-01"]) == 2  # nothing of it is over yet
 
-
-def test_a_month_so_far_ends_with_its_last_full_day() -> None:
-    so_far = ReportMonth.so_far("2026-11", TZ, date(2026, 11, 15))
-    assert so_far.days[-1] == date(2026, 11, 14) and so_far.minutes == 14 * 1440 and not so_far.complete
-    assert ReportMonth.so_far("2026-11", TZ, date(2026, 12, 1)) == MONTH
