@@ -68,6 +68,15 @@ class PowerFlows:
         return self.pv_w + self.grid_w + self.discharge_w - self.load_w - self.charge_w
 
 
+def _first_of(conditions: Sequence[np.ndarray], values: Sequence[np.ndarray | float], default: float) -> np.ndarray:
+    """`np.select(conditions, values, default)`, as nested `np.where`: the same answer, but np.select
+    broadcasts its lists on every call, which cost more than the physics itself for a small site."""
+    out: np.ndarray | float = default
+    for condition, value in zip(reversed(conditions), reversed(values), strict=True):
+        out = np.where(condition, value, out)
+    return np.asarray(out)
+
+
 class InverterOverrides:
     """One inverter of a fleet: the scenario state events change (counters, so overlapping events
     nest), and a look at its latest flows."""
@@ -242,7 +251,7 @@ class InverterFleet:
         sunny = off_grid & ~cut_off & (pv >= demand)
         deficit = off_grid & ~cut_off & ~sunny
         headroom_w = (self._capacity_ah - self._charge_ah) * self._ocv() * 3600 / dt / eff_c
-        request = np.select(
+        request = _first_of(
             [on_grid, cut_off, sunny, deficit],
             [np.minimum(max_charge, np.maximum(headroom_w, 0.0)) * eff_c, np.minimum(pv, max_charge) * eff_c,
              np.minimum(pv - demand, max_charge) * eff_c, -(demand - pv) / eff_d], 0.0)
@@ -250,12 +259,12 @@ class InverterFleet:
         charge = np.where(on_grid | cut_off | sunny, terminal / eff_c, 0.0)
         discharge = np.where(deficit, -terminal * eff_d, 0.0)
         bypass = faulted & grid_ok
-        pv_w = np.select([on_grid | deficit, cut_off, sunny], [pv, charge, demand + charge], 0.0)
-        grid_w = np.select([bypass, on_grid], [demand, demand + charge - pv], 0.0)
-        load_w = np.select([bypass | on_grid | sunny, deficit], [demand, pv + discharge], 0.0)
+        pv_w = _first_of([on_grid | deficit, cut_off, sunny], [pv, charge, demand + charge], 0.0)
+        grid_w = _first_of([bypass, on_grid], [demand, demand + charge - pv], 0.0)
+        load_w = _first_of([bypass | on_grid | sunny, deficit], [demand, pv + discharge], 0.0)
         self.flows = (pv_w, grid_w, discharge, load_w, charge, np.where(faulted, 0.0, terminal))
         self._cut_off |= deficit & ((self._soc_pct() <= self._cutoff_soc) | (load_w < demand - 1e-6))
-        mode = np.select([bypass, faulted | cut_off, on_grid & (pv >= demand + charge), on_grid, sunny],
+        mode = _first_of([bypass, faulted | cut_off, on_grid & (pv >= demand + charge), on_grid, sunny],
                          [_BYPASS, _FAULT, _SOLAR, _GRID, _SOLAR], _BATTERY)
         return mode, np.where(faulted, 0.0, current_a)
 
@@ -269,13 +278,14 @@ class InverterFleet:
                                         before + (target_bt - before) * min(1.0, ctx.dt / (3 * THERMAL_TAU_S)))
         fault = np.where((self._fault == _NO_FAULT) & self._cut_off & ~ac_in, _LOW_BATTERY, self._fault)
         fault = np.where((mode == _BYPASS) | (mode == _FAULT), fault, _NO_FAULT)
-        grid_v = np.where(grid_ok, np.round(GRID_NOMINAL_V + 4 * n[:, _N_GRID_V], 1), 0.0)
-        grid_hz = np.where(grid_ok, np.round(GRID_NOMINAL_HZ + 0.04 * n[:, _N_GRID_HZ], 2), 0.0)
+        grid_v = np.where(grid_ok, (GRID_NOMINAL_V + 4 * n[:, _N_GRID_V]).round(1), 0.0)
+        grid_hz = np.where(grid_ok, (GRID_NOMINAL_HZ + 0.04 * n[:, _N_GRID_HZ]).round(2), 0.0)
+        # ndarray.round: np.round's dispatch wrapper costs as much as the rounding on a small fleet.
         columns = zip(
-            grid_v.tolist(), grid_hz.tolist(), grid_ok.tolist(), mode.tolist(), np.round(self._soc_pct(), 3).tolist(),
-            np.round(battery_v, 3).tolist(), np.round(current, 3).tolist(), np.round(self._battery_temp_c, 1).tolist(),
-            np.round(self.flows[0], 1).tolist(), np.round(self.flows[3], 1).tolist(),
-            np.round(np.minimum(self._inverter_temp_c, 149.0), 1).tolist(), fault.tolist(), strict=True)
+            grid_v.tolist(), grid_hz.tolist(), grid_ok.tolist(), mode.tolist(), self._soc_pct().round(3).tolist(),
+            battery_v.round(3).tolist(), current.round(3).tolist(), self._battery_temp_c.round(1).tolist(),
+            self.flows[0].round(1).tolist(), self.flows[3].round(1).tolist(),
+            np.minimum(self._inverter_temp_c, 149.0).round(1).tolist(), fault.tolist(), strict=True)
         readings = [{"grid_v": v, "grid_hz": hz, "grid_ok": ok, "mode": MODES[m], "battery_soc_pct": soc,
                      "battery_v": bv, "battery_a": ba, "battery_temp_c": bt, "pv_w": pv, "load_w": load,
                      "inverter_temp_c": it, "fault_code": FAULTS[f]}
@@ -290,9 +300,9 @@ class InverterFleet:
         reporting = np.flatnonzero(np.isfinite(spread_mv))
         if not len(reporting):
             return
-        delta_mv = np.round(spread_mv[reporting], 1)
-        low_v = np.round(battery_v[reporting] / self._cells[reporting] - delta_mv / 2000, 4)
-        high_v = np.round(low_v + delta_mv / 1000, 4)
+        delta_mv = spread_mv[reporting].round(1)
+        low_v = (battery_v[reporting] / self._cells[reporting] - delta_mv / 2000).round(4)
+        high_v = (low_v + delta_mv / 1000).round(4)
         for index, low, high, delta in zip(reporting.tolist(), low_v.tolist(), high_v.tolist(), delta_mv.tolist(),
                                            strict=True):
             readings[index].update(cell_v_min=low, cell_v_max=high, cell_v_delta_mv=delta)
