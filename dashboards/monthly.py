@@ -15,6 +15,7 @@ from grafana_foundation_sdk.builders import dashboard as dashboard_builders
 from grafana_foundation_sdk.builders import timeseries
 from grafana_foundation_sdk.models import common
 
+from core.contract import INVERTER_MODES
 from dashboards.panels import (
     AMBER,
     BLUE,
@@ -36,7 +37,8 @@ SITE_WHERE = '$timeFilter AND "site" =~ /^$site$/'
 UPLINK_WHERE = f'{SITE_WHERE} AND "uplink" =~ /^$uplink$/'
 BATTERY_WHERE = f'{SITE_WHERE} AND "battery" =~ /^$battery$/'
 CLASSES = ("up", "down_isp", "down_power", "maintenance", "unknown")
-SOURCES = ("grid", "solar", "battery", "generator", "bypass", "fault", "no_data")
+SOURCES = (*INVERTER_MODES, "no_data")
+"""The energy report's hours on each source (reports/energy.py: every mode of the contract) and without data."""
 DOD_BINS = tuple(range(0, 100, 10))
 
 # --- ISP -----------------------------------------------------------------------------------------
