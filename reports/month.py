@@ -64,7 +64,7 @@ class ReportMonth:
         return date(self.year + self.month // 12, self.month % 12 + 1, 1)
 
     @property
-    def _last_excluded(self) -> date:
+    def _first_day_after(self) -> date:
         return self._following if self.until is None else min(self.until, self._following)
 
     @cached_property
@@ -73,7 +73,7 @@ class ReportMonth:
 
     @cached_property
     def end_s(self) -> int:
-        return int(datetime.combine(self._last_excluded, time(0), self.tz).timestamp())
+        return int(datetime.combine(self._first_day_after, time(0), self.tz).timestamp())
 
     @property
     def minutes(self) -> int:
@@ -82,7 +82,7 @@ class ReportMonth:
     @cached_property
     def days(self) -> tuple[date, ...]:
         first = date(self.year, self.month, 1)
-        count = (self._last_excluded - first).days
+        count = (self._first_day_after - first).days
         return tuple(first + timedelta(days=i) for i in range(count))
 
     @cached_property
