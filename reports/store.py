@@ -42,6 +42,7 @@ import numbers
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import numpy as np
 from apscheduler.triggers.cron import CronTrigger
@@ -220,8 +221,7 @@ class MonthStore:
     def store_month_of_yesterday(self, site: Site) -> None:
         """The daily job: the month holding yesterday (on the 1st, the month just ended, whole). A
         failure is logged, and the next day's run repairs the month."""
-        yesterday = datetime.fromtimestamp(self.clock.now(), site.tz).date() - timedelta(days=1)
-        month = f"{yesterday.year:04d}-{yesterday.month:02d}"
+        month = month_of_yesterday(self.clock.now(), site.tz)
         try:
             stored, count = self.store(site, month)
         except (InfluxError, InfluxWriteError) as err:
@@ -229,6 +229,12 @@ class MonthStore:
             return
         log.info("event=report_stored site=%s month=%s through=%s points=%d", site.id, month,
                  stored.days[-1].isoformat(), count)
+
+
+def month_of_yesterday(epoch_s: float, tz: ZoneInfo) -> str:
+    """'YYYY-MM' of the local day before the one holding `epoch_s` in `tz`: on the 1st, last month."""
+    yesterday = datetime.fromtimestamp(epoch_s, tz).date() - timedelta(days=1)
+    return f"{yesterday.year:04d}-{yesterday.month:02d}"
 
 
 def daily_store_trigger(site: Site) -> CronTrigger:

@@ -8,9 +8,21 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 import pytest
+from apscheduler.schedulers.background import BackgroundScheduler
 
+from core.clock import FakeClock
+from core.site import load_site
 from reports.month import BadMonth, ReportMonth
-from reports.store import MEASUREMENTS, delete_statement, point
+from reports.store import (
+    MEASUREMENTS,
+    MonthStore,
+    daily_store_trigger,
+    delete_statement,
+    month_of_yesterday,
+    point,
+    schedule_daily_stores,
+)
+from simulators.scenario import DEFAULT_SITE
 
 KARACHI = ZoneInfo("Asia/Karachi")
 
@@ -43,3 +55,27 @@ def test_a_month_so_far_ends_with_its_last_full_day() -> None:
     assert ReportMonth.so_far("2026-11", KARACHI, date(2027, 3, 1)).complete
     with pytest.raises(BadMonth, match="no complete day"):
         ReportMonth.so_far("2026-11", KARACHI, date(2026, 11, 1))
+
+
+def test_the_daily_store_takes_the_month_of_yesterday_at_half_past_midnight_site_time() -> None:
+    assert month_of_yesterday(datetime(2026, 12, 1, 0, 30, tzinfo=KARACHI).timestamp(), KARACHI) == "2026-11"
+    assert month_of_yesterday(datetime(2026, 11, 15, 0, 30, tzinfo=KARACHI).timestamp(), KARACHI) == "2026-11"
+    # 2 December 03:00 in Karachi is still 1 December in UTC, whose yesterday would be November's.
+    assert month_of_yesterday(datetime(2026, 12, 2, 3, 0, tzinfo=KARACHI).timestamp(), KARACHI) == "2026-12"
+    site = load_site(DEFAULT_SITE)
+    fired = daily_store_trigger(site).get_next_fire_time(None, datetime(2026, 11, 15, 12, 0, tzinfo=KARACHI))
+    assert fired == datetime(2026, 11, 16, 0, 30, tzinfo=KARACHI)
+
+
+def test_one_store_job_per_site_on_the_scheduler() -> None:
+    site = load_site(DEFAULT_SITE)
+    scheduler = BackgroundScheduler()
+    schedule_daily_stores(scheduler, MonthStore(None, None, FakeClock()), [site])  # type: ignore[arg-type]
+    scheduler.start(paused=True)
+    try:
+        [job] = scheduler.get_jobs()
+        assert job.id == "report-store-park" and job.args == (site,)
+        assert (job.next_run_time.hour, job.next_run_time.minute, str(job.next_run_time.tzinfo)) == (
+            0, 30, "Asia/Karachi")
+    finally:
+        scheduler.shutdown(wait=False)
