@@ -41,45 +41,58 @@ SOURCES = (*INVERTER_MODES, "no_data")
 """The energy report's hours on each source (reports/energy.py: every mode of the contract) and without data."""
 DOD_BINS = tuple(range(0, 100, 10))
 
+BY_UPLINK = '"site", "uplink", "isp"'
+BY_BATTERY = '"site", "battery"'
+
+
+def _select(fields: str, measurement: str, where: str, by: str) -> str:
+    return f'SELECT {fields} FROM "{measurement}" WHERE {where} GROUP BY {by}'
+
+
+def _sums(columns: dict[str, str]) -> str:
+    """`sum("field") AS "name"` for each name: field."""
+    return ", ".join(f'sum("{field}") AS "{name}"' for name, field in columns.items())
+
+
+def _renamed(columns: dict[str, str]) -> str:
+    """`"field" AS "name"` for each name: field."""
+    return ", ".join(f'"{field}" AS "{name}"' for name, field in columns.items())
+
+
 # --- ISP -----------------------------------------------------------------------------------------
-AVAILABILITY = (f'SELECT last("availability_pct") FROM "report_isp_month" WHERE {UPLINK_WHERE} '
-                'GROUP BY "site", "uplink", "isp"')
-SLA_TABLE = ('SELECT "availability_pct", "sla_pct", "sla_met", "down_isp_min", "allowed_down_min", "outages" '
-             f'FROM "report_isp_month" WHERE {UPLINK_WHERE} GROUP BY "site", "uplink", "isp"')
-MINUTES_BY_CLASS = ("SELECT " + ", ".join(f'sum("{c}_min") AS "{c}"' for c in CLASSES) +
-                    f' FROM "report_isp_day" WHERE {UPLINK_WHERE} GROUP BY "site", "uplink", "isp"')
-DOWN_PER_DAY = ('SELECT "down_isp_min" AS "ISP", "down_power_min" AS "our power", "maintenance_min" AS "maintenance", '
-                f'"unknown_min" AS "no data" FROM "report_isp_day" WHERE {UPLINK_WHERE} GROUP BY "site", "uplink"')
-OUTAGES = ('SELECT "end", "duration_min", "cause", "loss_pct", "link_down_min", "power_out_min" '
-           f'FROM "report_isp_outage" WHERE {UPLINK_WHERE} GROUP BY "site", "uplink", "isp"')
+AVAILABILITY = _select('last("availability_pct")', "report_isp_month", UPLINK_WHERE, BY_UPLINK)
+SLA_TABLE = _select('"availability_pct", "sla_pct", "sla_met", "down_isp_min", "allowed_down_min", "outages"',
+                    "report_isp_month", UPLINK_WHERE, BY_UPLINK)
+MINUTES_BY_CLASS = _select(_sums({c: f"{c}_min" for c in CLASSES}), "report_isp_day", UPLINK_WHERE, BY_UPLINK)
+DOWN_PER_DAY = _select(_renamed({"ISP": "down_isp_min", "our power": "down_power_min", "maintenance": "maintenance_min",
+                                 "no data": "unknown_min"}), "report_isp_day", UPLINK_WHERE, '"site", "uplink"')
+OUTAGES = _select('"end", "duration_min", "cause", "loss_pct", "link_down_min", "power_out_min"', "report_isp_outage",
+                  UPLINK_WHERE, BY_UPLINK)
 
 # --- energy and load-shedding ------------------------------------------------------------------
-SOURCES_PER_DAY = ("SELECT " + ", ".join(f'"{s}_h" AS "{s.replace("_", " ")}"' for s in SOURCES) +
-                   f' FROM "report_energy_day" WHERE {SITE_WHERE} GROUP BY "site"')
-SHEDDING_PER_DAY = ('SELECT "shedding_scheduled_h" AS "scheduled", "shedding_unscheduled_h" AS "unscheduled" '
-                    f'FROM "report_energy_day" WHERE {SITE_WHERE} GROUP BY "site"')
-SHEDDING_TOTAL = ('SELECT sum("shedding_scheduled_h") AS "scheduled", sum("shedding_unscheduled_h") AS "unscheduled" '
-                  f'FROM "report_energy_day" WHERE {SITE_WHERE} GROUP BY "site"')
-ENERGY_PER_DAY = ('SELECT "pv_kwh" AS "PV", "battery_in_kwh" AS "battery in", "battery_out_kwh" AS "battery out", '
-                  f'"generator_kwh" AS "generator" FROM "report_energy_day" WHERE {SITE_WHERE} GROUP BY "site"')
-ENERGY_TOTAL = ('SELECT sum("pv_kwh") AS "PV", sum("battery_out_kwh") AS "battery out", '
-                f'sum("generator_kwh") AS "generator", sum("fuel_l") AS "fuel (l)" FROM "report_energy_day" '
-                f'WHERE {SITE_WHERE} GROUP BY "site"')
-COST = ('SELECT sum("saved") AS "saved by solar", sum("grid_saved") AS "grid it replaced", '
-        'sum("diesel_saved") AS "diesel it replaced", sum("diesel_cost") AS "diesel burnt" '
-        f'FROM "report_energy_month" WHERE {SITE_WHERE} GROUP BY "site"')
-COST_TABLE = ('SELECT "saved", "grid_saved", "diesel_saved", "diesel_cost", "diesel_l_per_kwh", "currency" '
-              f'FROM "report_energy_month" WHERE {SITE_WHERE} GROUP BY "site"')
+SOURCES_PER_DAY = _select(_renamed({s.replace("_", " "): f"{s}_h" for s in SOURCES}), "report_energy_day", SITE_WHERE,
+                          '"site"')
+SHEDDING = {"scheduled": "shedding_scheduled_h", "unscheduled": "shedding_unscheduled_h"}
+SHEDDING_PER_DAY = _select(_renamed(SHEDDING), "report_energy_day", SITE_WHERE, '"site"')
+SHEDDING_TOTAL = _select(_sums(SHEDDING), "report_energy_day", SITE_WHERE, '"site"')
+ENERGY_PER_DAY = _select(_renamed({"PV": "pv_kwh", "battery in": "battery_in_kwh", "battery out": "battery_out_kwh",
+                                   "generator": "generator_kwh"}), "report_energy_day", SITE_WHERE, '"site"')
+ENERGY_TOTAL = _select(_sums({"PV": "pv_kwh", "battery out": "battery_out_kwh", "generator": "generator_kwh",
+                              "fuel (l)": "fuel_l"}), "report_energy_day", SITE_WHERE, '"site"')
+COST = _select(_sums({"saved by solar": "saved", "grid it replaced": "grid_saved", "diesel it replaced": "diesel_saved",
+                      "diesel burnt": "diesel_cost"}), "report_energy_month", SITE_WHERE, '"site"')
+COST_TABLE = _select('"saved", "grid_saved", "diesel_saved", "diesel_cost", "diesel_l_per_kwh", "currency"',
+                     "report_energy_month", SITE_WHERE, '"site"')
 
 # --- battery health -------------------------------------------------------------------------------
-CAPACITY_TREND = f'SELECT "capacity_ah" FROM "report_battery_week" WHERE {BATTERY_WHERE} GROUP BY "site", "battery"'
-BATTERY_TABLE = ('SELECT "capacity_ah", "rated_ah", "capacity_pct", "below_alert", "cycles", "cell_delta_max_mv", '
-                 f'"cell_delta_mean_mv" FROM "report_battery_month" WHERE {BATTERY_WHERE} GROUP BY "site", "battery"')
-CYCLES = f'SELECT sum("cycles") FROM "report_battery_month" WHERE {BATTERY_WHERE} GROUP BY "site", "battery"'
-DOD = ("SELECT " + ", ".join(f'sum("dod_{lo}_{lo + 10}") AS "{lo}-{lo + 10} %"' for lo in DOD_BINS) +
-       f' FROM "report_battery_month" WHERE {BATTERY_WHERE} GROUP BY "site", "battery"')
-CELL_SPREAD = ('SELECT "cell_delta_max_mv" AS "max", "cell_delta_mean_mv" AS "mean" FROM "report_battery_week" '
-               f'WHERE {BATTERY_WHERE} GROUP BY "site", "battery"')
+CAPACITY_TREND = _select('"capacity_ah"', "report_battery_week", BATTERY_WHERE, BY_BATTERY)
+BATTERY_TABLE = _select('"capacity_ah", "rated_ah", "capacity_pct", "below_alert", "cycles", "cell_delta_max_mv", '
+                        '"cell_delta_mean_mv"', "report_battery_month", BATTERY_WHERE, BY_BATTERY)
+CYCLES = _select('sum("cycles")', "report_battery_month", BATTERY_WHERE, BY_BATTERY)
+DOD = _select(_sums({f"{lo}-{lo + 10} %": f"dod_{lo}_{lo + 10}" for lo in DOD_BINS}), "report_battery_month",
+              BATTERY_WHERE, BY_BATTERY)
+CELL_SPREAD = _select(_renamed({"max": "cell_delta_max_mv", "mean": "cell_delta_mean_mv"}), "report_battery_week",
+                      BATTERY_WHERE, BY_BATTERY)
 
 
 def _daily_bars(panel: timeseries.Panel) -> timeseries.Panel:
