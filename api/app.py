@@ -4,6 +4,7 @@
     /api/v1/sites/...                  site tree, device state          viewer
     /api/v1/history/...                InfluxQL history                 viewer
     /api/v1/alerts, /silences, /rules  rules store                      viewer / operator / admin
+    /api/v1/incidents                  active alerts grouped by cause   viewer / operator (ack)
     /api/v1/events                     live events (SSE)                viewer
     /api/v1/feed                       whether the API hears the broker viewer
     /api/v1/keys                       API keys                         admin
@@ -38,6 +39,7 @@ from api.routes import (
     feed,
     health,
     history,
+    incidents,
     keys,
     kinds,
     notifications,
@@ -186,8 +188,8 @@ def create_app(services: ApiServices) -> FastAPI:
                                            settings.auth_failure_window_s)
     install_problem_handlers(app)
     app.include_router(health.router)
-    for module in (sites, kinds, history, reports, alerts, silences, rules, events, feed, keys,
-                   notifications):
+    for module in (sites, kinds, history, reports, alerts, incidents, silences, rules, events, feed,
+                   keys, notifications):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(unmatched.router, prefix=API_PREFIX)  # last: it answers what no route above matched
     app.mount("/status", StaticFiles(directory=STATIC_DIR, html=True), name="status")
