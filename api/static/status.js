@@ -347,14 +347,6 @@ function pageLost() {
   renderStatus();
 }
 
-function handleEvent(type, body) {
-  if (type === "reading" || type === "presence") applyDevice(body);
-  else if (type === "alert") applyAlert();
-  else if (type === "feed") { state.apiFeed = body; scheduleRender(); }
-  else if (type === "revoked") { showLogin(t("key.revoked")); return false; }
-  return true;
-}
-
 // Server-sent events over fetch (EventSource cannot send the Authorization header). A stream that
 // stays silent past the keepalive is treated as dead and reopened: a half-open connection (a laptop
 // waking up, a proxy dropping it) must not leave a "live" page showing old data.
@@ -394,6 +386,14 @@ async function follow() {
     pageLost();
     await new Promise((r) => setTimeout(r, Math.min(1000 * 2 ** Math.min(attempt, 4), 15000)));
   }
+}
+
+function handleEvent(type, body) {
+  if (type === "reading" || type === "presence") applyDevice(body);
+  else if (type === "alert") applyAlert();
+  else if (type === "feed") { state.apiFeed = body; scheduleRender(); }
+  else if (type === "revoked") { showLogin(t("key.revoked")); return false; }
+  return true;
 }
 
 async function start() {

@@ -122,6 +122,9 @@ def screenshots(page: Any, name: str) -> list[Path]:
     for size in (DESKTOP, PHONE):
         page.set_viewport_size(size)
         page.wait_for_function("() => document.fonts.status === 'loaded'")
+        # charts follow the width (a resize redraws them)
+        page.wait_for_function("w => [...document.querySelectorAll('.uplot')].every(u => u.offsetWidth <= w)",
+                               arg=size["width"])
         if size is PHONE:
             assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
         path = ARTIFACTS / f"{name}-{size['width']}.png"
