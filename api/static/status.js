@@ -256,7 +256,7 @@ function siteSection(site) {
 }
 
 function kindTitle(kind, title) {
-  return `kind.${kind}` in STRINGS.en ? t(`kind.${kind}`) : `${title}s`;
+  return `kind.${kind}` in WORDS ? t(`kind.${kind}`) : `${title}s`;
 }
 
 function render() {
