@@ -54,6 +54,7 @@ const WORDS = {
   "reason.reporting": ["reporting", "رپورٹ کر رہا ہے"],
   "reason.announced_offline": ["said it went offline", "آلے نے خود آف لائن بتایا"],
   "reason.stale": ["no reading for a while", "کچھ دیر سے کوئی ریڈنگ نہیں"],
+  "reason.stale.since": ["silent since {time}", "{time} سے کوئی ریڈنگ نہیں"],
   "reason.no_reading_yet": ["not heard from yet", "ابھی تک کوئی ریڈنگ نہیں"],
   "flow.grid": ["Grid", "گرڈ"],
   "flow.solar": ["Solar", "سولر"],

@@ -162,18 +162,21 @@ function genericRows(kind, m, row) {
   return {};
 }
 
-function presenceText(d) {
+function presenceText(d, site) {
   if (feedLost()) return t("presence.frozen");
-  return d.presence === "online" ? t("presence.online") : `${t("presence.offline")} · ${word("reason", d.reason)}`;
+  if (d.presence === "online") return t("presence.online");
+  const why = d.reason === "stale" && d.last_seen ? t("reason.stale.since", { time: siteTime(d.last_seen, site.timezone) })
+    : word("reason", d.reason);
+  return `${t("presence.offline")} · ${why}`;
 }
 
-function deviceCard(d) {
+function deviceCard(d, site) {
   const m = (d.latest && d.latest.metrics) || {};
   const online = d.presence === "online";
   const title = el("h4", {},
     el("span", { class: "name", title: d.id }, d.name || d.label || d.id),
     el("span", { class: `presence ${feedLost() ? "frozen" : online ? "up" : "down"}`, "data-reason": d.reason },
-      presenceText(d)));
+      presenceText(d, site)));
   const rows = [];
   const row = (k, v) => rows.push(el("dt", {}, k), el("dd", {}, v));
   const shown = (CARDS[d.kind] || ((dev, metrics, r) => genericRows(dev.kind, metrics, r)))(d, m, row);
@@ -188,10 +191,11 @@ function deviceCard(d) {
 
 const who = (acked) => String(acked).replace(/ \(key [^)]*\)$/, "");
 
-function mutedItem(alert) {
+function mutedItem(alert, site) {
   return el("li", { class: `muted-alert sev-${alert.labels.severity || "none"}`, "data-fingerprint": alert.fingerprint },
     el("strong", {}, alert.labels.alertname || alert.rule), " ",
-    el("span", { class: "name" }, summaryOf(alert)));
+    el("span", { class: "name" }, summaryOf(alert)), " ",
+    el("span", { class: "started" }, t("incident.since", { time: siteTime(alert.active_since, site.timezone) })));
 }
 
 function incidentItem(incident, site) {
@@ -211,7 +215,7 @@ function incidentItem(incident, site) {
     : (canAck ? el("button", { type: "button", class: "ack", onclick: () => acknowledge(incident.fingerprint) }, t("incident.ack")) : "");
   const muted = incident.muted.length ? el("details", { class: "muted" },
     el("summary", {}, t("incident.muted", { n: incident.muted.length })),
-    el("ul", {}, ...incident.muted.map(mutedItem))) : "";
+    el("ul", {}, ...incident.muted.map((a) => mutedItem(a, site)))) : "";
   return el("li", { class: `incident sev-${incident.severity || "none"}`, "data-fingerprint": incident.fingerprint },
     el("div", { class: "incident-head" },
       el("span", { class: "sev" }, word("sev", incident.severity)),
@@ -270,7 +274,7 @@ function render() {
     section.querySelector(".devices").replaceChildren(...state.kinds.map(({ kind, title }) => {
       const devices = site.device_list.filter((d) => d.kind === kind);
       return devices.length ? el("div", { "data-kind": kind }, el("h3", {}, kindTitle(kind, title)),
-        el("div", { class: "grid" }, ...devices.map(deviceCard))) : "";
+        el("div", { class: "grid" }, ...devices.map((d) => deviceCard(d, site)))) : "";
     }));
   }
   renderStatus();

@@ -193,7 +193,7 @@ def test_signed_in_by_link_a_grid_outage_and_its_incident_acknowledged_once(
             "items => items.map(i => i.dataset.fingerprint)") == muted
         expect(incident.locator("details.muted summary")).to_have_text("3 more alerts caused by this (muted)")
         started = datetime.fromtimestamp(began, UTC).astimezone(PARK_TZ)
-        expect(incident.locator(".started")).to_have_text(
+        expect(incident.locator(".incident-meta .started")).to_have_text(
             f"since {started:%H:%M}" if started.date() == datetime.now(PARK_TZ).date()
             else f"since {started.day} {started:%b}, {started:%H:%M}")
         expect(incident.locator(".duration")).to_have_text("for 1 h 1 min")
@@ -206,6 +206,8 @@ def test_signed_in_by_link_a_grid_outage_and_its_incident_acknowledged_once(
             assert detail.alert.acked_by.startswith("test operator (key "), fp
             assert [a.comment for a in detail.acks] == ["from status page"]
         assert store.alert(apart).alert.acked_by is None
+        incident.locator("details.muted summary").click()  # unfold, for the screenshots
+        expect(incident.locator(".muted-alert").first).to_be_visible()
         screenshots(page, "status-page-outage")
         assert errors == []
 
@@ -289,6 +291,9 @@ def test_a_lost_broker_feed_is_a_banner_not_every_device_offline(
         mosquitto.wait_ready()
         expect(banner).to_be_hidden(timeout=15_000)
         expect(page.locator("#conn")).to_have_text("live")
+        # Back on the feed, a device that stays silent past the stale limit is offline, in words.
+        silent_since = datetime.fromtimestamp(last_seen, UTC).astimezone(PARK_TZ)
+        expect(presence).to_have_text(f"offline · silent since {silent_since:%H:%M}", timeout=10_000)
 
         # The page's own stream breaks (it falls behind and the API cuts it off, while the browser is
         # offline so it cannot reconnect at once): a banner of its own, then live again.
