@@ -28,10 +28,11 @@ function el(tag, attrs = {}, ...children) {
 
 function keyFromLink() {
   const key = new URLSearchParams(location.hash.slice(1)).get("key");
-  if (!key) return;
+  if (!key) return false;
   localStorage.setItem("facmon.key", key.trim());
   // Out of the address bar, so the key is not left in screenshots, bookmarks or the history.
   history.replaceState(null, "", location.pathname + location.search);
+  return true;
 }
 
 async function api(path, options = {}) {
@@ -430,6 +431,8 @@ $("#lang").addEventListener("click", () => {
 setInterval(() => { if (state.sites.size) scheduleRender(); }, 30_000);  // durations and "updated … ago" move on
 setInterval(renderStatus, 5_000);
 
+// A sign-in link opened in a tab already showing the page changes only the fragment: no reload.
+window.addEventListener("hashchange", () => { if (keyFromLink()) location.reload(); });
 keyFromLink();
 state.key = localStorage.getItem("facmon.key") || "";
 applyLanguage();

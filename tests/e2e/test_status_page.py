@@ -106,7 +106,8 @@ def open_page(browser: Any, url: str, token: str | None = None) -> tuple[Any, li
     page and the list its script errors and console errors (a CSP refusal among them) collect into."""
     context = browser.new_context(viewport=DESKTOP)
     if token is not None:
-        context.add_init_script(f"localStorage.setItem('facmon.key', {token!r});")
+        # on every new document, so only if the page has not stored a key of its own since
+        context.add_init_script(f"localStorage.getItem('facmon.key') || localStorage.setItem('facmon.key', {token!r});")
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda err: errors.append(str(err)))
@@ -235,7 +236,8 @@ def test_charts_draw_the_last_day_from_history_in_the_urdu_ui(
     write_readings(influx_db, readings)
 
     with served(stack_config(tmp_path, mosquitto, influx_db)) as (base, services):
-        page, errors = open_page(browser, f"{base}/status/", make_tokens(services)[Role.VIEWER])
+        tokens = make_tokens(services)
+        page, errors = open_page(browser, f"{base}/status/", tokens[Role.VIEWER])
         page.locator("#lang").click()
         expect(page.locator("html")).to_have_attribute("dir", "rtl")
         expect(page.locator(".incidents h3")).to_have_text("جاری مسائل", timeout=10_000)
@@ -259,6 +261,14 @@ def test_charts_draw_the_last_day_from_history_in_the_urdu_ui(
         assert page.evaluate("""() => [...document.fonts].filter(
             f => f.family.replaceAll('"', '') === 'Noto Nastaliq Urdu' && f.status === 'loaded').length""") >= 1
         screenshots(page, "status-page-urdu-charts")
+
+        # A sign-in link opened in this tab changes only the fragment: the page still takes the key.
+        page.evaluate("window.beforeTheLink = true")
+        page.goto(f"{base}/status/#key={tokens[Role.OPERATOR]}")
+        page.wait_for_function("k => localStorage.getItem('facmon.key') === k", arg=tokens[Role.OPERATOR])
+        page.wait_for_function("() => window.beforeTheLink === undefined")  # reloaded, to start with it
+        expect(page).to_have_url(f"{base}/status/")
+        expect(page.locator(".incidents h3")).to_have_text("جاری مسائل", timeout=10_000)  # the language kept
         assert errors == []
 
 
