@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from api.keys import Role
+from api.models import discharging
 from core.contract import DeviceKey, Kind, Reading
 from core.decode import StatusChange
 from tests.unit.api.harness import ApiHarness
@@ -167,3 +168,9 @@ def test_kinds_come_from_the_contract_registry_in_its_order(api: ApiHarness) -> 
     devices = api.client.get("/api/v1/sites/park/devices", headers=api.headers()).json()
     order = [d["kind"] for d in devices]
     assert order == sorted(order, key=[k["kind"] for k in kinds].index) and order[-1] == "generator"
+
+
+def test_the_battery_discharges_by_its_current_or_without_one_by_the_mode() -> None:
+    assert discharging({"battery_a": -0.5, "mode": "grid"})
+    assert not discharging({"battery_a": 4.0, "mode": "battery"})  # the current decides when there is one
+    assert discharging({"mode": "battery"}) and not discharging({"mode": "grid"}) and not discharging({})
