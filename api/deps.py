@@ -78,12 +78,12 @@ class ApiServices:
     pollers: Sequence[Callable[[], object]] = ()
     """Called about once a second in a worker thread (e.g. AlertFeed.poll)."""
     extra_metrics: Sequence[Callable[[], str]] = field(default_factory=tuple)
+    """Callables returning Prometheus text appended to /metrics (alert gauges, collector figures)."""
     feed_connected: Callable[[], bool] | None = None
     """Whether the API's MQTT subscription is live now; None: no subscription (device state is
     whatever was loaded, and silence is judged as always)."""
     feed: FeedWatch | None = None
     """The API's live feed as the sweep last saw it (GET /api/v1/feed); set with `feed_connected`."""
-    """Callables returning Prometheus text appended to /metrics (alert gauges, collector figures)."""
 
 
 async def get_services(request: Request) -> ApiServices:

@@ -127,8 +127,7 @@ def device_out(state: DeviceState, configured: ConfiguredDevice | None) -> Devic
     return DeviceOut(
         site=state.device.site, kind=state.device.kind, id=state.device.device, configured=configured is not None,
         label=label, name=configured.spec.name if configured is not None else None, presence=state.presence,
-        reason=state.reason, since=iso(state.since),
-        last_seen=iso(state.last_seen),
+        reason=state.reason, since=iso(state.since), last_seen=iso(state.last_seen),
         latest=None if latest is None else LatestReading(ts=latest.ts, seq=latest.seq, metrics=dict(latest.metrics)),
         battery_runtime_s=runtime)
 
