@@ -121,7 +121,10 @@ def sweep_once(services: ApiServices) -> None:
     if watch is not None and services.feed_connected is not None:
         changed = watch.update(services.feed_connected(), now)
         if changed is not None:
-            log.info("api feed " + ("restored" if changed.connected else "lost"))
+            if changed.connected:
+                log.info("api feed restored", extra={"judging_silence_after_s": services.settings.stale_after_s})
+            else:
+                log.warning("api feed lost: device presence frozen at the last known state until it is back")
             services.hub.publish(LiveEvent("feed", feed_out(changed).model_dump(mode="json")))
         if not watch.may_judge_silence(now):
             return
