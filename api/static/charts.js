@@ -83,13 +83,18 @@ function drawChart(entry, timeZone) {
     box.append(el("h4", {}, t(spec.title)), el("p", { class: "hint" }, t("charts.empty")));
     return;
   }
+  // the site's clock, 24-hour, like the rest of the page (uPlot's default is a 12-hour "9pm")
+  const clock = new Intl.DateTimeFormat(locale(), { timeZone, hour: "2-digit", minute: "2-digit", hourCycle: "h23" });
+  const stamp = new Intl.DateTimeFormat(locale(), { timeZone, day: "numeric", month: "short", hour: "2-digit",
+    minute: "2-digit", hourCycle: "h23" });
   const options = {
     title: t(spec.title),
     width: Math.max(box.clientWidth, 260), height: 180,
     tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), timeZone),
     scales: { x: { time: true, range: () => range }, y: spec.range ? { range: spec.range } : {} },
-    series: [{}, ...labels.map((label, i) => ({ label, stroke: PALETTE[i % PALETTE.length], width: 1.5 }))],
-    axes: [{}, { size: 44 }],
+    series: [{ label: t("charts.time"), value: (u, ts) => (ts == null ? "–" : stamp.format(new Date(ts * 1000))) },
+      ...labels.map((label, i) => ({ label, stroke: PALETTE[i % PALETTE.length], width: 1.5 }))],
+    axes: [{ values: (u, splits) => splits.map((ts) => clock.format(new Date(ts * 1000))) }, { size: 44 }],
     hooks: { drawClear: [shadeBands(bands)] },
   };
   entry.plot = new uPlot(options, data, box);

@@ -99,6 +99,7 @@ const WORDS = {
   "duration.m": ["{m} min", "{m} منٹ"],
   "duration.s": ["{s} s", "{s} سیکنڈ"],
   "charts": ["Last 24 hours", "پچھلے 24 گھنٹے"],
+  "charts.time": ["Time", "وقت"],
   "charts.soc": ["Battery charge (%) — shaded: grid out", "بیٹری چارج (٪) — سایہ: گرڈ بند"],
   "charts.rtt": ["Internet latency (ms)", "انٹرنیٹ تاخیر (ms)"],
   "charts.loss": ["Internet packet loss (%)", "انٹرنیٹ پیکٹ لاس (٪)"],
