@@ -73,6 +73,13 @@ class Dropped:
 Outcome = Forward | Dropped
 
 
+def with_seq(encoded: bytes, seq: int) -> bytes:
+    """`encoded` (an `encode_reading` payload with seq 0) with `seq` instead: the same bytes as encoding
+    the reading with `seq`, without encoding it twice. `encode_reading` writes `{"ts":"…","seq":0`
+    first, and no `"seq":0` can come earlier (inside the ts string a quote is escaped)."""
+    return encoded.replace(b'"seq":0', b'"seq":%d' % seq, 1)
+
+
 class _Refused(Exception):
     def __init__(self, reason: DropReason, detail: str) -> None:
         self.reason = reason
@@ -185,7 +192,8 @@ class Translator:
             encoded = encode_reading(Reading(device, ts_ms, 0, metrics))
         except ValueError as err:
             return Dropped(DropReason.NON_FINITE, str(err), topic, payload, source)
-        verdict = decode_message(device.reading_topic(), encoded, received_at, self._limits)
+        reading_topic = device.reading_topic()
+        verdict = decode_message(reading_topic, encoded, received_at, self._limits)
         if isinstance(verdict, Reject):
             return Dropped(verdict.reason.value, f"{device}: {verdict.detail}", topic, payload, source)
         # The seq is taken only for a reading that goes out, so refused ones leave no gaps.
@@ -193,8 +201,7 @@ class Translator:
             seq = self._next_seq(device)
         except TooManyDevices as err:
             return Dropped(DropReason.TOO_MANY_DEVICES, str(err), topic, payload, source)
-        encoded = encode_reading(Reading(device, ts_ms, seq, metrics))
-        return Forward(device.reading_topic(), encoded, False, device)
+        return Forward(reading_topic, with_seq(encoded, seq), False, device)
 
     # --- status -----------------------------------------------------------------------------------
 
