@@ -16,8 +16,8 @@ from typing import Protocol
 
 from core.clock import Clock
 from core.contract import STATUS_OFFLINE, DeviceKey
-from core.settings.mqtt import MqttSettings
 from core.mqtt_batch import BatchClient, PublishStalled
+from core.settings.mqtt import MqttSettings
 from simulators.world import Message
 
 log = logging.getLogger(__name__)
