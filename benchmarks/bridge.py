@@ -2,7 +2,8 @@
 
 Starts its own Mosquitto and InfluxDB 1.6.7 (facmon.servers, temp dirs), `facmon collect` and `facmon bridge`
 as child processes (the bridge with a Zigbee2MQTT-style occupancy mapping for N devices), and a
-separate publisher process sending foreign messages (`zigbee2mqtt/pir-<d>` = `{"occupancy":true,…}`).
+separate publisher process sending foreign messages (`zigbee2mqtt/pir-<d>` =
+`{"occupancy":true,…,"last_seen":<epoch ms>}`) with core's batch client (`core.mqtt_batch`).
 
 Phases (each prints its figures):
   1. reference   `mosquitto_sub` subscribed to the foreign topics while the publisher sends M messages as
@@ -54,6 +55,7 @@ sources:
     site: bench
     kind: occupancy
     labels: {room: "{device}"}
+    ts: {from: last_seen, format: epoch_ms}
     fields:
       occupied: {from: occupancy}
       sensor_battery_pct: {from: battery}
@@ -74,18 +76,21 @@ def publisher_main(port: int, devices: int, total: int, rate: float, ready: mp.E
     while not client.online:
         time.sleep(0.01)
     topics = [f"zigbee2mqtt/pir-{d}" for d in range(devices)]
-    payloads = [b'{"battery":%d,"illuminance_lux":49,"linkquality":120,"occupancy":%s}'
-                % (50 + i % 50, b"true" if i % 2 else b"false") for i in range(100)]
+    template = b'{"battery":%d,"illuminance_lux":49,"linkquality":120,"occupancy":%s,"last_seen":%d}'
     ready.set()
     go.wait()
     started = time.time()
+    # Zigbee2MQTT's last_seen (advanced.last_seen: epoch), one millisecond apart per device: readings of
+    # one device in the same millisecond would be one point in InfluxDB and look like loss.
+    base_ms = int(started * 1000)
     chunk = min(max(1, int(rate / 100)) if rate else 500, devices)
     for first in range(0, total, chunk):
         if rate:
             delay = started + first / rate - time.time()
             if delay > 0:
                 time.sleep(delay)
-        client.publish_batch([(topics[i % devices], payloads[i % 100], False)
+        client.publish_batch([(topics[i % devices], template % (50 + i % 50, b"true" if i % 2 else b"false",
+                                                                base_ms + i // devices), False)
                               for i in range(first, min(first + chunk, total))], stall_timeout_s=120)
     published = time.time()
     left = client.wait_all_acked(120)

@@ -71,6 +71,7 @@ class Dropped:
 
 
 Outcome = Forward | Dropped
+_DEVICES_CACHED = 65_536
 
 
 def with_seq(encoded: bytes, seq: int) -> bytes:
@@ -97,6 +98,8 @@ class Translator:
         self._limits = limits
         self._max_foreign_bytes = max_foreign_bytes
         self._gatherer = Gatherer()
+        self._devices: dict[tuple[str, tuple[str, ...]], tuple[DeviceKey, dict[str, str]]] = {}
+        """(source, the topic's captures) → the device and its labels: rendered once per device."""
 
     def handle(self, topic: str, payload: bytes, received_at: float) -> list[Outcome]:
         """What to publish for one message and what was dropped (one Dropped at most). Never raises on input."""
@@ -231,6 +234,17 @@ class Translator:
         return not source.only_listed_devices or self._raw_name(source, captures) in source.devices
 
     def _device(self, source: SourceRule, captures: dict[str, str]) -> tuple[DeviceKey, dict[str, str]]:
+        """The contract device and its labels (callers copy the labels, never change them)."""
+        key = (source.name, tuple(captures.values()))
+        known = self._devices.get(key)
+        if known is None:
+            known = self._render_device(source, captures)
+            if len(self._devices) >= _DEVICES_CACHED:
+                self._devices.clear()  # bounded: topics with random names must not grow it forever
+            self._devices[key] = known
+        return known
+
+    def _render_device(self, source: SourceRule, captures: dict[str, str]) -> tuple[DeviceKey, dict[str, str]]:
         raw = self._raw_name(source, captures)
         listed = source.devices.get(raw)
         device_id = listed.device if listed is not None and listed.device else raw.lower()
