@@ -11,6 +11,10 @@ same store) continues exactly where the last process stopped: no duplicate notif
 forgotten resolve, silence or ack. Acks and silences written by the API are re-read on every tick
 when the database changed (`AlertStore.data_version`).
 
+A site or device retired by `facmon sites retire` / `facmon devices forget` (rules/retire.py) is read
+from the store the same way: its alerts as the store ended them, and nothing it would fire, until the
+device announces itself `online` again.
+
 `on_transitions()` (optional) is called after transitions were stored: the InfluxDB annotation
 writer (`rules.annotations`) copies them from the store on its own thread, so InfluxDB never blocks
 evaluation.
@@ -26,9 +30,9 @@ from core.clock import Clock
 from core.contract import Reading
 from core.decode import StatusChange
 from core.site import Site
-from rules.alerts import Alert, AlertState, fingerprint
+from rules.alerts import Alert, AlertState, Retirement, fingerprint
 from rules.evaluate import MONITORING_DEGRADED, Evaluator, Observation
-from rules.lifecycle import AlertLifecycle, Change, Timing
+from rules.lifecycle import ACTIVE, AlertLifecycle, Change, Timing
 from rules.model import RulePack
 from rules.notify import payload_of
 from rules.route import Plan, Route, Router
@@ -64,6 +68,10 @@ class Engine:
         self._groups = {g.key: g for g in store.groups()}
         self._silences = SilenceMuter(store.list_silences(include_expired=False))
         self._data_version: tuple[int, int] = (-1, -1)
+        self._retired: list[Retirement] = []
+        self._retired_cursor = 0
+        self._returned: set[tuple[str, str]] = set()
+        """(site, device) of retired devices that announced themselves `online` again."""
         self._watchdog = watchdog
         self._on_transitions = on_transitions
         self._on_enqueued = on_enqueued
@@ -74,6 +82,8 @@ class Engine:
     def handle(self, message: Reading | StatusChange) -> None:
         with self._lock:
             now = self._clock.now()
+            if self._retired and type(message) is StatusChange and message.online:
+                self._returned.add((message.device.site, message.device.device))
             if isinstance(message, Reading):
                 observations = self._evaluator.on_reading(message, now)
             else:
@@ -132,13 +142,41 @@ class Engine:
             return
         self._data_version = version
         self._silences = SilenceMuter(self._store.list_silences(include_expired=False))
+        self._take_retirements()
         acks = self._store.acks()
         for alert in self._lifecycle.alerts():
             by, at, comment = acks.get(alert.fingerprint, (None, None, ""))
             self._lifecycle.set_ack(alert.fingerprint, by, at, comment)
 
+    def _take_retirements(self) -> None:
+        """Retirements recorded since the last look: their alerts as the store ended them (or ended here,
+        if this engine saved one again in between)."""
+        for row_id, retirement in self._store.retirements(self._retired_cursor):
+            self._retired_cursor = row_id
+            self._retired.append(retirement)
+            self._returned = {key for key in self._returned if not retirement.covers_device(*key)}
+            for alert in self._lifecycle.alerts():
+                if alert.state not in ACTIVE or not retirement.covers(alert.labels):
+                    continue
+                stored = self._store.alert(alert.fingerprint)
+                if stored is not None and stored.alert.state not in ACTIVE:
+                    self._lifecycle.adopt(stored.alert)
+                elif (change := self._lifecycle.retire(alert.fingerprint, retirement.at, retirement.reason)):
+                    self._store.save_alert(change.alert, change.transition)
+
+    def _gone(self, labels: Mapping[str, str]) -> bool:
+        """Whether `labels` belong to a retired site or device that has not come back."""
+        site, device = labels.get("site", ""), labels.get("device")
+        if device is not None and (site, device) in self._returned:
+            return False
+        if device is None and any(returned_site == site for returned_site, _ in self._returned):
+            return False
+        return any(retirement.covers(labels) for retirement in self._retired)
+
     def _apply(self, observations: Iterable[Observation], now: float, changes: Iterable[Change] = (),
                force_route: bool = False) -> None:
+        if self._retired:  # what a gone device "does" (its silence, above all) is not an alert
+            observations = [obs for obs in observations if not (obs.active and self._gone(obs.labels))]
         all_changes = list(changes)
         for obs in observations:
             all_changes.extend(self._lifecycle.observe(obs))

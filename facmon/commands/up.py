@@ -90,6 +90,7 @@ def run(args: argparse.Namespace, config: FacmonConfig) -> int:
     env.setdefault("FACMON_COLLECTOR__SPOOL__DIR", str(var / "spool"))
     env.setdefault("FACMON_COLLECTOR__DEAD_LETTERS__FILE", str(var / "dead-letters.jsonl"))
     env.setdefault("FACMON_BRIDGE__STATE_FILE", str(var / "bridge-seq.json"))
+    env["FACMON_SIMULATE__INTO_LIVE_SITE"] = "true"  # its simulators are the live site; a tester's run is not
     if not config.sites.files:  # the demo: every stage watches the park the simulators play
         env["FACMON_SITES__FILES"] = str(DEMO_SITE)
     servers: list[ServerProcess] = []
