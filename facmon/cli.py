@@ -13,7 +13,7 @@ from core.config import ConfigError, load_config
 from core.logs import configure_logging
 
 COMMANDS = ("up", "collect", "bridge", "agent", "simulate", "probe", "rules", "notify", "watchdog", "api", "keys",
-            "dashboards", "acl", "config", "report")
+            "dashboards", "acl", "config", "report", "sites", "devices")
 DEFAULT_CONFIG = Path("facmon.yaml")
 
 
