@@ -12,7 +12,9 @@ set) a run never disturbs the live site:
   `facmon up` sets for the simulators it runs);
 - its MQTT client ids carry a token of their own, so the broker never closes another run's sessions;
 - at its end the retained statuses of the devices it ran are as it found them: restored where the
-  broker held one before the run, cleared where it held none (a test site leaves nothing behind).
+  broker held one before the run, cleared where it held none (a test site leaves nothing behind). The
+  simulation's farewell `offline` for every device is not published then: consumers would see every
+  device fail for an instant (the live site's rules engine would page for it).
 The first line of output says which broker and which site id.
 """
 
@@ -21,12 +23,13 @@ from __future__ import annotations
 import argparse
 import secrets
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from core.clock import Clock, SystemClock
 from core.config import FacmonConfig
-from core.contract import ID_RE, DeviceKey
+from core.contract import ID_RE, STATUS_OFFLINE, DeviceKey
 from core.settings.mqtt import MqttSettings
 from core.site import Site, SiteFileError, load_site
 from facmon.live_stack import TEST_SITE_PREFIX, LiveStack, find_live_stack
@@ -35,7 +38,7 @@ from simulators.physics import physics_of_site
 from simulators.publish import BrokerUnreachable, MemoryPublisher, MqttPublisher, Publisher
 from simulators.run import Summary, run_simulation
 from simulators.scenario import check_scenario_against, load_scenario, named_scenarios, resolve_scenario, resolve_site
-from simulators.world import Simulation, Step, scale_site
+from simulators.world import Message, Simulation, Step, scale_site
 
 HELP = "run simulated devices (a site + scenario) live, accelerated or as backfill, publishing over MQTT"
 
@@ -184,10 +187,10 @@ def run(args: argparse.Namespace, config: FacmonConfig, clock: Clock | None = No
                 print(f"facmon simulate: {err}", file=sys.stderr)
                 return 3
             # A token per run: a broker closes a session when another connects with its client id.
-            publisher = MqttPublisher(
+            publisher = WithoutFarewell(MqttPublisher(
                 where.mqtt, clock, client_id_prefix=f"{settings.client_id_prefix}-{secrets.token_hex(3)}",
                 max_connections=settings.max_connections, max_inflight=settings.max_inflight,
-                connect_attempts=settings.connect_attempts)
+                connect_attempts=settings.connect_attempts))
     progress = None if args.quiet or not sys.stderr.isatty() else _progress_bar(duration_s, site)
     try:
         summary = run_simulation(simulation, publisher, clock, speed, progress)
@@ -201,8 +204,38 @@ def run(args: argparse.Namespace, config: FacmonConfig, clock: Clock | None = No
         print(file=sys.stderr)
     print(format_summary(summary, site, scenario.name, seed))
     if found is not None:
-        print(left_as_found)
+        skipped = publisher.skipped if isinstance(publisher, WithoutFarewell) else 0
+        print(f"{left_as_found}; farewell `offline`s not published: {skipped}")
     return 0
+
+
+_OFFLINE = STATUS_OFFLINE.encode()
+
+
+def is_farewell(message: Message) -> bool:
+    """The simulation's `offline` for a device at the end of the run: the one retained `offline` it
+    publishes itself (a device that dies mid-run leaves through its last will, `will` set)."""
+    return message.retain and not message.will and message.payload == _OFFLINE
+
+
+class WithoutFarewell:
+    """A `Publisher` that publishes everything but the farewells (`is_farewell`): a run that leaves
+    the statuses as it found them ends without every device announcing itself offline first."""
+
+    def __init__(self, publisher: Publisher) -> None:
+        self._publisher = publisher
+        self.skipped = 0
+
+    def open(self, devices: Sequence[DeviceKey]) -> None:
+        self._publisher.open(devices)
+
+    def publish_step(self, messages: Sequence[Message]) -> None:
+        kept = [message for message in messages if not is_farewell(message)]
+        self.skipped += len(messages) - len(kept)
+        self._publisher.publish_step(kept)
+
+    def close(self) -> None:
+        self._publisher.close()
 
 
 def _leave_statuses_as_found(mqtt: MqttSettings, clock: Clock, devices: list[DeviceKey],
@@ -216,8 +249,7 @@ def _leave_statuses_as_found(mqtt: MqttSettings, clock: Clock, devices: list[Dev
         print(f"facmon simulate: the retained statuses of {len(statuses)} devices were not left as found: {err}",
               file=sys.stderr)
         return "retained statuses: NOT left as found (see the error above)"
-    return (f"retained statuses left as found: {restored} restored, {len(statuses) - restored} cleared "
-            f"(devices without a status before the run)")
+    return f"retained statuses left as found: {restored} restored, {len(statuses) - restored} cleared"
 
 
 def _progress_bar(duration_s: float, site: object) -> object:

@@ -1,14 +1,16 @@
 """Retiring a site or device (rules/retire.py): its open alerts end with the reason in their history,
 written by another process (the CLI) into the store a running engine uses; the engine takes them as
-ended, fires nothing more for the gone devices, and judges a device again once it is back `online`."""
+ended, fires nothing more for the gone devices, and judges a device again once it is back `online`.
+A cleared retained status does the same for a device no site file describes."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from core.contract import DeviceKey, Kind, Reading
-from core.decode import StatusChange
+from core.decode import StatusChange, StatusCleared
 from rules.alerts import AlertState, Retirement
+from rules.engine import STATUS_CLEARED
 from rules.retire import retire_alerts
 from rules.store import AlertStore
 from tests.unit.rules.rules_harness import Harness, all_devices_reporting, inverter, local
@@ -93,3 +95,26 @@ def test_a_retirement_of_nothing_open_is_still_recorded(tmp_path: Path) -> None:
     assert retire_alerts(store, Retirement("gone", None, START, "facmon-cli", "closed")) == []
     assert [r for _, r in store.retirements()] == [Retirement("gone", None, START, "facmon-cli", "closed")]
     store.close()
+
+
+def test_a_cleared_status_ends_a_device_no_site_file_describes_and_its_site_with_its_last_device(
+        tmp_path: Path) -> None:
+    h = _silent_test_site(tmp_path)
+    h.engine.handle(StatusCleared(TEST_INVERTER))
+    assert _open(h, "test-park") == ["DeviceSilent:uplink-ptcl", "SiteOffline:-", "SitePowerLoss:-"]
+    h.engine.handle(StatusCleared(TEST_UPLINK))
+    assert _open(h, "test-park") == []
+    h.run(2 * 3600, step=5, every=all_devices_reporting(h))
+    assert _open(h, "test-park") == []
+    ended = [t for t in h.store.history() if t.labels.get("site") == "test-park" and t.to_state is AlertState.RESOLVED]
+    assert len(ended) == 4 and {t.summary for t in ended} == {STATUS_CLEARED}
+
+
+def test_a_cleared_status_of_a_described_device_changes_nothing(tmp_path: Path) -> None:
+    h = Harness(tmp_path, START)
+    every = all_devices_reporting(h)
+    h.run(60, step=5, every=every)
+    h.engine.handle(StatusCleared(DeviceKey("park", Kind.INVERTER, "inv-lab")))
+    del every[(Kind.INVERTER, "inv-lab")]
+    h.run(600, step=5, every=every)
+    assert "DeviceSilent:inv-lab" in _open(h, "park")  # its site file says it exists: its silence is an alert

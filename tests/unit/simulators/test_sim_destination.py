@@ -1,19 +1,27 @@
 """Where `facmon simulate` publishes (facmon/live_stack.py, facmon/commands/simulate.py): the broker of
-a running `facmon up` unless mqtt.* is set, and a site id of its own beside a live site."""
+a running `facmon up` unless mqtt.* is set, and a site id of its own beside a live site; and how a run
+that leaves the statuses as it found them ends (without the simulation's farewell `offline`s)."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
+from core.clock import FakeClock
 from core.config import FacmonConfig, load_config
-from core.site import load_site
-from facmon.commands.simulate import choose_site_id
+from core.contract import DeviceKey, Kind
+from core.site import iter_devices, load_site
+from facmon.commands.simulate import WithoutFarewell, choose_site_id, is_farewell
 from facmon.live_stack import LiveStack, find_live_stack
-from simulators.scenario import DEFAULT_SITE
+from simulators.publish import MemoryPublisher
+from simulators.run import run_simulation
+from simulators.scenario import DEFAULT_SITE, load_scenario, resolve_scenario
+from simulators.world import Simulation
 
 PARK = load_site(DEFAULT_SITE)
+PARK_DEVICES = list(iter_devices(PARK))
 
 
 def _config(**env: str) -> FacmonConfig:
@@ -75,3 +83,25 @@ def test_a_test_run_gets_a_site_id_of_its_own_beside_the_live_site() -> None:
 def test_the_live_site_only_with_the_flag_that_says_so(requested: str, into_live: bool, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         choose_site_id(PARK, requested, into_live, LIVE)
+
+
+def test_a_run_leaving_statuses_as_found_skips_only_the_farewell_offlines() -> None:
+    start = datetime(2026, 3, 2, 10, 50, tzinfo=PARK.tz).timestamp()  # sensor-faults: occ-room-3 dies at 11:00
+
+    def simulation() -> Simulation:
+        return Simulation(PARK, load_scenario(resolve_scenario("sensor-faults")), 9, start, duration_s=1800)
+
+    steps = list(simulation().steps())
+    farewells = [[m for m in step.messages if is_farewell(m)] for step in steps]
+    assert all(found == [] for found in farewells[:-1])
+    dead = DeviceKey("park", Kind.OCCUPANCY, "occ-room-3")
+    assert {m.device for m in farewells[-1]} == {d for d in simulation().devices if d != dead}
+
+    everything, inner = MemoryPublisher(), MemoryPublisher()
+    run_simulation(simulation(), everything, FakeClock(start), None)
+    without = WithoutFarewell(inner)
+    run_simulation(simulation(), without, FakeClock(start), None)
+    assert inner.messages == [m for m in everything.messages if not is_farewell(m)]
+    assert without.skipped == len(farewells[-1]) == len(PARK_DEVICES) - 1
+    # The dead sensor's will stays in the stream (the broker publishes it when its connection dies).
+    assert [m for m in inner.messages if m.will] == [m for m in everything.messages if m.will] != []
