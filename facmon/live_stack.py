@@ -39,6 +39,8 @@ class LiveStack:
     live_sites: Mapping[str, Path] = field(default_factory=dict)
     """The sites the stack behind the broker watches: id → the site file describing it."""
     is_facmon_up: bool = False
+    live_sites_from: str = "sites.files"
+    """Where the live sites come from, in words for an error message."""
 
     @property
     def broker_url(self) -> str:
@@ -76,4 +78,5 @@ def find_live_stack(config: FacmonConfig, answers: Callable[[str, int], bool] = 
     files = config.sites.files or ((DEFAULT_SITE,) if is_up else ())
     sites: dict[str, Site] = load_sites(files)
     paths = dict(zip(sites, files, strict=True))
-    return LiveStack(mqtt, origin, paths, is_up)
+    source = "sites.files" if config.sites.files else "the demo park `facmon up` watches while sites.files is empty"
+    return LiveStack(mqtt, origin, paths, is_up, source)

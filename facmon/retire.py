@@ -58,14 +58,14 @@ def refuse_described(stack: LiveStack, site: str, device: DeviceKey | None) -> N
     if path is None:
         return
     if device is None:
-        raise RetireRefused(f"site {site!r} is described by {path} in sites.files: remove that file from "
+        raise RetireRefused(f"site {site!r} is described by {path} ({stack.live_sites_from}): remove that file from "
                             "sites.files and restart facmon first (the stack would bring the site back from it), "
                             "then retire it")
     described = {(spec.kind, spec.id) for spec in iter_devices(load_site(path))}
     if (device.kind, device.device) in described:
-        raise RetireRefused(f"{device.kind.value} {device.device!r} is described in {path}: remove it from "
-                            "that file and restart facmon first (the stack would bring it back from it), then "
-                            "forget it")
+        raise RetireRefused(f"{device.kind.value} {device.device!r} is described in {path} ({stack.live_sites_from}): "
+                            "remove it from that file and restart facmon first (the stack would bring it back from "
+                            "it), then forget it")
 
 
 def retire(config: FacmonConfig, stack: LiveStack, clock: Clock, site: str, device: DeviceKey | None,

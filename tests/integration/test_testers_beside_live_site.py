@@ -231,10 +231,11 @@ def test_forgetting_one_device_leaves_the_rest_of_its_site(
     # A described device, a live site, an unknown one: refused, saying what to fix.
     described = argparse.Namespace(devices_action="forget", device="park/inverter/inv-main", reason="x")
     assert devices_command.run(described, config) == 2
-    assert f"inverter 'inv-main' is described in {DEFAULT_SITE}: remove it from that file" in capsys.readouterr().err
+    assert f"inverter 'inv-main' is described in {DEFAULT_SITE} (sites.files): remove it from that file" \
+        in capsys.readouterr().err
     live = argparse.Namespace(sites_action="retire", site="park", reason="x")
     assert sites_command.run(live, config) == 2
-    assert f"site 'park' is described by {DEFAULT_SITE} in sites.files: remove" in capsys.readouterr().err
+    assert f"site 'park' is described by {DEFAULT_SITE} (sites.files): remove that file" in capsys.readouterr().err
     unknown = argparse.Namespace(sites_action="retire", site="tsetpark", reason="x")
     assert sites_command.run(unknown, config) == 2
     err = capsys.readouterr().err
