@@ -14,6 +14,7 @@ file (the rules engine seeds the devices it describes), so it is removed from th
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -134,3 +135,17 @@ def format_report(report: RetireReport, stack: LiveStack, config: FacmonConfig) 
                      f"of {report.store})")
     lines.append(f"  kept: its readings in InfluxDB (database {config.influxdb.database}) and its alert history")
     return "\n".join(lines)
+
+
+def add_retire_action(parser: argparse.ArgumentParser, *, dest: str, action: str, what: str, target: str,
+                      metavar: str, target_help: str, default_reason: str) -> None:
+    """`facmon <command> <action> TARGET [--reason]` for `facmon sites retire` and `facmon devices forget`
+    (`what`: "site", "device")."""
+    sub = parser.add_subparsers(dest=dest, required=True, metavar="ACTION")
+    command = sub.add_parser(action, help=f"clear a gone {what}'s retained statuses and end its open alerts",
+                             description=f"Clear the {what}'s retained statuses on the broker (the API then "
+                                         f"forgets it) and resolve its open alerts with the reason, kept in their "
+                                         f"history. Readings stored in InfluxDB stay. A {what} still described in "
+                                         f"a site file of sites.files is refused: remove it from there first.")
+    command.add_argument(target, metavar=metavar, help=target_help)
+    command.add_argument("--reason", default=default_reason, help="why, kept in the alerts' history")

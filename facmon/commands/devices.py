@@ -12,21 +12,16 @@ from core.clock import Clock, SystemClock
 from core.config import FacmonConfig
 from core.contract import KINDS, DeviceKey, Kind, TopicError, parse_topic
 from facmon.live_stack import find_live_stack
-from facmon.retire import check_site_id, run_retire
+from facmon.retire import add_retire_action, check_site_id, run_retire
 
 HELP = "forget a device that is gone: clear its retained status, latest state and open alerts (history stays)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="devices_action", required=True, metavar="ACTION")
-    forget = sub.add_parser("forget", help="clear a gone device's retained status and end its open alerts",
-                            description="Clear the device's retained status on the broker (the API then forgets "
-                                        "it) and resolve its open alerts with the reason, kept in their history. "
-                                        "Readings stored in InfluxDB stay. A device still described in a site "
-                                        "file of sites.files is refused: remove it from there first.")
-    forget.add_argument("device", metavar="SITE/KIND/DEVICE",
-                        help=f"e.g. park/inverter/inv-9 (kinds: {', '.join(k.value for k in KINDS)})")
-    forget.add_argument("--reason", default="device forgotten", help="why, kept in the alerts' history")
+    add_retire_action(parser, dest="devices_action", action="forget", what="device", target="device",
+                      metavar="SITE/KIND/DEVICE",
+                      target_help=f"e.g. park/inverter/inv-9 (kinds: {', '.join(k.value for k in KINDS)})",
+                      default_reason="device forgotten")
 
 
 def parse_device(text: str) -> DeviceKey:
