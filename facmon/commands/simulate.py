@@ -111,7 +111,7 @@ class Destination:
     """The first line of the run's output."""
 
 
-def test_site_id(site_id: str) -> str:
+def site_id_for_tests(site_id: str) -> str:
     """The id a test run of live site `site_id` publishes under."""
     return (TEST_SITE_PREFIX + site_id)[:64]
 
@@ -120,17 +120,18 @@ def choose_site_id(site: Site, requested: str | None, into_live_site: bool, stac
     """The site id a run publishes under (module docstring). Raises ValueError naming what to change."""
     if requested is not None and not ID_RE.match(requested):
         raise ValueError(f"--site-id {requested!r} is not a site id: lower case letters, digits, '_' and '-', "
-                         f"starting with a letter or digit, at most 64 characters (e.g. {test_site_id(site.id)})")
+                         f"starting with a letter or digit, at most 64 characters (e.g. {site_id_for_tests(site.id)})")
     if into_live_site:
         if requested is not None and requested != site.id:
             raise ValueError(f"--into-live-site publishes under the site file's id {site.id!r}; drop --site-id "
                              f"{requested}, or drop --into-live-site to publish under {requested!r}")
         return site.id
-    chosen = requested or (test_site_id(site.id) if stack.is_live(site.id) else site.id)
+    chosen = requested or (site_id_for_tests(site.id) if stack.is_live(site.id) else site.id)
     if stack.is_live(chosen):
         raise ValueError(f"site {chosen!r} is live: the stack at {stack.broker_url} watches it "
                          f"({stack.live_sites[chosen]}). A test run publishes under a site id of its own "
-                         f"(default {test_site_id(chosen)}); to write into the live site itself, add --into-live-site")
+                         f"(default {site_id_for_tests(chosen)}); to write into the live site itself, add "
+                         "--into-live-site")
     return chosen
 
 
