@@ -39,6 +39,7 @@ lines (used by `facmon rules check`). Raises `RuleFileError` whose message has o
 from __future__ import annotations
 
 import re
+import string
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -53,6 +54,8 @@ _DURATION_RE = re.compile(r"\A\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*\Z")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 MATCHABLE_LABELS = ("site", "device", *LABELS, "kind")
 BUILTIN_RULES = ("MonitoringDegraded", "Watchdog", "BrokerQueueFilling", "BrokerDroppingMessages")
+SEVERITIES = ("critical", "warning", "info")
+"""What routes select on (`severity=critical`): a misspelt severity would reach no receiver, so it is refused."""
 
 
 class RuleFileError(ValueError):
@@ -291,7 +294,47 @@ class Rule(_Model):
                 raise ValueError(f"match on {matcher.name!r}: rules select by {', '.join(MATCHABLE_LABELS)}")
         for kind, metric, at in self._metrics_used():
             _check_metric(kind, metric, at)
+        for at, labels in self._label_sets():
+            severity = labels.get("severity")
+            if severity is not None and severity not in SEVERITIES:
+                raise _ProblemAt(f"unknown severity {severity!r}; use one of {', '.join(SEVERITIES)}",
+                                 (*at, "severity"))
+        known = self.placeholders()
+        for name, text in self.annotations.items():
+            _check_placeholders(text, known, ("annotations", name))
         return self
+
+    def _label_sets(self) -> Iterable[tuple[tuple[str, ...], Mapping[str, str]]]:
+        """The rule's labels and each context override, with the path of each below the rule."""
+        yield ("labels",), self.labels
+        for situation in ("load_shedding", "occupancy"):
+            for case, labels in (getattr(self.context, situation) or {}).items():
+                yield ("context", situation, case), labels
+
+    def placeholders(self) -> frozenset[str]:
+        """The names an annotation of this rule may use in `{...}`: what the engine fills in
+        (rules/evaluate.py `_annotations`). A device-scoped rule adds the device's labels and the
+        metrics of its latest reading; a site-scoped one (composite, absence with scope site) has only
+        the site."""
+        names = {"value", "alertname", "site", *self.labels}
+        for _, labels in list(self._label_sets())[1:]:
+            names.update(labels)
+        if self.context.load_shedding is not None:
+            names.add("outage")
+        if self.context.occupancy is not None:
+            names.add("occupancy")
+        c = self.condition
+        site_scoped = c.composite is not None or (c.absence is not None and c.absence.scope == "site")
+        if not site_scoped:
+            kinds = [self.kind] if self.kind is not None else list(METRICS_BY_NAME)
+            names.update(("kind", "device", "fault_code"))
+            for kind in kinds:
+                names.update(METRICS_BY_NAME[kind])
+            if Kind.OCCUPANCY in kinds:
+                names.add("capacity")
+        if c.runout is not None:
+            names.update(("time_to_empty_min", "grid_return"))
+        return frozenset(names)
 
     @property
     def alert_name(self) -> str:
@@ -318,6 +361,18 @@ def _check_metric(kind: Kind, metric: str, at: tuple[str | int, ...]) -> None:
         raise _ProblemAt(f"{metric!r} is a label; select it with match: [\"{metric}=...\"]", at)
 
 
+def _check_placeholders(text: str, known: frozenset[str], at: tuple[str | int, ...]) -> None:
+    try:
+        fields = [name for _, name, _, _ in string.Formatter().parse(text) if name is not None]
+    except ValueError as err:
+        raise _ProblemAt(f"{err} (write {{{{ and }}}} for literal braces)", at) from None
+    for field in fields:
+        name = re.split(r"[.\[]", field, maxsplit=1)[0]
+        if name not in known:
+            raise _ProblemAt(f"unknown placeholder {{{field}}}: it would be sent as written; this rule knows "
+                             f"{', '.join(sorted(known))}", at)
+
+
 class InhibitRule(_Model):
     """While a firing alert matches `source`, alerts matching `target` with the same values of the
     `equal` labels are muted (still listed in the incident as inhibited)."""
@@ -327,6 +382,14 @@ class InhibitRule(_Model):
     equal: tuple[str, ...] = ("site",)
 
     _m = field_validator("source", "target", mode="before")(lambda cls, v: _matchers(v))
+
+    def label_names(self) -> Iterable[tuple[tuple[str | int, ...], str]]:
+        """(path below the inhibition, label name) of every label it selects or compares on."""
+        for side in ("source", "target"):
+            for index, matcher in enumerate(getattr(self, side)):
+                yield (side, index), matcher.name
+        for index, name in enumerate(self.equal):
+            yield ("equal", index), name
 
 
 class RuleFile(_Model):
@@ -349,23 +412,49 @@ class RulePack(_Model):
 
 
 def check_rule_files(paths: Sequence[Path | str]) -> list[str]:
-    """Every problem in `paths` as `file:line: key: what is wrong`; empty when all are valid."""
+    """Every problem in `paths` as `file:line: rule NAME: key: what is wrong` (or `key:` outside a
+    rule); empty when all are valid."""
     problems: list[str] = []
     seen: dict[str, str] = {}
+    parsed_files: list[tuple[Path, RuleFile, Mapping]] = []
     for path in map(Path, paths):
         try:
             parsed, lines = _load_one(path)
         except RuleFileError as err:
             problems.extend(str(err).splitlines())
             continue
+        parsed_files.append((path, parsed, lines))
         for index, rule in enumerate(parsed.rules):
             where = f"{path}:{line_of(lines, ('rules', index, 'name')) or '?'}"
             if rule.name in seen:
-                problems.append(f"{where}: rules.{index}.name: rule {rule.name!r} is already defined at "
-                                f"{seen[rule.name]}; names must be unique")
+                problems.append(f"{where}: rule {rule.name}: name: already defined at {seen[rule.name]}; "
+                                "names must be unique")
             else:
                 seen[rule.name] = where
+    labels = known_label_names(rule for _, parsed, _ in parsed_files for rule in parsed.rules)
+    for path, parsed, lines in parsed_files:
+        for index, inhibit in enumerate(parsed.inhibit_rules):
+            for at, name in inhibit.label_names():
+                if name not in labels:
+                    loc = ("inhibit_rules", index, *at)
+                    problems.append(f"{path}:{line_of(lines, loc) or '?'}: {'.'.join(map(str, loc))}: no alert "
+                                    f"has a label {name!r}, so this never matches; labels are "
+                                    f"{', '.join(sorted(labels))}")
     return problems
+
+
+def known_label_names(rules: Iterable[Rule]) -> frozenset[str]:
+    """Every label an alert of `rules` (or a built-in alert) can carry: what routes, inhibitions and
+    silences can select on."""
+    names = {"alertname", "severity", "instance", "receiver", *MATCHABLE_LABELS}
+    for rule in rules:
+        for _, labels in rule._label_sets():
+            names.update(labels)
+        if rule.context.load_shedding is not None:
+            names.add("outage")
+        if rule.context.occupancy is not None:
+            names.add("occupancy")
+    return frozenset(names)
 
 
 def load_rule_files(paths: Sequence[Path | str]) -> RulePack:
@@ -399,17 +488,35 @@ def _load_one(path: Path) -> tuple[RuleFile, Mapping]:
     try:
         return RuleFile.model_validate(data), lines
     except ValidationError as err:
-        raise RuleFileError(_describe(err, path, lines)) from None
+        raise RuleFileError(_describe(err, path, lines, data)) from None
 
 
-def _describe(err: ValidationError, path: Path, lines: Mapping) -> str:
+def _describe(err: ValidationError, path: Path, lines: Mapping, data: Mapping) -> str:
     # pydantic names aliased fields by alias already. A model-level check that found its problem in a
-    # nested key (`_ProblemAt`) is moved to that key, so the line printed is the offending one.
-    errors = []
+    # nested key (`_ProblemAt`) is moved to that key, so the line printed is the offending one. A
+    # problem inside a rule is told by the rule's name (`rule GridOutage: labels.severity`): that is
+    # what the author searches for, not its index.
+    out = []
     for problem in err.errors():
         cause = (problem.get("ctx") or {}).get("error")
         if isinstance(cause, _ProblemAt):
             problem = {**problem, "loc": (*problem["loc"], *cause.at)}
-        errors.append(problem)
-    return describe_validation_error(ValidationError.from_exception_data(err.title, errors),  # type: ignore[arg-type]
-                                     path, lines)
+        text = describe_validation_error(ValidationError.from_exception_data(err.title, [problem]),  # type: ignore[list-item]
+                                         path, lines)
+        loc = problem["loc"]
+        name = _rule_name(data, loc)
+        if name is not None:
+            indexed = ".".join(map(str, loc[:2]))
+            text = text.replace(f": {indexed}.", f": rule {name}: ", 1).replace(f": {indexed}:", f": rule {name}:", 1)
+        out.append(text)
+    return "\n".join(out)
+
+
+def _rule_name(data: Mapping, loc: tuple) -> str | None:
+    if len(loc) < 2 or loc[0] != "rules" or not isinstance(loc[1], int):
+        return None
+    rules = data.get("rules")
+    if not isinstance(rules, list) or loc[1] >= len(rules) or not isinstance(rules[loc[1]], Mapping):
+        return None
+    name = rules[loc[1]].get("name")
+    return name if isinstance(name, str) and name else None

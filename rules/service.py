@@ -39,7 +39,7 @@ from rules.heartbeat import HeartbeatSender
 from rules.history import InfluxHistory, Span, history_needed
 from rules.http import EngineHealth, RulesHttp
 from rules.matchers import parse_matcher
-from rules.model import RulePack, load_rule_files
+from rules.model import SEVERITIES, RulePack, known_label_names, load_rule_files
 from rules.mqtt import RulesSubscription
 from rules.notify import Delivery, receivers_all_down
 from rules.replay import DeviceTimeDriver
@@ -69,6 +69,27 @@ def build_routes(settings: RulesSettings) -> list[Route]:
                             r.group_interval_s, r.repeat_interval_s,
                             tuple(Escalation(e.after_s, e.receiver) for e in r.escalations), r.continue_))
     return routes
+
+
+def route_problems(settings: RulesSettings, pack: RulePack) -> list[str]:
+    """Routes no alert of `pack` can match because of a misspelt label or severity (`severity=critcal`
+    pages nobody), as `rules.routes.N.match.M: what is wrong`."""
+    labels = known_label_names(pack.rules)
+    listed = ", ".join(sorted(labels))
+    problems = []
+    for r_index, route in enumerate(settings.routes):
+        for m_index, text in enumerate(route.match):
+            matcher = parse_matcher(text)
+            where = f"rules.routes.{r_index}.match.{m_index} ({text!r}, receiver {route.receiver})"
+            if matcher.name not in labels:
+                problems.append(f"{where}: no alert has a label {matcher.name!r}; labels are {listed}")
+            elif matcher.name == "severity" and matcher.op == "=" and matcher.value not in SEVERITIES:
+                problems.append(f"{where}: unknown severity {matcher.value!r}; use one of {', '.join(SEVERITIES)}")
+        for g_index, name in enumerate(route.group_by):
+            if name not in labels:
+                problems.append(f"rules.routes.{r_index}.group_by.{g_index} ({name!r}): no alert has that label; "
+                                f"labels are {listed}")
+    return problems
 
 
 class RulesService:
@@ -158,6 +179,8 @@ class RulesService:
         default: no schedules, rooms or uplink roles, and any device may publish). `history`: where
         windows are refilled from at start (None: they start empty)."""
         pack = pack or load_rule_files(settings.rule_files or DEFAULT_RULE_FILES)
+        for problem in route_problems(settings, pack):  # the engine still runs: its feed and other routes work
+            log.error("a route can never match; fix the configuration", extra={"problem": problem})
         described = load_sites(sites.files)
         known = known_devices_for(sites, described.values())
         store = AlertStore(settings.store_path, clock)

@@ -1,7 +1,8 @@
 """`facmon rules`: run the rules engine on its own, check rule files, list the loaded rules.
 
     facmon rules run               engine + notifiers until SIGINT/SIGTERM (what `facmon up` starts)
-    facmon rules check FILE...     validate rule files; prints file:line: problem, exit 1 if any
+    facmon rules check [FILE...]   validate rule files and the routes to them; prints file:line: problem,
+                                   exit 1 if any
     facmon rules list              the rules in force (from rules.rule_files, or the shipped pack)
 """
 
@@ -21,7 +22,7 @@ from core.influxql import influxql_client_for
 from core.site import SiteFileError
 from rules.history import InfluxHistory
 from rules.model import RuleFileError, check_rule_files, load_rule_files
-from rules.service import DEFAULT_RULE_FILES, RulesService
+from rules.service import DEFAULT_RULE_FILES, RulesService, route_problems
 
 HELP = "the rules engine: run it, check rule files, list rules"
 log = logging.getLogger("facmon.rules")
@@ -30,26 +31,30 @@ log = logging.getLogger("facmon.rules")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="rules_command", metavar="ACTION", required=True)
     sub.add_parser("run", help="evaluate rules on live readings and send notifications until stopped")
-    check = sub.add_parser("check", help="validate rule files (file:line: what is wrong)")
-    check.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    check = sub.add_parser("check", help="validate rule files (file:line: what is wrong) and the routes to them")
+    check.add_argument("files", nargs="*", type=Path, metavar="FILE",
+                       help="rule files (default: rules.rule_files of the configuration, else the shipped pack); "
+                            "the configured routes are checked against them")
     sub.add_parser("list", help="list the rules in force")
 
 
 def run(args: argparse.Namespace, config: FacmonConfig) -> int:
     if args.rules_command == "check":
-        return _check(args.files)
+        return _check(args.files or [Path(f) for f in config.rules.rule_files or DEFAULT_RULE_FILES], config)
     if args.rules_command == "list":
         return _list(config)
     return _run(config)
 
 
-def _check(files: list[Path]) -> int:
+def _check(files: list[Path], config: FacmonConfig) -> int:
     problems = check_rule_files(files)
+    if not problems:
+        pack = load_rule_files(files)
+        problems = route_problems(config.rules, pack)
     for line in problems:
         print(line, file=sys.stderr)
     if not problems:
-        count = len(load_rule_files(files).rules)
-        print(f"ok: {count} rules in {len(files)} file(s)")
+        print(f"ok: {len(pack.rules)} rules in {len(files)} file(s), {len(config.rules.routes)} route(s)")
     return 1 if problems else 0
 
 

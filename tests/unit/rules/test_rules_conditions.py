@@ -146,19 +146,18 @@ def test_rule_file_errors_name_file_line_and_problem(tmp_path):
         "      threshold: {metric: link_up, op: '==', value: false}\n")
     problems = check_rule_files([bad])
     assert problems == [
-        f"{bad}:5: rules.0.condition.threshold: clear (80) must be below the firing value (70), "
+        f"{bad}:5: rule HotInverter: condition.threshold: clear (80) must be below the firing value (70), "
         "or the alert would flap",
-        f"{bad}:7: rules.1.condition.absence.after_s: 'soon' is not a duration; write seconds or e.g. "
+        f"{bad}:7: rule Quiet: condition.absence.after_s: 'soon' is not a duration; write seconds or e.g. "
         "'30s', '5m', '1h', '250ms' (got 'soon')",
-        f"{bad}:8: rules.1.severity: unknown key (check the spelling)",
+        f"{bad}:8: rule Quiet: severity: unknown key (check the spelling)",
     ]
     with pytest.raises(RuleFileError):
         load_rule_files([bad])
     dup = tmp_path / "dup.yaml"
     dup.write_text("rules:\n  - name: A\n    kind: uplink\n    condition: {absence: {after_s: 1m}}\n"
                    "  - name: A\n    kind: uplink\n    condition: {absence: {after_s: 2m}}\n")
-    assert check_rule_files([dup]) == [f"{dup}:5: rules.1.name: rule 'A' is already defined at {dup}:2; "
-                                       "names must be unique"]
+    assert check_rule_files([dup]) == [f"{dup}:5: rule A: name: already defined at {dup}:2; names must be unique"]
 
 
 def test_unknown_metric_is_reported_at_its_metric_line(tmp_path):
@@ -185,9 +184,9 @@ def test_unknown_metric_is_reported_at_its_metric_line(tmp_path):
         "            metric: isp\n"
         "            value: PTCL\n")
     problems = check_rule_files([bad])
-    assert [p.split(": ")[0:2] for p in problems] == [
-        [f"{bad}:9", "rules.0.condition.aggregate.metric"],
-        [f"{bad}:19", "rules.1.condition.composite.all.1.metric"],
+    assert [p.split(": ")[0:3] for p in problems] == [
+        [f"{bad}:9", "rule Hot", "condition.aggregate.metric"],
+        [f"{bad}:19", "rule Dark", "condition.composite.all.1.metric"],
     ]
     assert "inverter readings have no metric 'inverter_tmp_c'; known: grid_v," in problems[0]
     assert "'isp' is a label; select it with match: [\"isp=...\"]" in problems[1]
@@ -379,3 +378,85 @@ def test_ticks_that_look_only_at_what_is_due_agree_with_ticks_that_look_at_every
         assert got == want, (second, sorted(map(str, got - want)), sorted(map(str, want - got)))
         active_seen |= {lean.rules[i].name for (i, _), inst in lean._instances.items() if inst.active}
     assert {"DeviceSilent", "SitePowerLoss", "SiteOffline", "GridOutage", "FailoverActive"} <= active_seen
+
+
+def test_rules_check_catches_typos_that_would_silence_a_page(tmp_path):
+    """A misspelt severity reaches no route, a misspelt placeholder is sent as written, a misspelt
+    label in an inhibition never matches: each is refused at its line, naming the rule."""
+    bad = tmp_path / "typos.yaml"
+    bad.write_text(
+        "rules:\n"
+        "  - name: GridDown\n"
+        "    kind: inverter\n"
+        "    condition: {threshold: {metric: grid_ok, op: '==', value: false}}\n"
+        "    labels: {severity: critcal}\n"
+        "  - name: Silent\n"
+        "    kind: uplink\n"
+        "    condition: {absence: {after_s: 5m}}\n"
+        "    labels: {severity: warning}\n"
+        "    annotations:\n"
+        "      summary: '{devce} at {site} ({isp}) is silent'\n"
+        "  - name: Shedding\n"
+        "    kind: inverter\n"
+        "    condition: {threshold: {metric: grid_ok, op: '==', value: false}}\n"
+        "    labels: {severity: warning}\n"
+        "    context:\n"
+        "      load_shedding: {unscheduled: {severity: crit}}\n"
+        "  - name: SiteDark\n"
+        "    condition: {absence: {after_s: 5m, scope: site}}\n"
+        "    annotations: {summary: 'device {device} is dark'}\n")
+    problems = check_rule_files([bad])
+    assert [p.split(": ")[:3] for p in problems] == [
+        [f"{bad}:5", "rule GridDown", "labels.severity"],
+        [f"{bad}:11", "rule Silent", "annotations.summary"],
+        [f"{bad}:17", "rule Shedding", "context.load_shedding.unscheduled.severity"],
+        [f"{bad}:20", "rule SiteDark", "annotations.summary"],
+    ]
+    assert "unknown severity 'critcal'; use one of critical, warning, info" in problems[0]
+    assert "unknown placeholder {devce}" in problems[1] and "device" in problems[1].split("knows ")[1]
+    assert "unknown placeholder {device}" in problems[3]  # a site-wide rule has no device to name
+    inhibit = tmp_path / "inhibit.yaml"
+    inhibit.write_text(
+        "rules:\n"
+        "  - name: GridDown\n"
+        "    kind: inverter\n"
+        "    condition: {threshold: {metric: grid_ok, op: '==', value: false}}\n"
+        "    labels: {severity: critical, team: power}\n"
+        "inhibit_rules:\n"
+        "  - source: [alertname=GridDown, tema=power]\n"
+        "    target: [alertname=UplinkDown]\n"
+        "    equal: [stie]\n")
+    assert check_rule_files([inhibit]) == [
+        f"{inhibit}:7: inhibit_rules.0.source.1: no alert has a label 'tema', so this never matches; labels are "
+        "alertname, device, instance, isp, kind, receiver, room, severity, site, team",
+        f"{inhibit}:9: inhibit_rules.0.equal.0: no alert has a label 'stie', so this never matches; labels are "
+        "alertname, device, instance, isp, kind, receiver, room, severity, site, team",
+    ]
+
+
+def test_the_shipped_pack_uses_only_known_placeholders_and_severities():
+    from rules.service import DEFAULT_RULE_FILES
+
+    assert check_rule_files(DEFAULT_RULE_FILES) == []
+
+
+def test_rules_check_command_checks_the_configured_routes(tmp_path, capsys):
+    """A route on `severity=critcal` would page nobody: `facmon rules check` (no files: the configured
+    pack) says which route and why, and exits 1."""
+    from facmon.cli import main
+
+    config = tmp_path / "facmon.yaml"
+    config.write_text(
+        "rules:\n"
+        "  receivers: [{name: oncall, webhooks: ['http://127.0.0.1:9/hook']}]\n"
+        "  routes:\n"
+        "    - {receiver: oncall, match: ['severity=critcal'], group_by: [site]}\n"
+        "    - {receiver: oncall, match: ['romo=lobby'], group_by: [stie]}\n")
+    assert main(["--config", str(config), "rules", "check"]) == 1
+    err = capsys.readouterr().err
+    assert "rules.routes.0.match.0 ('severity=critcal', receiver oncall): unknown severity 'critcal'" in err
+    assert "rules.routes.1.match.0 ('romo=lobby', receiver oncall): no alert has a label 'romo'" in err
+    assert "rules.routes.1.group_by.0 ('stie'): no alert has that label" in err
+    config.write_text(config.read_text().replace("critcal", "critical").replace("romo", "room").replace("stie", "site"))
+    assert main(["--config", str(config), "rules", "check"]) == 0
+    assert capsys.readouterr().out.startswith("ok: ")
