@@ -42,7 +42,10 @@ class RetireReport:
     what: str
     """"site testpark" or "inverter inv-9 of site park"."""
     statuses_cleared: tuple[DeviceKey, ...]
+    alerts_open: int
+    """Open alerts of it before the statuses were cleared."""
     alerts_ended: int
+    """Of those, ended here; a running rules engine ends the others itself on seeing the cleared statuses."""
     store: Path | None
     """The rules store the alerts were ended in; None when there is none here."""
 
@@ -90,7 +93,7 @@ def retire(config: FacmonConfig, stack: LiveStack, clock: Clock, site: str, devi
             raise RetireRefused(_unknown(what, stack, held, store_path if store else None, device))
         write_statuses(stack.mqtt, clock, {key: b"" for key in statuses})
         ended = retire_alerts(store, retirement) if store is not None else []
-        return RetireReport(what, tuple(statuses), len(ended), store_path if store else None)
+        return RetireReport(what, tuple(statuses), len(open_alerts), len(ended), store_path if store else None)
     finally:
         if store is not None:
             store.close()
@@ -131,8 +134,12 @@ def format_report(report: RetireReport, stack: LiveStack, config: FacmonConfig) 
         lines.append(f"  open alerts ended: none; there is no rules store at {config.rules.store_path} "
                      "(rules.store_path): run this where facmon runs, or set FACMON_RULES__STORE_PATH")
     else:
-        lines.append(f"  open alerts ended: {report.alerts_ended} (resolved with the reason, kept in the history "
-                     f"of {report.store})")
+        by_engine = report.alerts_open - report.alerts_ended
+        total = max(report.alerts_open, report.alerts_ended)
+        engine_part = (f"; {by_engine} of them by the running rules engine, on seeing the cleared statuses"
+                       if by_engine > 0 else "")
+        lines.append(f"  open alerts ended: {total} (resolved with the reason, kept in the history of "
+                     f"{report.store}){engine_part}")
     lines.append(f"  kept: its readings in InfluxDB (database {config.influxdb.database}) and its alert history")
     return "\n".join(lines)
 
