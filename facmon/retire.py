@@ -132,7 +132,8 @@ def format_report(report: RetireReport, stack: LiveStack, config: FacmonConfig) 
              + "".join(f"\n    {key}" for key in report.statuses_cleared)]
     if report.store is None:
         lines.append(f"  open alerts ended: none; there is no rules store at {config.rules.store_path} "
-                     "(rules.store_path): run this where facmon runs, or set FACMON_RULES__STORE_PATH")
+                     "(rules.store_path, under local.var_dir by default): point FACMON_LOCAL__VAR_DIR or "
+                     "FACMON_RULES__STORE_PATH at the stack's")
     else:
         by_engine = report.alerts_open - report.alerts_ended
         total = max(report.alerts_open, report.alerts_ended)
