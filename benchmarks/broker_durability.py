@@ -40,6 +40,7 @@ from core.influxql import InfluxQLClient
 from facmon.servers import InfluxDB, Mosquitto, ServerProcess, free_port
 from tests.chaos.scenarios import FleetPublisher, peak_rss_bytes
 from tests.integration.collector.harness import CollectorProcess, collector_env, count_points, inverter_readings
+from tests.integration.test_mosquitto_bridge_example import bridge_config
 
 RABBITMQ = "RabbitMQ 3.10 MQTT, quorum queues (3.1.1)"
 VARIANTS = {
@@ -247,22 +248,6 @@ def run_variant(workdir: Path, extra: str, seconds: float, rate: int, payload_by
 
 
 BRIDGE_FAULTS = ("none", "site", "central", "both")
-
-
-BRIDGE_EXAMPLE = Path(__file__).resolve().parents[1] / "deploy" / "mosquitto" / "bridge-to-central.conf.example"
-
-
-def bridge_config(central_port: int, try_private: bool) -> str:
-    """deploy/mosquitto/bridge-to-central.conf.example as a site would fill it in: this central's
-    address, a site's client ids, and `try_private false` for RabbitMQ (what is measured is what is
-    shipped)."""
-    text = BRIDGE_EXAMPLE.read_text()
-    for line, filled in (("address central.example.org:1883", f"address 127.0.0.1:{central_port}"),
-                         ("try_private true", f"try_private {'true' if try_private else 'false'}")):
-        if line not in text:
-            raise ValueError(f"{BRIDGE_EXAMPLE}: no line {line!r} to fill in")
-        text = text.replace(line, filled)
-    return text.replace("SITE", "bench")
 
 
 def _collect_counted(port: int, v311: bool, quiet_s: float, limit_s: float) -> tuple[set[bytes], int]:
