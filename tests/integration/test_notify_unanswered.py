@@ -8,6 +8,7 @@ first line saying it is sent again with the notification's id."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Protocol
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -18,7 +19,7 @@ from rules.notifiers.http import SentNoAnswer, send_request
 from rules.notifiers.ntfy import NtfyNotifier
 from rules.notifiers.sms_gateway import SmsGatewayNotifier
 from rules.notifiers.telegram import TelegramApi, TelegramNotifier
-from rules.notify import NotifyError, load_template
+from rules.notify import Notifier, NotifyError, load_template
 from rules.store import AlertStore
 from tests.integration.notify_standins import Hold, NtfyStandIn, Request, SmsAggregatorStandIn, TelegramStandIn
 from tests.integration.test_notify_channels import outbox_payload
@@ -37,6 +38,10 @@ def first_request_held() -> Hold:
     return hold
 
 
+class Closable(Protocol):
+    def close(self) -> None: ...
+
+
 @pytest.fixture
 def store(tmp_path) -> Iterator[AlertStore]:
     s = AlertStore(tmp_path / "alerts.db", FakeClock())
@@ -50,19 +55,25 @@ def test_a_request_never_sent_is_not_reported_as_maybe_delivered():
     assert refused.value.retryable and not isinstance(refused.value, SentNoAnswer)
 
 
-def test_telegram_marks_the_resend_of_an_unanswered_message_as_a_repeat_with_its_id(store):
-    server = TelegramStandIn(hold=first_request_held())
+def unanswered_then_retried(store: AlertStore, server: Closable, notifier: Notifier, retries: int = 1) -> str:
+    """Send one notification through `notifier` to a stand-in holding its first answer: the send
+    raises SentNoAnswer; then the outbox's `retries`. Closes the stand-in; returns the notification id."""
     try:
-        notifier = TelegramNotifier("oncall:telegram0", TelegramApi(server.url, server.token, TIMEOUT_S), ("111",),
-                                    "en", {"park": ZoneInfo("Asia/Karachi")})
-        payload = outbox_payload(store, FakeClock(), "oncall:telegram0")
-        nid = payload["facmon"]["notification_id"]
+        payload = outbox_payload(store, FakeClock(), notifier.name)
         with pytest.raises(SentNoAnswer):
             notifier.send(payload)
-        notifier.send(payload)  # the outbox's retry
-        notifier.send(payload)  # delivered: not sent a third time
+        for _ in range(retries):
+            notifier.send(payload)
     finally:
         server.close()
+    return payload["facmon"]["notification_id"]
+
+
+def test_telegram_marks_the_resend_of_an_unanswered_message_as_a_repeat_with_its_id(store):
+    server = TelegramStandIn(hold=first_request_held())
+    notifier = TelegramNotifier("oncall:telegram0", TelegramApi(server.url, server.token, TIMEOUT_S), ("111",),
+                                "en", {"park": ZoneInfo("Asia/Karachi")})
+    nid = unanswered_then_retried(store, server, notifier, retries=2)  # the second retry: delivered, not sent
     first, again = (m["text"] for m in server.sent)
     assert len(server.sent) == 2, "Telegram takes no idempotency key: the stand-in, like it, keeps both"
     repeat = load_template("en")["repeat"].format(id=nid)
@@ -72,31 +83,16 @@ def test_telegram_marks_the_resend_of_an_unanswered_message_as_a_repeat_with_its
 
 def test_ntfy_resends_with_the_same_sequence_id_so_the_phone_shows_one(store):
     server = NtfyStandIn(hold=first_request_held())
-    try:
-        notifier = NtfyNotifier("oncall:ntfy0", server.url, "park-oncall", timeout_s=TIMEOUT_S)
-        payload = outbox_payload(store, FakeClock(), "oncall:ntfy0")
-        with pytest.raises(SentNoAnswer):
-            notifier.send(payload)
-        notifier.send(payload)
-    finally:
-        server.close()
-    nid = payload["facmon"]["notification_id"]
+    nid = unanswered_then_retried(store, server, NtfyNotifier("oncall:ntfy0", server.url, "park-oncall",
+                                                              timeout_s=TIMEOUT_S))
     assert [m["sequence_id"] for m in server.published] == [nid, nid]
     assert len(server.shown()) == 1
 
 
 def test_sms_gateway_resends_with_the_same_idempotency_key_and_id(store):
     server = SmsAggregatorStandIn(hold=first_request_held())
-    try:
-        notifier = SmsGatewayNotifier("oncall:sms0", server.url + "/send", ("+923001234567",),
-                                      body='{{"to": "{to}", "message": "{text}", "ref": "{id}"}}',
-                                      timeout_s=TIMEOUT_S)
-        payload = outbox_payload(store, FakeClock(), "oncall:sms0")
-        with pytest.raises(SentNoAnswer):
-            notifier.send(payload)
-        notifier.send(payload)
-    finally:
-        server.close()
-    nid = payload["facmon"]["notification_id"]
+    notifier = SmsGatewayNotifier("oncall:sms0", server.url + "/send", ("+923001234567",),
+                                  body='{{"to": "{to}", "message": "{text}", "ref": "{id}"}}', timeout_s=TIMEOUT_S)
+    nid = unanswered_then_retried(store, server, notifier)
     assert [body["ref"] for _, body in server.received] == [nid, nid]
     assert [r.headers.get("Idempotency-Key") for r in server.server.requests] == [nid, nid]
