@@ -401,7 +401,9 @@ def _collector_drain(broker_port: int, workdir: Path, influx: InfluxDB, limit_s:
             return 0, limit_s
         return stored, (stored - first[0]) / max(last_change - first[1], 1e-9)
     finally:
-        collector.stop()
+        # Killed, not stopped: the figure is taken, and a collector draining a large queue may take
+        # longer to finish its batch than a stop waits (what it had not acknowledged, the broker keeps).
+        collector.kill()
         db.close()
 
 
