@@ -10,6 +10,19 @@ shipped setting as the reference in the same run.
 With `--block`, the rate is also printed per block of messages as the broker's queue grows: the cost
 of a setting that rewrites the whole database at each save grows with the queue.
 
+Two other measurements, instead of the table above:
+
+    --backlog 200000 500000 1000000 [--drain-s 60] [--intake 10000] [--autosave-changes N]
+        A queue for an absent collector, filled with snapshots off and saved once, then, on the shipped
+        settings (or a snapshot every N changes): the broker's restart on it, its PUBACK rate for more
+        readings (intake), its drain to a subscriber that acknowledges at once, and a `facmon collect`
+        process's drain into InfluxDB 1.6.7 (readings stored per second), each drain bounded in time.
+    --bridge [--central mosquitto rabbitmq] [--faults none site central both] [--outage-s 2]
+        A site Mosquitto (the shipped settings plus deploy/mosquitto/bridge-to-central.conf.example)
+        bridged to a central Mosquitto or RabbitMQ (quorum queues); devices publish to the site; halfway
+        the site, the central or both are SIGKILLed and restarted; a persistent subscriber at the
+        central, away until the end, counts what arrived of what the site acknowledged: lost, doubled.
+
 Each variant is the shipped deploy/mosquitto/facmon-broker.conf with lines appended (Mosquitto takes the
 last value of an option). Paced QoS 1 publishing with paho (MQTT 5, 1,000 in flight); the subscriber's
 session is persistent (clean_start false, one hour expiry) and away while publishing.
@@ -407,11 +420,13 @@ def _collector_drain(broker_port: int, workdir: Path, influx: InfluxDB, limit_s:
         db.close()
 
 
-def run_backlog(workdir: Path, queued: int, fill_rate: int, devices: int, intake: int, drain_s: float) -> str:
+def run_backlog(workdir: Path, queued: int, fill_rate: int, devices: int, intake: int, drain_s: float,
+                setting: str = "") -> str:
     """One row: fill `queued` readings for two absent persistent sessions (a raw subscriber and a
     collector) with snapshots off, stop cleanly (one save), restart on the shipped settings, then
     measure at that queue: the restart, the PUBACK rate of `intake` more, the raw drain and the
-    collector's drain (each bounded by `drain_s`)."""
+    collector's drain (each bounded by `drain_s`). `setting`: lines appended to the shipped ones
+    for the measurement (another snapshot setting)."""
     influx = InfluxDB(workdir / "influxd")
     influx.start()
     influx.wait_ready(30)
@@ -431,7 +446,7 @@ def run_backlog(workdir: Path, queued: int, fill_rate: int, devices: int, intake
         broker.stop(timeout_s=300)
         save_s = time.monotonic() - save_start
         snapshot = broker.persistence_path.stat().st_size
-        broker = Mosquitto(workdir / "broker", port=broker.port)  # the shipped settings, same file
+        broker = Mosquitto(workdir / "broker", port=broker.port, extra_config=setting)  # same file
         load_start = time.monotonic()
         broker.start()
         broker.wait_ready(300)
@@ -453,14 +468,16 @@ def run_backlog(workdir: Path, queued: int, fill_rate: int, devices: int, intake
             f"load {os.getloadavg()[0]:.1f}")
 
 
-def backlog_table(sizes: list[int], fill_rate: int, devices: int, intake: int, drain_s: float) -> None:
-    print(f"backlog of inverter readings ({devices} devices) for two absent persistent sessions; then, on the "
-          f"shipped settings: {intake:,} more offered at 5,000/s, each drain bounded by {drain_s:g} s")
+def backlog_table(sizes: list[int], fill_rate: int, devices: int, intake: int, drain_s: float,
+                  setting: str = "") -> None:
+    shown = f"the shipped settings + {setting!r}" if setting else "the shipped settings"
+    print(f"backlog of inverter readings ({devices} devices) for two absent persistent sessions; then, on "
+          f"{shown}: {intake:,} more offered at 5,000/s, each drain bounded by {drain_s:g} s")
     print(f"{'queued':>9} {'fill/s':>7} {'save s':>6} {'db MiB':>7} {'load s':>6} {'rss MiB':>7} "
           f"{'intake':>6} {'intake/s':>8} {'raw':>8} {'raw/s':>7} {'stored':>8} {'coll/s':>7}")
     with tempfile.TemporaryDirectory(prefix="facmon-backlog-") as tmp:
         for n, queued in enumerate(sizes):
-            print(run_backlog(Path(tmp) / str(n), queued, fill_rate, devices, intake, drain_s), flush=True)
+            print(run_backlog(Path(tmp) / str(n), queued, fill_rate, devices, intake, drain_s, setting), flush=True)
 
 
 def main() -> int:
@@ -482,13 +499,16 @@ def main() -> int:
                         help="instead: the broker's and the collector's rates with this many readings queued")
     parser.add_argument("--fill-rate", type=int, default=20_000, help="with --backlog: the fill's offered rate")
     parser.add_argument("--intake", type=int, default=10_000, help="with --backlog: messages offered at the queue")
+    parser.add_argument("--autosave-changes", type=int, default=0,
+                        help="with --backlog: measure with a snapshot every this many changes, not the shipped 1,000")
     parser.add_argument("--drain-s", type=float, default=60, help="with --backlog: the bound of each drain")
     args = parser.parse_args()
     if args.bridge:
         bridge_table(args.central, args.faults, args.seconds, args.rate, args.runs, args.outage_s)
         return 0
     if args.backlog:
-        backlog_table(args.backlog, args.fill_rate, 1000, args.intake, args.drain_s)
+        setting = f"autosave_interval {args.autosave_changes}\n" if args.autosave_changes else ""
+        backlog_table(args.backlog, args.fill_rate, 1000, args.intake, args.drain_s, setting)
         return 0
     variants = {name: extra for n, (name, extra) in enumerate(VARIANTS.items())
                 if n == 0 or not args.only or any(word in name for word in args.only)}
