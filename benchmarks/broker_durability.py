@@ -17,11 +17,13 @@ Two other measurements, instead of the table above:
         settings (or a snapshot every N changes): the broker's restart on it, its PUBACK rate for more
         readings (intake), its drain to a subscriber that acknowledges at once, and a `facmon collect`
         process's drain into InfluxDB 1.6.7 (readings stored per second), each drain bounded in time.
-    --bridge [--central mosquitto rabbitmq] [--faults none site central both] [--outage-s 2]
+    --bridge [--central mosquitto rabbitmq] [--faults none site central both site_while_central_down]
+             [--outage-s 2]
         A site Mosquitto (the shipped settings plus deploy/mosquitto/bridge-to-central.conf.example)
         bridged to a central Mosquitto or RabbitMQ (quorum queues); devices publish to the site; halfway
-        the site, the central or both are SIGKILLed and restarted; a persistent subscriber at the
-        central, away until the end, counts what arrived of what the site acknowledged: lost, doubled.
+        the site, the central or both are SIGKILLed and restarted (or the site while the central is
+        down); a persistent subscriber at the central, away until the end, counts what arrived of what
+        the site acknowledged: lost, doubled.
 
 Each variant is the shipped deploy/mosquitto/facmon-broker.conf with lines appended (Mosquitto takes the
 last value of an option). Paced QoS 1 publishing with paho (MQTT 5, 1,000 in flight); the subscriber's
@@ -260,7 +262,7 @@ def run_variant(workdir: Path, extra: str, seconds: float, rate: int, payload_by
     return published, delivered, published / elapsed, snapshot, rates
 
 
-BRIDGE_FAULTS = ("none", "site", "central", "both")
+BRIDGE_FAULTS = ("none", "site", "central", "both", "site_while_central_down")
 
 
 def _collect_counted(port: int, v311: bool, quiet_s: float, limit_s: float) -> tuple[set[bytes], int]:
@@ -288,7 +290,9 @@ def run_bridged(workdir: Path, central_kind: str, fault: str, seconds: float, ra
                 outage_s: float) -> tuple[int, int, int, int]:
     """A site Mosquitto (shipped settings) bridged to a central broker (`mosquitto`, the shipped
     settings, or `rabbitmq`, quorum queues); devices publish to the site at `rate`/s for `seconds`;
-    halfway, `fault` (site, central, both: kill -9, restarted `outage_s` later; none). Then a
+    halfway, `fault` (site, central, both: kill -9, restarted `outage_s` later; none;
+    site_while_central_down: the central killed, `outage_s` later the site, both restarted `outage_s`
+    after that). Then a
     persistent subscriber at the central broker, absent until then, collects. Returns (readings
     the site PUBACKed to the devices, of them received at the central, lost, doubled copies)."""
     v311 = central_kind == "rabbitmq"
@@ -305,10 +309,17 @@ def run_bridged(workdir: Path, central_kind: str, fault: str, seconds: float, ra
         fleet = FleetPublisher(site.port, readings, rate)
         fleet.start()
         time.sleep(seconds / 2)
-        hit = {"site": [site], "central": [central], "both": [site, central], "none": []}[fault]
-        for broker in hit:
-            broker.kill()
-        time.sleep(outage_s)
+        if fault == "site_while_central_down":  # the site queues for the bridge, then its power fails
+            central.kill()
+            time.sleep(outage_s)
+            site.kill()
+            time.sleep(outage_s)
+            hit: list[ServerProcess] = [site, central]
+        else:
+            hit = {"site": [site], "central": [central], "both": [site, central], "none": []}[fault]
+            for broker in hit:
+                broker.kill()
+            time.sleep(outage_s)
         for broker in hit:
             broker.start()
             broker.wait_ready(60)
@@ -333,7 +344,7 @@ def bridge_table(centrals: list[str], faults: list[str], seconds: float, rate: i
                  outage_s: float) -> None:
     print(f"site Mosquitto bridged to a central broker: {rate}/s for {seconds:g} s published to the site; halfway, "
           f"kill -9 and {outage_s:g} s down; a persistent subscriber at the central collects at the end")
-    print(f"{'central':<28} {'killed':<8} {'run':>3} {'acked':>7} {'received':>8} {'lost':>6} {'doubled':>7}  load")
+    print(f"{'central':<28} {'killed':<23} {'run':>3} {'acked':>7} {'received':>8} {'lost':>6} {'doubled':>7}  load")
     names = {"mosquitto": "Mosquitto (shipped settings)", "rabbitmq": "RabbitMQ 3.10, quorum queues"}
     with tempfile.TemporaryDirectory(prefix="facmon-bridge-") as tmp:
         for run in range(runs):
@@ -341,7 +352,7 @@ def bridge_table(centrals: list[str], faults: list[str], seconds: float, rate: i
                 for fault in faults:
                     acked, kept, lost, doubled = run_bridged(Path(tmp) / f"{run}-{central}-{fault}", central, fault,
                                                              seconds, rate, outage_s)
-                    print(f"{names[central]:<28} {fault:<8} {run:>3} {acked:>7} {kept:>8} {lost:>6} {doubled:>7}  "
+                    print(f"{names[central]:<28} {fault:<23} {run:>3} {acked:>7} {kept:>8} {lost:>6} {doubled:>7}  "
                           f"{os.getloadavg()[0]:.1f}", flush=True)
 
 
