@@ -8,16 +8,26 @@
    loopback POST to the webhook stand-in.
 2. SMS through Gammu's dummy connection: the outbox drained by the GSM worker, messages/s (target
    >= 10/s), and the webhook's drain time alone and while the modem drains (no channel blocks another).
+4. Answers lost after the service took the request (issue 18, item 3): stand-ins that record a
+   request and hold their answer past the notifier's timeout, for a seeded random `--held` share of
+   requests; `--notifications` notifications through the outbox to webhook, Telegram, ntfy, the SMS
+   gateway and e-mail (a real SMTP server, aiosmtpd, holding its answer to DATA). Per channel:
+   requests the service took, copies a recipient sees (Telegram: every copy; ntfy: one per sequence
+   id, as its apps replace; e-mail: one per Message-ID; webhook and SMS gateway: one per
+   Idempotency-Key, for a receiver that honours it), and how many copies were marked as repeats.
 3. Watchdog: `facmon watchdog serve`'s Watchdog on loopback, heartbeats over HTTP every second;
    stopped `--runs` times: detection after the last heartbeat (target <= timeout + 10 s every run);
    then `--soak-s` of heartbeats flowing: false pages (target 0 over 600 s).
 
     .venv/bin/python benchmarks/notify.py [--alerts 100] [--rate 100] [--sms 300] [--runs 5] [--soak-s 60]
+                                          [--notifications 100] [--held 0.3] [--only unanswered]
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import random
 import re
 import sys
 import tempfile
@@ -28,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 import paho.mqtt.client as mqtt
+from aiosmtpd.controller import Controller
 
 from core.clock import SystemClock
 from core.contract import DeviceKey, Kind, Reading, encode_reading
@@ -38,11 +49,14 @@ from core.settings.watchdog import WatchdogSettings
 from facmon.commands.watchdog import Watchdog
 from facmon.servers import Mosquitto, free_port
 from rules.notifiers.gsm import GammuModem, GsmNotifier
-from rules.notify import Delivery, WebhookNotifier, payload_of
+from rules.notifiers.ntfy import NtfyNotifier
+from rules.notifiers.sms_gateway import SmsGatewayNotifier
+from rules.notifiers.telegram import TelegramApi, TelegramNotifier
+from rules.notify import Delivery, EmailNotifier, WebhookNotifier, load_template, payload_of
 from rules.service import RulesService
 from rules.store import AlertStore
 from rules.workers import DeliveryWorkers
-from tests.integration.notify_standins import NtfyStandIn, SmsAggregatorStandIn, StandIn, TelegramStandIn
+from tests.integration.notify_standins import Hold, NtfyStandIn, SmsAggregatorStandIn, StandIn, TelegramStandIn
 from tests.integration.test_notify_channels import incident
 
 CLOCK = SystemClock()
@@ -202,6 +216,94 @@ def sms_rate(tmp: Path, count: int) -> tuple[float, float, float]:
     return count / both["w:gsm1"], alone["w:webhook0"], both["w:webhook0"]
 
 
+UNANSWERED_TIMEOUT_S = 0.5
+HELD_S = 1.5
+"""Longer than the notifiers' timeout: a held answer arrives after the sender gave up."""
+
+
+def _held_at_random(share: float, seed: int) -> Hold:
+    chance = random.Random(seed)
+    return lambda _request: HELD_S if chance.random() < share else 0.0
+
+
+class _SmtpHolding:
+    """aiosmtpd's handler: keeps every message, and answers DATA late for a `share` of them."""
+
+    def __init__(self, share: float, seed: int) -> None:
+        self.message_ids: list[str] = []
+        self._chance = random.Random(seed)
+        self._share = share
+
+    async def handle_DATA(self, server: object, session: object, envelope: object) -> str:
+        content = envelope.content.decode("utf-8", "replace")  # type: ignore[attr-defined]
+        found = re.search(r"^Message-ID: (.+)$", content, re.M | re.I)
+        self.message_ids.append(found.group(1).strip() if found else "")
+        if self._chance.random() < self._share:
+            await asyncio.sleep(HELD_S)
+        return "250 OK"
+
+
+def unanswered(tmp: Path, notifications: int, share: float) -> list[str]:
+    """Rows of the per-channel table (see the module docstring, 4.)."""
+    hook = StandIn(lambda request: (200, {}, {}), _held_at_random(share, 1))
+    telegram = TelegramStandIn(chats={"111"}, hold=_held_at_random(share, 2))
+    ntfy, sms = NtfyStandIn(hold=_held_at_random(share, 3)), SmsAggregatorStandIn(hold=_held_at_random(share, 4))
+    smtp = _SmtpHolding(share, 5)
+    controller = Controller(smtp, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    timeout = UNANSWERED_TIMEOUT_S
+    targets = {
+        "oncall:webhook0": WebhookNotifier("oncall:webhook0", hook.url + "/hook", timeout),
+        "oncall:telegram1": TelegramNotifier("oncall:telegram1", TelegramApi(telegram.url, telegram.token, timeout),
+                                             ("111",)),
+        "oncall:ntfy2": NtfyNotifier("oncall:ntfy2", ntfy.url, "bench", timeout_s=timeout),
+        "oncall:sms_gateway3": SmsGatewayNotifier("oncall:sms_gateway3", sms.url + "/send", ("+923001234567",),
+                                                  body='{{"to": "{to}", "message": "{text}", "ref": "{id}"}}',
+                                                  timeout_s=timeout),
+        "oncall:email4": EmailNotifier("oncall:email4", "127.0.0.1", controller.port, "facmon@park.test",
+                                       ("oncall@park.test",), timeout_s=timeout),
+    }
+    store = AlertStore(tmp / "unanswered.db", CLOCK)
+    payload = payload_of(incident(SystemClock()), "http://facmon.test")
+    for _ in range(notifications):
+        for target in targets:
+            store.enqueue_notification("g", target, [], payload, CLOCK.now())
+    delivery = Delivery(store, targets, min_s=0.05, max_s=0.5)
+    workers = DeliveryWorkers(delivery, CLOCK, interval_s=0.05)
+    workers.start()
+    workers.wake()
+    deadline = CLOCK.monotonic() + 300
+    while CLOCK.monotonic() < deadline and any(r.status != "sent" for r in store.notifications(limit=100_000)):
+        CLOCK.sleep(0.1)
+    workers.stop()
+    rows = store.notifications(limit=100_000)
+    store.close()
+    controller.stop()
+    for server in (hook, telegram, ntfy, sms):
+        server.close()
+    marker = load_template("en")["repeat"].split("{", 1)[0]
+    keys = {name: [r.headers.get("Idempotency-Key", "") for r in server.requests]
+            for name, server in (("webhook", hook), ("sms", sms.server))}
+    channels = [
+        ("webhook", len(hook.requests), len(set(keys["webhook"])), 0,
+         "one per Idempotency-Key (a receiver that honours it)"),
+        ("Telegram", len(telegram.sent), len(telegram.sent), sum(m["text"].startswith(marker) for m in telegram.sent),
+         "every copy (no idempotency key in the Bot API)"),
+        ("ntfy", len(ntfy.published), len(ntfy.shown()), 0, "one per sequence_id (ntfy 2.16+ apps replace)"),
+        ("SMS gateway", len(sms.received), len(set(keys["sms"])), 0,
+         "one per Idempotency-Key / {id} (if the gateway honours it)"),
+        ("e-mail", len(smtp.message_ids), len(set(smtp.message_ids)), 0, "one per Message-ID (clients and archives)"),
+    ]
+    sent = sum(r.status == "sent" for r in rows)
+    lines = [f"{sent} of {len(rows)} outbox rows sent; {notifications} notifications per channel, {share:.0%} of "
+             f"answers held {HELD_S:g} s past a {timeout:g} s timeout"]
+    for name, taken, seen, marked, how in channels:
+        lines.append(f"  {name:<12} taken {taken:>4} (extra copies {taken - notifications:>3}), "
+                     f"recipient sees {seen:>4} (duplicates {seen - notifications:>3}), marked repeat {marked:>3}: "
+                     f"{how}")
+    return lines
+
+
 def watchdog_detection(tmp: Path, runs: int, soak_s: float, timeout_s: float) -> tuple[list[float], int]:
     hook = StandIn(lambda request: (200, {}, {}))
     secret = tmp / "heartbeat.secret"
@@ -257,9 +359,16 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--soak-s", type=float, default=60.0)
     parser.add_argument("--watchdog-timeout-s", type=float, default=5.0)
+    parser.add_argument("--notifications", type=int, default=100)
+    parser.add_argument("--held", type=float, default=0.3, help="share of answers held past the timeout")
+    parser.add_argument("--only", choices=["unanswered"], default=None, help="run only this part")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
+        for line in unanswered(tmp, args.notifications, args.held):
+            print(line, flush=True)
+        if args.only:
+            return 0
         broker = Mosquitto(tmp / "mosquitto", free_port())
         broker.start()
         broker.wait_ready(20)

@@ -3,7 +3,13 @@
 `send_request` returns the answer's status and body on 2xx; otherwise raises `NotifyError`:
 retryable for connection failures, timeouts, 408, 429 and 5xx (with `retry_after_s` from a
 `Retry-After` header in seconds), not for other 4xx. `describe` lets a channel say what a refusal
-means in its own terms (Telegram's `description`, ntfy's `error`)."""
+means in its own terms (Telegram's `description`, ntfy's `error`).
+
+    NotifyError
+      SentNoAnswer   the request went out whole, the answer never came (timed out, or the connection
+                     dropped while waiting): the service may have acted on it, so a retry may
+                     deliver a second copy. A channel whose service takes an idempotency key sends
+                     the same key again; one without (Telegram) marks its retry as a repeat."""
 
 from __future__ import annotations
 
@@ -14,6 +20,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from rules.notify import NotifyError
+
+
+class SentNoAnswer(NotifyError):
+    """The request was sent; no answer came. Always retryable; the service may already have it."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,10 +61,14 @@ def send_request(method: str, url: str, body: bytes | None, headers: Mapping[str
         if isinstance(reason, TimeoutError | socket.timeout):
             raise NotifyError(f"{method} {shown} timed out after {timeout_s:g} s", True) from None
         raise NotifyError(f"{method} {shown} failed: {reason}", True) from None
+    # urllib wraps what fails while connecting or sending in URLError (above); what fails after
+    # the request went out, waiting for the answer, arrives bare.
     except TimeoutError:
-        raise NotifyError(f"{method} {shown} timed out after {timeout_s:g} s", True) from None
+        raise SentNoAnswer(f"{method} {shown} sent, but no answer within {timeout_s:g} s (it may have "
+                           "been delivered)") from None
     except ConnectionError as err:
-        raise NotifyError(f"{method} {shown} failed: {err}", True) from None
+        raise SentNoAnswer(f"{method} {shown} sent, but the connection dropped before the answer ({err}; "
+                           "it may have been delivered)") from None
 
 
 def _retryable(status: int) -> bool:

@@ -1,6 +1,9 @@
 """ntfy (https://docs.ntfy.sh/publish/): a JSON publish to the server's root URL, so Urdu titles
 travel in the body (HTTP headers cannot carry them). Priority and tags follow the severity; the
-click action opens the status page. ntfy's refusals are JSON `{"code": 40301, "http": 403, "error":
+click action opens the status page. Each message carries the notification's stable id as its
+sequence id (`sequence_id`, ntfy 2.16 and its apps from January 2026): a retry of a publish whose
+answer never came replaces the notification on the phone instead of adding a second one (an older
+server ignores the field and shows both). ntfy's refusals are JSON `{"code": 40301, "http": 403, "error":
 "forbidden", ...}`; 429 (`limit reached`) and 5xx are retried."""
 
 from __future__ import annotations
@@ -9,7 +12,7 @@ import json
 from collections.abc import Mapping
 
 from rules.notifiers.http import HttpAnswer, retry_after_of, send_request
-from rules.notify import NotifyError, Zones, highest_severity, render_text
+from rules.notify import NotifyError, Zones, highest_severity, notification_id, render_text
 
 # ntfy's priorities: 5 urgent (long vibration, pops over do-not-disturb), 4 high, 3 default, 2 low.
 PRIORITY = {"critical": 5, "warning": 4, "info": 3}
@@ -41,6 +44,9 @@ class NtfyNotifier:
         message = {"topic": self.topic, "title": subject, "message": body, "priority": priority, "tags": tags,
                    "click": payload.get("externalURL", "").rstrip("/") + "/status/"}
         headers = {"Content-Type": "application/json"}
+        nid = notification_id(payload)
+        if nid:
+            message["sequence_id"] = nid
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
         send_request("POST", self.url, json.dumps(message, ensure_ascii=False).encode(), headers, self.timeout_s,

@@ -5,7 +5,12 @@ Errors as the Bot API documents them (https://core.telegram.org/bots/api#making-
 answer is `{"ok": false, "error_code": N, "description": "..."}`; 429 carries
 `parameters.retry_after` (seconds), which the outbox honours; 401 is a wrong bot token, 400
 "chat not found" an unknown chat id, 403 a chat that blocked the bot — none of those is retried.
-The token is part of the URL, so no message ever shows the URL: they name the chat instead."""
+The token is part of the URL, so no message ever shows the URL: they name the chat instead.
+
+The Bot API takes no idempotency key and cannot list the messages a bot sent, so a `sendMessage`
+whose answer never came (SentNoAnswer) may have been delivered, and its retry can be a second copy
+that nothing here can take back. The retry is marked: its first line says it is sent again and
+names the notification's id, so the person reads it as the same page."""
 
 from __future__ import annotations
 
@@ -14,8 +19,8 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from rules.notifiers.http import HttpAnswer, send_request
-from rules.notify import NotifyError, Zones, notification_id, render_text
+from rules.notifiers.http import HttpAnswer, SentNoAnswer, send_request
+from rules.notify import NotifyError, Zones, load_template, notification_id, render_text
 
 log = logging.getLogger("facmon.rules.telegram")
 MAX_TEXT = 4096  # sendMessage's limit, in characters
@@ -77,7 +82,8 @@ def ack_buttons(payload: Mapping) -> list[list[dict[str, str]]]:
 
 class TelegramNotifier:
     """Sends the rendered message to every chat in `chat_ids`. A chat that already has this
-    notification (a retry after another chat failed) is not sent it again."""
+    notification (a retry after another chat failed) is not sent it again; a chat whose last send of
+    it got no answer is sent it again with the `repeat` line of the language's template on top."""
 
     def __init__(self, name: str, api: TelegramApi, chat_ids: Sequence[str], language: str = "en",
                  zones: Zones | None = None, acknowledge_button: bool = True) -> None:
@@ -88,6 +94,7 @@ class TelegramNotifier:
         self.zones = zones or {}
         self.acknowledge_button = acknowledge_button
         self._delivered: set[tuple[str, str]] = set()
+        self._unanswered: set[tuple[str, str]] = set()
 
     def send(self, payload: Mapping) -> None:
         subject, body = render_text(payload, self.language, self.zones)
@@ -100,9 +107,19 @@ class TelegramNotifier:
         for chat in self.chat_ids:
             if (nid, chat) in self._delivered:
                 continue
-            self.api.call("sendMessage", {**message, "chat_id": chat}, chat)
+            body = {**message, "chat_id": chat}
+            if (nid, chat) in self._unanswered:
+                repeat = load_template(self.language)["repeat"].format(id=nid)
+                body["text"] = f"{repeat}\n{text}"[:MAX_TEXT]
+            try:
+                self.api.call("sendMessage", body, chat)
+            except SentNoAnswer:
+                if nid:
+                    self._unanswered.add((nid, chat))
+                raise
             if nid:
                 self._delivered.add((nid, chat))
+                self._unanswered.discard((nid, chat))
 
 
 class TelegramAcks:

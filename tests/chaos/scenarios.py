@@ -234,10 +234,14 @@ class _Watch:
         finally:
             db.close()
 
-    def _sample(self, db: InfluxQLClient) -> None:
+    def sample_stored(self, db: InfluxQLClient) -> None:
+        """Count the points stamped up to the fault's end now (once it is set)."""
         if self.fault_end_ms is not None:
             with suppress(InfluxError, OSError):  # InfluxDB still starting: no sample this time
                 self.stored_samples.append((_CLOCK.monotonic(), _count_until(db, self.fault_end_ms)))
+
+    def _sample(self, db: InfluxQLClient) -> None:
+        self.sample_stored(db)
         self.collector_rss = max(self.collector_rss, peak_rss_bytes(self._collector.pid))
         self.broker_rss = max(self.broker_rss, peak_rss_bytes(self._broker.pid))
         try:
@@ -359,6 +363,9 @@ def run_scenario(workdir: Path, scenario: str, load: ChaosLoad) -> ChaosResult:
             published = fleet_done(fleet, load)
             db = InfluxQLClient(site.influx.url, DATABASE)
             stored = _settle(db, published, watch, load.settle_s)
+            # On a busy machine a sampling round can take longer than the last writes: one more
+            # sample, so a recovery that happened is not reported as none (at worst, a little late).
+            watch.sample_stored(db)
             fleet.close()
             db.close()
     published_keys = {(r.device.device, r.seq) for r in published}

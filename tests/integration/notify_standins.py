@@ -9,6 +9,10 @@ aggregator). Each answers as its real service documents, error answers included:
   errors `{"code": 40301, "http": 403, "error": "forbidden", ...}`, 429 code 42901.
 - an SMS aggregator: records the request; answers `fail_with` when set.
 
+Each can also take a request and answer it late (`hold`: seconds to wait before answering, per
+request), as a service does whose answer is lost on a bad uplink: the request is accepted (recorded)
+and the sender's timeout expires first.
+
 They are test scaffolding (never imported by the product) and are stopped by their fixture."""
 
 from __future__ import annotations
@@ -38,12 +42,19 @@ class Request:
         return json.loads(self.body)
 
 
-class StandIn:
-    """A loopback HTTP server calling `answer(request) -> (status, json body, headers)`."""
+Hold = Callable[[Request], float]
+"""Seconds to wait before answering this request (after it is recorded); 0 answers at once."""
 
-    def __init__(self, answer: Callable[[Request], tuple[int, object, dict[str, str]]]) -> None:
+
+class StandIn:
+    """A loopback HTTP server calling `answer(request) -> (status, json body, headers)`, each answer
+    held for `hold(request)` seconds when `hold` is given."""
+
+    def __init__(self, answer: Callable[[Request], tuple[int, object, dict[str, str]]],
+                 hold: Hold | None = None) -> None:
         self.requests: list[Request] = []
         self._lock = threading.Lock()
+        self._closing = threading.Event()
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -53,14 +64,19 @@ class StandIn:
                 with outer._lock:
                     outer.requests.append(request)
                 status, body, headers = answer(request)
+                if hold is not None:
+                    outer._closing.wait(hold(request))  # the answer the sender's timeout gives up on
                 data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.end_headers()
-                self.wfile.write(data)
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    for name, value in headers.items():
+                        self.send_header(name, value)
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # a held answer: the sender timed out and closed the connection
 
             do_POST = do_GET = _handle
 
@@ -73,6 +89,7 @@ class StandIn:
         self._thread.start()
 
     def close(self) -> None:
+        self._closing.set()
         self.server.shutdown()
         self.server.server_close()
 
@@ -90,9 +107,10 @@ class TelegramStandIn:
     updates: list[dict] = field(default_factory=list)
     sent: list[dict] = field(default_factory=list)
     answered: list[dict] = field(default_factory=list)
+    hold: Hold | None = None
 
     def __post_init__(self) -> None:
-        self.server = StandIn(self._answer)
+        self.server = StandIn(self._answer, self.hold)
         self.url = self.server.url
 
     def _answer(self, request: Request) -> tuple[int, object, dict[str, str]]:
@@ -131,9 +149,10 @@ class NtfyStandIn:
     token: str | None = None
     limited: bool = False
     published: list[dict] = field(default_factory=list)
+    hold: Hold | None = None
 
     def __post_init__(self) -> None:
-        self.server = StandIn(self._answer)
+        self.server = StandIn(self._answer, self.hold)
         self.url = self.server.url
 
     def _answer(self, request: Request) -> tuple[int, object, dict[str, str]]:
@@ -146,6 +165,14 @@ class NtfyStandIn:
         self.published.append(message)
         return 200, {"id": f"m{len(self.published)}", "time": 0, "event": "message", **message}, {}
 
+    def shown(self) -> list[dict]:
+        """What a subscribed phone shows, as ntfy documents its apps (server 2.16, Android 1.22, web):
+        a message with the `sequence_id` of an earlier one replaces it; one without is a new notification."""
+        by_sequence: dict[str, dict] = {}
+        for n, message in enumerate(self.published):
+            by_sequence[str(message.get("sequence_id") or f"#{n}")] = message
+        return list(by_sequence.values())
+
     def close(self) -> None:
         self.server.close()
 
@@ -156,9 +183,10 @@ class SmsAggregatorStandIn:
 
     fail_with: int | None = None
     received: list[tuple[str, dict]] = field(default_factory=list)
+    hold: Hold | None = None
 
     def __post_init__(self) -> None:
-        self.server = StandIn(self._answer)
+        self.server = StandIn(self._answer, self.hold)
         self.url = self.server.url
 
     def _answer(self, request: Request) -> tuple[int, object, dict[str, str]]:
