@@ -305,9 +305,16 @@ class CollectorService:
     def step(self) -> None:
         """One turn of the loop: network, held messages, and a group commit when one is due."""
         waiting = self._pending_since is not None
-        # Idle, the socket wakes the loop when a message comes: a long wait costs nothing but the
-        # latency of a stop (and saves the wake-ups an idle site server would pay for in watts).
-        self.source.poll((BUSY_COMMIT_S if self._busy else self._commit_interval_s) / 2 if waiting else IDLE_POLL_S)
+        arrived_at = None
+        if waiting or self._busy or self._held or not self.spool.writable:
+            self.source.poll((BUSY_COMMIT_S if self._busy else self._commit_interval_s) / 2 if waiting
+                             else IDLE_POLL_S)
+        else:
+            # A trickle: the first message of a group commit waits in the socket, not in the loop, and
+            # the commit interval's messages are read, spooled, synced and acknowledged together. Idle,
+            # the socket wakes the loop when a message comes: a long wait costs nothing but the latency
+            # of a stop (and saves the wake-ups an idle site server would pay for in watts).
+            arrived_at = self.source.gather(IDLE_POLL_S, self._commit_interval_s)
         if not self.spool.writable:
             self.commit()  # when its retry is due
         self._check_bound()
@@ -315,8 +322,11 @@ class CollectorService:
             self.commit()  # the writer needs committed lines to make room
             self._release_held()
         if self._pending_since is not None:
-            linger = BUSY_COMMIT_S if self._busy else self._commit_interval_s
-            if self._clock.monotonic() - self._pending_since >= linger:
+            if arrived_at is not None:  # they lingered in the socket: commit now
+                self._pending_since = min(self._pending_since, arrived_at)
+                self.commit()
+            elif self._clock.monotonic() - self._pending_since >= (BUSY_COMMIT_S if self._busy
+                                                                    else self._commit_interval_s):
                 self.commit()
         elif self.ingest.counts.received:
             self._sync_spool()  # QoS 0 input, rejects without acks: durable anyway
