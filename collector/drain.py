@@ -110,6 +110,7 @@ class SpoolDrain:
             self._spool.wait_for_data(0.02)
             self._clock.sleep(0.02)
         self._stop.set()
+        self._spool.wake_reader()  # an idle writer waits up to idle_poll_s otherwise
         if self._thread.ident is not None:
             self._thread.join(timeout=self._settings.retry_max_s + 5)  # it settles what is in flight
         else:
