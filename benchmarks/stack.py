@@ -9,9 +9,11 @@ share of one core and per reading, its RSS, the collector's publish→stored del
 upper bound of the bucket holding it) and the rules engine's lag.
 
 Loads: the demo park (11 devices) reporting every 2 s (5.5 readings/s, the upper end of a park), and
-100 devices (the park scaled) at 100 readings/s.
+100 devices (the park scaled) at 100 readings/s; before the first, the stack idle (warm, nothing
+published) for `--idle-seconds`. `--threads` adds each process's CPU by thread id (Python does not
+name its threads for /proc; `py-spy dump --pid` maps ids to names).
 
-    .venv/bin/python benchmarks/stack.py [--seconds 30]
+    .venv/bin/python benchmarks/stack.py [--seconds 30] [--idle-seconds 10] [--threads] [--loads park,100]
 """
 
 from __future__ import annotations

@@ -59,8 +59,8 @@ class InboundBatch(NamedTuple):
         return InboundBatch(self.topics[start:stop], self.payloads[start:stop], ack)
 
 
-GATHER_BYTES = 16_384
-"""A batch worth reading at once (~50 readings): `gather` stops lingering when this much waits."""
+GATHER_BYTES = 65_536
+"""A batch worth reading at once (~200 readings): `gather` stops lingering when this much waits."""
 
 
 class MqttSource:
