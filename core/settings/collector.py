@@ -18,11 +18,12 @@ class SpoolSettings(Section):
     """Size at which a spool segment file is closed and a new one begun."""
     commit_interval_ms: float = Field(500.0, gt=0, le=5000)
     """Group commit at a park's rate (messages arriving at under 400/s): the first message of a commit
-    waits this long in the socket, then everything that came meanwhile is read, spooled, fsynced,
-    acknowledged and written to InfluxDB together: one trip through the collector for what half a
-    second brings instead of one per message. Half of the 1 s publish→stored budget; the other half
-    is for the fsync, InfluxDB's write and a busy machine's scheduling. A busy collector (400/s or
-    more) commits after 10 ms, or at once when `commit_max_messages` wait."""
+    waits this long in the socket (less once 64 KiB, ~200 readings, wait: a burst is read at once),
+    then everything that came meanwhile is read, spooled, fsynced, acknowledged and written to
+    InfluxDB together: one trip through the collector for what half a second brings instead of one
+    per message. Half of the 1 s publish→stored budget; the other half is for the fsync, InfluxDB's
+    write and a busy machine's scheduling. A busy collector (400/s or more) commits after 10 ms, or
+    at once when `commit_max_messages` wait."""
     commit_max_messages: int = Field(1000, ge=1)
     """Commit at once when this many messages wait for their ack; keep it below the broker's in-flight
     window (collector.mqtt.receive_maximum) so the broker keeps sending while the spool syncs."""
