@@ -68,7 +68,11 @@ Errors are RFC 9457 problem details (`application/problem+json`)."""
 
 
 def publish_device_events(services: ApiServices, device_events: Iterable[DeviceEvent]) -> None:
-    """Turn state changes into live events (`reading`, `presence`) carrying the device as the API shows it."""
+    """Turn state changes into live events (`reading`, `presence`) carrying the device as the API shows it.
+    Only while an event stream is open: with nobody watching, a reading costs no JSON and no wake-up of
+    the event loop (a stream opened later starts from the current state, as the status page does)."""
+    if not services.hub.subscriber_count:
+        return
     for event in device_events:
         configured = services.sites.device(event.state.device.site, event.state.device.device)
         body = device_out(event.state, configured).model_dump(mode="json")

@@ -9,9 +9,11 @@ share of one core and per reading, its RSS, the collector's publish→stored del
 upper bound of the bucket holding it) and the rules engine's lag.
 
 Loads: the demo park (11 devices) reporting every 2 s (5.5 readings/s, the upper end of a park), and
-100 devices (the park scaled) at 100 readings/s.
+100 devices (the park scaled) at 100 readings/s; before the first, the stack idle (warm, nothing
+published) for `--idle-seconds`. `--threads` adds each process's CPU by thread id (Python does not
+name its threads for /proc; `py-spy dump --pid` maps ids to names).
 
-    .venv/bin/python benchmarks/stack.py [--seconds 30]
+    .venv/bin/python benchmarks/stack.py [--seconds 30] [--idle-seconds 10] [--threads] [--loads park,100]
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
+import os
 import subprocess
 import sys
 import tempfile
@@ -58,8 +61,27 @@ def p99_bound(before: list[float], after: list[float]) -> str:
     return "> 3600 s"
 
 
+def thread_cpu_s(pid: int) -> dict[str, float]:
+    """CPU seconds of each thread of `pid`, by thread id (Python does not name its threads for /proc)."""
+    out: dict[str, float] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            raw = (task / "stat").read_text()
+        except FileNotFoundError:  # the thread ended
+            continue
+        name = f"tid {task.name}"
+        fields = raw.rsplit(")", 1)[1].split()
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return out
+
+
+def threads_line(stage: str, before: dict[str, float], after: dict[str, float], wall: float) -> str:
+    shares = sorted(((after[n] - before.get(n, 0.0), n) for n in after), reverse=True)
+    return f"    {stage}: " + ", ".join(f"{n} {100 * cpu / wall:.2f} %" for cpu, n in shares if cpu > 0)
+
+
 def run_load(tmp: Path, broker: Mosquitto, influxd: InfluxDB, name: str, devices: int, rate: float,
-             seconds: float) -> str:
+             seconds: float, idle_seconds: float, show_threads: bool) -> list[str]:
     sites = fleet(1, devices)
     paths = write_sites(tmp, sites)
     metrics_port = free_port()
@@ -93,10 +115,25 @@ def run_load(tmp: Path, broker: Mosquitto, influxd: InfluxDB, name: str, devices
         queue.get(timeout=120)
         warm.join(30)
         time.sleep(5)  # the warm-up written and judged
+        rows = []
+        if idle_seconds:
+            cpu0 = {s: cpu_s(p.pid) for s, p in processes.items()}
+            threads0 = {s: thread_cpu_s(p.pid) for s, p in processes.items()}
+            wall0 = time.monotonic()
+            time.sleep(idle_seconds)
+            wall = time.monotonic() - wall0
+            cpu = {s: cpu_s(p.pid) - cpu0[s] for s, p in processes.items()}
+            cells = [f"{100 * cpu[s] / wall:.2f} % ({1e3 * cpu[s] / wall:.1f} ms a second)" for s in processes]
+            rows.append(f"| idle, {name} | {' | '.join(cells)} | {100 * sum(cpu.values()) / wall:.2f} % | | |")
+            print(rows[-1], flush=True)
+            if show_threads:
+                for s, p in processes.items():
+                    print(threads_line(s, threads0[s], thread_cpu_s(p.pid), wall), flush=True)
         metrics = f"http://127.0.0.1:{metrics_port}/metrics"
         lag_before = store_lag_buckets(metrics)
         after = time.time()
         cpu0 = {s: cpu_s(p.pid) for s, p in processes.items()}
+        threads0 = {s: thread_cpu_s(p.pid) for s, p in processes.items()}
         wall0 = time.monotonic()
         pub = ctx.Process(target=publisher_main, args=(broker.port, sites, rate, seconds, False, 0, queue))
         pub.start()
@@ -114,7 +151,10 @@ def run_load(tmp: Path, broker: Mosquitto, influxd: InfluxDB, name: str, devices
         line = (f"| {name} ({readings / wall:.1f}/s) | {' | '.join(cells)} | {total:.1f} % | "
                 f"{p99_bound(lag_before, store_lag_buckets(metrics))} | {1000 * pct(rules_lag, 99):.0f} ms |")
         print(line, flush=True)
-        return line
+        if show_threads:
+            for s, p in processes.items():
+                print(threads_line(s, threads0[s], thread_cpu_s(p.pid), wall), flush=True)
+        return [*rows, line]
     finally:
         for process in processes.values():
             process.terminate()
@@ -125,6 +165,10 @@ def run_load(tmp: Path, broker: Mosquitto, influxd: InfluxDB, name: str, devices
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--idle-seconds", type=float, default=10.0,
+                        help="before the first load: CPU of the stack with nothing published (0: skip)")
+    parser.add_argument("--threads", action="store_true", help="also each process's CPU by thread")
+    parser.add_argument("--loads", default="park,100", help="which loads, of: park, 100")
     args = parser.parse_args()
     print(f"the stack without simulators, {args.seconds:g} s per load; CPU as share of one core "
           "(per reading, RSS)")
@@ -139,10 +183,12 @@ def main() -> int:
         try:
             broker.wait_ready(20)
             influxd.wait_ready(60)
-            for index, (name, devices, rate) in enumerate(LOADS):
+            chosen = [load for key, load in zip(("park", "100"), LOADS, strict=True) if key in args.loads.split(",")]
+            for index, (name, devices, rate) in enumerate(chosen):
                 work = tmp / f"load-{index}"
                 work.mkdir()
-                run_load(work, broker, influxd, name, devices, rate, args.seconds)
+                run_load(work, broker, influxd, name, devices, rate, args.seconds,
+                         args.idle_seconds if index == 0 else 0.0, args.threads)
         finally:
             broker.stop()
             influxd.stop()

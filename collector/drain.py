@@ -110,6 +110,7 @@ class SpoolDrain:
             self._spool.wait_for_data(0.02)
             self._clock.sleep(0.02)
         self._stop.set()
+        self._spool.wake_reader()  # an idle writer waits up to idle_poll_s otherwise
         if self._thread.ident is not None:
             self._thread.join(timeout=self._settings.retry_max_s + 5)  # it settles what is in flight
         else:
@@ -159,6 +160,9 @@ class SpoolDrain:
             rate = len(batch.lines) / max(now - self._last_read_at, 1e-3)
             self._last_read_at = now
             self._last_batch_trickle = rate < TRICKLE_LINES_PER_S
+            if self._last_batch_trickle and not self._in_flight:
+                self._in_flight.append((batch, self._send_here(batch.lines)))
+                break
             self._in_flight.append((batch, self._senders.submit(self._send, batch.lines)))
         if not self._in_flight:
             return False
@@ -173,6 +177,16 @@ class SpoolDrain:
         self._in_flight.popleft()
         self._confirm(batch, elapsed)
         return True
+
+    def _send_here(self, lines: list[str]) -> Future[float]:
+        """`_send` on this thread, for a trickle's lone batch: handing it to a sender and waiting for it
+        costs two thread wake-ups a write, which at a park's rate are a good part of the writer's CPU."""
+        sent: Future[float] = Future()
+        try:
+            sent.set_result(self._send(lines))
+        except Exception as err:  # as a sender thread would: raised where the result is taken
+            sent.set_exception(err)
+        return sent
 
     def _send(self, lines: list[str]) -> float:
         """In a sender thread: write one batch (isolating refused lines); the seconds it took."""

@@ -297,6 +297,11 @@ class Spool:
             self._data_ready.wait(timeout_s)
             return self._cursor != self._committed
 
+    def wake_reader(self) -> None:
+        """End a reader's `wait_for_data` now (the writer is stopping)."""
+        with self._lock:
+            self._data_ready.notify_all()
+
     def read_batch(self, max_lines: int, max_bytes: int, after: Position | None = None) -> Batch | None:
         """The next committed lines after the cursor, or after `after` (the end of a batch read but not
         yet confirmed: a reader may keep several in flight and confirm them in order), at most

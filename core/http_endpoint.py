@@ -8,6 +8,8 @@ would flood them, and the stage's metrics say what matters.
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import threading
 from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -15,6 +17,11 @@ from urllib.parse import parse_qs, urlsplit
 
 Answer = tuple[int, bytes, str]
 Route = Callable[[Mapping[str, list[str]]], Answer]
+
+IDLE_WAKE_S = 5.0
+"""How often an idle endpoint's thread wakes (socketserver's poll interval, 0.5 s by default): `stop`
+wakes it at once with a connection of its own, so the interval only costs CPU, and at 0.5 s it was
+a good part of an idle collector's (benchmarks/README.md, "A trickle gathered in the socket")."""
 
 
 class HttpEndpoint:
@@ -47,7 +54,8 @@ class HttpEndpoint:
 
         self._server = ThreadingHTTPServer((host, port), Handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name=name, daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(IDLE_WAKE_S,), name=name,
+                                        daemon=True)
 
     @property
     def port(self) -> int:
@@ -57,5 +65,12 @@ class HttpEndpoint:
         self._thread.start()
 
     def stop(self) -> None:
-        self._server.shutdown()
+        if self._thread.ident is not None:
+            stopping = threading.Thread(target=self._server.shutdown, name="http-endpoint-stop", daemon=True)
+            stopping.start()
+            address = self._server.server_address[:2]
+            while stopping.is_alive():  # until the loop has seen the request to shut down
+                with contextlib.suppress(OSError):
+                    socket.create_connection(address, timeout=1).close()
+                stopping.join(0.05)
         self._server.server_close()

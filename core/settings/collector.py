@@ -16,12 +16,14 @@ class SpoolSettings(Section):
     disk is back-pressure too, never lost readings."""
     segment_bytes: int = Field(16 * 1024 * 1024, ge=4096)
     """Size at which a spool segment file is closed and a new one begun."""
-    commit_interval_ms: float = Field(250.0, gt=0, le=5000)
-    """Group commit: at a park's rate (a few readings a second), fsync at most this long after the first
-    unsynced message, then acknowledge: one fsync for what a quarter second brings instead of one each.
-    With the writer's `linger_s` it spends at most half of the 1 s publish→stored budget. A busy
-    collector (messages arriving at 400/s or more) commits after 10 ms, or at once when
-    `commit_max_messages` wait."""
+    commit_interval_ms: float = Field(500.0, gt=0, le=5000)
+    """Group commit at a park's rate (messages arriving at under 400/s): the first message of a commit
+    waits this long in the socket (less once 64 KiB, ~200 readings, wait: a burst is read at once),
+    then everything that came meanwhile is read, spooled, fsynced, acknowledged and written to
+    InfluxDB together: one trip through the collector for what half a second brings instead of one
+    per message. Half of the 1 s publish→stored budget; the other half is for the fsync, InfluxDB's
+    write and a busy machine's scheduling. A busy collector (400/s or more) commits after 10 ms, or
+    at once when `commit_max_messages` wait."""
     commit_max_messages: int = Field(1000, ge=1)
     """Commit at once when this many messages wait for their ack; keep it below the broker's in-flight
     window (collector.mqtt.receive_maximum) so the broker keeps sending while the spool syncs."""
@@ -38,13 +40,14 @@ class WriterSettings(Section):
     """First wait after a failed write; doubles on each failure."""
     retry_max_s: float = Field(30.0, gt=0)
     """Longest wait between write attempts while InfluxDB is down."""
-    idle_poll_s: float = Field(0.5, gt=0)
-    """How long an idle writer sleeps before looking again; a commit wakes it at once, so this only
-    bounds how often an idle collector wakes (each wake costs CPU on a battery-powered server)."""
-    linger_s: float = Field(0.25, ge=0, le=5)
-    """After writing a trickle (lines committed at under 400/s), wait this long before the next write, so
-    that one InfluxDB request carries what a quarter second brings rather than one reading. A backlog
-    or a busy fleet is written at once; 0: write as soon as lines are committed."""
+    idle_poll_s: float = Field(5.0, gt=0)
+    """How long an idle writer sleeps before looking again; a commit (or a stop) wakes it at once, so
+    this only bounds how often an idle collector wakes (each wake costs CPU on a battery-powered server)."""
+    linger_s: float = Field(0.0, ge=0, le=5)
+    """After writing a trickle (lines committed at under 400/s), wait this long before the next write.
+    0 (the default): write as soon as lines are committed; at a trickle the group commit already
+    gathers `collector.spool.commit_interval_ms` of readings into one commit, hence one write, and a
+    linger here would only add to publish→stored. A backlog or a busy fleet is written at once."""
     concurrency: int = Field(2, ge=1, le=16)
     """Batches in flight to InfluxDB at once. InfluxDB parses a request on one core, so two keep two
     cores busy while a backlog drains. Batches are confirmed (dropped from the spool) in order, but

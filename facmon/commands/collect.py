@@ -26,8 +26,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, config: FacmonConfig) -> int:
     stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
     try:
         known = known_devices_from_files(config.sites)
         service = CollectorService(config.collector, config.mqtt, line_writer_for(config.influxdb), SystemClock(),
@@ -35,6 +33,13 @@ def run(args: argparse.Namespace, config: FacmonConfig) -> int:
     except (SpoolError, OSError, ValueError) as err:  # ValueError: core.site.SiteFileError among others
         log.error("cannot start the collector", extra={"error": str(err)})
         return 1
+
+    def on_signal(*_: object) -> None:
+        stop.set()
+        service.wake()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, on_signal)
     log.info("devices accepted", extra={"known_devices": len(known) if known is not None else "any",
                                         "site_files": [str(p) for p in config.sites.files]})
     http = None

@@ -67,6 +67,7 @@ def running_collector(config: FacmonConfig) -> Iterator[CollectorService]:
         yield service
     finally:
         stop.set()
+        service.wake()
         thread.join(timeout=30)
         assert not thread.is_alive(), "collector thread did not stop within 30 s"
 
