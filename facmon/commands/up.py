@@ -59,14 +59,14 @@ def child_specs(config: FacmonConfig, simulators: bool, replay: str = "24h", scr
         specs.append(ChildSpec("bridge", (("bridge",),)))
     if _has_command("api"):
         specs.append(ChildSpec("api", (("api",),)))
-    if _has_command("rules"):
-        specs.append(ChildSpec("rules", (("rules", "run"),)))
     if run_simulators:
         world = str(config.local.var_dir.resolve() / "simulators" / "world.json")
         command = ("simulate", "--world", world, "--replay", replay, "--quiet")
         if script != "none":
             command += ("--script", script) + (("--script-replayed",) if script_replayed else ())
         specs.append(ChildSpec("simulators", (command,)))
+    if _has_command("rules"):  # after the simulators: stopped before them, so their wills page nobody
+        specs.append(ChildSpec("rules", (("rules", "run"),)))
     return specs
 
 
