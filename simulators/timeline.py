@@ -124,11 +124,11 @@ def continue_or_begin(saved: Timeline | None, site: Site, seed: int, step_s: flo
                       stored_ends: Mapping[str, float], now_s: float, replay_s: float, duration_s: float,
                       fast_forward_max_s: float) -> Timeline:
     """The saved timeline if it can go on (same site, seed, step and base; it still lasts past
-    `now_s`; stored history exists; stepping from its origin to the first missing instant costs at
+    `now_s`; stepping from its origin to the first missing instant costs at
     most `fast_forward_max_s` of simulated time), else a new one whose origin is that first
     missing instant (no further back than `replay_s`)."""
     devices = [d.id for d in iter_devices(site)]
-    if saved is not None and stored_ends and (saved.site_id, saved.seed, saved.step_s, saved.base) == (
+    if saved is not None and (saved.site_id, saved.seed, saved.step_s, saved.base) == (
             site.id, seed, step_s, base) and saved.end_s > now_s:
         first = earliest(publish_from(saved, stored_ends, now_s, replay_s), devices)
         if first - saved.origin_s <= fast_forward_max_s:
