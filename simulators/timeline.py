@@ -173,11 +173,15 @@ def simulation_of(timeline: Timeline, site: Site, load: Callable[[str], sc.Scena
 
 
 def run_world(simulation: Simulation, starts: Mapping[str, float], publisher: Publisher, clock: Clock, *,
-              until_s: float | None = None, on_step: Callable[[Step, Summary], None] | None = None) -> Summary:
+              until_s: float | None = None, on_step: Callable[[Step, Summary], None] | None = None,
+              barrier: Callable[[], object] | None = None) -> Summary:
     """Step `simulation` from its origin; publish a device's messages from its start in `starts`
     (device id → epoch seconds, "" for the others) on, each step once the clock has reached the
     step's instant: what is past goes out as fast as it can, the rest live. Every device is announced
     `online` (retained) with its first published step. Ends at the world's end, or after `until_s`.
+    `barrier` (e.g. `MqttPublisher.wait_all_acked`) runs after each step of the past: devices on
+    different connections would otherwise reach a subscriber hours apart at full speed, and a rules
+    engine judging the past on its readings' time (`rules.clock: catch_up`) needs them in step order.
     Opens and closes `publisher`."""
     summary = Summary()
     keys = simulation.keys
@@ -204,6 +208,8 @@ def run_world(simulation: Simulation, starts: Mapping[str, float], publisher: Pu
                             and not (step.t == origin and m.topic.endswith(_STATUS_SUFFIX))))
             published = Step(step.t, messages, step.events)
             publisher.publish_step(messages)
+            if barrier is not None and wait <= 0:
+                barrier()
             summary.count(published)
             summary.sim_seconds = step.t - first
             if on_step is not None:

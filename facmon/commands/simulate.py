@@ -222,8 +222,18 @@ def _continue_world(args: argparse.Namespace, config: FacmonConfig, site: Site, 
     print(f"world {path}: origin {site.local_time(timeline.origin_s):%Y-%m-%d %H:%M}, publishing from "
           f"{site.local_time(min(starts.values())):%Y-%m-%d %H:%M:%S} "
           f"({len(ends)} devices have stored history)", flush=True)
+    began = clock.monotonic()
+    caught_up: list[bool] = []
+
+    def say_when_caught_up(step: Step, summary: Summary) -> None:
+        if not caught_up and step.t + timeline.step_s > clock.now():
+            caught_up.append(True)
+            print(f"caught up with the present: {summary.messages} messages published in "
+                  f"{clock.monotonic() - began:.0f} s; live from now", flush=True)
+
     try:
-        summary = run_world(simulation, starts, publisher, clock)
+        summary = run_world(simulation, starts, publisher, clock, on_step=say_when_caught_up,
+                            barrier=getattr(publisher, "wait_all_acked", None))  # in-memory ones have no flight
     except BrokerUnreachable as err:
         print(f"facmon simulate: {err}", file=sys.stderr)
         return 3
