@@ -75,6 +75,38 @@ def load_config(path: Path | None, environ: Mapping[str, str]) -> FacmonConfig:
         raise ConfigError(_describe(err, path)) from None
 
 
+STATE_PATHS = ("api.keys_db", "rules.store_path", "collector.spool.dir", "collector.dead_letters.file",
+               "bridge.state_file", "watchdog.store_path")
+"""What facmon must find again (keys, alert state, spool, seq numbers): by default under
+`local.var_dir` (`var/...`), wherever that is."""
+
+
+def settle_state_paths(config: FacmonConfig, home: Path | None = None) -> FacmonConfig:
+    """`config` with every state path left at its default placed under `local.var_dir`, and a default
+    `var_dir` placed under `home` (when given: a checkout's demo runs without a configuration file, and
+    keeps its state in the checkout's var/ whichever directory a command runs from). Paths set in the
+    file or the environment are the user's and stay as given."""
+    local = config.local
+    if home is not None and "var_dir" not in local.model_fields_set and not local.var_dir.is_absolute():
+        config = config.model_copy(update={"local": local.model_copy(update={"var_dir": home / local.var_dir})})
+    for dotted in STATE_PATHS:
+        config = _under_var_dir(config, dotted.split("."), config.local.var_dir)
+    return config
+
+
+def _under_var_dir(section: BaseModel, parts: list[str], var_dir: Path) -> Any:
+    name, rest = parts[0], parts[1:]
+    value = getattr(section, name)
+    if rest:
+        return section.model_copy(update={name: _under_var_dir(value, rest, var_dir)})
+    if name in section.model_fields_set:
+        return section
+    return section.model_copy(update={name: var_dir / value.relative_to(_DEFAULT_VAR)})
+
+
+_DEFAULT_VAR = Path("var")
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text()

@@ -9,12 +9,16 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from core.config import ConfigError, load_config
+from core.config import ConfigError, load_config, settle_state_paths
 from core.logs import configure_logging
 
 COMMANDS = ("up", "collect", "bridge", "agent", "simulate", "probe", "rules", "notify", "watchdog", "api", "keys",
             "dashboards", "acl", "config", "report")
 DEFAULT_CONFIG = Path("facmon.yaml")
+_ROOT = Path(__file__).resolve().parents[1]
+_IN_CHECKOUT = all((_ROOT / name).is_file() for name in ("Makefile", "pyproject.toml"))
+SOURCE_CHECKOUT: Path | None = _ROOT if _IN_CHECKOUT else None
+"""The source checkout facmon runs from (an editable install, as `make` sets up), else None."""
 
 
 def _requested_command(argv: Sequence[str]) -> str | None:
@@ -75,6 +79,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as err:
         print(err, file=sys.stderr)
         return 2
+    # Without a configuration file, a checkout's demo: its keys, alert state and spool are in the
+    # checkout's var/ (where `make up` keeps them), whichever directory a command is run from.
+    config = settle_state_paths(config, SOURCE_CHECKOUT if config_path is None else None)
     configure_logging(config.log.level, config.log.format)
     try:
         return int(modules[args.command].run(args, config) or 0)  # type: ignore[attr-defined]

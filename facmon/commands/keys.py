@@ -28,7 +28,12 @@ def _when(epoch_s: float | None) -> str:
 
 
 def run(args: argparse.Namespace, config: FacmonConfig) -> int:
-    store = KeyStore(config.api.keys_db, SystemClock())
+    path = config.api.keys_db.resolve()
+    if args.keys_action != "create" and not path.exists():
+        print(f"facmon keys: no key store at {path} (api.keys_db) yet; `facmon keys create` or the API's first start "
+              "makes it. Another configuration? pass --config FILE", file=sys.stderr)
+        return 1
+    store = KeyStore(path, SystemClock())
     try:
         if args.keys_action == "create":
             try:
@@ -37,8 +42,10 @@ def run(args: argparse.Namespace, config: FacmonConfig) -> int:
                 print(f"facmon keys: {err}", file=sys.stderr)
                 return 2
             print(token)
-            print(f"created key {key.id} ({key.role.value}) for {key.name}; it is shown only once", file=sys.stderr)
+            print(f"created key {key.id} ({key.role.value}) for {key.name} in {path}; it is shown only once",
+                  file=sys.stderr)
         elif args.keys_action == "list":
+            print(f"keys in {path}", file=sys.stderr)
             for key in store.list():
                 state = f"revoked {_when(key.revoked_at)}" if key.revoked_at else "active"
                 print(f"{key.id}  {key.role.value:<8}  {_when(key.created_at)}  {state:<28}  {key.name}")

@@ -96,11 +96,11 @@ def run(args: argparse.Namespace, config: FacmonConfig) -> int:
         signal.signal(sig, lambda *_: stop.set())
     var = config.local.var_dir.resolve()
     env = dict(os.environ)
-    env.setdefault("FACMON_COLLECTOR__SPOOL__DIR", str(var / "spool"))
-    env.setdefault("FACMON_COLLECTOR__DEAD_LETTERS__FILE", str(var / "dead-letters.jsonl"))
-    env.setdefault("FACMON_BRIDGE__STATE_FILE", str(var / "bridge-seq.json"))
-    if not config.sites.files:  # the demo: every stage watches the park the simulators play
+    env["FACMON_LOCAL__VAR_DIR"] = str(var)  # the children keep their state (spool, keys, alerts) in the same place
+    demo = not config.sites.files
+    if demo:  # the demo: every stage watches the park the simulators play
         env["FACMON_SITES__FILES"] = str(DEMO_SITE)
+    viewer_token = demo_viewer_token(config) if demo and _loopback(config.api.listen) else None
     servers: list[ServerProcess] = []
     supervisor = None
     try:
@@ -111,7 +111,7 @@ def run(args: argparse.Namespace, config: FacmonConfig) -> int:
         supervisor = Supervisor(child_specs(config, simulators, args.replay, args.script, args.script_replayed),
                                 env, var / "log", SystemClock(), config.local.restart_backoff_max_s)
         supervisor.start()
-        _announce(config, env)
+        _announce(config, env, viewer_token)
         feed = _FeedTail(config)
         while not stop.wait(0.5):
             feed.print_new()
@@ -134,7 +134,38 @@ def run(args: argparse.Namespace, config: FacmonConfig) -> int:
     return 0
 
 
-def _announce(config: FacmonConfig, env: dict[str, str]) -> None:
+def _loopback(listen: str) -> bool:
+    host = listen.rpartition(":")[0].strip("[]")
+    return host in ("127.0.0.1", "::1", "localhost")
+
+
+DEMO_VIEWER = "demo viewer (facmon up)"
+
+
+def demo_viewer_token(config: FacmonConfig) -> str:
+    """The demo's viewer key, made at the first start and kept in <var>/demo-viewer.key (mode 0600), so
+    the printed link opens the status page signed in. Only for the demo (no site files configured)
+    on a loopback API: a real site's keys are made with `facmon keys create`. A revoked or lost demo
+    key is replaced."""
+    from api.keys import KeyStore, Role
+
+    token_file = config.local.var_dir.resolve() / "demo-viewer.key"
+    store = KeyStore(config.api.keys_db, SystemClock())
+    try:
+        token = token_file.read_text().strip() if token_file.exists() else ""
+        if token and store.authenticate(token) is not None:
+            return token
+        _, token = store.create(DEMO_VIEWER, Role.VIEWER)
+    finally:
+        store.close()
+    token_file.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(token + "\n")
+    return token
+
+
+def _announce(config: FacmonConfig, env: dict[str, str], viewer_token: str | None) -> None:
     lines = [
         f"  MQTT broker      mqtt://{env.get('FACMON_MQTT__HOST', config.mqtt.host)}:"
         f"{env.get('FACMON_MQTT__PORT', config.mqtt.port)}",
@@ -150,6 +181,9 @@ def _announce(config: FacmonConfig, env: dict[str, str]) -> None:
         lines.append(f"  bridge           http://{config.bridge.http_listen}/rejects")
     if _has_command("api"):
         lines.append(f"  API + status     http://{config.api.listen}/status/")
+        if viewer_token:
+            lines.append(f"  signed in        http://{config.api.listen}/status/#key={viewer_token}  (the demo's "
+                         "viewer key; operator keys: facmon keys create --name NAME --role operator)")
     lines.append(f"  logs             {Path(config.local.var_dir).resolve() / 'log'}/")
     lines.append("  notifications    printed here as NOTIFY lines, and on the status page's feed")
     print("facmon is up (Ctrl-C stops everything):\n" + "\n".join(lines), flush=True)

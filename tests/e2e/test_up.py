@@ -11,10 +11,13 @@ switch to the wall clock)."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import psutil
@@ -32,6 +35,15 @@ REPO = Path(__file__).resolve().parents[2]
 SITE = load_site(DEFAULT_SITE)
 
 
+def _get_json(url: str, token: str) -> dict | None:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return json.loads(response.read())
+    except OSError:  # not listening yet
+        return None
+
+
 def _closed_throughout(start_s: float, end_s: float) -> bool:
     opening = SITE.opening_hours.intervals(SITE.tz, SITE.local_time(start_s - 86_400).date(), 3)
     return not any(begin < end_s and start_s < end for begin, end in opening)
@@ -39,13 +51,14 @@ def _closed_throughout(start_s: float, end_s: float) -> bool:
 
 def test_up_runs_the_stack_plays_the_script_and_stops_cleanly(tmp_path: Path) -> None:
     influx_port = free_port()
+    api_listen = f"127.0.0.1:{free_port()}"
     env = {**os.environ,
            "FACMON_LOCAL__VAR_DIR": str(tmp_path / "var"),
            "FACMON_LOCAL__BROKER_PORT": str(free_port()),
            "FACMON_LOCAL__INFLUXDB_PORT": str(influx_port),
            "FACMON_COLLECTOR__HTTP_LISTEN": f"127.0.0.1:{free_port()}",
            "FACMON_RULES__HTTP_LISTEN": f"127.0.0.1:{free_port()}",
-           "FACMON_API__LISTEN": f"127.0.0.1:{free_port()}"}
+           "FACMON_API__LISTEN": api_listen}
     log_path = tmp_path / "up.log"
     started_s = SystemClock().now()
     with open(log_path, "wb") as log:
@@ -105,6 +118,12 @@ def test_up_runs_the_stack_plays_the_script_and_stops_cleanly(tmp_path: Path) ->
         in_lab = (started_s - 15 * 60 + 30, started_s - 15 * 60 + 30 + 12 * 60)
         if _closed_throughout(*in_lab):
             assert any(in_lab[0] + 600 <= t.at <= in_lab[1] for t in lab), "after-hours presence in the lab"
+        # The printed link signs the page in with the demo's viewer key.
+        link = re.search(rf"http://{api_listen}/status/#key=(\S+)", log_path.read_text())
+        assert link, log_path.read_text()[-3000:]
+        me = poll_until(lambda: _get_json(f"http://{api_listen}/api/v1/keys/me", link.group(1)), 60, 0.5,
+                        "the API answering with the demo viewer key")
+        assert me["role"] == "viewer"
         children = psutil.Process(up.pid).children(recursive=True)
     finally:
         up.send_signal(signal.SIGINT)
