@@ -57,6 +57,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                                        "(default 24h)")
     world.add_argument("--script", help="with --world: a scenario (name or file) placed on the world at this "
                                         "run's start, e.g. day-in-the-life")
+    world.add_argument("--wait-for", action="append", default=[], metavar="URL",
+                       help="with --world: publish nothing until URL answers 200 (repeatable; e.g. the rules "
+                            "engine's /readyz, so it is subscribed before the past it judges goes by)")
     world.add_argument("--script-replayed", action="store_true",
                        help="with --world: place --script so it ends now: it is replayed with the past at full speed")
 
@@ -195,6 +198,11 @@ def _continue_world(args: argparse.Namespace, config: FacmonConfig, site: Site, 
     except (SiteFileError, ValueError) as err:
         print(f"facmon simulate: {err}", file=sys.stderr)
         return 2
+    for url in args.wait_for:
+        if not _answers(url, clock, WAIT_FOR_S):
+            print(f"facmon simulate: {url} did not answer 200 within {WAIT_FOR_S:g} s; is that stage running?",
+                  file=sys.stderr)
+            return 3
     try:
         with influxql_client_for(config.influxdb) as influx:
             ends = stored_ends(influx, site.id)
@@ -239,3 +247,24 @@ def _continue_world(args: argparse.Namespace, config: FacmonConfig, site: Site, 
         return 3
     print(format_summary(summary, site, "world", seed))
     return 0
+
+
+WAIT_FOR_S = 120.0
+
+
+def _answers(url: str, clock: Clock, within_s: float) -> bool:
+    """Whether `url` answers 200 within `within_s` (asked every half second)."""
+    import urllib.error
+    import urllib.request
+
+    deadline = clock.monotonic() + within_s
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                if response.status == 200:
+                    return True
+        except (urllib.error.URLError, OSError):  # not listening yet, or 503 while not ready
+            pass
+        if clock.monotonic() >= deadline:
+            return False
+        clock.sleep(0.5)

@@ -62,6 +62,9 @@ def child_specs(config: FacmonConfig, simulators: bool, replay: str = "24h", scr
     if run_simulators:
         world = str(config.local.var_dir.resolve() / "simulators" / "world.json")
         command = ("simulate", "--world", world, "--replay", replay, "--quiet")
+        if config.rules.http_listen and _has_command("rules"):
+            # The rules engine judges the replayed past: it must be subscribed before the past goes by.
+            command += ("--wait-for", f"http://{config.rules.http_listen}/readyz")
         if script != "none":
             command += ("--script", script) + (("--script-replayed",) if script_replayed else ())
         specs.append(ChildSpec("simulators", (command,)))

@@ -29,6 +29,7 @@ from facmon.servers import free_port
 from rules.alerts import AlertState
 from rules.store import AlertStore
 from simulators.scenario import DEFAULT_SITE
+from simulators.timeline import load_timeline
 from tests.support import poll_until
 
 REPO = Path(__file__).resolve().parents[2]
@@ -97,6 +98,12 @@ def test_up_runs_the_stack_plays_the_script_and_stops_cleanly(tmp_path: Path) ->
             history = store.history(limit=10_000)
             outage = [t for t in history if t.rule == "GridOutage" and t.to_state is AlertState.FIRING]
             assert outage and all(t.at < started_s for t in outage), "judged on device time: before the start"
+            # The engine saw the outage from its first reading (it was subscribed before the past went
+            # by): pending when the script's grid fails, 30 s after its placement, firing 10 s later.
+            script_at = load_timeline(tmp_path / "var" / "simulators" / "world.json").episodes[-1].at_s
+            pending = min(t.at for t in history if t.rule == "GridOutage")
+            assert script_at + 30 <= pending <= script_at + 31, (pending, script_at)
+            assert min(t.at for t in outage) == pending + 10
             lab = [t for t in history if t.rule == "OccupancyAfterHours" and t.labels.get("device") == "occ-lab"
                    and t.to_state is AlertState.FIRING]
         finally:
