@@ -4,7 +4,9 @@
     /api/v1/sites/...                  site tree, device state          viewer
     /api/v1/history/...                InfluxQL history                 viewer
     /api/v1/alerts, /silences, /rules  rules store                      viewer / operator / admin
+    /api/v1/incidents                  active alerts grouped by cause   viewer / operator (ack)
     /api/v1/events                     live events (SSE)                viewer
+    /api/v1/feed                       whether the API hears the broker viewer
     /api/v1/keys                       API keys                         admin
     /status/                           the live status page (static; asks for a key in the browser)
 """
@@ -29,13 +31,15 @@ from api.body_limit import BodyLimit
 from api.deps import ApiServices
 from api.device_states import DeviceEvent
 from api.events import LiveEvent
-from api.models import device_out
+from api.models import device_out, feed_out
 from api.problems import install_problem_handlers
 from api.routes import (
     alerts,
     events,
+    feed,
     health,
     history,
+    incidents,
     keys,
     kinds,
     notifications,
@@ -109,10 +113,28 @@ def _route_template(scope: Scope) -> str:
     return path
 
 
+def sweep_once(services: ApiServices) -> None:
+    """Note the API's own feed (a change is a `feed` live event), then judge silent devices, unless
+    the silence is the API's own (api/feed.py): a lost feed never marks devices offline."""
+    now = services.clock.now()
+    watch = services.feed
+    if watch is not None and services.feed_connected is not None:
+        changed = watch.update(services.feed_connected(), now)
+        if changed is not None:
+            if changed.connected:
+                log.info("api feed restored", extra={"judging_silence_after_s": services.settings.stale_after_s})
+            else:
+                log.warning("api feed lost: device presence frozen at the last known state until it is back")
+            services.hub.publish(LiveEvent("feed", feed_out(changed).model_dump(mode="json")))
+        if not watch.may_judge_silence(now):
+            return
+    publish_device_events(services, services.states.sweep(now))
+
+
 async def _sweep_forever(services: ApiServices) -> None:
     while True:
         await asyncio.sleep(SWEEP_INTERVAL_S)
-        publish_device_events(services, services.states.sweep(services.clock.now()))
+        sweep_once(services)
         for poll in services.pollers:
             try:
                 await asyncio.to_thread(poll)
@@ -169,7 +191,8 @@ def create_app(services: ApiServices) -> FastAPI:
                                            settings.auth_failure_window_s)
     install_problem_handlers(app)
     app.include_router(health.router)
-    for module in (sites, kinds, history, reports, alerts, silences, rules, events, keys, notifications):
+    for module in (sites, kinds, history, reports, alerts, incidents, silences, rules, events, feed,
+                   keys, notifications):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(unmatched.router, prefix=API_PREFIX)  # last: it answers what no route above matched
     app.mount("/status", StaticFiles(directory=STATIC_DIR, html=True), name="status")

@@ -114,6 +114,12 @@ class DeviceStates:
         settled = replace(new, presence=presence, reason=reason, since=since)
         return settled, [DeviceEvent(EventKind.PRESENCE, settled)]
 
+    def forget(self, key: DeviceKey) -> bool:
+        """Drop `key` (its retained status was cleared: the device or its site is gone); True if it was
+        known. No event: a page shows the device until it reloads the site, which no longer lists it."""
+        with self._lock:
+            return self._states.pop(key, None) is not None
+
     def get(self, key: DeviceKey) -> DeviceState | None:
         with self._lock:
             return self._states.get(key)

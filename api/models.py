@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Literal
 
 from pydantic import BaseModel, Field
 
 from api.device_states import DeviceState, Presence, PresenceReason
+from api.feed import FeedState
 from api.sites import ConfiguredDevice, battery_runtime_s
 from core.contract import KINDS, FieldValue, Kind
 from core.site import Inverter, described_labels
@@ -35,8 +37,10 @@ class DeviceOut(BaseModel):
     since: datetime | None = Field(None, description="when the presence last changed")
     last_seen: datetime | None = Field(None, description="when the API received the latest reading")
     latest: LatestReading | None = None
+    name: str | None = Field(None, description="the name the site file gives the device (`name:`), if any")
     battery_runtime_s: float | None = Field(
-        None, description="inverters: seconds until battery cut-off at the current net load; null if not draining")
+        None, description="inverters: seconds until battery cut-off at the current net load; null unless the "
+                          "battery is discharging")
 
 
 class SiteSummary(BaseModel):
@@ -50,6 +54,18 @@ class SiteSummary(BaseModel):
 
 class SiteDetail(SiteSummary):
     device_list: list[DeviceOut]
+
+
+class FeedOut(BaseModel):
+    mqtt_connected: bool | None = Field(description="the API's own MQTT subscription is live; false: device "
+                                        "states are the last known ones (not offline), null: the API has none")
+    since: datetime | None = Field(None, description="when `mqtt_connected` last changed")
+
+
+def feed_out(state: FeedState | None) -> FeedOut:
+    if state is None:
+        return FeedOut(mqtt_connected=None)
+    return FeedOut(mqtt_connected=state.connected, since=iso(state.since))
 
 
 class ApiKeyOut(BaseModel):
@@ -84,6 +100,15 @@ class Readiness(BaseModel):
     checks: list[CheckOut]
 
 
+def discharging(metrics: Mapping[str, FieldValue]) -> bool:
+    """The battery is delivering power now: its current is negative (it is positive while charging),
+    or, from an inverter that does not report current, the load runs on battery."""
+    current = metrics.get("battery_a")
+    if isinstance(current, float | int) and not isinstance(current, bool):
+        return current < 0
+    return metrics.get("mode") == "battery"
+
+
 def device_out(state: DeviceState, configured: ConfiguredDevice | None) -> DeviceOut:
     latest = state.latest
     label = None
@@ -96,13 +121,13 @@ def device_out(state: DeviceState, configured: ConfiguredDevice | None) -> Devic
     runtime = None
     if configured is not None and isinstance(configured.spec, Inverter) and latest is not None:
         m = latest.metrics
-        if all(isinstance(m.get(k), float | int) for k in ("battery_soc_pct", "load_w", "pv_w")):
+        if discharging(m) and all(isinstance(m.get(k), float | int) for k in ("battery_soc_pct", "load_w", "pv_w")):
             runtime = battery_runtime_s(configured.spec, float(m["battery_soc_pct"]),  # type: ignore[arg-type]
                                         float(m["load_w"]), float(m["pv_w"]))  # type: ignore[arg-type]
     return DeviceOut(
         site=state.device.site, kind=state.device.kind, id=state.device.device, configured=configured is not None,
-        label=label, presence=state.presence, reason=state.reason, since=iso(state.since),
-        last_seen=iso(state.last_seen),
+        label=label, name=configured.spec.name if configured is not None else None, presence=state.presence,
+        reason=state.reason, since=iso(state.since), last_seen=iso(state.last_seen),
         latest=None if latest is None else LatestReading(ts=latest.ts, seq=latest.seq, metrics=dict(latest.metrics)),
         battery_runtime_s=runtime)
 

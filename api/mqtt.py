@@ -23,7 +23,7 @@ from api.device_states import DeviceEvent, DeviceStates
 from api.metrics import ApiMetrics
 from core.clock import Clock
 from core.contract import reading_subscription, status_subscription
-from core.decode import DecodeLimits, Reading, Reject, StatusChange, decode_message
+from core.decode import DecodeLimits, Reading, Reject, StatusChange, StatusCleared, decode_message
 from core.known_devices import KnownDevices
 from core.mqtt_subscriber import SessionSpec, Subscriber
 from core.settings.mqtt import MqttSettings
@@ -69,6 +69,10 @@ class DeviceStateSubscription:
         decoded = decode_message(topic, payload, now, self._limits, self._known)
         if isinstance(decoded, Reject):
             self._metrics.count_mqtt(f"reject_{decoded.reason.value}")
+            return
+        if isinstance(decoded, StatusCleared):
+            self._metrics.count_mqtt("status_cleared")
+            self._states.forget(decoded.device)
             return
         self._metrics.count_mqtt("reading" if isinstance(decoded, Reading) else "status")
         assert isinstance(decoded, Reading | StatusChange)

@@ -2,7 +2,8 @@
 
 Starts its own Mosquitto and InfluxDB 1.6.7 (facmon.servers, temp dirs), `facmon collect` and `facmon bridge`
 as child processes (the bridge with a Zigbee2MQTT-style occupancy mapping for N devices), and a
-separate publisher process sending foreign messages (`zigbee2mqtt/pir-<d>` = `{"occupancy":true,…}`).
+separate publisher process sending foreign messages (`zigbee2mqtt/pir-<d>` =
+`{"occupancy":true,…,"last_seen":<epoch ms>}`) with core's batch client (`core.mqtt_batch`).
 
 Phases (each prints its figures):
   1. reference   `mosquitto_sub` subscribed to the foreign topics while the publisher sends M messages as
@@ -54,6 +55,7 @@ sources:
     site: bench
     kind: occupancy
     labels: {room: "{device}"}
+    ts: {from: last_seen, format: epoch_ms}
     fields:
       occupied: {from: occupancy}
       sensor_battery_pct: {from: battery}
@@ -65,7 +67,7 @@ def publisher_main(port: int, devices: int, total: int, rate: float, ready: mp.E
     """`total` foreign messages round-robin over `devices`, at `rate`/s (0: as fast as it can), QoS 1, with
     the simulators' batched client (one socket write a chunk)."""
     from core.clock import SystemClock
-    from simulators.mqtt_batch import BatchClient
+    from core.mqtt_batch import BatchClient
 
     client = BatchClient(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-z2m", protocol=mqtt.MQTTv311)
     client.configure_batching(SystemClock(), max_inflight=2000)
@@ -74,18 +76,21 @@ def publisher_main(port: int, devices: int, total: int, rate: float, ready: mp.E
     while not client.online:
         time.sleep(0.01)
     topics = [f"zigbee2mqtt/pir-{d}" for d in range(devices)]
-    payloads = [b'{"battery":%d,"illuminance_lux":49,"linkquality":120,"occupancy":%s}'
-                % (50 + i % 50, b"true" if i % 2 else b"false") for i in range(100)]
+    template = b'{"battery":%d,"illuminance_lux":49,"linkquality":120,"occupancy":%s,"last_seen":%d}'
     ready.set()
     go.wait()
     started = time.time()
+    # Zigbee2MQTT's last_seen (advanced.last_seen: epoch), one millisecond apart per device: readings of
+    # one device in the same millisecond would be one point in InfluxDB and look like loss.
+    base_ms = int(started * 1000)
     chunk = min(max(1, int(rate / 100)) if rate else 500, devices)
     for first in range(0, total, chunk):
         if rate:
             delay = started + first / rate - time.time()
             if delay > 0:
                 time.sleep(delay)
-        client.publish_batch([(topics[i % devices], payloads[i % 100], False)
+        client.publish_batch([(topics[i % devices], template % (50 + i % 50, b"true" if i % 2 else b"false",
+                                                                base_ms + i // devices), False)
                               for i in range(first, min(first + chunk, total))], stall_timeout_s=120)
     published = time.time()
     left = client.wait_all_acked(120)
@@ -141,6 +146,10 @@ class Child:
         t = self.ps.cpu_times()
         return t.user + t.system
 
+    def thread_cpu_seconds(self) -> dict[int, float]:
+        """CPU seconds by thread id (Linux thread ids grow in creation order)."""
+        return {t.id: t.user_time + t.system_time for t in self.ps.threads()}
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -148,6 +157,40 @@ class Child:
                 self.proc.wait(60)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
+
+
+def bridge_done(bridge: Child, total: int, timeout_s: float) -> float:
+    """When the bridge has forwarded or dropped all `total` messages (dropped ones must not hang the run)."""
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        try:
+            done = bridge.metric("facmon_bridge_messages_forwarded", '{channel="reading"}')
+            with urllib.request.urlopen(f"http://127.0.0.1:{bridge.http_port}/metrics", timeout=5) as resp:
+                dropped = sum(float(line.split()[-1]) for line in resp.read().decode().splitlines()
+                              if line.startswith("facmon_bridge_messages_dropped_total{"))
+            if done + dropped >= total:
+                return time.time()
+        except OSError:
+            pass
+        time.sleep(0.02)
+    raise RuntimeError(f"the bridge did not forward or drop {total} messages in {timeout_s} s: "
+                       f"{bridge.log.read_text()[-1500:]}")
+
+
+def thread_breakdown(pid: int, before: dict[int, float], after: dict[int, float], messages: int) -> str:
+    """CPU µs per message of each busy thread of the bridge. The main thread runs the service
+    (translation, publishing); the others are named by creation order: the HTTP endpoint, then the
+    publisher's paho thread (opened first), then the subscriber's."""
+    names = {pid: "service (main)"}
+    others = sorted(tid for tid in after if tid != pid)
+    for tid, name in zip(others, ("http", "publisher paho", "subscriber paho"), strict=False):
+        names[tid] = name
+    parts = []
+    for tid in sorted(after):
+        used = after[tid] - before.get(tid, 0.0)
+        if used * 1e6 / messages >= 1:
+            parts.append(f"{names.get(tid, f'thread {tid}')} {used * 1e6 / messages:.1f} µs")
+    return ", ".join(parts) + " per message"
 
 
 def reference(broker: Mosquitto, devices: int, total: int) -> float:
@@ -296,17 +339,20 @@ def main() -> None:
         children.append(bridge)
         bridge.wait_metric("facmon_bridge_broker_connected", 1, 30)
 
-        cpu0 = bridge.cpu_seconds()
+        cpu0, threads0 = bridge.cpu_seconds(), bridge.thread_cpu_seconds()
         out = publish(broker.port, args.devices, args.messages, 0)
-        done = bridge.wait_metric("facmon_bridge_messages_forwarded", args.messages, 600, '{channel="reading"}')
-        forwarded = args.messages / (done - out["started"])
-        cpu = bridge.cpu_seconds() - cpu0
-        collector.wait_metric("facmon_collector_points_written", args.messages, 600)
+        done = bridge_done(bridge, args.messages, 600)
+        forwarded_count = bridge.metric("facmon_bridge_messages_forwarded", '{channel="reading"}')
+        forwarded = forwarded_count / (done - out["started"])
+        cpu, threads1 = bridge.cpu_seconds() - cpu0, bridge.thread_cpu_seconds()
+        collector.wait_metric("facmon_collector_points_written", forwarded_count, 600)
         count = InfluxQLClient(influx.url, "bench").query("SELECT count(seq) FROM occupancy")
         stored = int(count[0].values[0][1]) if count else 0
         print(f"2. forward    {forwarded:,.0f} msg/s (ratio to mosquitto_sub {forwarded / ref:.2f}), bridge CPU "
-              f"{cpu / args.messages * 1e6:.1f} µs/message, stored {stored:,} of {args.messages:,} "
-              f"(loss {args.messages - stored})")
+              f"{cpu / args.messages * 1e6:.1f} µs/message, forwarded {forwarded_count:,.0f} and dropped "
+              f"{args.messages - forwarded_count:,.0f} of {args.messages:,}, stored {stored:,} "
+              f"(loss {args.messages - stored}); load average {os.getloadavg()[0]:.2f}")
+        print("   threads    " + thread_breakdown(bridge.proc.pid, threads0, threads1, args.messages))
 
         total = int(args.rate * args.latency_seconds)
         added = latency(broker, args.devices, total, args.rate)

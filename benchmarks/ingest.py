@@ -58,7 +58,7 @@ def publisher_main(port: int, devices: range, total: int, rate: float, seq_offse
     publishers to ~4,600/s. Chunks of `rate`/100 readings every 10 ms when paced, 1,000 otherwise
     (at most one per device); each reading's `ts` is its chunk's publish time."""
     from core.clock import SystemClock
-    from simulators.mqtt_batch import BatchClient
+    from core.mqtt_batch import BatchClient
 
     clock = SystemClock()
     client = BatchClient(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-pub-{seq_offset}-{devices.start}",

@@ -7,7 +7,9 @@ The month is synthetic (patterns, not physics: the simulator would take longer t
 queries do), written into a fresh influxd in a temp dir, the demo park scaled to `--devices`
 (simulators.world.scale_site). Each report is timed as `facmon report` runs it (queries over HTTP,
 computation, HTML+CSV+PDF), against a reference measured in the same run: one `count()` over all of
-the month's uplink and inverter points, i.e. InfluxDB merely reading what the reports read.
+the month's uplink and inverter points, i.e. InfluxDB merely reading what the reports read. Then the
+month's figures are stored for the Monthly dashboard as `facmon report store` does (the three reports,
+DELETE of the month's stored points, the write), twice: the second run replaces the first.
 """
 
 from __future__ import annotations
@@ -26,11 +28,15 @@ import urllib3
 # The repository first: this script's own folder would otherwise make `reports` mean this file.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from core.influx_write import V1LineWriter
 from core.influxql import InfluxQLClient
+from core.settings.influxdb import InfluxSettings
 from core.site import Site, load_site
 from facmon.servers import InfluxDB
 from reports.build import REPORTS, build_report
+from reports.month import ReportMonth
 from reports.render import write_report
+from reports.store import store_month
 from simulators.scenario import DEFAULT_SITE
 from simulators.world import scale_site
 
@@ -116,6 +122,13 @@ def time_reports(server: InfluxDB, site: Site, start: int, days: int, out: Path)
         total = time.perf_counter() - began
         print(f"{kind:8s} report: {built:.2f} s from InfluxDB ({built / reference:.1f}x the reference), "
               f"{total:.2f} s with HTML+CSV+PDF")
+    writer = V1LineWriter(InfluxSettings(url=server.url, database="bench"))
+    for run in ("first", "again"):
+        began = time.perf_counter()
+        points = store_month(client, writer, site, ReportMonth.parse("2026-11", site.tz))
+        took = time.perf_counter() - began
+        print(f"store ({run}): {points} points in {took:.2f} s ({took / reference:.1f}x the reference)")
+    writer.close()
     client.close()
 
 

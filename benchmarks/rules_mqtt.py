@@ -33,10 +33,10 @@ import yaml
 
 from core.clock import SystemClock
 from core.contract import Kind, encode_payload, format_ts
+from core.mqtt_batch import BatchClient
 from core.settings.mqtt import MqttSettings
 from core.site import Site, described_labels, iter_devices, load_site
 from facmon.servers import Mosquitto
-from simulators.mqtt_batch import BatchClient
 from simulators.scenario import DEFAULT_SITE
 from simulators.world import scale_site
 

@@ -3,7 +3,9 @@ translator, and a publishing session for the contract messages (`core.mqtt_publi
 
 The subscription's thread only queues what arrives (a bounded inbox: when it is full the subscription
 waits, and the broker holds the messages); the service's own thread (`run`) takes them in batches,
-translates, publishes and closes the gathering windows. So the translator and the publisher have one
+translates them, publishes each batch's contract messages as one run (`Publisher.publish_many`: one
+write, PUBACKs counted in bulk; it waits while the broker is connected and its window full) and
+closes the gathering windows. So the translator and the publisher have one
 user, and paho's receiving thread is never held up by translation. Lifecycle: `run(stop)` once; it
 returns after `stop` is set, with the inbox drained, the publisher's messages acknowledged (bounded
 wait) and the seq state written.
@@ -57,7 +59,8 @@ class BridgeService:
         self._inbox.put((topic, payload, self._clock.now()))  # stamped on arrival, as the device's time
 
     def _drain(self, wait_s: float) -> None:
-        """Translate and publish what the inbox holds (waiting up to `wait_s` for the first message)."""
+        """Translate what the inbox holds (waiting up to `wait_s` for the first message) and publish the
+        run's contract messages as one batch."""
         try:
             batch = [self._inbox.get(timeout=wait_s)]
         except queue.Empty:
@@ -67,24 +70,32 @@ class BridgeService:
                 batch.append(self._inbox.get_nowait())
             except queue.Empty:
                 break
+        self.received += len(batch)
+        handle = self.translator.handle
+        outcomes: list[Outcome] = []
         for topic, payload, received_at in batch:
-            self.received += 1
-            self._deliver(self.translator.handle(topic, payload, received_at))
+            outcomes += handle(topic, payload, received_at)
+        self._deliver(outcomes)
 
     def tick(self) -> None:
         """Close the gathering windows that are due (`run` does it every TICK_S)."""
         self._deliver(self.translator.tick(self._clock.now()))
 
     def _deliver(self, outcomes: list[Outcome]) -> None:
+        forwards: list[Forward] = []
         for outcome in outcomes:
             if isinstance(outcome, Dropped):
                 self.rejects.add(outcome)
-            elif self.publisher.publish(outcome.topic, outcome.payload, outcome.retain):
-                self.forwarded[_channel(outcome)] += 1
             else:
-                self.publish_refused += 1
-                self.rejects.add(Dropped("queue_full", "the queue for the unreachable broker is full "
-                                         "(bridge.queue_limit)", outcome.topic, outcome.payload))
+                forwards.append(outcome)
+        if not forwards:
+            return
+        accepted = self.publisher.publish_many([(f.topic, f.payload, f.retain) for f in forwards])
+        self.forwarded.update(_channel(f) for f in forwards[:accepted])
+        for refused in forwards[accepted:]:
+            self.publish_refused += 1
+            self.rejects.add(Dropped("queue_full", "the queue for the unreachable broker is full "
+                                     "(bridge.queue_limit)", refused.topic, refused.payload))
 
     def run(self, stop: threading.Event) -> None:
         self.publisher.open(wait_s=5.0)
@@ -103,6 +114,7 @@ class BridgeService:
             self.tick()
             self.publisher.close(timeout_s=10.0)
             self.seqs.close()
+
 
 
 def _channel(outcome: Forward) -> str:

@@ -71,6 +71,14 @@ class Dropped:
 
 
 Outcome = Forward | Dropped
+_DEVICES_CACHED = 65_536
+
+
+def with_seq(encoded: bytes, seq: int) -> bytes:
+    """`encoded` (an `encode_reading` payload with seq 0) with `seq` instead: the same bytes as encoding
+    the reading with `seq`, without encoding it twice. `encode_reading` writes `{"ts":"…","seq":0`
+    first, and no `"seq":0` can come earlier (inside the ts string a quote is escaped)."""
+    return encoded.replace(b'"seq":0', b'"seq":%d' % seq, 1)
 
 
 class _Refused(Exception):
@@ -90,6 +98,8 @@ class Translator:
         self._limits = limits
         self._max_foreign_bytes = max_foreign_bytes
         self._gatherer = Gatherer()
+        self._devices: dict[tuple[str, tuple[str, ...]], tuple[DeviceKey, dict[str, str]]] = {}
+        """(source, the topic's captures) → the device and its labels: rendered once per device."""
 
     def handle(self, topic: str, payload: bytes, received_at: float) -> list[Outcome]:
         """What to publish for one message and what was dropped (one Dropped at most). Never raises on input."""
@@ -185,7 +195,8 @@ class Translator:
             encoded = encode_reading(Reading(device, ts_ms, 0, metrics))
         except ValueError as err:
             return Dropped(DropReason.NON_FINITE, str(err), topic, payload, source)
-        verdict = decode_message(device.reading_topic(), encoded, received_at, self._limits)
+        reading_topic = device.reading_topic()
+        verdict = decode_message(reading_topic, encoded, received_at, self._limits)
         if isinstance(verdict, Reject):
             return Dropped(verdict.reason.value, f"{device}: {verdict.detail}", topic, payload, source)
         # The seq is taken only for a reading that goes out, so refused ones leave no gaps.
@@ -193,8 +204,7 @@ class Translator:
             seq = self._next_seq(device)
         except TooManyDevices as err:
             return Dropped(DropReason.TOO_MANY_DEVICES, str(err), topic, payload, source)
-        encoded = encode_reading(Reading(device, ts_ms, seq, metrics))
-        return Forward(device.reading_topic(), encoded, False, device)
+        return Forward(reading_topic, with_seq(encoded, seq), False, device)
 
     # --- status -----------------------------------------------------------------------------------
 
@@ -224,6 +234,17 @@ class Translator:
         return not source.only_listed_devices or self._raw_name(source, captures) in source.devices
 
     def _device(self, source: SourceRule, captures: dict[str, str]) -> tuple[DeviceKey, dict[str, str]]:
+        """The contract device and its labels (callers copy the labels, never change them)."""
+        key = (source.name, tuple(captures.values()))
+        known = self._devices.get(key)
+        if known is None:
+            known = self._render_device(source, captures)
+            if len(self._devices) >= _DEVICES_CACHED:
+                self._devices.clear()  # bounded: topics with random names must not grow it forever
+            self._devices[key] = known
+        return known
+
+    def _render_device(self, source: SourceRule, captures: dict[str, str]) -> tuple[DeviceKey, dict[str, str]]:
         raw = self._raw_name(source, captures)
         listed = source.devices.get(raw)
         device_id = listed.device if listed is not None and listed.device else raw.lower()

@@ -205,6 +205,10 @@ class DeviceTable:
             record.online = online
             record.status_changed_at = at
 
+    def forget(self, device: DeviceKey) -> None:
+        """Drop what is known of `device` (its retained status was cleared: it is gone)."""
+        self._records.pop(device, None)
+
     def snapshot(self) -> list[DeviceSnapshot]:
         return [DeviceSnapshot(key, _as_reading(key, r.latest), r.last_seen, r.online, r.status_changed_at,
                                r.clock_steps_back)

@@ -14,7 +14,7 @@ from typing import NamedTuple
 from collector.dead_letters import payload_excerpt
 from collector.device_table import DeviceTable, SeqVerdict
 from core.contract import DeviceKey
-from core.decode import DecodeLimits, Reading, Reject, RejectReason, StatusChange, decode_message
+from core.decode import DecodeLimits, Reading, Reject, RejectReason, StatusChange, StatusCleared, decode_message
 from core.known_devices import KnownDevices
 from core.line_protocol import reading_to_line, reject_to_line
 from core.reading_plans import fast_reading_line, kernel_reading_line
@@ -125,6 +125,10 @@ class Ingest:
         elif type(decoded) is StatusChange:
             self.counts.statuses += 1
             self._table.set_status(decoded.device, decoded.online, received_at)
+            return _NOTHING
+        elif type(decoded) is StatusCleared:
+            self.counts.statuses += 1
+            self._table.forget(decoded.device)
             return _NOTHING
         assert isinstance(decoded, Reject)
         return IngestResult([self.reject_line(decoded, received_at)], decoded)

@@ -15,6 +15,7 @@ documents it for device integrators. A change here is a change of the wire forma
 from __future__ import annotations
 
 import enum
+import itertools
 import math
 import re
 from collections.abc import Mapping
@@ -119,6 +120,12 @@ _KIND_SPECS = (
         Metric("load_w", _F, "W", "power delivered to the site's load", True, False, 0, 1_000_000),
         Metric("inverter_temp_c", _F, "°C", "inverter heatsink temperature", False, False, -40, 150),
         Metric("fault_code", _T, "", "vendor fault code, null when there is none", False, True),
+        Metric("cell_v_min", _F, "V", "the battery's lowest cell voltage, where the inverter or its BMS reports cells",
+               False, False, 0, 5),
+        Metric("cell_v_max", _F, "V", "the battery's highest cell voltage, where the inverter or its BMS reports "
+               "cells", False, False, 0, 5),
+        Metric("cell_v_delta_mv", _F, "mV", "highest minus lowest cell voltage (cell spread), where reported",
+               False, False, 0, 5000),
     )),
     KindSpec(Kind.UPLINK, "Uplink", "uplinks", "an internet uplink (one ISP) on the site's router", (
         Metric("isp", _L, "", "the internet service provider's name (tag)"),
@@ -271,7 +278,7 @@ def encode_payload(kind: Kind, ts: str, seq: int, metrics: Mapping[str, FieldVal
     # facmon device builds) are dumped as they are and spliced after ts and seq. orjson writes NaN and
     # infinity as null, so a payload with more nulls than there are None values takes the general
     # path, which raises.
-    if tuple(metrics) in _ORDERED_KEYS[kind]:
+    if _in_contract_order(kind, tuple(metrics)):
         body = orjson.dumps(metrics)
         if b"null" not in body or body.count(b"null") == list(metrics.values()).count(None):
             return b'{"ts":%b,"seq":%d,%b' % (orjson.dumps(ts), seq, body[1:])
@@ -288,13 +295,23 @@ def encode_payload(kind: Kind, ts: str, seq: int, metrics: Mapping[str, FieldVal
     return orjson.dumps(payload)
 
 
-def _ordered_subsets(names: tuple[str, ...]) -> frozenset[tuple[str, ...]]:
-    """Every non-empty selection of `names` that keeps their order (2^n - 1 of them; n <= 12)."""
-    return frozenset(tuple(name for bit, name in enumerate(names) if mask >> bit & 1)
-                     for mask in range(1, 1 << len(names)))
+def _in_contract_order(kind: Kind, keys: tuple[str, ...]) -> bool:
+    """Are `keys` metrics of `kind`, each at most once, in the contract's order? Remembered per shape
+    (a device sends the same keys over and over): a set of every ordered selection would hold 2^n - 1
+    of them, 32,767 for an inverter."""
+    seen = _ORDERED_SHAPES[kind]
+    known = seen.get(keys)
+    if known is None:
+        position = _CONTRACT_POSITION[kind]
+        at = [position.get(key, -1) for key in keys]
+        known = bool(at) and -1 not in at and all(a < b for a, b in itertools.pairwise(at))
+        if len(seen) < _ORDERED_SHAPES_MAX:
+            seen[keys] = known
+    return known
 
 
-_ORDERED_KEYS: Mapping[Kind, frozenset[tuple[str, ...]]] = {
-    kind: _ordered_subsets(tuple(m.name for m in metrics)) for kind, metrics in METRICS.items()
+_CONTRACT_POSITION: Mapping[Kind, Mapping[str, int]] = {
+    kind: {m.name: index for index, m in enumerate(metrics)} for kind, metrics in METRICS.items()
 }
-"""Per kind, the key sequences `encode_payload` may dump as they are (4,095 for an inverter)."""
+_ORDERED_SHAPES: Mapping[Kind, dict[tuple[str, ...], bool]] = {kind: {} for kind in METRICS}
+_ORDERED_SHAPES_MAX = 4096

@@ -1,4 +1,4 @@
-"""bytes → `Reading`, `StatusChange` or `Reject`: the pure front door of every MQTT consumer.
+"""bytes → `Reading`, `StatusChange`, `StatusCleared` or `Reject`: the pure front door of every MQTT consumer.
 
 The collector, the rules engine and the API all validate messages here, so they agree on what a
 valid reading is.
@@ -97,6 +97,15 @@ class StatusChange:
 
 
 @dataclass(frozen=True, slots=True)
+class StatusCleared:
+    """An empty payload on a device's status topic: its retained status was deleted (MQTT clears a
+    retained message with an empty one), because the device or its site is gone (`facmon devices
+    forget`, `facmon sites retire`). Not a malformed status: consumers forget the device's state."""
+
+    device: DeviceKey
+
+
+@dataclass(frozen=True, slots=True)
 class DecodeLimits:
     max_payload_bytes: int = 16_384
     max_future_s: float = 300.0
@@ -122,7 +131,7 @@ parse_topic_cached = functools.lru_cache(maxsize=65_536)(parse_topic)
 
 
 def decode_message(topic: str, payload: bytes, received_at: float, limits: DecodeLimits,
-                   known: KnownDevices | None = None) -> Reading | StatusChange | Reject:
+                   known: KnownDevices | None = None) -> Reading | StatusChange | StatusCleared | Reject:
     """Decode one MQTT message. `received_at` is the collector's clock (epoch seconds), used to
     judge timestamps from the future or too far in the past; `known`, if given, the devices that may
     publish and their labels. Never raises on input."""
@@ -130,6 +139,9 @@ def decode_message(topic: str, payload: bytes, received_at: float, limits: Decod
         parsed = parse_topic_cached(topic)
     except TopicError as err:
         return Reject(RejectReason(err.reason), str(err), topic, payload)
+    if not payload and parsed.channel is Channel.STATUS:
+        # Before the known-device check: what is cleared is typically a device no site file describes any more.
+        return StatusCleared(parsed.device)
     if known is not None and (why := known.device_refusal(parsed.device)) is not None:
         return Reject(RejectReason.UNKNOWN_DEVICE, why, topic, payload, parsed.device)
     if len(payload) > limits.max_payload_bytes:

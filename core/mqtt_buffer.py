@@ -44,7 +44,7 @@ PublishesHandler = Callable[[list[str], list[bytes], list[int]], None]
 _QOS1_PUBLISH, _QOS_RETAIN_DUP_MASK = 0x32, 0xF6
 
 
-def _plain_publish_fields(packet: bytes | bytearray, at: int, end: int,
+def plain_publish_fields(packet: bytes | bytearray, at: int, end: int,
                           has_properties_length: bool) -> tuple[str, int, int] | None:
     """(topic, packet id, where the payload starts) of a QoS 1 PUBLISH whose variable header starts at
     `at` and which ends at `end`; None for anything unusual — too short, an empty topic (an MQTT 5
@@ -106,7 +106,7 @@ class PublishReaderClient(BufferedReadClient):
             else:
                 break  # cut by the end of the buffer, or malformed: paho's reader decides
             packet_end = at + length
-            fields = _plain_publish_fields(rx, at, packet_end, has_properties_length) if packet_end <= end else None
+            fields = plain_publish_fields(rx, at, packet_end, has_properties_length) if packet_end <= end else None
             if fields is None:
                 break
             topic, mid, payload_at = fields
@@ -126,7 +126,7 @@ class PublishReaderClient(BufferedReadClient):
         if (header & 0x06) != 0x02 or not self._manual_ack or self.on_qos1_publishes is None:
             return super()._handle_publish()
         packet = self._in_packet["packet"]
-        fields = _plain_publish_fields(packet, 0, len(packet), self._protocol == mqtt.MQTTv5)
+        fields = plain_publish_fields(packet, 0, len(packet), self._protocol == mqtt.MQTTv5)
         if fields is None:
             return super()._handle_publish()
         topic, mid, payload_at = fields

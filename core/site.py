@@ -199,6 +199,8 @@ def _simulation_pairs(value: object) -> object:
 
 
 class _Device(_Frozen):
+    name: Label | None = Field(None, description="what people call the device (\"Admin block\"), any script; "
+                               "the status page shows it instead of the id")
     simulation: SimulationParameters = Field(
         (), description="parameters only facmon's simulators use (load profile, link quality, ...); production "
                         "ignores them")

@@ -20,7 +20,7 @@ from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models.dashboard import Dashboard, RowPanel
 
 from core.site import Site
-from dashboards import alerts, network, occupancy, overview, power
+from dashboards import alerts, monthly, network, occupancy, overview, power
 
 DEFAULT_TIMEZONE = "Asia/Karachi"
 
@@ -62,6 +62,7 @@ def build_dashboards(options: DashboardOptions) -> list[BuiltDashboard]:
         (network.UID, network.build(options.timezone)),
         (occupancy.UID, occupancy.build(options.timezone, options.room_capacities)),
         (alerts.UID, alerts.build(options.timezone)),
+        (monthly.UID, monthly.build(options.timezone)),
     ]
     built = []
     for uid, builder in builders:

@@ -13,7 +13,7 @@ from core.config import ConfigError, load_config, settle_state_paths
 from core.logs import configure_logging
 
 COMMANDS = ("up", "collect", "bridge", "agent", "simulate", "probe", "rules", "notify", "watchdog", "api", "keys",
-            "dashboards", "acl", "config", "report")
+            "dashboards", "acl", "config", "report", "sites", "devices")
 DEFAULT_CONFIG = Path("facmon.yaml")
 _ROOT = Path(__file__).resolve().parents[1]
 _IN_CHECKOUT = all((_ROOT / name).is_file() for name in ("Makefile", "pyproject.toml"))

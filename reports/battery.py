@@ -9,7 +9,10 @@ of charge at the bucket's end, readings counted):
 - depth-of-discharge histogram: each discharge swing (at least 5 points) by its depth;
 - voltage sag: per week, the internal resistance a least-squares fit of voltage on current and
   state of charge finds, given as the sag at a 100 A discharge;
-- an alert when the estimate falls below the inverter's `capacity_alert_pct` of its `battery_kwh`.
+- an alert when the estimate falls below the inverter's `capacity_alert_pct` of its `battery_kwh`;
+- cell spread, where the inverter or its BMS reports cell voltages (`cell_v_delta_mv`, or `cell_v_max`
+  and `cell_v_min`): each bucket's mean spread, per week its highest and its mean, the trend (a
+  least-squares slope over the month, mV a week), and a note above CELL_SPREAD_ALERT_MV.
 """
 
 from __future__ import annotations
@@ -31,6 +34,10 @@ REVERSAL_PCT = 2.0
 """A swing ends when the state of charge turns back by more than this."""
 DOD_BINS = tuple(range(0, 101, 10))
 SAG_AT_A = 100.0
+CELL_SPREAD_ALERT_MV = 100.0
+"""A bucket's mean cell spread above this asks for a look at the cells (balancing, a weak cell): LiFePO4
+cells in balance stay within a few tens of mV."""
+WEEK_MS = 7 * 86_400_000
 
 
 @dataclass(frozen=True)
@@ -139,13 +146,52 @@ def assess(inverter: Inverter, month: ReportMonth, rows: Rows) -> BatteryMonth:
                         sum(1 for s in all_swings if s.depth_pct >= MIN_SWING_PCT))
 
 
+@dataclass(frozen=True)
+class CellSpread:
+    """One battery's cell spread in the month (mV), from its buckets' mean spread; None: not reported."""
+
+    max_mv: float | None
+    mean_mv: float | None
+    trend_mv_per_week: float | None
+    weekly: list[dict[str, float | None]]
+    """Per week: max_mv, mean_mv."""
+
+
+def bucket_spread_mv(rows: Rows) -> np.ndarray:
+    """Per bucket, the mean cell spread in mV (nan where no cell voltage was reported): the reported
+    `cell_v_delta_mv`, else the mean highest cell less the mean lowest (the mean of the differences)."""
+    nan = np.full(len(rows.at), np.nan)
+    delta = rows.columns.get("cell_delta", nan)
+    from_cells = 1000 * (rows.columns.get("cell_max", nan) - rows.columns.get("cell_min", nan))
+    return np.where(np.isfinite(delta), delta, from_cells)
+
+
+def cell_spread(month: ReportMonth, rows: Rows) -> CellSpread:
+    spread = bucket_spread_mv(rows)
+    weeks = int(np.ceil(len(month.days) / 7))
+    week_of = (rows.at - month.start_s * 1000) // WEEK_MS
+    weekly: list[dict[str, float | None]] = []
+    for week in range(weeks):
+        here = spread[(week_of == week) & np.isfinite(spread)]
+        weekly.append({"max_mv": float(here.max()) if len(here) else None,
+                       "mean_mv": float(here.mean()) if len(here) else None})
+    known = np.isfinite(spread)
+    if not known.any():
+        return CellSpread(None, None, None, weekly)
+    trend = None
+    if known.sum() >= 2 and np.ptp(rows.at[known]) >= WEEK_MS / 7:
+        trend = float(np.polyfit((rows.at[known] - rows.at[known][0]) / WEEK_MS, spread[known], 1)[0])
+    return CellSpread(float(spread[known].max()), float(spread[known].mean()), trend, weekly)
+
+
 def read_buckets(source: ReportSource) -> dict[str, Rows]:
     """Per inverter, its 15-minute buckets: two statements run at once (each reads its own fields),
     joined on the bucket's time."""
     current, charge = source.together(
         lambda: source.buckets("inverter", "mean(battery_a) AS a, count(battery_a) AS n", BUCKET),
         lambda: source.buckets("inverter", "last(battery_soc_pct) AS soc, mean(battery_soc_pct) AS soc_mean, "
-                                           "mean(battery_v) AS v", BUCKET))
+                                           "mean(battery_v) AS v, mean(cell_v_delta_mv) AS cell_delta, "
+                                           "mean(cell_v_max) AS cell_max, mean(cell_v_min) AS cell_min", BUCKET))
     joined = {}
     for device, rows in current.items():
         other = charge.get(device)
@@ -165,6 +211,7 @@ def battery_document(site: Site, month: ReportMonth, buckets: dict[str, Rows]) -
     weekly: dict[str, tuple[float | None, ...]] = {}
     sag: dict[str, tuple[float | None, ...]] = {}
     dod: dict[str, tuple[float | None, ...]] = {}
+    cells_max: dict[str, tuple[float | None, ...]] = {}
     for inv in site.inverters:
         data = buckets.get(inv.id)
         if data is None:
@@ -181,25 +228,46 @@ def battery_document(site: Site, month: ReportMonth, buckets: dict[str, Rows]) -
             if pct < inv.capacity_alert_pct:
                 text += f" — BELOW {inv.capacity_alert_pct:.0f} %: plan the replacement"
         summary.append((f"Battery of {inv.id}", f"{text}; {b.cycles:.1f} equivalent full cycles"))
+        cells = cell_spread(month, data)
+        if cells.max_mv is None:
+            notes.append(f"{inv.id}: reports no cell voltages (cell_v_delta_mv, or cell_v_max and cell_v_min), so "
+                         f"cell spread is not judged")
+        else:
+            trend = "" if cells.trend_mv_per_week is None else f", trend {cells.trend_mv_per_week:+.1f} mV a week"
+            text = f"highest {cells.max_mv:.0f} mV, mean {cells.mean_mv:.0f} mV{trend}"
+            if cells.max_mv > CELL_SPREAD_ALERT_MV:
+                text += (f" — ABOVE {CELL_SPREAD_ALERT_MV:.0f} mV: have the cells balanced and look for a weak "
+                         f"cell")
+            summary.append((f"Cell spread of {inv.id}", text))
+            cells_max[inv.id] = tuple(w["max_mv"] for w in cells.weekly)
         rows.append((inv.id, round(b.rated_ah, 1), None if b.capacity_ah is None else round(b.capacity_ah, 1),
                      None if pct is None else round(pct, 1), round(b.cycles, 2), b.swings_used,
-                     *b.dod_histogram))
+                     *b.dod_histogram, None if cells.max_mv is None else round(cells.max_mv, 1),
+                     None if cells.mean_mv is None else round(cells.mean_mv, 1),
+                     None if cells.trend_mv_per_week is None else round(cells.trend_mv_per_week, 2)))
         figures[inv.id] = {"rated_ah": b.rated_ah, "capacity_ah": b.capacity_ah, "capacity_pct": pct,
                            "below_alert": pct is not None and pct < inv.capacity_alert_pct,
                            "weekly_capacity_ah": b.weekly_capacity_ah, "cycles": b.cycles,
-                           "dod_histogram": b.dod_histogram, "weekly_sag_v_at_100a": b.weekly_sag_v}
+                           "dod_histogram": b.dod_histogram, "weekly_sag_v_at_100a": b.weekly_sag_v,
+                           "cell_spread": {"max_mv": cells.max_mv, "mean_mv": cells.mean_mv,
+                                           "trend_mv_per_week": cells.trend_mv_per_week, "weekly": cells.weekly,
+                                           "above_alert": cells.max_mv is not None
+                                           and cells.max_mv > CELL_SPREAD_ALERT_MV}}
         weekly[inv.id] = tuple(b.weekly_capacity_ah)
         sag[inv.id] = tuple(b.weekly_sag_v)
         dod[inv.id] = tuple(float(v) for v in b.dod_histogram)
-    notes.append("cell voltages: no inverter of the contract reports them, so cell spread is not judged")
     weeks = tuple(f"week {i + 1}" for i in range(int(np.ceil(len(month.days) / 7))))
     bins = tuple(f"{lo}-{lo + 10} %" for lo in DOD_BINS[:-1])
     table = Table("batteries", "Batteries", ("inverter", "rated_ah", "capacity_ah", "capacity_pct", "cycles",
-                                             "discharges_used", *(f"dod_{b.replace(' %', '')}" for b in bins)),
+                                             "discharges_used", *(f"dod_{b.replace(' %', '')}" for b in bins),
+                                             "cell_spread_max_mv", "cell_spread_mean_mv",
+                                             "cell_spread_trend_mv_per_week"),
                   tuple(rows))
     charts = (Chart("capacity", "Usable capacity by week (Ah)", weeks, weekly, "Ah", "lines"),
               Chart("sag", f"Voltage sag at {SAG_AT_A:.0f} A by week", weeks, sag, "V", "lines"),
               Chart("dod", "Depth of discharge", bins, dod, "discharges"))
+    if cells_max:
+        charts += (Chart("cells", "Highest cell spread by week (mV)", weeks, cells_max, "mV", "lines"),)
     return ReportDocument("battery", f"Battery health {month}", site.id, site.name, str(month), site.timezone,
                           tuple(summary), (table,), charts, tuple(notes), figures)
 

@@ -146,6 +146,18 @@ def _hours(minutes: float) -> float:
     return round(minutes / 60, 2)
 
 
+def _site_days(site_modes: dict[str, np.ndarray], no_data_min: np.ndarray, shed_scheduled: np.ndarray,
+               shed_unscheduled: np.ndarray, pv: np.ndarray, b_in: np.ndarray, b_out: np.ndarray, run: np.ndarray,
+               fuel: np.ndarray, gen_kwh: np.ndarray) -> dict[str, list[float]]:
+    """The site's days unrounded (minutes summed over its inverters), one list per figure: what
+    reports/store.py keeps in InfluxDB for the Monthly dashboard."""
+    columns = {f"{mode}_min": minutes for mode, minutes in site_modes.items()}
+    columns |= {"no_data_min": no_data_min, "shedding_scheduled_min": shed_scheduled,
+                "shedding_unscheduled_min": shed_unscheduled, "pv_kwh": pv, "battery_in_kwh": b_in,
+                "battery_out_kwh": b_out, "generator_run_min": run, "fuel_l": fuel, "generator_kwh": gen_kwh}
+    return {name: [float(v) for v in values] for name, values in columns.items()}
+
+
 def energy_document(site: Site, month: ReportMonth, inverters: dict[str, InverterDays],
                     generators: dict[str, GeneratorDays]) -> ReportDocument:
     days = len(month.days)
@@ -191,6 +203,8 @@ def energy_document(site: Site, month: ReportMonth, inverters: dict[str, Inverte
         "no_data_min": {inv_id: [int(v) for v in inv.no_data_min] for inv_id, inv in inverters.items()},
         "load_shedding_scheduled_min": [round(float(v), 2) for v in shed_scheduled],
         "load_shedding_unscheduled_min": [round(float(v), 2) for v in shed_unscheduled],
+        "daily": _site_days(site_modes, sum((i.no_data_min for i in inverters.values()), zeros), shed_scheduled,
+                            shed_unscheduled, pv, b_in, b_out, run, fuel, gen_kwh),
     }
     tariffs = site.tariffs
     if tariffs is None:
@@ -208,8 +222,9 @@ def energy_document(site: Site, month: ReportMonth, inverters: dict[str, Inverte
         summary.append(("Saved by solar (estimate)", f"{grid_saved + diesel_saved:,.0f} {c} (grid {grid_saved:,.0f}, "
                                                      f"diesel {diesel_saved:,.0f} at {l_per_kwh:.2f} l/kWh)"))
         summary.append(("Diesel burnt", f"{diesel_cost:,.0f} {c}"))
-        figures |= {"grid_saved": grid_saved, "diesel_saved": diesel_saved, "diesel_cost": diesel_cost,
-                    "currency": c}
+        figures |= {"grid_saved": float(grid_saved), "diesel_saved": float(diesel_saved),
+                    "saved": float(grid_saved + diesel_saved), "diesel_cost": float(diesel_cost),
+                    "diesel_l_per_kwh": float(l_per_kwh), "currency": c}
     if not site.load_shedding.daily and not any(site.load_shedding.windows_on(d) for d in range(7)):
         notes.append("the site file publishes no load-shedding schedule: every grid outage counts as unscheduled")
     labels = tuple(f"{d.day}" for d in month.days)

@@ -235,9 +235,12 @@ def isp_document(site: Site, month: ReportMonth, inputs: dict[str, UplinkMinutes
                     "minutes", "stacked"))
     figures = {r.uplink.id: {"availability_pct": r.availability_pct, "sla_pct": r.uplink.sla_pct,
                              "sla_met": r.sla_met, "minutes": {c.name.lower(): r.minutes[c] for c in MinuteClass},
+                             "minutes_per_day": {c.name.lower(): [int(v) for v in r.per_day[c]] for c in MinuteClass},
                              "outages": [{"start": month.local(o.start_minute).isoformat(),
                                           "end": month.local(o.end_minute).isoformat(),
-                                          "duration_min": o.duration_min, "cause": o.cause.name.lower()}
+                                          "duration_min": o.duration_min, "cause": o.cause.name.lower(),
+                                          "loss_pct": o.loss_pct, "link_down_min": o.link_down_min,
+                                          "power_out_min": o.power_out_min}
                                          for o in r.outages]} for r in results}
     return ReportDocument("isp", f"ISP availability {month}", site.id, site.name, str(month), site.timezone,
                           tuple(summary), (minutes_table, outage_table), charts,

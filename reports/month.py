@@ -1,7 +1,10 @@
 """The report month: from local midnight of the 1st to local midnight of the next 1st in the site's
 time zone, cut into minutes (InfluxDB's GROUP BY time(1m) buckets, which every zone's offset keeps
 aligned) and local days. A month with a clock change has 60 minutes more or fewer; its days are the
-local calendar days, one of them 23 or 25 hours long."""
+local calendar days, one of them 23 or 25 hours long.
+
+A month still running is reported through its last complete local day (`ReportMonth.so_far`): the
+days to come are not "no data"."""
 
 from __future__ import annotations
 
@@ -25,6 +28,8 @@ class ReportMonth:
     year: int
     month: int
     tz: ZoneInfo
+    until: date | None = None
+    """The first local day left out (a month so far); None: the whole month."""
 
     @classmethod
     def parse(cls, text: str, tz: ZoneInfo) -> ReportMonth:
@@ -35,8 +40,32 @@ class ReportMonth:
             raise BadMonth(f"month {text!r} is not 'YYYY-MM' between 1971 and 2200 (e.g. '2026-11')")
         return cls(int(match.group(1)), int(match.group(2)), tz)
 
+    @classmethod
+    def so_far(cls, text: str, tz: ZoneInfo, today: date) -> ReportMonth:
+        """Month `text` through the day before `today` (local): the whole month once it has ended.
+        Raises BadMonth for a malformed month, and for one that has not begun a day before `today`."""
+        whole = cls.parse(text, tz)
+        if today >= whole._following:
+            return whole
+        if today <= date(whole.year, whole.month, 1):
+            raise BadMonth(f"month {text} has no complete day before {today.isoformat()}: nothing to report yet")
+        return cls(whole.year, whole.month, tz, today)
+
     def __str__(self) -> str:
         return f"{self.year:04d}-{self.month:02d}"
+
+    @property
+    def complete(self) -> bool:
+        """Every day of the calendar month is in it."""
+        return self.until is None
+
+    @property
+    def _following(self) -> date:
+        return date(self.year + self.month // 12, self.month % 12 + 1, 1)
+
+    @property
+    def _first_day_after(self) -> date:
+        return self._following if self.until is None else min(self.until, self._following)
 
     @cached_property
     def start_s(self) -> int:
@@ -44,8 +73,7 @@ class ReportMonth:
 
     @cached_property
     def end_s(self) -> int:
-        following = date(self.year + self.month // 12, self.month % 12 + 1, 1)
-        return int(datetime.combine(following, time(0), self.tz).timestamp())
+        return int(datetime.combine(self._first_day_after, time(0), self.tz).timestamp())
 
     @property
     def minutes(self) -> int:
@@ -54,7 +82,7 @@ class ReportMonth:
     @cached_property
     def days(self) -> tuple[date, ...]:
         first = date(self.year, self.month, 1)
-        count = (date(self.year + self.month // 12, self.month % 12 + 1, 1) - first).days
+        count = (self._first_day_after - first).days
         return tuple(first + timedelta(days=i) for i in range(count))
 
     @cached_property

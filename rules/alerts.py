@@ -79,3 +79,24 @@ class Transition:
     value: float | None = None
     summary: str = ""
     """The alert's `summary` annotation at the time (the text of its dashboard annotation)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Retirement:
+    """A site (`device` None) or one device of it that is gone: see rules/retire.py."""
+
+    site: str
+    device: str | None
+    """None: the whole site."""
+    at: float
+    by: str
+    reason: str
+
+    def covers(self, labels: Mapping[str, str]) -> bool:
+        """True when an alert (or an observation) with these labels belongs to the retired site or device."""
+        if labels.get("site") != self.site:
+            return False
+        return self.device is None or labels.get("device") == self.device
+
+    def covers_device(self, site: str, device: str) -> bool:
+        return site == self.site and (self.device is None or device == self.device)

@@ -11,6 +11,12 @@ same store) continues exactly where the last process stopped: no duplicate notif
 forgotten resolve, silence or ack. Acks and silences written by the API are re-read on every tick
 when the database changed (`AlertStore.data_version`).
 
+A site or device retired by `facmon sites retire` / `facmon devices forget` (rules/retire.py) is read
+from the store the same way: its alerts as the store ended them, and nothing it would fire, until the
+device announces itself `online` again. A cleared retained status (`StatusCleared`: what those
+commands and the end of a test run publish) retires a device no site file describes here at once,
+and its site with its last device; a described device stays judged (its site file says it exists).
+
 `on_transitions()` (optional) is called after transitions were stored: the InfluxDB annotation
 writer (`rules.annotations`) copies them from the store on its own thread, so InfluxDB never blocks
 evaluation.
@@ -23,12 +29,12 @@ import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from core.clock import Clock
-from core.contract import Reading
-from core.decode import StatusChange
-from core.site import Site
-from rules.alerts import Alert, AlertState, fingerprint
+from core.contract import DeviceKey, Reading
+from core.decode import StatusChange, StatusCleared
+from core.site import Site, iter_devices
+from rules.alerts import Alert, AlertState, Retirement, fingerprint
 from rules.evaluate import MONITORING_DEGRADED, Evaluator, Observation
-from rules.lifecycle import AlertLifecycle, Change, Timing
+from rules.lifecycle import ACTIVE, AlertLifecycle, Change, Timing
 from rules.model import RulePack
 from rules.notify import payload_of
 from rules.route import Plan, Route, Router
@@ -37,6 +43,8 @@ from rules.store import AlertStore
 
 log = logging.getLogger("facmon.rules.engine")
 WATCHDOG = "Watchdog"
+STATUS_CLEARED = "its retained status was cleared: the device is gone"
+STATUS_CLEARED_BY = "facmon-rules"
 
 
 class Engine:
@@ -64,6 +72,12 @@ class Engine:
         self._groups = {g.key: g for g in store.groups()}
         self._silences = SilenceMuter(store.list_silences(include_expired=False))
         self._data_version: tuple[int, int] = (-1, -1)
+        self._described = frozenset((site.id, spec.id) for site in sites.values() for spec in iter_devices(site))
+        self._retired: set[tuple[str, str | None]] = set()
+        """(site, device) retired, (site, None) for a whole site (rules/retire.py)."""
+        self._retired_cursor = 0
+        self._returned: set[tuple[str, str]] = set()
+        """(site, device) of retired devices that announced themselves `online` again."""
         self._watchdog = watchdog
         self._on_transitions = on_transitions
         self._on_enqueued = on_enqueued
@@ -71,9 +85,14 @@ class Engine:
 
     # ---- inputs ---------------------------------------------------------------------------------
 
-    def handle(self, message: Reading | StatusChange) -> None:
+    def handle(self, message: Reading | StatusChange | StatusCleared) -> None:
         with self._lock:
             now = self._clock.now()
+            if type(message) is StatusCleared:
+                self._status_cleared(message.device, now)
+                return
+            if self._retired and type(message) is StatusChange and message.online:
+                self._returned.add((message.device.site, message.device.device))
             if isinstance(message, Reading):
                 observations = self._evaluator.on_reading(message, now)
             else:
@@ -132,13 +151,60 @@ class Engine:
             return
         self._data_version = version
         self._silences = SilenceMuter(self._store.list_silences(include_expired=False))
+        self._take_retirements()
         acks = self._store.acks()
         for alert in self._lifecycle.alerts():
             by, at, comment = acks.get(alert.fingerprint, (None, None, ""))
             self._lifecycle.set_ack(alert.fingerprint, by, at, comment)
 
+    def _take_retirements(self) -> None:
+        """Retirements recorded since the last look: their alerts as the store ended them (or ended here,
+        if this engine saved one again in between)."""
+        for row_id, retirement in self._store.retirements(self._retired_cursor):
+            self._retired_cursor = row_id
+            self._retire(retirement)
+            for alert in self._lifecycle.alerts():
+                if alert.state not in ACTIVE or not retirement.covers(alert.labels):
+                    continue
+                stored = self._store.alert(alert.fingerprint)
+                if stored is not None and stored.alert.state not in ACTIVE:
+                    self._lifecycle.adopt(stored.alert)
+                elif (change := self._lifecycle.retire(alert.fingerprint, retirement.at, retirement.reason)):
+                    self._store.save_alert(change.alert, change.transition)
+
+    def _retire(self, retirement: Retirement) -> None:
+        self._retired.add((retirement.site, retirement.device))
+        self._returned = {key for key in self._returned if not retirement.covers_device(*key)}
+
+    def _status_cleared(self, device: DeviceKey, now: float) -> None:
+        """A cleared retained status: see the module docstring."""
+        if (device.site, device.device) in self._described:
+            return
+        retirements = [Retirement(device.site, device.device, now, STATUS_CLEARED_BY, STATUS_CLEARED)]
+        self._retire(retirements[0])
+        if all(self._gone({"site": key.site, "device": key.device})
+               for key in self._evaluator.devices_of_site(device.site)):
+            retirements.append(Retirement(device.site, None, now, STATUS_CLEARED_BY, STATUS_CLEARED))
+            self._retire(retirements[1])
+        changes = [change for retirement in retirements for alert in self._lifecycle.alerts()
+                   if alert.state in ACTIVE and retirement.covers(alert.labels)
+                   and (change := self._lifecycle.retire(alert.fingerprint, now, retirement.reason)) is not None]
+        if changes:
+            self._apply((), now, changes)
+
+    def _gone(self, labels: Mapping[str, str]) -> bool:
+        """Whether `labels` belong to a retired site or device that has not come back."""
+        site, device = labels.get("site", ""), labels.get("device")
+        if device is None:
+            return (site, None) in self._retired and not any(s == site for s, _ in self._returned)
+        if (site, device) in self._returned:
+            return False
+        return (site, device) in self._retired or (site, None) in self._retired
+
     def _apply(self, observations: Iterable[Observation], now: float, changes: Iterable[Change] = (),
                force_route: bool = False) -> None:
+        if self._retired:  # what a gone device "does" (its silence, above all) is not an alert
+            observations = [obs for obs in observations if not (obs.active and self._gone(obs.labels))]
         all_changes = list(changes)
         for obs in observations:
             all_changes.extend(self._lifecycle.observe(obs))

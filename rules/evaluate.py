@@ -252,6 +252,10 @@ class Evaluator:
                 self._eval_absence_device(index, rule, key, now, out)
         return out
 
+    def devices_of_site(self, site: str) -> tuple[DeviceKey, ...]:
+        """Every device of `site` seen (or seeded from its site file) so far."""
+        return tuple(self._site_keys.get(site, ()))
+
     def set_source_connected(self, connected: bool, now: float) -> list[Observation]:
         """The rules engine's own broker connection went down (False) or came back (True)."""
         out: list[Observation] = []

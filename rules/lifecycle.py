@@ -113,6 +113,27 @@ class AlertLifecycle:
         self._alerts[fp] = replace(alert, muted_by=muted_by)
         return self._alerts[fp]
 
+    def retire(self, fp: str, now: float, reason: str) -> Change | None:
+        """End an active alert because its device or site is gone (`rules.retire`): pending goes back
+        to inactive, firing to resolved, and the transition's summary is `reason`. None if not active."""
+        alert = self._alerts.get(fp)
+        if alert is None or alert.state not in ACTIVE:
+            return None
+        self._condition.pop(fp, None)
+        if alert.state is AlertState.PENDING:
+            change = self._move(alert, AlertState.INACTIVE, now, active_since=None)
+        else:
+            change = self._move(alert, AlertState.RESOLVED, now, resolved_at=now, keep_firing_since=None)
+        return Change(change.alert, replace(change.transition, summary=reason))  # type: ignore[arg-type]
+
+    def adopt(self, alert: Alert) -> None:
+        """Take `alert` as another process stored it (a retirement ended it): no change to record."""
+        self._condition.pop(alert.fingerprint, None)
+        if alert.state is AlertState.INACTIVE:
+            self._alerts.pop(alert.fingerprint, None)
+        else:
+            self._alerts[alert.fingerprint] = alert
+
     # ---- internals ------------------------------------------------------------------------------
 
     def _activate(self, obs: Observation, previous: Alert | None) -> Change:

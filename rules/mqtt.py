@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 from core.clock import Clock
 from core.contract import Reading, reading_subscription, status_subscription
-from core.decode import DecodeLimits, StatusChange, decode_message
+from core.decode import DecodeLimits, StatusChange, StatusCleared, decode_message
 from core.known_devices import KnownDevices
 from core.mqtt_subscriber import SessionSpec, Subscriber
 from core.settings.mqtt import MqttSettings
@@ -28,7 +28,7 @@ log = logging.getLogger("facmon.rules.mqtt")
 
 class RulesSubscription:
     def __init__(self, settings: MqttSettings, client_id: str, clock: Clock,
-                 on_message: Callable[[Reading | StatusChange], None],
+                 on_message: Callable[[Reading | StatusChange | StatusCleared], None],
                  on_connection: Callable[[bool], None], limits: DecodeLimits | None = None,
                  known: KnownDevices | None = None, session_expiry_s: int = 7 * 86_400,
                  on_broker_counter: Callable[[str, bytes], None] | None = None) -> None:
@@ -78,5 +78,5 @@ class RulesSubscription:
                 self._on_broker_counter(topic, payload)
             return
         decoded = decode_message(topic, payload, self._clock.now(), self._limits, self._known)
-        if isinstance(decoded, Reading | StatusChange):
+        if isinstance(decoded, Reading | StatusChange | StatusCleared):
             self._on_message(decoded)

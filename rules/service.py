@@ -23,7 +23,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from core.clock import Clock, FakeClock
 from core.contract import Kind, Reading
-from core.decode import StatusChange
+from core.decode import StatusChange, StatusCleared
 from core.influxql import InfluxError
 from core.known_devices import known_devices_for, load_sites
 from core.settings.base import read_secret
@@ -210,7 +210,7 @@ class RulesService:
                             failover=channels.failover,
                             site_offline=lambda: any(store.active_alerts(state="firing", rule=rule)
                                                      for rule in offline_rules))
-        on_message: Callable[[Reading | StatusChange], None] = engine.handle
+        on_message: Callable[[Reading | StatusChange | StatusCleared], None] = engine.handle
         on_connection: Callable[[bool], None] = engine.source_connected
         tick_every_s: float | None = settings.evaluation_interval_s
         if on_device_time:
@@ -228,7 +228,7 @@ class RulesService:
             assert watch is not None
             engine.observe(watch.on_counter(topic, payload, clock.now()))
 
-        def handle(message: Reading | StatusChange) -> None:  # on paho's thread, one at a time
+        def handle(message: Reading | StatusChange | StatusCleared) -> None:  # on paho's thread, one at a time
             holder["service"].messages_handled += 1
             on_message(message)
 

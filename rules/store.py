@@ -19,6 +19,7 @@ Interface (stable; used by api/):
     store.expire_silence(id, by) -> Silence                     # SilenceNotFound if unknown
     store.history(since=None, limit=1000) -> list[Transition]
     store.feed(after_id=0, limit=100) -> list[FeedEntry]       # the local notifications feed, newest first
+    store.record_retirement(retirement); store.retirements(after_id=0) -> list[(id, Retirement)]   (rules.retire)
     store.close()
 
 Exceptions:  StoreError ─┬─ AlertNotFound
@@ -39,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.clock import Clock
-from rules.alerts import Alert, AlertState, Transition
+from rules.alerts import Alert, AlertState, Retirement, Transition
 from rules.matchers import Matcher
 from rules.silences import Silence, check_regex_budget
 
@@ -85,10 +86,13 @@ CREATE TABLE IF NOT EXISTS feed (
     UNIQUE (notification_id, receiver));
 CREATE TABLE IF NOT EXISTS deliveries (
     notification INTEGER PRIMARY KEY, target TEXT NOT NULL, at REAL NOT NULL, failover_of INTEGER);
+CREATE TABLE IF NOT EXISTS retirements (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, site TEXT NOT NULL, device TEXT, at REAL NOT NULL, by TEXT NOT NULL,
+    reason TEXT NOT NULL);
 """
-# `feed` (the local notifications feed) and `deliveries` (which channel delivered an outbox row, and
-# the row it stood in for when it was a failover) came after schema 2: `CREATE TABLE IF NOT EXISTS`
-# adds them to an older database on open, nothing else of it changes.
+# `feed` (the local notifications feed), `deliveries` (which channel delivered an outbox row, and
+# the row it stood in for when it was a failover) and `retirements` (rules.retire) came after schema 2:
+# `CREATE TABLE IF NOT EXISTS` adds them to an older database on open, nothing else of it changes.
 # The alert timers that must survive a restart, beside `alerts` (a table of their own, created on
 # open, so a database from before them needs no migration; a missing row means no timer running).
 _TIMERS_SCHEMA = """
@@ -316,6 +320,19 @@ class AlertStore:
     def set_meta(self, key: str, value: str) -> None:
         with self._tx() as db:
             db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    def record_retirement(self, retirement: Retirement) -> int:
+        """Record that a site or device is gone (after `rules.retire.retire_alerts` ended its alerts); its id."""
+        with self._tx() as db:
+            cursor = db.execute("INSERT INTO retirements (site, device, at, by, reason) VALUES (?,?,?,?,?)",
+                                (retirement.site, retirement.device, retirement.at, retirement.by, retirement.reason))
+        return int(cursor.lastrowid or 0)
+
+    def retirements(self, after_id: int = 0) -> list[tuple[int, Retirement]]:
+        """(id, retirement) recorded after `after_id`, oldest first (ids only grow: a reader's cursor)."""
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM retirements WHERE id > ? ORDER BY id", (after_id,)).fetchall()
+        return [(int(r["id"]), Retirement(r["site"], r["device"], r["at"], r["by"], r["reason"])) for r in rows]
 
     def acknowledge(self, fingerprint: str, by: str, comment: str = "") -> Alert:
         """Acknowledge the alert's current activation: repeats and escalation stop for it. Raises

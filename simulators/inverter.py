@@ -39,7 +39,9 @@ THERMAL_TAU_S = 600.0
 GRID_NOMINAL_V = 230.0
 GRID_NOMINAL_HZ = 50.0
 FADE_MONTH_S = 30 * 86_400.0
-"""The month of `capacity_fade_pct_per_month`."""
+"""The month of `capacity_fade_pct_per_month` and `cell_spread_growth_mv_per_month`."""
+LFP_CELL_V = 3.2
+"""A LiFePO4 cell's nominal voltage: a battery's cells in series by default."""
 
 MODES = ("grid", "solar", "battery", "bypass", "fault", "generator")
 _GRID, _SOLAR, _BATTERY, _BYPASS, _FAULT, _GENERATOR = range(6)
@@ -64,6 +66,15 @@ class PowerFlows:
     @property
     def balance_w(self) -> float:
         return self.pv_w + self.grid_w + self.discharge_w - self.load_w - self.charge_w
+
+
+def _first_of(conditions: Sequence[np.ndarray], values: Sequence[np.ndarray | float], default: float) -> np.ndarray:
+    """`np.select(conditions, values, default)`, as nested `np.where`: the same answer, but np.select
+    broadcasts its lists on every call, which cost more than the physics itself for a small site."""
+    out: np.ndarray | float = default
+    for condition, value in zip(reversed(conditions), reversed(values), strict=True):
+        out = np.where(condition, value, out)
+    return np.asarray(out)
 
 
 class InverterOverrides:
@@ -118,6 +129,11 @@ class InverterFleet:
         self._load_base_w, self._load_peak_w = physics_column("load_base_w"), physics_column("load_peak_w")
         self._rated_ah = self._capacity_ah.copy()
         self._fade_per_s = physics_column("capacity_fade_pct_per_month") / 100 / FADE_MONTH_S
+        self._cell_spread0_mv = np.array([np.nan if p.cell_spread_mv is None else p.cell_spread_mv for p in physics])
+        self._cell_growth_mv_per_s = physics_column("cell_spread_growth_mv_per_month") / FADE_MONTH_S
+        self._cells = np.array([p.cells or max(1, round(s.battery_nominal_v / LFP_CELL_V))
+                                for p, s in zip(physics, self.specs, strict=True)], dtype=float)
+        self._t = 0.0
         self._fade_origin_s: float | None = None
         soc = np.array([initial_soc_pct.get(s.id, drawn) for s, drawn in zip(self.specs, drawn_soc, strict=True)])
         self._charge_ah = self._capacity_ah * soc / 100
@@ -142,12 +158,20 @@ class InverterFleet:
         """Per inverter, the battery's usable capacity now (Ah): rated, less its simulated fade."""
         return self._capacity_ah.copy()
 
+    @property
+    def cell_spread_mv(self) -> np.ndarray:
+        """Per inverter, its battery's cell spread now (mV; nan where it reports no cells): the truth the
+        battery report's cell spread must find."""
+        since = 0.0 if self._fade_origin_s is None else self._t - self._fade_origin_s
+        return self._cell_spread0_mv + self._cell_growth_mv_per_s * since
+
     def _fade(self, t: float) -> None:
         """Shrink each fading battery's capacity to its value at `t`, keeping its state of charge:
         the charge lost with the capacity flows through no current, so counting current between two
         state-of-charge readings measures the capacity of the time (what a BMS sees)."""
         if self._fade_origin_s is None:
             self._fade_origin_s = t
+        self._t = t
         if not self._fade_per_s.any():
             return
         capacity = self._rated_ah * np.maximum(0.01, 1 - self._fade_per_s * (t - self._fade_origin_s))
@@ -227,7 +251,7 @@ class InverterFleet:
         sunny = off_grid & ~cut_off & (pv >= demand)
         deficit = off_grid & ~cut_off & ~sunny
         headroom_w = (self._capacity_ah - self._charge_ah) * self._ocv() * 3600 / dt / eff_c
-        request = np.select(
+        request = _first_of(
             [on_grid, cut_off, sunny, deficit],
             [np.minimum(max_charge, np.maximum(headroom_w, 0.0)) * eff_c, np.minimum(pv, max_charge) * eff_c,
              np.minimum(pv - demand, max_charge) * eff_c, -(demand - pv) / eff_d], 0.0)
@@ -235,12 +259,12 @@ class InverterFleet:
         charge = np.where(on_grid | cut_off | sunny, terminal / eff_c, 0.0)
         discharge = np.where(deficit, -terminal * eff_d, 0.0)
         bypass = faulted & grid_ok
-        pv_w = np.select([on_grid | deficit, cut_off, sunny], [pv, charge, demand + charge], 0.0)
-        grid_w = np.select([bypass, on_grid], [demand, demand + charge - pv], 0.0)
-        load_w = np.select([bypass | on_grid | sunny, deficit], [demand, pv + discharge], 0.0)
+        pv_w = _first_of([on_grid | deficit, cut_off, sunny], [pv, charge, demand + charge], 0.0)
+        grid_w = _first_of([bypass, on_grid], [demand, demand + charge - pv], 0.0)
+        load_w = _first_of([bypass | on_grid | sunny, deficit], [demand, pv + discharge], 0.0)
         self.flows = (pv_w, grid_w, discharge, load_w, charge, np.where(faulted, 0.0, terminal))
         self._cut_off |= deficit & ((self._soc_pct() <= self._cutoff_soc) | (load_w < demand - 1e-6))
-        mode = np.select([bypass, faulted | cut_off, on_grid & (pv >= demand + charge), on_grid, sunny],
+        mode = _first_of([bypass, faulted | cut_off, on_grid & (pv >= demand + charge), on_grid, sunny],
                          [_BYPASS, _FAULT, _SOLAR, _GRID, _SOLAR], _BATTERY)
         return mode, np.where(faulted, 0.0, current_a)
 
@@ -254,13 +278,31 @@ class InverterFleet:
                                         before + (target_bt - before) * min(1.0, ctx.dt / (3 * THERMAL_TAU_S)))
         fault = np.where((self._fault == _NO_FAULT) & self._cut_off & ~ac_in, _LOW_BATTERY, self._fault)
         fault = np.where((mode == _BYPASS) | (mode == _FAULT), fault, _NO_FAULT)
-        grid_v = np.where(grid_ok, np.round(GRID_NOMINAL_V + 4 * n[:, _N_GRID_V], 1), 0.0)
-        grid_hz = np.where(grid_ok, np.round(GRID_NOMINAL_HZ + 0.04 * n[:, _N_GRID_HZ], 2), 0.0)
+        grid_v = np.where(grid_ok, (GRID_NOMINAL_V + 4 * n[:, _N_GRID_V]).round(1), 0.0)
+        grid_hz = np.where(grid_ok, (GRID_NOMINAL_HZ + 0.04 * n[:, _N_GRID_HZ]).round(2), 0.0)
+        # ndarray.round: np.round's dispatch wrapper costs as much as the rounding on a small fleet.
         columns = zip(
-            grid_v.tolist(), grid_hz.tolist(), grid_ok.tolist(), mode.tolist(), np.round(self._soc_pct(), 3).tolist(),
-            np.round(battery_v, 3).tolist(), np.round(current, 3).tolist(), np.round(self._battery_temp_c, 1).tolist(),
-            np.round(self.flows[0], 1).tolist(), np.round(self.flows[3], 1).tolist(),
-            np.round(np.minimum(self._inverter_temp_c, 149.0), 1).tolist(), fault.tolist(), strict=True)
-        return [{"grid_v": v, "grid_hz": hz, "grid_ok": ok, "mode": MODES[m], "battery_soc_pct": soc, "battery_v": bv,
-                 "battery_a": ba, "battery_temp_c": bt, "pv_w": pv, "load_w": load, "inverter_temp_c": it,
-                 "fault_code": FAULTS[f]} for v, hz, ok, m, soc, bv, ba, bt, pv, load, it, f in columns]
+            grid_v.tolist(), grid_hz.tolist(), grid_ok.tolist(), mode.tolist(), self._soc_pct().round(3).tolist(),
+            battery_v.round(3).tolist(), current.round(3).tolist(), self._battery_temp_c.round(1).tolist(),
+            self.flows[0].round(1).tolist(), self.flows[3].round(1).tolist(),
+            np.minimum(self._inverter_temp_c, 149.0).round(1).tolist(), fault.tolist(), strict=True)
+        readings = [{"grid_v": v, "grid_hz": hz, "grid_ok": ok, "mode": MODES[m], "battery_soc_pct": soc,
+                     "battery_v": bv, "battery_a": ba, "battery_temp_c": bt, "pv_w": pv, "load_w": load,
+                     "inverter_temp_c": it, "fault_code": FAULTS[f]}
+                    for v, hz, ok, m, soc, bv, ba, bt, pv, load, it, f in columns]
+        self._add_cells(readings, battery_v)
+        return readings
+
+    def _add_cells(self, readings: list[dict[str, float | bool | str | None]], battery_v: np.ndarray) -> None:
+        """The cell voltages of the batteries that report cells: the mean cell at battery_v / cells, the
+        lowest and highest cell the spread apart around it."""
+        spread_mv = self.cell_spread_mv
+        reporting = np.flatnonzero(np.isfinite(spread_mv))
+        if not len(reporting):
+            return
+        delta_mv = spread_mv[reporting].round(1)
+        low_v = (battery_v[reporting] / self._cells[reporting] - delta_mv / 2000).round(4)
+        high_v = (low_v + delta_mv / 1000).round(4)
+        for index, low, high, delta in zip(reporting.tolist(), low_v.tolist(), high_v.tolist(), delta_mv.tolist(),
+                                           strict=True):
+            readings[index].update(cell_v_min=low, cell_v_max=high, cell_v_delta_mv=delta)

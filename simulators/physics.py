@@ -37,6 +37,14 @@ class InverterPhysics(_Physics):
     capacity_fade_pct_per_month: float = Field(0.0, ge=0, le=50, description="the battery loses this share of its "
                                                "rated capacity every 30 days (linear, from the run's start): the "
                                                "known truth the battery report must find")
+    cell_spread_mv: float | None = Field(None, ge=0, le=1000, description="the battery reports its cells "
+                                         "(cell_v_min, cell_v_max, cell_v_delta_mv) with this spread at the run's "
+                                         "start; none: it reports no cells")
+    cell_spread_growth_mv_per_month: float = Field(0.0, ge=0, le=1000, description="the cell spread grows by this "
+                                                   "every 30 days (linear): the known truth of the battery report's "
+                                                   "cell spread")
+    cells: int | None = Field(None, ge=1, le=1000, description="cells in series; default the nominal voltage / 3.2 "
+                              "(LiFePO4)")
 
     @model_validator(mode="after")
     def _check(self) -> InverterPhysics:

@@ -1,5 +1,5 @@
 """Where simulated devices' messages go: a `Publisher` of a few methods, so unit tests capture the
-stream in memory and integration tests and real runs use a broker (through `simulators.mqtt_batch`).
+stream in memory and integration tests and real runs use a broker (through `core.mqtt_batch`).
 
 Lifecycle: `open(devices)` once (connects; each device's status `online` is a message in the stream
 itself), then `publish_step()` (one simulation step's messages, in order) any number of times, then
@@ -16,8 +16,8 @@ from typing import Protocol
 
 from core.clock import Clock
 from core.contract import STATUS_OFFLINE, DeviceKey
+from core.mqtt_batch import BatchClient, PublishStalled
 from core.settings.mqtt import MqttSettings
-from simulators.mqtt_batch import BatchClient, PublishStalled
 from simulators.world import Message
 
 log = logging.getLogger(__name__)

@@ -1,5 +1,6 @@
 // The notifications feed card: what the rules engine told people, newest first, polled every 5 s
-// from GET /api/v1/notifications?after_id=N. Uses status.js's api() and el(); loaded after it.
+// from GET /api/v1/notifications?after_id=N. Uses status.js's api() and el() and i18n.js's t();
+// loaded after them.
 "use strict";
 
 const feed = { lastId: 0, entries: [], max: 20, timer: null };
@@ -8,14 +9,14 @@ function renderFeed() {
   const card = document.querySelector("#notifications");
   const list = el("ol", { class: "feed-list" });
   for (const entry of feed.entries) {
-    const when = new Date(entry.at).toLocaleString();
+    const when = new Date(entry.at).toLocaleString(locale());
     list.append(el("li", { class: `feed-entry sev-${entry.severity} ${entry.status}` },
-      el("div", { class: "feed-title" }, entry.title),
+      el("div", { class: "feed-title", dir: "auto" }, entry.title),
       el("div", { class: "feed-meta" }, `${when} · ${entry.receiver} · ${entry.notification_id}`),
       el("pre", { class: "feed-body", dir: "auto" }, entry.body)));
   }
-  card.replaceChildren(el("h2", {}, "Notifications"),
-    feed.entries.length ? list : el("p", { class: "hint" }, "No notifications yet."));
+  card.replaceChildren(el("h2", {}, t("notifications")),
+    feed.entries.length ? list : el("p", { class: "hint" }, t("notifications.none")));
   card.hidden = false;
 }
 

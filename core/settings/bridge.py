@@ -21,7 +21,9 @@ class BridgeSettings(Section):
     qos: int = Field(1, ge=0, le=1)
     """QoS of the subscription to the foreign topics."""
     queue_limit: int = Field(100_000, ge=100, le=10_000_000)
-    """Contract messages that may wait for the broker; beyond it they are dropped and counted."""
+    """Contract messages that may wait for the broker's acknowledgement. While it is unreachable the
+    newest beyond this are dropped and counted (queue_full); while it is connected the bridge waits for
+    room instead, and the foreign broker holds what the bridge has not yet read."""
     max_payload_bytes: int = Field(16_384, ge=256, le=1_048_576)
     """Foreign payloads larger than this are refused (payload_too_large)."""
     http_listen: str | None = Field("127.0.0.1:9110", pattern=r"^[^\s:]*:\d{1,5}$")

@@ -21,3 +21,7 @@ class SimulateSettings(Section):
     """Unacknowledged QoS 1 publishes per connection (capped by the broker's advertised receive maximum)."""
     connect_attempts: int = Field(5, ge=1, le=100)
     client_id_prefix: str = Field("facmon-sim", min_length=1, max_length=64)
+    """Each run adds a token of its own to it, so two runs never share a client id."""
+    into_live_site: bool = False
+    """Publish under the site file's own id even when a running stack watches that site (`facmon up`
+    sets it for the simulators it runs); a tester's run otherwise publishes as `test-<site id>`."""

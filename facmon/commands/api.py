@@ -17,6 +17,7 @@ from api.app import create_app, publish_device_events
 from api.deps import ApiServices, NotReady
 from api.device_states import DeviceStates
 from api.events import EventHub
+from api.feed import FeedWatch
 from api.history import HistoryReader
 from api.keys import KeyStore
 from api.metrics import ApiMetrics
@@ -148,6 +149,8 @@ def wired_services(config: FacmonConfig, clock: Clock) -> Iterator[ApiServices]:
     services.readiness = checks
     services.extra_metrics = extra
     services.background = [subscription]
+    services.feed_connected = lambda: subscription.subscribed
+    services.feed = FeedWatch(settings.stale_after_s)
     services.pollers = [AlertFeed(store, hub, start_at=clock.now()).poll]
     try:
         yield services

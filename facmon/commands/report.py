@@ -2,7 +2,9 @@
 
     facmon report {isp,energy,battery} --site ID --month YYYY-MM [--out DIR] [--format html,csv,pdf]
     facmon report mail --site ID [--month YYYY-MM]      the monthly e-mail now (default: last month)
-    facmon report serve                                 the monthly e-mail of every site, on the 1st
+    facmon report store --site ID --month YYYY-MM       the month's figures into InfluxDB (the Monthly dashboard)
+    facmon report serve                                 the monthly e-mail of every site, on the 1st, and
+                                                        every day the figures of the month so far
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 
 from core.clock import SystemClock
 from core.config import FacmonConfig
+from core.influx_write import InfluxWriteError, line_writer_for
 from core.influxql import InfluxError, InfluxQLClient, influxql_client_for
 from core.settings.base import read_secret
 from core.site import Site, SiteFileError, load_site
@@ -21,14 +24,16 @@ from reports.build import REPORTS, build_report
 from reports.mail import MailError, MonthlyMail, SmtpSender, monthly_trigger, previous_month, schedule_monthly
 from reports.month import BadMonth
 from reports.render import FORMATS, write_report
+from reports.store import MonthStore, daily_store_trigger, schedule_daily_stores
 
 HELP = "monthly reports (ISP availability, energy, battery health) as HTML, CSV and PDF, and their e-mail"
-ACTIONS = (*sorted(REPORTS), "mail", "serve")
+ACTIONS = (*sorted(REPORTS), "mail", "store", "serve")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("action", choices=ACTIONS, help="a report to write, `mail` to send the monthly e-mail now, "
-                                                        "`serve` to send it on the 1st of every month")
+                                                        "`store` to keep a month's figures in InfluxDB, `serve` to "
+                                                        "send the e-mail on the 1st and store every day")
     parser.add_argument("--site", help="site id (one of sites.files) or a site file's path")
     parser.add_argument("--month", help="YYYY-MM in the site's time zone (mail: default the month before this one)")
     parser.add_argument("--out", type=Path, default=None, help="directory (default: reports.out_dir)")
@@ -53,6 +58,8 @@ def run(args: argparse.Namespace, config: FacmonConfig) -> int:
         with influxql_client_for(config.influxdb) as client:
             if args.action == "mail":
                 return _mail_now(client, site, args.month, config)
+            if args.action == "store":
+                return _store(client, site, args.month, config)
             doc = build_report(args.action, client, site, args.month)
     except SiteFileError as err:
         print(err, file=sys.stderr)
@@ -62,6 +69,10 @@ def run(args: argparse.Namespace, config: FacmonConfig) -> int:
         return 2
     except InfluxError as err:
         print(f"cannot read InfluxDB ({config.influxdb.url}): {err}", file=sys.stderr)
+        return 1
+    except InfluxWriteError as err:
+        print(f"cannot write to InfluxDB ({config.influxdb.url}): {err}; run it again to store the month whole",
+              file=sys.stderr)
         return 1
     for path in write_report(doc, args.out or config.reports.out_dir, formats):
         print(path)
@@ -107,6 +118,17 @@ def _mail_now(client: InfluxQLClient, site: Site, month: str | None, config: Fac
     return 0
 
 
+def _store(client: InfluxQLClient, site: Site, month: str, config: FacmonConfig) -> int:
+    writer = line_writer_for(config.influxdb)
+    try:
+        stored, count = MonthStore(client, writer, SystemClock()).store(site, month)
+    finally:
+        writer.close()
+    through = "" if stored.complete else f" through {stored.days[-1].isoformat()}"
+    print(f"{site.id} {stored}{through}: {count} points stored in InfluxDB ({config.influxdb.database})")
+    return 0
+
+
 def _serve(config: FacmonConfig) -> int:
     from apscheduler.schedulers.blocking import BlockingScheduler
 
@@ -118,19 +140,27 @@ def _serve(config: FacmonConfig) -> int:
     if not sites:
         print("facmon report serve: sites.files lists no site to report on", file=sys.stderr)
         return 2
+    writer = line_writer_for(config.influxdb)
     with influxql_client_for(config.influxdb) as client:
-        mail = _monthly_mail(client, config)
-        if mail is None:
-            return 2
+        # Without reports.email the figures are still stored for the dashboard; the e-mail is what is missing.
+        mail = _monthly_mail(client, config) if config.reports.email is not None else None
         scheduler = BlockingScheduler()
-        schedule_monthly(scheduler, mail, sites, config.reports.mail_hour)
+        if mail is not None:
+            schedule_monthly(scheduler, mail, sites, config.reports.mail_hour)
+        else:
+            print("no reports.email: no monthly e-mail, only the daily store of the figures", file=sys.stderr)
+        schedule_daily_stores(scheduler, MonthStore(client, writer, SystemClock()), sites)
         for site in sites:
-            print(f"{site.id}: next monthly e-mail "
-                  f"{monthly_trigger(site, config.reports.mail_hour).get_next_fire_time(None, _now(site))}")
+            mail_at = monthly_trigger(site, config.reports.mail_hour).get_next_fire_time(None, _now(site))
+            print(f"{site.id}: next store of the month's figures "
+                  f"{daily_store_trigger(site).get_next_fire_time(None, _now(site))}"
+                  + (f", next monthly e-mail {mail_at}" if mail is not None else ""))
         try:
             scheduler.start()
         except (KeyboardInterrupt, SystemExit):
             scheduler.shutdown(wait=False)
+        finally:
+            writer.close()
     return 0
 
 

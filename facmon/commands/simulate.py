@@ -4,18 +4,37 @@ Start time (the `ts` of the first reading): live runs start now. Accelerated (`-
 and backfill (`--speed max`) runs start by default one scenario-duration ago, so the simulated day
 ends about when the run started and no reading is ever stamped ahead of the real clock (the
 collector rejects readings more than 300 s in the future). `--start` overrides it.
+
+Beside a running stack (facmon/live_stack.py: the broker of a running `facmon up`, or mqtt.* when
+set) a run never disturbs the live site:
+- its site id is its own: `test-<site id>` when the stack watches the site (`--site-id` chooses
+  another), the live site's id only with `--into-live-site` (or `simulate.into_live_site`, which
+  `facmon up` sets for the simulators it runs);
+- its MQTT client ids carry a token of their own, so the broker never closes another run's sessions;
+- at its end the retained statuses of the devices it ran are as it found them: restored where the
+  broker held one before the run, cleared where it held none (a test site leaves nothing behind). The
+  simulation's farewell `offline` for every device is not published then: consumers would see every
+  device fail for an instant (the live site's rules engine would page for it).
+The first line of output says which broker and which site id.
 """
 
 from __future__ import annotations
 
 import argparse
+import secrets
 import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 from core.clock import Clock, SystemClock
 from core.config import FacmonConfig
+from core.contract import ID_RE, STATUS_OFFLINE, DeviceKey
+from core.settings.mqtt import MqttSettings
 from core.site import Site, SiteFileError, load_site
+from facmon.live_stack import TEST_SITE_PREFIX, LiveStack, find_live_stack
+from facmon.retained_statuses import StatusesUnreachable, read_statuses, write_statuses
 from simulators.physics import physics_of_site
 from simulators.publish import BrokerUnreachable, MemoryPublisher, MqttPublisher, Publisher
 from simulators.run import Summary, run_simulation
@@ -27,7 +46,7 @@ from simulators.scenario import (
     resolve_scenario,
     resolve_site,
 )
-from simulators.world import Simulation, Step, scale_site
+from simulators.world import Message, Simulation, Step, scale_site
 
 HELP = "run simulated devices (a site + scenario) live, accelerated or as backfill, publishing over MQTT"
 
@@ -46,6 +65,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, help="random seed (same seed, site, scenario, start: same bytes)")
     parser.add_argument("--devices", type=int, default=0, help="scale the site up to N devices (load generation)")
     parser.add_argument("--dry-run", action="store_true", help="simulate without a broker; print the summary only")
+    parser.add_argument("--site-id", help="publish under this site id (default: the site file's id, or "
+                                          f"'{TEST_SITE_PREFIX}<id>' when the running stack watches that site)")
+    parser.add_argument("--into-live-site", action="store_true",
+                        help="publish under the live site's own id, beside its real (or simulated) devices: "
+                             "what the stack shows for that site then mixes both")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     world = parser.add_argument_group("a world that goes on across runs (facmon up)")
     world.add_argument("--world", metavar="FILE",
@@ -62,6 +86,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                             "engine's /readyz, so it is subscribed before the past it judges goes by)")
     world.add_argument("--script-replayed", action="store_true",
                        help="with --world: place --script so it ends now: it is replayed with the past at full speed")
+
 
 
 def _parse_speed(text: str) -> float | None:
@@ -100,6 +125,56 @@ def _configured_site(config: FacmonConfig) -> str | None:
     return str(files[0]) if files else None
 
 
+@dataclass(frozen=True)
+class Destination:
+    """Where a run publishes: under which site id, to which broker (None: no broker)."""
+
+    site_id: str
+    mqtt: MqttSettings | None
+    said: str
+    """The first line of the run's output."""
+
+
+def site_id_for_tests(site_id: str) -> str:
+    """The id a test run of live site `site_id` publishes under."""
+    return (TEST_SITE_PREFIX + site_id)[:64]
+
+
+def choose_site_id(site: Site, requested: str | None, into_live_site: bool, stack: LiveStack) -> str:
+    """The site id a run publishes under (module docstring). Raises ValueError naming what to change."""
+    if requested is not None and not ID_RE.match(requested):
+        raise ValueError(f"--site-id {requested!r} is not a site id: lower case letters, digits, '_' and '-', "
+                         f"starting with a letter or digit, at most 64 characters (e.g. {site_id_for_tests(site.id)})")
+    if into_live_site:
+        if requested is not None and requested != site.id:
+            raise ValueError(f"--into-live-site publishes under the site file's id {site.id!r}; drop --site-id "
+                             f"{requested}, or drop --into-live-site to publish under {requested!r}")
+        return site.id
+    chosen = requested or (site_id_for_tests(site.id) if stack.is_live(site.id) else site.id)
+    if stack.is_live(chosen):
+        raise ValueError(f"site {chosen!r} is live: the stack at {stack.broker_url} watches it "
+                         f"({stack.live_sites[chosen]}). A test run publishes under a site id of its own "
+                         f"(default {site_id_for_tests(chosen)}); to write into the live site itself, add "
+                         "--into-live-site")
+    return chosen
+
+
+def destination(args: argparse.Namespace, config: FacmonConfig, site: Site, injected: bool) -> Destination:
+    """Site id and broker of this run. Raises ValueError (or SiteFileError for sites.files) naming what to fix."""
+    requested = getattr(args, "site_id", None)
+    into_live = bool(getattr(args, "into_live_site", False)) or config.simulate.into_live_site
+    if injected or args.dry_run:
+        site_id = choose_site_id(site, requested, into_live, LiveStack(config.mqtt, ""))
+        return Destination(site_id, None, f"facmon simulate: site {site_id}, "
+                                          f"{'dry run, no broker' if args.dry_run else 'to the given publisher'}")
+    stack = find_live_stack(config)
+    site_id = choose_site_id(site, requested, into_live, stack)
+    kind = ("the live site itself (--into-live-site)" if stack.is_live(site_id)
+            else "a test site" if site_id != site.id else "the site file's id")
+    return Destination(site_id, stack.mqtt, f"facmon simulate: site {site_id} ({kind}) to {stack.broker_url}, "
+                                            f"{stack.broker_origin}")
+
+
 def run(args: argparse.Namespace, config: FacmonConfig, clock: Clock | None = None,
         publisher: Publisher | None = None) -> int:
     clock = clock or SystemClock()
@@ -113,21 +188,34 @@ def run(args: argparse.Namespace, config: FacmonConfig, clock: Clock | None = No
         check_scenario_against(scenario_path, scenario, site)
         from simulators.scenario import parse_duration_s
         duration_s = parse_duration_s(args.duration) if args.duration else scenario.duration
+        where = destination(args, config, site, injected=publisher is not None)
     except (SiteFileError, ValueError) as err:
         print(f"facmon simulate: {err}", file=sys.stderr)
         return 2
+    print(where.said, flush=True)
     speed = _parse_speed(args.speed)
     start_s = start_time(args.start, speed, duration_s, clock, site.tz)
+    site = site.model_copy(update={"id": where.site_id})
     if args.devices:
         site = scale_site(site, args.devices)
     seed = settings.seed if args.seed is None else args.seed
     simulation = Simulation(site, scenario, seed, start_s, step_s=settings.step_s,
                             occupancy_every=settings.occupancy_every_steps, duration_s=duration_s)
+    found: dict[DeviceKey, bytes] | None = None
     if publisher is None:
-        publisher = MemoryPublisher(keep=False) if args.dry_run else MqttPublisher(
-            config.mqtt, clock, client_id_prefix=settings.client_id_prefix,
-            max_connections=settings.max_connections, max_inflight=settings.max_inflight,
-            connect_attempts=settings.connect_attempts)
+        if where.mqtt is None:
+            publisher = MemoryPublisher(keep=False)
+        else:
+            try:
+                found = read_statuses(where.mqtt, clock, where.site_id)
+            except StatusesUnreachable as err:
+                print(f"facmon simulate: {err}", file=sys.stderr)
+                return 3
+            # A token per run: a broker closes a session when another connects with its client id.
+            publisher = WithoutFarewell(MqttPublisher(
+                where.mqtt, clock, client_id_prefix=f"{settings.client_id_prefix}-{secrets.token_hex(3)}",
+                max_connections=settings.max_connections, max_inflight=settings.max_inflight,
+                connect_attempts=settings.connect_attempts))
     if getattr(args, "world", None):  # tests build the namespace without the world's options
         return _continue_world(args, config, site, publisher, clock)
     progress = None if args.quiet or not sys.stderr.isatty() else _progress_bar(duration_s, site)
@@ -136,10 +224,64 @@ def run(args: argparse.Namespace, config: FacmonConfig, clock: Clock | None = No
     except BrokerUnreachable as err:
         print(f"facmon simulate: {err}", file=sys.stderr)
         return 3
+    finally:
+        if found is not None and where.mqtt is not None:
+            left_as_found = _leave_statuses_as_found(where.mqtt, clock, simulation.devices, found)
     if progress is not None:
         print(file=sys.stderr)
     print(format_summary(summary, site, scenario.name, seed))
+    if found is not None:
+        skipped = publisher.skipped if isinstance(publisher, WithoutFarewell) else 0
+        print(f"{left_as_found}; farewell `offline`s not published: {skipped}")
     return 0
+
+
+_OFFLINE = STATUS_OFFLINE.encode()
+
+
+def is_farewell(message: Message) -> bool:
+    """The simulation's `offline` for a device at the end of the run: the one retained `offline` it
+    publishes itself (a device that dies mid-run leaves through its last will, `will` set)."""
+    return message.retain and not message.will and message.payload == _OFFLINE
+
+
+class WithoutFarewell:
+    """A `Publisher` that publishes everything but the farewells (`is_farewell`): a run that leaves
+    the statuses as it found them ends without every device announcing itself offline first."""
+
+    def __init__(self, publisher: Publisher) -> None:
+        self._publisher = publisher
+        self.skipped = 0
+
+    def open(self, devices: Sequence[DeviceKey]) -> None:
+        self._publisher.open(devices)
+
+    def publish_step(self, messages: Sequence[Message]) -> None:
+        kept = [message for message in messages if not is_farewell(message)]
+        self.skipped += len(messages) - len(kept)
+        self._publisher.publish_step(kept)
+
+    def close(self) -> None:
+        self._publisher.close()
+
+    def wait_all_acked(self, timeout_s: float = 30.0) -> int:
+        """The wrapped publisher's barrier (`MqttPublisher.wait_all_acked`), 0 when it has none."""
+        wait = getattr(self._publisher, "wait_all_acked", None)
+        return wait(timeout_s) if wait is not None else 0
+
+
+def _leave_statuses_as_found(mqtt: MqttSettings, clock: Clock, devices: list[DeviceKey],
+                             found: dict[DeviceKey, bytes]) -> str:
+    """Restore each device's retained status as the run found it (clear it where there was none)."""
+    statuses = {device: found.get(device, b"") for device in devices}
+    restored = sum(1 for payload in statuses.values() if payload)
+    try:
+        write_statuses(mqtt, clock, statuses)
+    except StatusesUnreachable as err:
+        print(f"facmon simulate: the retained statuses of {len(statuses)} devices were not left as found: {err}",
+              file=sys.stderr)
+        return "retained statuses: NOT left as found (see the error above)"
+    return f"retained statuses left as found: {restored} restored, {len(statuses) - restored} cleared"
 
 
 def _progress_bar(duration_s: float, site: object) -> object:

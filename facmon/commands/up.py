@@ -100,6 +100,7 @@ def run(args: argparse.Namespace, config: FacmonConfig) -> int:
     var = config.local.var_dir.resolve()
     env = dict(os.environ)
     env["FACMON_LOCAL__VAR_DIR"] = str(var)  # the children keep their state (spool, keys, alerts) in the same place
+    env["FACMON_SIMULATE__INTO_LIVE_SITE"] = "true"  # its simulators are the live site; a tester's run is not
     demo = not config.sites.files
     if demo:  # the demo: every stage watches the park the simulators play
         env["FACMON_SITES__FILES"] = str(DEMO_SITE)

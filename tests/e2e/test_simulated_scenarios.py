@@ -18,6 +18,7 @@ from core.contract import KINDS
 from core.influxql import InfluxQLClient, quote_ident
 from core.settings.simulate import SimulateSettings
 from core.site import iter_devices, load_site
+from facmon.commands.simulate import is_farewell
 from facmon.servers import InfluxDB, Mosquitto
 from simulators.publish import MemoryPublisher
 from simulators.run import Summary, run_simulation
@@ -32,11 +33,18 @@ SEED = 5
 SPEED = "900"  # the scenario's hour in 4 s
 
 
-def _expected(start_s: float) -> Summary:
+def _expected(start_s: float) -> tuple[Summary, int]:
+    """The run's summary, and how many farewell `offline`s it does not publish (it leaves statuses as found)."""
     settings = SimulateSettings()
     simulation = Simulation(load_site(DEFAULT_SITE), load_scenario(resolve_scenario(SCENARIO)), SEED, start_s,
                             step_s=settings.step_s, occupancy_every=settings.occupancy_every_steps)
-    return run_simulation(simulation, MemoryPublisher(keep=False), CLOCK, None)
+    stream = MemoryPublisher()
+    summary = run_simulation(simulation, stream, CLOCK, None)
+    return summary, sum(1 for message in stream.messages if is_farewell(message))
+
+
+def env_url(env: dict[str, str]) -> str:
+    return f"mqtt://{env['FACMON_MQTT__HOST']}:{env['FACMON_MQTT__PORT']}"
 
 
 def _points_by_device(db: InfluxQLClient) -> dict[str, int]:
@@ -50,7 +58,7 @@ def _points_by_device(db: InfluxQLClient) -> dict[str, int]:
 def test_bad_payloads_scenario_lands_every_reading_and_rejects_every_malformed_one(
         tmp_path: Path, mosquitto: Mosquitto, influxdb: InfluxDB, influx_db: InfluxQLClient) -> None:
     start = datetime.fromtimestamp(int(CLOCK.now()) - 3600, UTC)  # the simulated hour ends now
-    expected = _expected(start.timestamp())
+    expected, farewells = _expected(start.timestamp())
     site = load_site(DEFAULT_SITE)
     every_device = {d.id for d in iter_devices(site)}
     assert set(expected.readings_by_device) == every_device and sum(expected.malformed.values()) >= 40
@@ -64,14 +72,17 @@ def test_bad_payloads_scenario_lands_every_reading_and_rejects_every_malformed_o
                    "--seed", str(SEED), "--start", start.isoformat(), "--quiet"]
         done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, done.stderr
-        assert f"{expected.messages} messages" in done.stdout.splitlines()[0], done.stdout
-
-        poll_until(lambda: service.ingest.counts.received >= expected.messages, 20,
-                   what=f"{expected.messages} messages at the collector")
+        # The first line says where the run publishes; the summary follows.
+        assert done.stdout.startswith(f"facmon simulate: site park (the site file's id) to {env_url(env)}")
+        assert f"{expected.messages} messages" in done.stdout.splitlines()[1], done.stdout
+        # The run leaves each device's retained status as it found it: none, so no farewell `offline` but a
+        # clear (an empty status, which the collector takes as a device gone, not as a malformed message).
+        arriving = expected.messages - farewells + len(every_device)
+        poll_until(lambda: service.ingest.counts.received >= arriving, 20, what=f"{arriving} messages at the collector")
         readings = sum(expected.readings_by_device.values())
         poll_until(lambda: sum(_points_by_device(influx_db).values()) >= readings, 20,
                    what=f"{readings} readings in InfluxDB")
         counts = service.ingest.counts
-        assert counts.received == expected.messages
+        assert counts.received == arriving
         assert dict(counts.rejected) == dict(expected.malformed)
     assert _points_by_device(influx_db) == dict(expected.readings_by_device)

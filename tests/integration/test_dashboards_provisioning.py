@@ -40,7 +40,7 @@ def test_dashboard_provider_reads_where_compose_mounts_the_built_json() -> None:
     mounts = {v.split(":")[0]: v.split(":")[1] for v in _compose()["services"]["grafana"]["volumes"]}
     assert mounts["./grafana/dashboards"] == provider["options"]["path"]
     assert sorted(p.name for p in (DEPLOY / "grafana" / "dashboards").glob("*.json")) == [
-        "alerts.json", "network.json", "occupancy.json", "overview.json", "power.json"]
+        "alerts.json", "monthly.json", "network.json", "occupancy.json", "overview.json", "power.json"]
 
 
 def test_compose_services_have_health_checks_and_volumes() -> None:

@@ -10,10 +10,10 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from core.clock import SystemClock
+from core.mqtt_batch import BatchClient
 from core.settings.mqtt import MqttSettings
 from core.site import load_site
 from facmon.servers import Mosquitto
-from simulators.mqtt_batch import BatchClient
 from simulators.publish import MemoryPublisher, MqttPublisher
 from simulators.run import run_simulation
 from simulators.scenario import DEFAULT_SITE, load_scenario, resolve_scenario

@@ -1,9 +1,10 @@
 """A simulated month of a small site written into a real InfluxDB 1.6.7 (1 reading per 60 s, on the
 minute), with the truth the simulator knew at each minute: which uplink outage the scenario injected,
-whether the router had power, each inverter's mode and grid, the battery's capacity."""
+whether the router had power, each inverter's mode and grid, the battery's capacity and cell spread."""
 
 from __future__ import annotations
 
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from pathlib import Path
@@ -30,7 +31,8 @@ inverters:
     battery_kwh: 10
     pv_kwp: 4
     rated_w: 6000
-    simulation: {max_charge_w: 3000, load_base_w: 800, load_peak_w: 2500, capacity_fade_pct_per_month: 3}
+    simulation: {max_charge_w: 3000, load_base_w: 800, load_peak_w: 2500, capacity_fade_pct_per_month: 3,
+                 cell_spread_mv: 25, cell_spread_growth_mv_per_month: 90}
 uplinks:
   - id: up-isp
     isp: PTCL
@@ -80,46 +82,65 @@ class Truth:
     grid_out: list[bool] = field(default_factory=list)
     scheduled: list[bool] = field(default_factory=list)
     capacity_ah: list[float] = field(default_factory=list)
+    cell_spread_mv: list[float] = field(default_factory=list)
     stored: list[bool] = field(default_factory=list)
 
 
 def write_month(tmp: Path, influx_url: str, database: str) -> Truth:
+    """Simulate the month, keep the truth, write the readings. InfluxDB takes a batch on its own core
+    while the next one is simulated (one write in flight, in order)."""
     site_path = tmp / "testpark.yaml"
     site_path.write_text(SITE_YAML)
     site = load_site(site_path)
     sim = Simulation(site, scenario(), seed=7, start_s=START, step_s=60.0, duration_s=DAYS * 86400 - 60)
-    maintenance = {u.id: u.maintenance_intervals(site.tz) for u in site.uplinks}
-    shedding = site.shedding_windows(START, START + DAYS * 86400)
     truth = Truth(DAYS * 1440)
+    step_t = START + 60.0 * np.arange(truth.minutes)
+    scheduled = _within(step_t, site.shedding_windows(START, START + DAYS * 86400))
+    maintenance = {u.id: _within(step_t, u.maintenance_intervals(site.tz)) for u in site.uplinks}
     classes: dict[str, list[str]] = {u.id: [] for u in site.uplinks}
     http = urllib3.PoolManager()
     batch: list[str] = []
-    for step in backfill(sim):
-        stored = not GAP[0] <= step.t < GAP[1]
-        inv = step.metrics["inv-a"]
-        truth.stored.append(stored)
-        truth.mode.append(inv["mode"])
-        truth.grid_out.append(not inv["grid_ok"])
-        truth.scheduled.append(any(s <= step.t < e for s, e in shedding))
-        truth.capacity_ah.append(float(sim.inverter_fleet.capacity_ah[0]))
-        powered = bool(sim.inverter_fleet.site_powered[0])
-        for uplink in site.uplinks:
-            present = stored and (uplink.id != "up-own" or step.t >= UP_OWN_FROM)
-            cut = bool(sim.uplinks[uplink.id].outages)
-            in_window = any(s <= step.t < e for s, e in maintenance[uplink.id])
-            own_power = uplink.powered_by is None or powered
-            down = cut or not own_power
-            classes[uplink.id].append("unknown" if not present else "up" if not down else
-                                      "maintenance" if in_window else "down_power" if not own_power else "down_isp")
-        if stored:
-            batch.extend(line for line in step.lines
-                         if not (line.startswith("uplink,device=up-own") and step.t < UP_OWN_FROM))
-        if len(batch) >= 20_000:
-            _post(http, influx_url, database, batch)
-            batch = []
+    with ThreadPoolExecutor(1) as writer:
+        in_flight: Future[None] | None = None
+        for index, step in enumerate(backfill(sim)):
+            stored = not GAP[0] <= step.t < GAP[1]
+            inv = step.metrics["inv-a"]
+            truth.stored.append(stored)
+            truth.mode.append(inv["mode"])
+            truth.grid_out.append(not inv["grid_ok"])
+            truth.capacity_ah.append(float(sim.inverter_fleet.capacity_ah[0]))
+            truth.cell_spread_mv.append(float(sim.inverter_fleet.cell_spread_mv[0]))
+            powered = bool(sim.inverter_fleet.site_powered[0])
+            for uplink in site.uplinks:
+                present = stored and (uplink.id != "up-own" or step.t >= UP_OWN_FROM)
+                cut = bool(sim.uplinks[uplink.id].outages)
+                own_power = uplink.powered_by is None or powered
+                down = cut or not own_power
+                classes[uplink.id].append("unknown" if not present else "up" if not down else
+                                          "maintenance" if maintenance[uplink.id][index] else
+                                          "down_power" if not own_power else "down_isp")
+            if stored:
+                batch.extend(line for line in step.lines
+                             if not (line.startswith("uplink,device=up-own") and step.t < UP_OWN_FROM))
+            if len(batch) >= 20_000:
+                if in_flight is not None:
+                    in_flight.result()
+                in_flight = writer.submit(_post, http, influx_url, database, batch)
+                batch = []
+        if in_flight is not None:
+            in_flight.result()
     _post(http, influx_url, database, batch)
+    truth.scheduled = scheduled.tolist()
     truth.isp_class = {k: np.array(v) for k, v in classes.items()}
     return truth
+
+
+def _within(t: np.ndarray, intervals: list[tuple[float, float]]) -> np.ndarray:
+    """Per time in `t`: inside one of `intervals` ([start, end))."""
+    inside = np.zeros(len(t), dtype=bool)
+    for start, end in intervals:
+        inside |= (t >= start) & (t < end)
+    return inside
 
 
 def _post(http: urllib3.PoolManager, url: str, database: str, lines: list[str]) -> None:

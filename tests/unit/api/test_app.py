@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from api.keys import Role
+from api.models import discharging
 from core.contract import DeviceKey, Kind, Reading
 from core.decode import StatusChange
 from tests.unit.api.harness import ApiHarness
@@ -12,10 +13,11 @@ from tests.unit.api.harness import ApiHarness
 INV = DeviceKey("park", Kind.INVERTER, "inv-main")
 
 
-def inverter_reading(ts_ms: int, seq: int, soc: float = 80.0, grid_ok: bool = True) -> Reading:
+def inverter_reading(ts_ms: int, seq: int, soc: float = 80.0, grid_ok: bool = True,
+                     battery_a: float = 3.0) -> Reading:
     return Reading(INV, ts_ms, seq, {"grid_v": 230.0 if grid_ok else 0.0, "grid_ok": grid_ok,
                                      "mode": "grid" if grid_ok else "battery", "battery_soc_pct": soc,
-                                     "battery_v": 52.0, "battery_a": 3.0, "pv_w": 500.0, "load_w": 2500.0})
+                                     "battery_v": 52.0, "battery_a": battery_a, "pv_w": 500.0, "load_w": 2500.0})
 
 
 def _fill(path: str) -> str:
@@ -77,18 +79,22 @@ def test_site_tree_lists_the_park_with_its_urdu_name_and_all_devices(api: ApiHar
 def test_latest_state_follows_readings_status_and_staleness(api: ApiHarness) -> None:
     now_ms = int(api.clock.now() * 1000)
     states = api.services.states
-    states.observe(inverter_reading(now_ms, 1, soc=80.0), api.clock.now())
+    states.observe(inverter_reading(now_ms, 1, soc=80.0, battery_a=-40.0), api.clock.now())
     url = "/api/v1/sites/park/devices/inv-main"
     body = api.client.get(url, headers=api.headers()).json()
     assert (body["presence"], body["reason"], body["latest"]["seq"]) == ("online", "reporting", 1)
     assert body["latest"]["metrics"]["battery_soc_pct"] == 80.0
+    assert body["name"] == "Admin block"
     # 15 kWh × (80-5)% × 0.95 / (2500-500) W = 5.34375 h
     assert abs(body["battery_runtime_s"] - 5.34375 * 3600) < 1e-6
+    # The same load while the grid charges the battery: no runtime (it is not draining).
+    states.observe(inverter_reading(now_ms + 1, 2, soc=80.0, battery_a=3.0), api.clock.now())
+    assert api.client.get(url, headers=api.headers()).json()["battery_runtime_s"] is None
 
     api.clock.advance(10)
-    states.observe(inverter_reading(now_ms + 10_000, 2, soc=79.0, grid_ok=False), api.clock.now())
+    states.observe(inverter_reading(now_ms + 10_000, 3, soc=79.0, grid_ok=False), api.clock.now())
     body = api.client.get(url, headers=api.headers()).json()
-    assert (body["latest"]["seq"], body["latest"]["metrics"]["grid_ok"]) == (2, False)
+    assert (body["latest"]["seq"], body["latest"]["metrics"]["grid_ok"]) == (3, False)
 
     api.clock.advance(61)
     assert [e.state.reason.value for e in states.sweep(api.clock.now())] == ["stale"]
@@ -162,3 +168,9 @@ def test_kinds_come_from_the_contract_registry_in_its_order(api: ApiHarness) -> 
     devices = api.client.get("/api/v1/sites/park/devices", headers=api.headers()).json()
     order = [d["kind"] for d in devices]
     assert order == sorted(order, key=[k["kind"] for k in kinds].index) and order[-1] == "generator"
+
+
+def test_the_battery_discharges_by_its_current_or_without_one_by_the_mode() -> None:
+    assert discharging({"battery_a": -0.5, "mode": "grid"})
+    assert not discharging({"battery_a": 4.0, "mode": "battery"})  # the current decides when there is one
+    assert discharging({"mode": "battery"}) and not discharging({"mode": "grid"}) and not discharging({})

@@ -9,10 +9,12 @@ from itertools import count
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from bridge.translate import Dropped, Forward, Translator
+from bridge.translate import Dropped, Forward, Translator, with_seq
 from core.clock import FakeClock
-from core.contract import DeviceKey, Kind
+from core.contract import METRICS, SEQ_MAX, DeviceKey, Kind, Reading, encode_reading
 from core.decode import DecodeLimits, decode_message
 from tests.unit.bridge.support import payload, shipped
 
@@ -185,3 +187,19 @@ def test_a_topic_name_that_is_no_contract_id_is_refused_with_the_fix() -> None:
     [ok] = t.handle("zigbee2mqtt/Garage_PIR", b'{"occupancy": true}', 0)
     assert ok.topic == "facmon/v1/park/occupancy/garage_pir/reading" and body(ok)["room"] == "Garage_PIR"
     assert DeviceKey("park", Kind.OCCUPANCY, "garage_pir") == ok.device
+
+
+@settings(max_examples=200, deadline=None)
+@given(kind=st.sampled_from(list(Kind)), seq=st.integers(0, SEQ_MAX), ts_ms=st.integers(0, 4_102_444_800_000),
+       picks=st.lists(st.integers(0, 40), max_size=12), values=st.lists(
+           st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=False,
+                                                                                     allow_infinity=False),
+                     st.text(max_size=12)), min_size=12, max_size=12))
+def test_with_seq_gives_the_bytes_of_encoding_with_that_seq(kind: Kind, seq: int, ts_ms: int, picks: list[int],
+                                                             values: list[object]) -> None:
+    # The translator encodes a reading once (seq 0, to judge it) and splices the real seq in.
+    names = [metric.name for metric in METRICS[kind]]
+    metrics = {names[i % len(names)]: values[n] for n, i in enumerate(picks)}  # any subset, any order
+    device = DeviceKey("park", kind, "dev-1")
+    assert with_seq(encode_reading(Reading(device, ts_ms, 0, metrics)), seq) == \
+        encode_reading(Reading(device, ts_ms, seq, metrics))

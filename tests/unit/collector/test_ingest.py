@@ -47,6 +47,20 @@ def test_status_updates_state_without_a_point() -> None:
     assert ingest.counts.statuses == 1
 
 
+def test_a_cleared_status_forgets_the_device_on_every_path_and_is_no_reject() -> None:
+    site = load_site(Path(__file__).resolve().parents[3] / "simulators" / "sites" / "park.yaml")
+    described = DeviceKey("park", Kind.OCCUPANCY, "occ-room-1")
+    for known in (None, KnownDevices([site])):
+        table = DeviceTable(duplicate_window=8)
+        ingest = Ingest(DecodeLimits(), table, 16, known)
+        ingest.handle(described.status_topic(), b"online", NOW)
+        assert [s.device for s in table.snapshot()] == [described]
+        assert ingest.handle(described.status_topic(), b"", NOW) == ([], None)
+        lines, rejects = ingest.handle_batch([described.status_topic()], [b""], NOW)
+        assert (lines, rejects, table.snapshot()) == ([], [], [])
+        assert (ingest.counts.statuses, dict(ingest.counts.rejected)) == (3, {})
+
+
 def test_reject_is_counted_and_gives_a_dead_letter_point() -> None:
     ingest = make_ingest(excerpt_bytes=8)
     payload = json.dumps({"ts": int(NOW * 1000), "seq": 1, "room": "Hall", "occupied": "yes"}).encode()

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from core.contract import DeviceKey, Kind, Reading
-from core.decode import DecodeLimits, Reject, RejectReason, StatusChange, decode_message
+from core.decode import DecodeLimits, Reject, RejectReason, StatusChange, StatusCleared, decode_message
 from core.known_devices import KnownDevices
 from core.site import load_site
 
@@ -424,11 +424,19 @@ def test_a_seq_nested_deeper_than_repr_can_go_is_bad_seq() -> None:
 # --- status --------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("payload", [b"", b"up", b"1", b'{"status": "online"}', b"\xff\xfe"])
+@pytest.mark.parametrize("payload", [b" ", b"up", b"1", b'{"status": "online"}', b"\xff\xfe"])
 def test_bad_status_payload(payload: bytes) -> None:
     result = decode_message(INVERTER.status_topic(), payload, NOW, LIMITS)
     rejected(result, RejectReason.BAD_STATUS, "is not 'online' or 'offline'")
     assert result.device == INVERTER
+
+
+def test_an_empty_status_is_a_cleared_retained_status_even_of_a_device_no_site_file_describes() -> None:
+    assert decode_message(INVERTER.status_topic(), b"", NOW, LIMITS) == StatusCleared(INVERTER)
+    nobody = KnownDevices([])
+    assert decode_message(INVERTER.status_topic(), b"", NOW, LIMITS, nobody) == StatusCleared(INVERTER)
+    rejected(decode_message(INVERTER.status_topic(), b"online", NOW, LIMITS, nobody), RejectReason.UNKNOWN_DEVICE)
+    rejected(decode_message(INVERTER.reading_topic(), b"", NOW, LIMITS), RejectReason.BAD_JSON)
 
 
 def test_every_reason_but_influx_refused_is_covered_here() -> None:
@@ -487,7 +495,7 @@ def near_valid_messages(draw: st.DrawFn) -> tuple[str, bytes]:
 def test_decode_never_raises_on_near_valid_messages(message: tuple[str, bytes], received_at: float) -> None:
     topic, payload = message
     result = decode_message(topic, payload, received_at, LIMITS)
-    assert isinstance(result, Reading | StatusChange | Reject)
+    assert isinstance(result, Reading | StatusChange | StatusCleared | Reject)
     if isinstance(result, Reject):
         assert result.detail and result.reason is not RejectReason.INFLUX_REFUSED
 
@@ -496,7 +504,7 @@ def test_decode_never_raises_on_near_valid_messages(message: tuple[str, bytes], 
 @given(st.text(max_size=80), st.binary(max_size=300))
 def test_decode_never_raises_on_arbitrary_topics_and_bytes(topic: str, payload: bytes) -> None:
     assert isinstance(decode_message(topic, payload, NOW, DecodeLimits(max_payload_bytes=200)),
-                      Reading | StatusChange | Reject)
+                      Reading | StatusChange | StatusCleared | Reject)
 
 
 # --- known devices ------------------------------------------------------------------------------------------

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 
+from core.mqtt_batch import BatchClient
 from core.mqtt_buffer import BufferedReadClient, PublishReaderClient
-from simulators.mqtt_batch import BatchClient
 
 SUBCLASSES = (BufferedReadClient, PublishReaderClient, BatchClient)
 

@@ -24,8 +24,9 @@ def built() -> dict[str, dict]:
     return {d.uid: dashboard_json(d) for d in build_dashboards(options)}
 
 
-def test_the_five_dashboards_exist(built: dict[str, dict]) -> None:
-    assert list(built) == ["facmon-overview", "facmon-power", "facmon-network", "facmon-occupancy", "facmon-alerts"]
+def test_the_six_dashboards_exist(built: dict[str, dict]) -> None:
+    assert list(built) == ["facmon-overview", "facmon-power", "facmon-network", "facmon-occupancy", "facmon-alerts",
+                           "facmon-monthly"]
 
 
 def test_every_dashboard_is_a_valid_grafana_model(built: dict[str, dict]) -> None:
@@ -48,6 +49,7 @@ def test_device_level_variables(built: dict[str, dict]) -> None:
     assert names["facmon-power"] == ["site", "device"]
     assert names["facmon-network"] == ["site", "isp"]
     assert names["facmon-occupancy"] == ["site", "room"]
+    assert names["facmon-monthly"] == ["site", "uplink", "battery"]
 
 
 def test_units_on_number_panels_and_colours_on_every_stat(built: dict[str, dict]) -> None:

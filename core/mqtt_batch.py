@@ -1,32 +1,40 @@
-"""A paho-mqtt client that publishes QoS 1 messages in batches: the simulators' load-generator path.
+"""A paho-mqtt client that publishes QoS 1 messages in batches: the publishing layer's fast path
+(`core.mqtt_publisher`: the bridge, the probe, the agent) and the simulators' load generator.
 
 paho's `publish()` costs ~65 µs of Python per message (an `MQTTMessage`, an `MQTTMessageInfo`, locks,
 logging, a wake-up byte and one `send()` per packet) and reads PUBACKs one packet per `select()`. At
-tens of thousands of messages a second that, not the simulation, is the limit. `BatchClient` keeps
-paho for everything that is not the hot path (CONNECT with last will, TLS, keep-alive, reconnect,
-SUBSCRIBE, DISCONNECT) and replaces only these:
+tens of thousands of messages a second that is the limit. `BatchClient` keeps paho for everything
+that is not the hot path (CONNECT with last will, TLS, keep-alive, reconnect, SUBSCRIBE, DISCONNECT)
+and replaces only these:
 
-- `publish_batch(messages)` encodes QoS 1 PUBLISH packets itself (`encode_publish`, MQTT 3.1.1 and 5),
-  gives them packet ids from paho's own counter (so its ids never collide with paho's) and queues
-  them as one write.
+- QoS 1 PUBLISH packets are encoded here (`encode_publish`, MQTT 3.1.1 and 5), with packet ids from
+  paho's own counter (so its ids never collide with paho's), and a batch is queued as one write.
 - PUBACKs of its own packet ids are counted in bulk straight from a buffered socket read; any other
   packet (CONNACK, PINGRESP, PUBACKs of messages sent through paho's `publish()`) goes through paho.
-- Flow control: at most `window` unacknowledged messages (the setting, capped by the broker's
-  receive maximum from the CONNACK); `publish_batch` waits while the window is full. Nothing is ever
-  dropped: a message stays in `_unacked` until its PUBACK arrives, and after a reconnect every
-  unacknowledged message is sent again, in the original order, with the same packet id and DUP set
-  (the broker may then deliver it twice; that is QoS 1).
 
-Threads: `publish_batch`, `wait_all_acked` and `unacked` from any one producer thread; paho's network
-thread (`loop_start`) does the socket I/O. `_flow` guards `_unacked`, `_online` and `_window`.
+Flow control and what is kept:
+- In flight: at most `window` messages sent and not yet acknowledged (the setting, capped by the
+  broker's receive maximum from the CONNACK), in `_unacked` as encoded packets.
+- Waiting: messages accepted beyond the window (or while no connection is up), in `_waiting`, sent
+  as acknowledgements make room (on paho's network thread) or when a connection is accepted.
+- Pending (in flight + waiting) is bounded by `max_pending`: `publish_batch` waits for room (the
+  simulators: back-pressure), `offer` waits while the broker is connected and acknowledging, and
+  otherwise takes only what fits (the publishing layer: a bounded queue while the broker is away).
+- Nothing accepted is dropped: a message stays pending until its PUBACK arrives; after a reconnect
+  every unacknowledged message is sent again, in the original order, with the same packet id and
+  DUP set if it had been sent before (the broker may then deliver it twice; that is QoS 1).
+
+Threads: `publish_batch`, `offer`, `wait_all_acked` and `pending` from any one producer thread;
+paho's network thread (`loop_start`) does the socket I/O and tops the window up. `_flow` guards
+`_unacked`, `_waiting`, `_unsent`, `_online` and `_window`.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections import Counter
-from collections.abc import Iterable
+from collections import Counter, deque
+from collections.abc import Iterable, Sequence
 from typing import Literal
 
 import paho.mqtt.client as mqtt
@@ -35,11 +43,14 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
 
 from core.clock import Clock
-from core.mqtt_buffer import READ_CHUNK_BYTES, BufferedReadClient
+from core.mqtt_buffer import READ_CHUNK_BYTES, BufferedReadClient, plain_publish_fields
 from core.mqtt_connect import apply_credentials_and_tls
 from core.settings.mqtt import MqttSettings
 
 log = logging.getLogger(__name__)
+
+Message = tuple[str, bytes, bool]
+"""(topic, payload, retain) of a QoS 1 message."""
 
 _PUBLISH_QOS1 = 0x32
 _DUP = 0x08
@@ -82,22 +93,40 @@ def encode_publish(topic: bytes, payload: bytes, mid: int, *, retain: bool, mqtt
 
 def _encode_publish_fast(topic_field: bytes, properties: bytes, payload: bytes, mid: int, retain: bool) -> bytes:
     """`encode_publish` (DUP clear) with the topic already length-prefixed and the property list
-    given: the per-message path of `publish_batch`. Same bytes (tested)."""
+    given: the per-message path of `_send`. Same bytes (tested)."""
     length = len(topic_field) + 2 + len(properties) + len(payload)
     return b"".join((_FIRST_BYTE[retain], _SHORT_LENGTHS[length] if length < 16_384 else remaining_length(length),
                      topic_field, mid.to_bytes(2, "big"), properties, payload))
 
 
+def decode_publish(packet: bytes, mqtt5: bool) -> Message:
+    """The message of a PUBLISH packet `encode_publish` made (to carry it over to a client of another
+    protocol version)."""
+    at = 1
+    while packet[at] & 0x80:
+        at += 1
+    fields = plain_publish_fields(packet, at + 1, len(packet), mqtt5)
+    if fields is None:
+        raise ValueError(f"not a PUBLISH packet of this client: {packet[:40]!r}")
+    topic, _mid, payload_at = fields
+    return topic, packet[payload_at:], bool(packet[0] & 1)
+
+
 class BatchClient(BufferedReadClient):
-    """paho's `Client` plus `publish_batch`; see the module docstring. Construct it like paho's
-    client, then call `configure_batching` before `connect`."""
+    """paho's `Client` plus batched QoS 1 publishing; see the module docstring. Construct it like
+    paho's client, then call `configure_batching` before `connect`."""
 
     _clock: Clock
     _flow: threading.Condition
     _unacked: dict[int, bytes]
-    """Packet id -> the PUBLISH as first encoded (DUP clear), in the order they were sent."""
+    """Packet id -> the PUBLISH as first encoded (DUP clear), in the order they were queued."""
+    _unsent: int
+    """How many of `_unacked`, at its end, were queued while no connection was up (never sent: no DUP)."""
+    _waiting: deque[Message]
+    """Accepted, not yet given a packet id: beyond the window, or held back before the first connection."""
     _window: int
     _window_setting: int
+    _max_pending: int
     _online: bool
     _topics: dict[str, bytes]
     """Topic -> its PUBLISH topic field (2-byte length, UTF-8), encoded once."""
@@ -108,7 +137,7 @@ class BatchClient(BufferedReadClient):
     """MQTT 5 PUBACK reason codes >= 0x80 (the broker did not accept the message), by code."""
     resent: int
     peak_unacked: int
-    """The most messages ever unacknowledged at once (never above the window)."""
+    """The most messages ever in flight at once (never above the window)."""
 
     @classmethod
     def for_session(cls, settings: MqttSettings, client_id: str, clock: Clock, max_inflight: int,
@@ -128,12 +157,17 @@ class BatchClient(BufferedReadClient):
         broker publish the last will itself."""
         self.disconnect(reasoncode=ReasonCode(PacketTypes.DISCONNECT, identifier=4))
 
-    def configure_batching(self, clock: Clock, max_inflight: int) -> None:
+    def configure_batching(self, clock: Clock, max_inflight: int, max_pending: int | None = None) -> None:
+        """`max_inflight`: messages sent and not yet acknowledged (the window); `max_pending` (at least
+        the window; default: the window): messages accepted and not yet acknowledged in all."""
         self._clock = clock
         self._flow = threading.Condition()
         self._unacked = {}
+        self._unsent = 0
+        self._waiting = deque()
         self._window_setting = max(1, min(max_inflight, _MAX_WINDOW))
         self._window = self._window_setting
+        self._max_pending = max(self._window_setting, max_pending or 0)
         self._online = False
         self._topics = {}
         self._rx, self._rx_pos = b"", 0
@@ -145,7 +179,7 @@ class BatchClient(BufferedReadClient):
     # -- producer side -------------------------------------------------------------------------------
     @property
     def window(self) -> int:
-        """Unacknowledged messages allowed on the current connection."""
+        """Unacknowledged messages allowed in flight on the current connection."""
         return self._window
 
     @property
@@ -153,58 +187,112 @@ class BatchClient(BufferedReadClient):
         """Connected, CONNACK received, unacknowledged messages (if any) re-sent."""
         return self._online
 
-    def unacked(self) -> int:
+    def pending(self) -> int:
+        """Messages accepted and not yet acknowledged (in flight and waiting)."""
         with self._flow:
-            return len(self._unacked)
+            return len(self._unacked) + len(self._waiting)
 
-    def publish_batch(self, messages: Iterable[tuple[str, bytes, bool]], stall_timeout_s: float = 60.0) -> None:
-        """Publish (topic, payload, retain) messages with QoS 1, in order, each once; blocks while the
-        in-flight window is full. Messages are queued for paho's network thread, which writes them;
-        `wait_all_acked` waits for the broker's PUBACKs. Raises PublishStalled if the broker
-        acknowledges nothing for `stall_timeout_s` while the window is full."""
-        properties = b"\x00" if self._protocol == mqtt.MQTTv5 else b""
-        topics, unacked = self._topics, self._unacked
-        pending = messages if isinstance(messages, list) else list(messages)
+    def publish_batch(self, messages: Iterable[Message], stall_timeout_s: float = 60.0) -> None:
+        """Publish (topic, payload, retain) messages with QoS 1, in order, each once; blocks while
+        `max_pending` messages are pending, connected or not. Messages are queued for paho's network
+        thread, which writes them; `wait_all_acked` waits for the broker's PUBACKs. Raises
+        PublishStalled if the broker acknowledges nothing for `stall_timeout_s` while it waits."""
+        batch = messages if isinstance(messages, list) else list(messages)
         start = 0
-        while start < len(pending):
+        while start < len(batch):
             with self._flow:
-                room = self._wait_for_room(stall_timeout_s)
-                chunk = pending[start:start + room]
-                start += len(chunk)
-                packets = []
-                with self._mid_generate_mutex:  # held for the chunk: ids taken in one pass, as _mid_generate would
-                    mid = self._last_mid
-                    for topic, payload, retain in chunk:
-                        topic_field = topics.get(topic)
-                        if topic_field is None:
-                            if len(topics) > 100_000:
-                                topics.clear()  # bounded: malformed-topic bursts must not grow it forever
-                            encoded = topic.encode()
-                            topic_field = topics[topic] = len(encoded).to_bytes(2, "big") + encoded
-                        mid = self._free_mid_after(mid)
-                        packet = _encode_publish_fast(topic_field, properties, payload, mid, retain)
-                        unacked[mid] = packet
-                        packets.append(packet)
-                    self._last_mid = mid
-                self.peak_unacked = max(self.peak_unacked, len(unacked))
-                # Offline (connecting, or between a lost connection and its CONNACK) the packets wait in
-                # `_unacked`; `_handle_connack` sends them. Queued only under `_flow`, so never before a CONNECT.
-                if self._online:
-                    self._queue_publishes(b"".join(packets))
+                room = self._wait_for_room(stall_timeout_s, give_up_offline=False)
+                if not room:
+                    raise PublishStalled(
+                        f"the broker acknowledged nothing for {stall_timeout_s:g} s with {len(self._unacked)} "
+                        f"messages in flight (connected: {self._online}); is it running, reachable and not "
+                        "overloaded?")
+                start += self._accept(batch[start:start + room])
 
-    def _wait_for_room(self, stall_timeout_s: float) -> int:
-        """With `_flow` held: wait until the window has room; return how much."""
+    def offer(self, messages: Sequence[Message], stall_timeout_s: float = 60.0) -> int:
+        """Accept (topic, payload, retain) messages for QoS 1 publishing, in order, and return how many
+        were accepted (the first ones; the caller counts the rest as dropped). While the broker is
+        connected and acknowledges within `stall_timeout_s`, waits for room; otherwise (no connection,
+        a stalled broker) takes only what fits under `max_pending`."""
+        start = 0
+        while start < len(messages):
+            with self._flow:
+                room = self._wait_for_room(stall_timeout_s, give_up_offline=True)
+                if not room:
+                    return start
+                start += self._accept(messages[start:start + room])
+        return start
+
+    def publish_ahead(self, messages: Sequence[Message]) -> None:
+        """Queue `messages` ahead of those waiting, whatever `max_pending` says: a connection's few
+        announcements (a device's retained `online`), which must not be refused."""
+        with self._flow:
+            self._waiting.extendleft(reversed(messages))
+            self._fill_window()
+
+    def _wait_for_room(self, stall_timeout_s: float, *, give_up_offline: bool) -> int:
+        """With `_flow` held: wait until fewer than `max_pending` messages are pending; return the room,
+        0 after `stall_timeout_s` without an acknowledgement (or at once offline, if `give_up_offline`)."""
         deadline = self._clock.monotonic() + stall_timeout_s
         seen = self.acked
-        while len(self._unacked) >= self._window:
+        while len(self._unacked) + len(self._waiting) >= self._max_pending:
             if self.acked != seen:
                 seen, deadline = self.acked, self._clock.monotonic() + stall_timeout_s
-            elif self._clock.monotonic() > deadline:
-                raise PublishStalled(
-                    f"the broker acknowledged nothing for {stall_timeout_s:g} s with {len(self._unacked)} messages "
-                    f"in flight (connected: {self._online}); is it running, reachable and not overloaded?")
+            elif self._clock.monotonic() > deadline or (give_up_offline and not self._online):
+                return 0
             self._flow.wait(0.05)
-        return self._window - len(self._unacked)
+        return self._max_pending - len(self._unacked) - len(self._waiting)
+
+    def _accept(self, messages: Sequence[Message]) -> int:
+        """With `_flow` held and room for them: send what the window takes, keep the rest waiting."""
+        waiting = self._waiting
+        if waiting:
+            waiting.extend(messages)
+            self._fill_window()
+        else:
+            room = self._window - len(self._unacked)
+            if room >= len(messages):
+                self._send(messages)
+            else:
+                if room > 0:
+                    self._send(messages[:room])
+                waiting.extend(messages[max(room, 0):])
+        return len(messages)
+
+    def _fill_window(self) -> None:
+        """With `_flow` held: move waiting messages into the window while it has room."""
+        waiting = self._waiting
+        room = min(self._window - len(self._unacked), len(waiting))
+        if room > 0:
+            self._send([waiting.popleft() for _ in range(room)])
+
+    def _send(self, messages: Sequence[Message]) -> None:
+        """With `_flow` held: give `messages` packet ids, keep them in flight and queue them as one write
+        (or, with no connection up, leave them for the CONNACK to send)."""
+        properties = b"\x00" if self._protocol == mqtt.MQTTv5 else b""
+        topics, unacked = self._topics, self._unacked
+        packets = []
+        with self._mid_generate_mutex:  # held for the batch: ids taken in one pass, as _mid_generate would
+            mid = self._last_mid
+            for topic, payload, retain in messages:
+                topic_field = topics.get(topic)
+                if topic_field is None:
+                    if len(topics) > 100_000:
+                        topics.clear()  # bounded: malformed-topic bursts must not grow it forever
+                    encoded = topic.encode()
+                    topic_field = topics[topic] = len(encoded).to_bytes(2, "big") + encoded
+                mid = self._free_mid_after(mid)
+                packet = _encode_publish_fast(topic_field, properties, payload, mid, retain)
+                unacked[mid] = packet
+                packets.append(packet)
+            self._last_mid = mid
+        self.peak_unacked = max(self.peak_unacked, len(unacked))
+        # Offline (connecting, or between a lost connection and its CONNACK) the packets wait in
+        # `_unacked`; `_handle_connack` sends them. Queued only under `_flow`, so never before a CONNECT.
+        if self._online:
+            self._queue_publishes(b"".join(packets))
+        else:
+            self._unsent += len(packets)
 
     def _mid_generate(self) -> int:
         """The next packet id from paho's counter that neither we nor paho have in flight (paho's
@@ -228,13 +316,23 @@ class BatchClient(BufferedReadClient):
         self._packet_queue(mqtt.PUBLISH, packets, 0, 1)
 
     def wait_all_acked(self, timeout_s: float) -> int:
-        """Wait until every message published so far is acknowledged, at most `timeout_s`.
-        Returns how many are still unacknowledged (0: all)."""
+        """Wait until every message accepted so far is acknowledged, at most `timeout_s`.
+        Returns how many are still pending (0: all)."""
         deadline = self._clock.monotonic() + timeout_s
         with self._flow:
-            while self._unacked and self._clock.monotonic() < deadline:
+            while (self._unacked or self._waiting) and self._clock.monotonic() < deadline:
                 self._flow.wait(0.05)
-            return len(self._unacked)
+            return len(self._unacked) + len(self._waiting)
+
+    def take_over(self, other: BatchClient) -> None:
+        """Take every message `other` still holds (its connection gave way to this client's, e.g. MQTT 5
+        refused for 3.1.1), ahead of this client's own, in `other`'s order; `other` accepts nothing
+        more. `other`'s network loop must be stopped."""
+        with other._flow:
+            mqtt5 = other._protocol == mqtt.MQTTv5
+            carried = [decode_publish(packet, mqtt5) for packet in other._unacked.values()] + list(other._waiting)
+            other._unacked, other._waiting, other._unsent, other._max_pending = {}, deque(), 0, 0
+        self.publish_ahead(carried)
 
     # -- network thread ---------------------------------------------------------------------------------
     def reconnect(self) -> mqtt.MQTTErrorCode:
@@ -255,10 +353,16 @@ class BatchClient(BufferedReadClient):
         with self._flow:
             self._window = max(1, min(self._window_setting, broker_max))
             if self._unacked:
-                # Same ids, same order, DUP set: the broker may have received some before the connection broke.
-                self.resent += len(self._unacked)
-                self._queue_publishes(b"".join(bytes((p[0] | _DUP,)) + p[1:] for p in self._unacked.values()))
+                # Same ids, same order, DUP set on those sent before: the broker may have received some
+                # before the connection broke.
+                packets = list(self._unacked.values())
+                sent_before = len(packets) - self._unsent
+                self.resent += sent_before
+                self._queue_publishes(b"".join([bytes((p[0] | _DUP,)) + p[1:] for p in packets[:sent_before]]
+                                               + packets[sent_before:]))
+            self._unsent = 0
             self._online = True
+            self._fill_window()
             self._flow.notify_all()
         return rc
 
@@ -298,7 +402,8 @@ class BatchClient(BufferedReadClient):
 
     def _take_pubacks(self) -> None:
         """Consume the buffered run of whole PUBACKs for our ids (success, or MQTT 5 with a reason
-        code). Stops at anything else, which paho's reader then handles."""
+        code), then top the window up from the waiting messages. Stops at anything else, which paho's
+        reader then handles."""
         buf, pos, end = self._rx, self._rx_pos, len(self._rx)
         with self._flow:
             unacked = self._unacked
@@ -315,6 +420,8 @@ class BatchClient(BufferedReadClient):
             taken = before - len(unacked)
             if taken:
                 self.acked += taken
+                if self._waiting and self._online:
+                    self._fill_window()
                 self._flow.notify_all()
         self._rx_pos = pos
 
@@ -329,6 +436,8 @@ class BatchClient(BufferedReadClient):
                         self.refused[packet[2]] += 1
                     del self._unacked[mid]
                     self.acked += 1
+                    if self._waiting and self._online:
+                        self._fill_window()
                     self._flow.notify_all()
                     return mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
         return super()._handle_pubackcomp(cmd)

@@ -10,7 +10,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from core.clock import FakeClock
-from simulators.mqtt_batch import BatchClient, encode_publish, remaining_length
+from core.mqtt_batch import BatchClient, encode_publish, remaining_length
 
 
 def paho_publish_bytes(protocol: mqtt.MQTTProtocolVersion, topic: bytes, payload: bytes, mid: int,

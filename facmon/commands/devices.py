@@ -1,0 +1,48 @@
+"""`facmon devices forget SITE/KIND/DEVICE`: a device that is gone (replaced, removed, a typo that
+once published) leaves the stack: its retained status cleared, the API's latest state of it
+forgotten, its open alerts resolved with the reason; its stored readings and alert history stay
+(facmon/retire.py)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from core.clock import Clock, SystemClock
+from core.config import FacmonConfig
+from core.contract import KINDS, DeviceKey, Kind, TopicError, parse_topic
+from facmon.live_stack import find_live_stack
+from facmon.retire import add_retire_action, check_site_id, run_retire
+
+HELP = "forget a device that is gone: clear its retained status, latest state and open alerts (history stays)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_retire_action(parser, dest="devices_action", action="forget", what="device", target="device",
+                      metavar="SITE/KIND/DEVICE",
+                      target_help=f"e.g. park/inverter/inv-9 (kinds: {', '.join(k.value for k in KINDS)})",
+                      default_reason="device forgotten")
+
+
+def parse_device(text: str) -> DeviceKey:
+    """`site/kind/device` → its key. Raises ValueError naming what is wrong."""
+    parts = text.split("/")
+    if len(parts) != 3:
+        raise ValueError(f"{text!r}: give the device as SITE/KIND/DEVICE, e.g. park/inverter/inv-9")
+    check_site_id(parts[0])
+    if parts[1] not in {k.value for k in Kind}:
+        raise ValueError(f"{text!r}: kind {parts[1]!r} is not one of {', '.join(k.value for k in KINDS)}")
+    try:
+        return parse_topic(DeviceKey(parts[0], Kind(parts[1]), parts[2]).status_topic()).device
+    except TopicError as err:
+        raise ValueError(f"{text!r}: {err}") from None
+
+
+def run(args: argparse.Namespace, config: FacmonConfig, clock: Clock | None = None) -> int:
+    try:
+        device = parse_device(args.device)
+    except ValueError as err:
+        print(f"facmon devices forget: {err}", file=sys.stderr)
+        return 2
+    return run_retire(config, clock or SystemClock(), "devices forget", device.site, device,
+                      f"{args.reason} (facmon devices forget)", find_live_stack)
