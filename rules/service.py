@@ -42,7 +42,7 @@ from rules.matchers import parse_matcher
 from rules.model import SEVERITIES, RulePack, known_label_names, load_rule_files
 from rules.mqtt import RulesSubscription
 from rules.notify import Delivery, receivers_all_down
-from rules.replay import DeviceTimeDriver
+from rules.replay import CatchUpClock, DeviceTimeDriver
 from rules.route import Escalation, Route
 from rules.store import AlertStore
 from rules.workers import AckListeners, DeliveryWorkers
@@ -98,9 +98,11 @@ class RulesService:
                  annotations: AnnotationWriter | None = None, broker_watch: BrokerWatch | None = None,
                  store: AlertStore | None = None, channels: Channels | None = None,
                  heartbeat: Callable[[RulesService], HeartbeatSender] | None = None,
-                 channels_down_after_s: float = 600.0, external_url: str = "") -> None:
+                 channels_down_after_s: float = 600.0, external_url: str = "",
+                 catch_up: CatchUpClock | None = None) -> None:
         """`tick_every_s`: evaluation ticks on the wall clock; None when they come with the readings
-        (device time, `rules.replay.DeviceTimeDriver`)."""
+        (device time, `rules.replay.DeviceTimeDriver`). `catch_up`: the ticks wait until it is live,
+        and then keep the store's device-time mark at the wall clock (a restart resumes there)."""
         self.engine = engine
         self._external_url = external_url
         self.delivery = delivery
@@ -120,6 +122,7 @@ class RulesService:
         self.acks = AckListeners(store, channels.targets, clock) if store is not None and channels else None
         self.heartbeat = heartbeat(self) if heartbeat is not None else None
         self.last_tick_at: float | None = None
+        self._catch_up = catch_up
         self._http: RulesHttp | None = None
 
     def health(self) -> EngineHealth:
@@ -130,7 +133,7 @@ class RulesService:
         subscribed = self._subscription.subscribed if self._subscription is not None else True
         reasons = []
         # On device time (a replay) ticks follow the readings, so only the wall-clock mode has a lag to judge.
-        limit_s = 3 * self._tick_every_s + 5 if self._tick_every_s is not None else None
+        limit_s = 3 * self._tick_every_s + 5 if self._tick_every_s is not None and self._ticking() else None
         if limit_s is not None and (lag is None or lag > limit_s):
             reasons.append(f"not evaluating: no rules tick in the last {limit_s:g} s" if lag is not None
                            else "not evaluating yet")
@@ -188,8 +191,11 @@ class RulesService:
         zones = {site_id: site.tz for site_id, site in described.items()}
         channels = build_notifiers(settings.receivers, store, clock, zones)
         holder: dict[str, RulesService] = {}
-        resumed_at = store.meta(DEVICE_CLOCK) if settings.clock == "device" else None
-        engine_clock: Clock = FakeClock(float(resumed_at or 0.0)) if settings.clock == "device" else clock
+        on_device_time = settings.clock in ("device", "catch_up")
+        resumed_at = store.meta(DEVICE_CLOCK) if on_device_time else None
+        device_clock = FakeClock(float(resumed_at or 0.0))
+        catch_up = CatchUpClock(device_clock, clock) if settings.clock == "catch_up" else None
+        engine_clock: Clock = catch_up or (device_clock if on_device_time else clock)
         engine = Engine(pack, described, store, build_routes(settings), engine_clock, channels.by_receiver,
                         reconnect_grace_s=settings.reconnect_grace_s, external_url=settings.external_url,
                         watchdog=settings.heartbeat.receiver is not None,
@@ -207,11 +213,12 @@ class RulesService:
         on_message: Callable[[Reading | StatusChange | StatusCleared], None] = engine.handle
         on_connection: Callable[[bool], None] = engine.source_connected
         tick_every_s: float | None = settings.evaluation_interval_s
-        if isinstance(engine_clock, FakeClock):
-            driver = DeviceTimeDriver(engine, engine_clock, settings.evaluation_interval_s,
-                                      started=resumed_at is not None,
+        if on_device_time:
+            driver = DeviceTimeDriver(engine, device_clock, settings.evaluation_interval_s,
+                                      started=resumed_at is not None, catch_up=catch_up,
                                       on_moved=lambda t: store.set_meta(DEVICE_CLOCK, repr(t)))
-            on_message, on_connection, tick_every_s = driver.handle, driver.source_connected, None
+            on_message, on_connection = driver.handle, driver.source_connected
+            tick_every_s = tick_every_s if catch_up is not None else None
 
         watch_settings = settings.broker_watch
         watch = BrokerWatch(watch_settings.queue_limit, watch_settings.warn_fraction, watch_settings.warn_left_s,
@@ -232,7 +239,7 @@ class RulesService:
 
         heartbeat = _heartbeat_of(settings, described, clock, store)
         service = cls(engine, delivery, clock, tick_every_s, subscription, annotations, watch, store, channels,
-                      heartbeat, settings.channels_down_after_s, settings.external_url)
+                      heartbeat, settings.channels_down_after_s, settings.external_url, catch_up=catch_up)
         holder["service"] = service
         return service
 
@@ -265,10 +272,18 @@ class RulesService:
         if self._http is not None:
             self._http.stop()
 
+    def _ticking(self) -> bool:
+        """Whether the wall-clock ticks evaluate (not while a catch-up is still on device time)."""
+        return self._catch_up is None or self._catch_up.live
+
     def _tick(self) -> None:
+        if not self._ticking():
+            return
         try:
             self.engine.tick()
             self.last_tick_at = self._clock.now()
+            if self._catch_up is not None and self._store is not None:
+                self._store.set_meta(DEVICE_CLOCK, repr(self.last_tick_at))
             if self.broker_watch is not None:
                 self.engine.observe(self.broker_watch.on_tick(self._clock.now()))
         except Exception:

@@ -35,6 +35,9 @@ class OccupancyFleet:
         self.people = np.zeros(len(self.specs), dtype=np.int64)
         self.forced_silent = np.zeros(len(self.specs), dtype=np.int64)
         """Per sensor, how many scenario events hold it silent now."""
+        self.forced_people = np.zeros(len(self.specs), dtype=np.int64)
+        """Per sensor, people a scenario puts in the room now (visitors: shown, not part of the room's own
+        comings and goings, so the room is as it was when they leave)."""
         self._capacity = np.array([s.capacity for s in self.specs], dtype=np.int64)
         physics = [physics_of(s) for s in self.specs]
         self._drain_pct_per_s = np.array([100 / (p.battery_days * 86_400) for p in physics],
@@ -44,6 +47,7 @@ class OccupancyFleet:
         self._labels = [(s.room, s.counts_people) for s in self.specs]
         self._silent = np.zeros(len(self.specs), dtype=bool)
         self._occupied = np.zeros(len(self.specs), dtype=bool)
+        self._shown = self.people
 
     def step(self, ctx: StepContext) -> None:
         """Advance every sensor by `ctx.dt` (they report less often than they step: `metrics`)."""
@@ -55,8 +59,9 @@ class OccupancyFleet:
         people = (self.people + poisson_from_uniform(target * leave_p, u[:, _U_ARRIVALS])
                   - binomial_from_uniform(self.people, leave_p, u[:, _U_DEPARTURES]))
         self.people = people = np.clip(people, 0, self._capacity)
+        self._shown = shown = np.minimum(np.maximum(people, self.forced_people), self._capacity)
         battery = np.maximum(0.0, self.battery_pct - self._drain_pct_per_s * ctx.dt)
-        present = people > 0
+        present = shown > 0
         self._last_presence_t = np.where(present, ctx.t, self._last_presence_t)
         self._silent = silent = (self.forced_silent > 0) | (battery <= 0)
         self.battery_pct = np.where(silent, battery, np.maximum(0.0, battery - REPORT_COST_PCT))
@@ -65,7 +70,7 @@ class OccupancyFleet:
     def metrics(self) -> list[dict[str, float | bool | str | int | None] | None]:
         """Each sensor's reading's metrics after the last step, or None for a silent sensor."""
         out: list[dict[str, float | bool | str | int | None] | None] = []
-        columns = zip(self._labels, self._silent.tolist(), self.people.tolist(), self._occupied.tolist(),
+        columns = zip(self._labels, self._silent.tolist(), self._shown.tolist(), self._occupied.tolist(),
                       np.round(self.battery_pct, 2).tolist(), strict=True)
         for (room, counts_people), quiet, count, occupied, battery_pct in columns:
             if quiet:

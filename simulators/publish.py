@@ -184,6 +184,13 @@ class MqttPublisher:
         except PublishStalled as err:
             raise BrokerUnreachable(str(err)) from err
 
+    def wait_all_acked(self, timeout_s: float = 30.0) -> int:
+        """Wait (up to `timeout_s` in all) until the broker has acknowledged everything published;
+        returns how many messages are still unacknowledged. A barrier: what was published before it
+        reaches every subscriber before anything published after it, whichever connection carried it."""
+        deadline = self._clock.monotonic() + timeout_s
+        return sum(client.wait_all_acked(max(0.0, deadline - self._clock.monotonic())) for client in self._clients)
+
     def _die(self, client: BatchClient, device: DeviceKey) -> None:
         self._dropped.add(device)
         client.wait_all_acked(10.0)
@@ -191,8 +198,7 @@ class MqttPublisher:
 
     def close(self, timeout_s: float = 30.0) -> None:
         """Wait (up to `timeout_s` in all) for the broker to acknowledge everything, then disconnect."""
-        deadline = self._clock.monotonic() + timeout_s
-        left = sum(client.wait_all_acked(max(0.0, deadline - self._clock.monotonic())) for client in self._clients)
+        left = self.wait_all_acked(timeout_s)
         refused = sum((client.refused for client in self._clients), Counter())
         if left:
             log.warning("closing with unacknowledged messages", extra={"count": left})

@@ -137,6 +137,15 @@ class SensorSilent(_Timed):
     device: DeviceId
 
 
+class RoomOccupied(_Timed):
+    """People in the room (at least `people`; a PIR sensor reports occupied) while it lasts, whatever
+    the hour: a cleaner, a late meeting, or someone in an empty building after hours."""
+
+    type: Literal["room_occupied"]
+    device: DeviceId
+    people: int = Field(2, ge=1, le=10_000)
+
+
 class InverterFault(_Timed):
     """`over_temperature`: the heatsink heats past the trip point; `overload`: extra load past the rating."""
 
@@ -208,12 +217,13 @@ class Late(_Event):
 
 
 Event = Annotated[
-    GridOutage | Clouds | UplinkOutage | UplinkDegraded | SensorSilent | InverterFault | GeneratorFault | ClockSkew
-    | MalformedBurst | Duplicates | OutOfOrder | Late,
+    GridOutage | Clouds | UplinkOutage | UplinkDegraded | SensorSilent | RoomOccupied | InverterFault | GeneratorFault
+    | ClockSkew | MalformedBurst | Duplicates | OutOfOrder | Late,
     Field(discriminator="type"),
 ]
-EVENT_TYPES = ("grid_outage", "clouds", "uplink_outage", "uplink_degraded", "sensor_silent", "inverter_fault",
-               "generator_fault", "clock_skew", "malformed_burst", "duplicates", "out_of_order", "late")
+EVENT_TYPES = ("grid_outage", "clouds", "uplink_outage", "uplink_degraded", "sensor_silent", "room_occupied",
+               "inverter_fault", "generator_fault", "clock_skew", "malformed_burst", "duplicates", "out_of_order",
+               "late")
 
 
 class Initial(_Frozen):
@@ -267,7 +277,7 @@ def scenario_problems(scenario: Scenario, site: Site) -> list[tuple[Location, st
     """Events that name devices the site lacks, or devices of the wrong kind."""
     kinds = {device.id: KINDS[device.kind].title.lower() for device in iter_devices(site)}
     wanted = {GridOutage: "inverter", Clouds: "inverter", UplinkOutage: "uplink", UplinkDegraded: "uplink",
-              SensorSilent: "room", InverterFault: "inverter", GeneratorFault: "generator"}
+              SensorSilent: "room", RoomOccupied: "room", InverterFault: "inverter", GeneratorFault: "generator"}
     problems: list[tuple[Location, str]] = []
     for index, event in enumerate(scenario.events):
         names = getattr(event, "devices", None) or ((event.device,) if hasattr(event, "device") else ())

@@ -225,6 +225,10 @@ class Simulation:
             case sc.SensorSilent():
                 device = event.device
                 return lambda: self._set_silent(device, True), lambda: self._set_silent(device, False)
+            case sc.RoomOccupied():
+                forced, index, people = self.occupancy.forced_people, self._sensor_index[event.device], event.people
+                return (lambda: forced.__setitem__(index, forced[index] + people),
+                        lambda: forced.__setitem__(index, forced[index] - people))
             case sc.InverterFault():
                 inv = self.inverters[event.device]
                 if event.fault == "over_temperature":

@@ -277,9 +277,11 @@ class RulesSettings(Section):
     refill_max_s: float = Field(3600.0, ge=0)
     """At start, aggregate windows and run-out fits are refilled from InfluxDB (what the collector
     stored) up to this far back, so a restart neither empties them nor delays an alert; 0: start empty."""
-    clock: Literal["system", "device"] = "system"
+    clock: Literal["system", "device", "catch_up"] = "system"
     """`device`: the engine's time follows the readings' `ts` (replays, accelerated simulations): timers,
-    ticks and absence run on simulated time, kept in the store across restarts. `system`: the wall clock."""
+    ticks and absence run on simulated time, kept in the store across restarts. `system`: the wall clock.
+    `catch_up` (facmon up's demo): device time while the readings replay the past, the wall clock from the
+    first reading stamped within 30 s of it."""
     mqtt_client_id: str = Field("facmon-rules", min_length=1, max_length=128)
     """The engine's MQTT client id; its persistent session is bound to it."""
     mqtt_session_expiry_s: int = Field(7 * 86_400, ge=60)

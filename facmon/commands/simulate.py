@@ -26,6 +26,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 from core.clock import Clock, SystemClock
 from core.config import FacmonConfig
@@ -37,7 +38,14 @@ from facmon.retained_statuses import StatusesUnreachable, read_statuses, write_s
 from simulators.physics import physics_of_site
 from simulators.publish import BrokerUnreachable, MemoryPublisher, MqttPublisher, Publisher
 from simulators.run import Summary, run_simulation
-from simulators.scenario import check_scenario_against, load_scenario, named_scenarios, resolve_scenario, resolve_site
+from simulators.scenario import (
+    Scenario,
+    check_scenario_against,
+    load_scenario,
+    named_scenarios,
+    resolve_scenario,
+    resolve_site,
+)
 from simulators.world import Message, Simulation, Step, scale_site
 
 HELP = "run simulated devices (a site + scenario) live, accelerated or as backfill, publishing over MQTT"
@@ -63,6 +71,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="publish under the live site's own id, beside its real (or simulated) devices: "
                              "what the stack shows for that site then mixes both")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    world = parser.add_argument_group("a world that goes on across runs (facmon up)")
+    world.add_argument("--world", metavar="FILE",
+                       help="continue the simulated world kept in FILE (made at the first run): publish only what "
+                            "InfluxDB does not hold yet, at most --replay back, as fast as it goes, then go on live "
+                            "(--speed is not used); --scenario is repeated from the world's origin, --duration is "
+                            "how long the world lasts (default 30d)")
+    world.add_argument("--replay", default="24h", help="with --world: how far back to fill what is missing "
+                                                       "(default 24h)")
+    world.add_argument("--script", help="with --world: a scenario (name or file) placed on the world at this "
+                                        "run's start, e.g. day-in-the-life")
+    world.add_argument("--wait-for", action="append", default=[], metavar="URL",
+                       help="with --world: publish nothing until URL answers 200 (repeatable; e.g. the rules "
+                            "engine's /readyz, so it is subscribed before the past it judges goes by)")
+    world.add_argument("--script-replayed", action="store_true",
+                       help="with --world: place --script so it ends now: it is replayed with the past at full speed")
+
 
 
 def _parse_speed(text: str) -> float | None:
@@ -192,6 +216,8 @@ def run(args: argparse.Namespace, config: FacmonConfig, clock: Clock | None = No
                 where.mqtt, clock, client_id_prefix=f"{settings.client_id_prefix}-{secrets.token_hex(3)}",
                 max_connections=settings.max_connections, max_inflight=settings.max_inflight,
                 connect_attempts=settings.connect_attempts))
+    if getattr(args, "world", None):  # tests build the namespace without the world's options
+        return _continue_world(args, config, site, publisher, clock)
     progress = None if args.quiet or not sys.stderr.isatty() else _progress_bar(duration_s, site)
     try:
         summary = run_simulation(simulation, publisher, clock, speed, progress)
@@ -238,6 +264,11 @@ class WithoutFarewell:
     def close(self) -> None:
         self._publisher.close()
 
+    def wait_all_acked(self, timeout_s: float = 30.0) -> int:
+        """The wrapped publisher's barrier (`MqttPublisher.wait_all_acked`), 0 when it has none."""
+        wait = getattr(self._publisher, "wait_all_acked", None)
+        return wait(timeout_s) if wait is not None else 0
+
 
 def _leave_statuses_as_found(mqtt: MqttSettings, clock: Clock, devices: list[DeviceKey],
                              found: dict[DeviceKey, bytes]) -> str:
@@ -278,3 +309,104 @@ def format_summary(summary: Summary, site: object, scenario: str, seed: int) -> 
     for t, event in summary.events:
         lines.append(f"  {site.local_time(t).strftime('%Y-%m-%d %H:%M')}  {event}")  # type: ignore[attr-defined]
     return "\n".join(lines)
+
+
+def _continue_world(args: argparse.Namespace, config: FacmonConfig, site: Site, publisher: Publisher,
+                    clock: Clock) -> int:
+    """`--world`: the world of simulators/timeline.py, going on from what InfluxDB holds."""
+    from core.influxql import InfluxError, influxql_client_for
+    from simulators.scenario import parse_duration_s
+    from simulators.stored import stored_ends
+    from simulators.timeline import (
+        FAST_FORWARD_MAX_S,
+        Episode,
+        continue_or_begin,
+        grid_ceil,
+        load_timeline,
+        publish_from,
+        run_world,
+        save_timeline,
+        simulation_of,
+    )
+
+    settings = config.simulate
+    path = Path(args.world)
+    try:
+        replay_s = parse_duration_s(args.replay)
+        duration_s = parse_duration_s(args.duration or "30d")
+        base = args.scenario or settings.scenario
+        saved = load_timeline(path)
+        scripted = load_scenario(resolve_scenario(args.script)) if args.script else None
+    except (SiteFileError, ValueError) as err:
+        print(f"facmon simulate: {err}", file=sys.stderr)
+        return 2
+    for url in args.wait_for:
+        if not _answers(url, clock, WAIT_FOR_S):
+            print(f"facmon simulate: {url} did not answer 200 within {WAIT_FOR_S:g} s; is that stage running?",
+                  file=sys.stderr)
+            return 3
+    try:
+        with influxql_client_for(config.influxdb) as influx:
+            ends = stored_ends(influx, site.id)
+    except InfluxError as err:
+        # Without knowing what is stored, publishing could write a second history over the first.
+        print(f"facmon simulate: cannot ask InfluxDB where the stored history ends ({err}); check influxdb.* "
+              "and that InfluxDB is running", file=sys.stderr)
+        return 3
+    now = clock.now()
+    seed = settings.seed if args.seed is None else args.seed
+    timeline = continue_or_begin(saved, site, seed, settings.step_s, base, ends, now, replay_s, duration_s,
+                                 FAST_FORWARD_MAX_S)
+    starts = publish_from(timeline, ends, now, replay_s)
+    if scripted is not None:
+        at = grid_ceil(now, timeline.step_s)
+        if args.script_replayed:
+            at = max(grid_ceil(now - scripted.duration, timeline.step_s), min(starts.values()))
+        timeline = timeline.with_episode(Episode(args.script, at))
+    save_timeline(path, timeline)
+
+    def load(name: str) -> Scenario:
+        return load_scenario(resolve_scenario(name))
+
+    simulation = simulation_of(timeline, site, load, occupancy_every=settings.occupancy_every_steps)
+    print(f"world {path}: origin {site.local_time(timeline.origin_s):%Y-%m-%d %H:%M}, publishing from "
+          f"{site.local_time(min(starts.values())):%Y-%m-%d %H:%M:%S} "
+          f"({len(ends)} devices have stored history)", flush=True)
+    began = clock.monotonic()
+    caught_up: list[bool] = []
+
+    def say_when_caught_up(step: Step, summary: Summary) -> None:
+        if not caught_up and step.t + timeline.step_s > clock.now():
+            caught_up.append(True)
+            print(f"caught up with the present: {summary.messages} messages published in "
+                  f"{clock.monotonic() - began:.0f} s; live from now", flush=True)
+
+    try:
+        summary = run_world(simulation, starts, publisher, clock, on_step=say_when_caught_up,
+                            barrier=getattr(publisher, "wait_all_acked", None))  # in-memory ones have no flight
+    except BrokerUnreachable as err:
+        print(f"facmon simulate: {err}", file=sys.stderr)
+        return 3
+    print(format_summary(summary, site, "world", seed))
+    return 0
+
+
+WAIT_FOR_S = 120.0
+
+
+def _answers(url: str, clock: Clock, within_s: float) -> bool:
+    """Whether `url` answers 200 within `within_s` (asked every half second)."""
+    import urllib.error
+    import urllib.request
+
+    deadline = clock.monotonic() + within_s
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                if response.status == 200:
+                    return True
+        except (urllib.error.URLError, OSError):  # not listening yet, or 503 while not ready
+            pass
+        if clock.monotonic() >= deadline:
+            return False
+        clock.sleep(0.5)

@@ -24,9 +24,14 @@ log = logging.getLogger("facmon.up")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-simulators", action="store_true", help="do not run the simulated devices")
-    parser.add_argument("--speed", default="max",
-                        help="how fast the simulators replay the past day before going live: 'max' (default, "
-                             "about a minute), or N times real time")
+    parser.add_argument("--replay", default="24h",
+                        help="how far back the simulated park fills what InfluxDB does not hold yet (default 24h: "
+                             "a day of history at the first start; a restart adds only what is missing)")
+    parser.add_argument("--script", default="day-in-the-life",
+                        help="scenario played live after the replay (default day-in-the-life: a grid outage, a "
+                             "lossy ISP and after-hours presence in minutes), or 'none'")
+    parser.add_argument("--script-replayed", action="store_true",
+                        help="place the script so it ends now: it is replayed with the past in seconds (tests)")
     parser.epilog = ("Local servers listen on loopback ports of their own (local.broker_port, default 11883; "
                      "local.influxdb_port, default 18086) so they never clash with a system broker or InfluxDB. "
                      "Set local.start_broker / local.start_influxdb to false to use the servers in mqtt.* / "
@@ -40,11 +45,14 @@ def _has_command(name: str) -> bool:
     return importlib.util.find_spec(f"facmon.commands.{name}") is not None
 
 
-def child_specs(config: FacmonConfig, simulators: bool, speed: str) -> list[ChildSpec]:
-    """Collector and API at once. With simulators: first the past simulated day replayed at `speed`
-    (ending about now, so dashboards have a day of history at once), then the site live. The rules
-    engine judges time by the wall clock, so it starts with the live run: replayed hours would pass
-    in seconds and every `for:` and absence timer would be wrong."""
+def child_specs(config: FacmonConfig, simulators: bool, replay: str = "24h", script: str = "day-in-the-life",
+                script_replayed: bool = False) -> list[ChildSpec]:
+    """Collector, API, rules engine and the simulated park, all at once. The park is one world that
+    goes on across restarts (simulators/timeline.py, kept in <var>/simulators/world.json): each start
+    publishes what InfluxDB does not hold yet, at most `replay` back, as fast as it goes, then the
+    `script` live, then the ordinary days. With the park, the rules engine runs on `rules.clock:
+    catch_up` (set by `run`): the replayed past on its readings' time, so its alerts are in the
+    history at the times they happened, then the wall clock."""
     run_simulators = simulators and _has_command("simulate")
     specs = [ChildSpec("collector", (("collect",),))]
     if config.bridge.mappings and _has_command("bridge"):  # real devices through their own software
@@ -52,12 +60,16 @@ def child_specs(config: FacmonConfig, simulators: bool, speed: str) -> list[Chil
     if _has_command("api"):
         specs.append(ChildSpec("api", (("api",),)))
     if run_simulators:
-        specs.append(ChildSpec("simulators", (
-            ("simulate", "--scenario", "load-shedding-day", "--speed", speed, "--quiet"),
-            ("simulate", "--scenario", "load-shedding-day", "--speed", "1", "--duration", "30d", "--quiet"),
-        )))
-    if _has_command("rules"):
-        specs.append(ChildSpec("rules", (("rules", "run"),), after=("simulators", 1) if run_simulators else None))
+        world = str(config.local.var_dir.resolve() / "simulators" / "world.json")
+        command = ("simulate", "--world", world, "--replay", replay, "--quiet")
+        if config.rules.http_listen and _has_command("rules"):
+            # The rules engine judges the replayed past: it must be subscribed before the past goes by.
+            command += ("--wait-for", f"http://{config.rules.http_listen}/readyz")
+        if script != "none":
+            command += ("--script", script) + (("--script-replayed",) if script_replayed else ())
+        specs.append(ChildSpec("simulators", (command,)))
+    if _has_command("rules"):  # after the simulators: stopped before them, so their wills page nobody
+        specs.append(ChildSpec("rules", (("rules", "run"),)))
     return specs
 
 
@@ -97,9 +109,11 @@ def run(args: argparse.Namespace, config: FacmonConfig) -> int:
     supervisor = None
     try:
         servers = _start_servers(config, env)
-        supervisor = Supervisor(child_specs(config, not args.no_simulators and config.local.run_simulators,
-                                            args.speed), env, var / "log", SystemClock(),
-                                config.local.restart_backoff_max_s)
+        simulators = not args.no_simulators and config.local.run_simulators
+        if simulators:  # the replayed past on its own time, then the wall clock (rules/replay.py)
+            env.setdefault("FACMON_RULES__CLOCK", "catch_up")
+        supervisor = Supervisor(child_specs(config, simulators, args.replay, args.script, args.script_replayed),
+                                env, var / "log", SystemClock(), config.local.restart_backoff_max_s)
         supervisor.start()
         _announce(config, env, viewer_token)
         feed = _FeedTail(config)
