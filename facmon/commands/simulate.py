@@ -326,6 +326,7 @@ def _continue_world(args: argparse.Namespace, config: FacmonConfig, site: Site, 
         publish_from,
         run_world,
         save_timeline,
+        script_start,
         simulation_of,
     )
 
@@ -359,7 +360,7 @@ def _continue_world(args: argparse.Namespace, config: FacmonConfig, site: Site, 
                                  FAST_FORWARD_MAX_S)
     starts = publish_from(timeline, ends, now, replay_s)
     if scripted is not None:
-        at = grid_ceil(now, timeline.step_s)
+        at = script_start(starts, now, timeline.step_s)
         if args.script_replayed:
             at = max(grid_ceil(now - scripted.duration, timeline.step_s), min(starts.values()))
         timeline = timeline.with_episode(Episode(args.script, at))
@@ -372,6 +373,8 @@ def _continue_world(args: argparse.Namespace, config: FacmonConfig, site: Site, 
     print(f"world {path}: origin {site.local_time(timeline.origin_s):%Y-%m-%d %H:%M}, publishing from "
           f"{site.local_time(min(starts.values())):%Y-%m-%d %H:%M:%S} "
           f"({len(ends)} devices have stored history)", flush=True)
+    if scripted is not None:
+        print(f"script {args.script} from {site.local_time(at):%H:%M:%S} site time", flush=True)
     began = clock.monotonic()
     caught_up: list[bool] = []
 

@@ -126,3 +126,16 @@ def test_the_kept_timeline_goes_on_unless_it_cannot(tmp_path: Path) -> None:
     path.write_text("{not json")
     with pytest.raises(TimelineFileError, match="delete it to begin a new world"):
         load_timeline(path)
+
+
+def test_a_live_script_starts_after_the_replay_has_caught_up():
+    """A day of 10 devices at 5 s is 172,800 messages: the script waits for them (at the estimated
+    rate) and starts on the grid; with nothing to replay it starts a lead after now."""
+    from simulators.timeline import REPLAY_RATE_ESTIMATE, script_start
+
+    now = 1_800_000_003.0
+    day = {f"dev-{i}": now - 86_400 for i in range(10)}
+    at = script_start(day, now, 5.0)
+    assert at % 5.0 == 0
+    assert now + 172_800 / REPLAY_RATE_ESTIMATE + 20 <= at < now + 172_800 / REPLAY_RATE_ESTIMATE + 25
+    assert script_start({f"dev-{i}": now for i in range(10)}, now, 5.0) == 1_800_000_025.0
