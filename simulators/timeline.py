@@ -107,11 +107,13 @@ REPLAY_RATE_ESTIMATE = 1_000.0
 2-core VM under load, in 32-40 s when quiet): what `script_start` plans the catch-up by."""
 
 
-def script_start(starts: Mapping[str, float], now_s: float, step_s: float, lead_s: float = 20.0) -> float:
+def script_start(starts: Mapping[str, float], devices: Iterable[str], now_s: float, step_s: float,
+                 lead_s: float = 20.0) -> float:
     """Where a live script goes on the grid: after the replay of the past has caught up (estimated at
-    `REPLAY_RATE_ESTIMATE`, one message per device a step) and `lead_s` more, so its events happen
-    while a newcomer watches instead of inside the replay. An overestimate only delays the script."""
-    messages = sum(max(0.0, now_s - start) / step_s for start in starts.values())
+    `REPLAY_RATE_ESTIMATE`, one message per device a step; `starts` as `publish_from` gives them) and
+    `lead_s` more, so its events happen while a newcomer watches instead of inside the replay. An
+    overestimate only delays the script."""
+    messages = sum(max(0.0, now_s - starts.get(device, starts[""])) / step_s for device in devices)
     return grid_ceil(now_s + messages / REPLAY_RATE_ESTIMATE + lead_s, step_s)
 
 

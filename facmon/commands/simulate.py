@@ -32,7 +32,7 @@ from core.clock import Clock, SystemClock
 from core.config import FacmonConfig
 from core.contract import ID_RE, STATUS_OFFLINE, DeviceKey
 from core.settings.mqtt import MqttSettings
-from core.site import Site, SiteFileError, load_site
+from core.site import Site, SiteFileError, iter_devices, load_site
 from facmon.live_stack import TEST_SITE_PREFIX, LiveStack, find_live_stack
 from facmon.retained_statuses import StatusesUnreachable, read_statuses, write_statuses
 from simulators.physics import physics_of_site
@@ -360,7 +360,7 @@ def _continue_world(args: argparse.Namespace, config: FacmonConfig, site: Site, 
                                  FAST_FORWARD_MAX_S)
     starts = publish_from(timeline, ends, now, replay_s)
     if scripted is not None:
-        at = script_start(starts, now, timeline.step_s)
+        at = script_start(starts, [d.id for d in iter_devices(site)], now, timeline.step_s)
         if args.script_replayed:
             at = max(grid_ceil(now - scripted.duration, timeline.step_s), min(starts.values()))
         timeline = timeline.with_episode(Episode(args.script, at))

@@ -134,8 +134,10 @@ def test_a_live_script_starts_after_the_replay_has_caught_up():
     from simulators.timeline import REPLAY_RATE_ESTIMATE, script_start
 
     now = 1_800_000_003.0
-    day = {f"dev-{i}": now - 86_400 for i in range(10)}
-    at = script_start(day, now, 5.0)
+    devices = [f"dev-{i}" for i in range(10)]
+    day = {"": now - 86_400}  # nothing stored: every device from a day back (publish_from's default)
+    at = script_start(day, devices, now, 5.0)
     assert at % 5.0 == 0
     assert now + 172_800 / REPLAY_RATE_ESTIMATE + 20 <= at < now + 172_800 / REPLAY_RATE_ESTIMATE + 25
-    assert script_start({f"dev-{i}": now for i in range(10)}, now, 5.0) == 1_800_000_025.0
+    caught_up = {"": now - 86_400} | dict.fromkeys(devices, now)  # all stored up to now
+    assert script_start(caught_up, devices, now, 5.0) == 1_800_000_025.0
