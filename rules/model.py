@@ -311,18 +311,24 @@ class Rule(_Model):
             for case, labels in (getattr(self.context, situation) or {}).items():
                 yield ("context", situation, case), labels
 
-    def placeholders(self) -> frozenset[str]:
-        """The names an annotation of this rule may use in `{...}`: what the engine fills in
-        (rules/evaluate.py `_annotations`). A device-scoped rule adds the device's labels and the
-        metrics of its latest reading; a site-scoped one (composite, absence with scope site) has only
-        the site."""
-        names = {"value", "alertname", "site", *self.labels}
-        for _, labels in list(self._label_sets())[1:]:
+    def label_names(self) -> set[str]:
+        """The labels this rule gives its alerts beyond their identity: its own, those its context
+        overrides set, and the context labels themselves (`outage`, `occupancy`)."""
+        names: set[str] = set()
+        for _, labels in self._label_sets():
             names.update(labels)
         if self.context.load_shedding is not None:
             names.add("outage")
         if self.context.occupancy is not None:
             names.add("occupancy")
+        return names
+
+    def placeholders(self) -> frozenset[str]:
+        """The names an annotation of this rule may use in `{...}`: what the engine fills in
+        (rules/evaluate.py `_annotations`). A device-scoped rule adds the device's labels and the
+        metrics of its latest reading; a site-scoped one (composite, absence with scope site) has only
+        the site."""
+        names = {"value", "alertname", "site", *self.label_names()}
         c = self.condition
         site_scoped = c.composite is not None or (c.absence is not None and c.absence.scope == "site")
         if not site_scoped:
@@ -414,6 +420,11 @@ class RulePack(_Model):
 def check_rule_files(paths: Sequence[Path | str]) -> list[str]:
     """Every problem in `paths` as `file:line: rule NAME: key: what is wrong` (or `key:` outside a
     rule); empty when all are valid."""
+    return _read_rule_files(paths)[0]
+
+
+def _read_rule_files(paths: Sequence[Path | str]) -> tuple[list[str], list[RuleFile]]:
+    """The problems of `paths`, and the files that parsed (all of them when there are no problems)."""
     problems: list[str] = []
     seen: dict[str, str] = {}
     parsed_files: list[tuple[Path, RuleFile, Mapping]] = []
@@ -440,7 +451,7 @@ def check_rule_files(paths: Sequence[Path | str]) -> list[str]:
                     problems.append(f"{path}:{line_of(lines, loc) or '?'}: {'.'.join(map(str, loc))}: no alert "
                                     f"has a label {name!r}, so this never matches; labels are "
                                     f"{', '.join(sorted(labels))}")
-    return problems
+    return problems, [parsed for _, parsed, _ in parsed_files]
 
 
 def known_label_names(rules: Iterable[Rule]) -> frozenset[str]:
@@ -448,24 +459,18 @@ def known_label_names(rules: Iterable[Rule]) -> frozenset[str]:
     silences can select on."""
     names = {"alertname", "severity", "instance", "receiver", *MATCHABLE_LABELS}
     for rule in rules:
-        for _, labels in rule._label_sets():
-            names.update(labels)
-        if rule.context.load_shedding is not None:
-            names.add("outage")
-        if rule.context.occupancy is not None:
-            names.add("occupancy")
+        names |= rule.label_names()
     return frozenset(names)
 
 
 def load_rule_files(paths: Sequence[Path | str]) -> RulePack:
     """Load and validate rule files into one `RulePack`. Raises `RuleFileError` (all problems)."""
-    problems = check_rule_files(paths)
+    problems, parsed_files = _read_rule_files(paths)
     if problems:
         raise RuleFileError("\n".join(problems))
     rules: list[Rule] = []
     inhibits: list[InhibitRule] = []
-    for path in map(Path, paths):
-        parsed, _ = _load_one(path)
+    for parsed in parsed_files:
         rules.extend(parsed.rules)
         inhibits.extend(parsed.inhibit_rules)
     return RulePack(rules=tuple(rules), inhibit_rules=tuple(inhibits), sources=tuple(str(p) for p in paths))

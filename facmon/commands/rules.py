@@ -21,7 +21,7 @@ from core.influx_write import InfluxWriteError, line_writer_for
 from core.influxql import influxql_client_for
 from core.site import SiteFileError
 from rules.history import InfluxHistory
-from rules.model import RuleFileError, check_rule_files, load_rule_files
+from rules.model import RuleFileError, load_rule_files
 from rules.service import DEFAULT_RULE_FILES, RulesService, route_problems
 
 HELP = "the rules engine: run it, check rule files, list rules"
@@ -47,10 +47,11 @@ def run(args: argparse.Namespace, config: FacmonConfig) -> int:
 
 
 def _check(files: list[Path], config: FacmonConfig) -> int:
-    problems = check_rule_files(files)
-    if not problems:
+    try:
         pack = load_rule_files(files)
         problems = route_problems(config.rules, pack)
+    except RuleFileError as err:
+        problems = str(err).splitlines()
     for line in problems:
         print(line, file=sys.stderr)
     if not problems:
