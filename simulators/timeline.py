@@ -23,13 +23,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from core.clock import Clock
 from core.contract import STATUS_ONLINE, Channel
+from core.files import write_atomically
 from core.site import Site, iter_devices
 from simulators import scenario as sc
 from simulators.publish import Publisher
@@ -92,9 +92,7 @@ def save_timeline(path: Path, timeline: Timeline) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     data = asdict(timeline)
     data["episodes"] = [asdict(e) for e in timeline.episodes]
-    partial = path.with_suffix(path.suffix + ".partial")
-    partial.write_text(json.dumps(data, indent=1), encoding="utf-8")
-    os.replace(partial, path)
+    write_atomically(path, json.dumps(data, indent=1))
 
 
 def grid_ceil(t: float, step_s: float) -> float:

@@ -38,6 +38,7 @@ import yaml
 
 from core.config import FacmonConfig
 from core.contract import ID_PATTERN, TOPIC_PREFIX
+from core.files import write_atomically
 from core.site import Site, SiteFileError, iter_devices, load_site
 from core.yaml_limits import load_yaml
 
@@ -167,24 +168,15 @@ def read_credentials(path: Path) -> dict[str, str]:
     return data
 
 
-def _write(path: Path, text: str, mode: int) -> None:
-    temporary = path.with_name(path.name + ".tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.chmod(temporary, mode)
-    os.replace(temporary, path)
-
-
 def generate(sites: list[Site], out_dir: Path, readers: Iterable[str] = DEFAULT_READERS,
              rotate: Iterable[str] = ()) -> list[Account]:
     """Write passwd, acl and credentials.yaml into `out_dir`; returns the accounts."""
     out_dir.mkdir(parents=True, exist_ok=True)
     accounts = plan_accounts(sites, readers, read_credentials(out_dir / "credentials.yaml"), rotate)
-    _write(out_dir / "credentials.yaml", credentials_yaml(accounts), 0o600)
+    write_atomically(out_dir / "credentials.yaml", credentials_yaml(accounts), 0o600)
     # Mosquitto drops privileges to its own user, which must be able to read these two.
-    _write(out_dir / "passwd", password_file(accounts), 0o644)
-    _write(out_dir / "acl", acl_file(accounts), 0o644)
+    write_atomically(out_dir / "passwd", password_file(accounts), 0o644)
+    write_atomically(out_dir / "acl", acl_file(accounts), 0o644)
     return accounts
 
 

@@ -15,6 +15,8 @@ from pathlib import Path
 
 from core.clock import SystemClock
 from core.config import FacmonConfig
+from core.files import write_atomically
+from facmon.live_stack import LOOPBACK_HOSTS
 from facmon.servers import InfluxDB, Mosquitto, ServerError, ServerProcess
 from facmon.supervise import ChildSpec, Supervisor
 
@@ -139,8 +141,7 @@ def run(args: argparse.Namespace, config: FacmonConfig) -> int:
 
 
 def _loopback(listen: str) -> bool:
-    host = listen.rpartition(":")[0].strip("[]")
-    return host in ("127.0.0.1", "::1", "localhost")
+    return listen.rpartition(":")[0].strip("[]") in LOOPBACK_HOSTS
 
 
 DEMO_VIEWER = "demo viewer (facmon up)"
@@ -163,9 +164,7 @@ def demo_viewer_token(config: FacmonConfig) -> str:
     finally:
         store.close()
     token_file.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        out.write(token + "\n")
+    write_atomically(token_file, token + "\n", 0o600)
     return token
 
 
