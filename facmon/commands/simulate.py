@@ -193,31 +193,33 @@ def run(args: argparse.Namespace, config: FacmonConfig, clock: Clock | None = No
         print(f"facmon simulate: {err}", file=sys.stderr)
         return 2
     print(where.said, flush=True)
-    speed = _parse_speed(args.speed)
-    start_s = start_time(args.start, speed, duration_s, clock, site.tz)
     site = site.model_copy(update={"id": where.site_id})
     if args.devices:
         site = scale_site(site, args.devices)
-    seed = settings.seed if args.seed is None else args.seed
-    simulation = Simulation(site, scenario, seed, start_s, step_s=settings.step_s,
-                            occupancy_every=settings.occupancy_every_steps, duration_s=duration_s)
+    world = getattr(args, "world", None)  # tests build the namespace without the world's options
     found: dict[DeviceKey, bytes] | None = None
     if publisher is None:
         if where.mqtt is None:
             publisher = MemoryPublisher(keep=False)
         else:
-            try:
-                found = read_statuses(where.mqtt, clock, where.site_id)
-            except StatusesUnreachable as err:
-                print(f"facmon simulate: {err}", file=sys.stderr)
-                return 3
+            if not world:  # a world is the live site itself: no statuses of others to leave as found
+                try:
+                    found = read_statuses(where.mqtt, clock, where.site_id)
+                except StatusesUnreachable as err:
+                    print(f"facmon simulate: {err}", file=sys.stderr)
+                    return 3
             # A token per run: a broker closes a session when another connects with its client id.
             publisher = WithoutFarewell(MqttPublisher(
                 where.mqtt, clock, client_id_prefix=f"{settings.client_id_prefix}-{secrets.token_hex(3)}",
                 max_connections=settings.max_connections, max_inflight=settings.max_inflight,
                 connect_attempts=settings.connect_attempts))
-    if getattr(args, "world", None):  # tests build the namespace without the world's options
+    if world:
         return _continue_world(args, config, site, publisher, clock)
+    speed = _parse_speed(args.speed)
+    start_s = start_time(args.start, speed, duration_s, clock, site.tz)
+    seed = settings.seed if args.seed is None else args.seed
+    simulation = Simulation(site, scenario, seed, start_s, step_s=settings.step_s,
+                            occupancy_every=settings.occupancy_every_steps, duration_s=duration_s)
     progress = None if args.quiet or not sys.stderr.isatty() else _progress_bar(duration_s, site)
     try:
         summary = run_simulation(simulation, publisher, clock, speed, progress)
@@ -360,9 +362,10 @@ def _continue_world(args: argparse.Namespace, config: FacmonConfig, site: Site, 
                                  FAST_FORWARD_MAX_S)
     starts = publish_from(timeline, ends, now, replay_s)
     if scripted is not None:
-        at = script_start(starts, [d.id for d in iter_devices(site)], now, timeline.step_s)
         if args.script_replayed:
             at = max(grid_ceil(now - scripted.duration, timeline.step_s), min(starts.values()))
+        else:
+            at = script_start(starts, [d.id for d in iter_devices(site)], now, timeline.step_s)
         timeline = timeline.with_episode(Episode(args.script, at))
     save_timeline(path, timeline)
 
