@@ -92,7 +92,7 @@ class Engine:
                 self._status_cleared(message.device, now)
                 return
             if self._retired and type(message) is StatusChange and message.online:
-                self._returned.add((message.device.site, message.device.device))
+                self._came_back(message.device.site, message.device.device)
             if isinstance(message, Reading):
                 observations = self._evaluator.on_reading(message, now)
             else:
@@ -172,6 +172,12 @@ class Engine:
                 elif (change := self._lifecycle.retire(alert.fingerprint, retirement.at, retirement.reason)):
                     self._store.save_alert(change.alert, change.transition)
 
+    def _came_back(self, site: str, device: str) -> None:
+        """A device announced itself online: if a retirement covers it, it is judged again. (Only those:
+        every device's `online` would grow the set, and `_gone` scans it.)"""
+        if (site, device) in self._retired or (site, None) in self._retired:
+            self._returned.add((site, device))
+
     def _retire(self, retirement: Retirement) -> None:
         self._retired.add((retirement.site, retirement.device))
         self._returned = {key for key in self._returned if not retirement.covers_device(*key)}
@@ -186,9 +192,8 @@ class Engine:
                for key in self._evaluator.devices_of_site(device.site)):
             retirements.append(Retirement(device.site, None, now, STATUS_CLEARED_BY, STATUS_CLEARED))
             self._retire(retirements[1])
-        changes = [change for retirement in retirements for alert in self._lifecycle.alerts()
-                   if alert.state in ACTIVE and retirement.covers(alert.labels)
-                   and (change := self._lifecycle.retire(alert.fingerprint, now, retirement.reason)) is not None]
+        changes = [change for retirement in retirements
+                   for change in self._lifecycle.retire_where(retirement.covers, now, retirement.reason)]
         if changes:
             self._apply((), now, changes)
 

@@ -12,7 +12,7 @@ An acknowledgement belongs to one activation and is cleared when the alert becom
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 
 from rules.alerts import Alert, AlertState, Transition
@@ -125,6 +125,11 @@ class AlertLifecycle:
         else:
             change = self._move(alert, AlertState.RESOLVED, now, resolved_at=now, keep_firing_since=None)
         return Change(change.alert, replace(change.transition, summary=reason))  # type: ignore[arg-type]
+
+    def retire_where(self, covers: Callable[[Mapping[str, str]], bool], now: float, reason: str) -> list[Change]:
+        """`retire` every active alert whose labels `covers`; the changes made."""
+        return [change for alert in self.alerts() if covers(alert.labels)
+                and (change := self.retire(alert.fingerprint, now, reason)) is not None]
 
     def adopt(self, alert: Alert) -> None:
         """Take `alert` as another process stored it (a retirement ended it): no change to record."""

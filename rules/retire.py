@@ -29,12 +29,9 @@ def retire_alerts(store: AlertStore, retirement: Retirement) -> list[Change]:
     """End the open (pending or firing) alerts `retirement` covers and record it; the changes made."""
     lifecycle = AlertLifecycle({})
     lifecycle.load(a for a in store.active_alerts(site=retirement.site) if retirement.covers(a.labels))
-    changes = []
-    for alert in lifecycle.alerts():
-        change = lifecycle.retire(alert.fingerprint, retirement.at, retirement.reason)
-        if change is not None:
-            store.save_alert(change.alert, change.transition)
-            changes.append(change)
+    changes = lifecycle.retire_where(retirement.covers, retirement.at, retirement.reason)
+    for change in changes:
+        store.save_alert(change.alert, change.transition)
     store.record_retirement(retirement)
     return changes
 
