@@ -198,26 +198,25 @@ class BatchClient(BufferedReadClient):
         thread, which writes them; `wait_all_acked` waits for the broker's PUBACKs. Raises
         PublishStalled if the broker acknowledges nothing for `stall_timeout_s` while it waits."""
         batch = messages if isinstance(messages, list) else list(messages)
-        start = 0
-        while start < len(batch):
-            with self._flow:
-                room = self._wait_for_room(stall_timeout_s, give_up_offline=False)
-                if not room:
-                    raise PublishStalled(
-                        f"the broker acknowledged nothing for {stall_timeout_s:g} s with {len(self._unacked)} "
-                        f"messages in flight (connected: {self._online}); is it running, reachable and not "
-                        "overloaded?")
-                start += self._accept(batch[start:start + room])
+        if self._offer(batch, stall_timeout_s, give_up_offline=False) < len(batch):
+            raise PublishStalled(
+                f"the broker acknowledged nothing for {stall_timeout_s:g} s with {len(self._unacked)} "
+                f"messages in flight (connected: {self._online}); is it running, reachable and not "
+                "overloaded?")
 
     def offer(self, messages: Sequence[Message], stall_timeout_s: float = 60.0) -> int:
         """Accept (topic, payload, retain) messages for QoS 1 publishing, in order, and return how many
         were accepted (the first ones; the caller counts the rest as dropped). While the broker is
         connected and acknowledges within `stall_timeout_s`, waits for room; otherwise (no connection,
         a stalled broker) takes only what fits under `max_pending`."""
+        return self._offer(messages, stall_timeout_s, give_up_offline=True)
+
+    def _offer(self, messages: Sequence[Message], stall_timeout_s: float, *, give_up_offline: bool) -> int:
+        """Accept `messages` as room comes; how many were accepted before `_wait_for_room` gave up."""
         start = 0
         while start < len(messages):
             with self._flow:
-                room = self._wait_for_room(stall_timeout_s, give_up_offline=True)
+                room = self._wait_for_room(stall_timeout_s, give_up_offline=give_up_offline)
                 if not room:
                     return start
                 start += self._accept(messages[start:start + room])
@@ -419,10 +418,7 @@ class BatchClient(BufferedReadClient):
                 pos += 2 + length
             taken = before - len(unacked)
             if taken:
-                self.acked += taken
-                if self._waiting and self._online:
-                    self._fill_window()
-                self._flow.notify_all()
+                self._settled(taken)
         self._rx_pos = pos
 
     def _handle_pubackcomp(self, cmd: Literal["PUBACK", "PUBCOMP"]) -> mqtt.MQTTErrorCode:
@@ -435,9 +431,13 @@ class BatchClient(BufferedReadClient):
                     if len(packet) > 2 and packet[2] >= 0x80:
                         self.refused[packet[2]] += 1
                     del self._unacked[mid]
-                    self.acked += 1
-                    if self._waiting and self._online:
-                        self._fill_window()
-                    self._flow.notify_all()
+                    self._settled(1)
                     return mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
         return super()._handle_pubackcomp(cmd)
+
+    def _settled(self, acknowledged: int) -> None:
+        """With `_flow` held: `acknowledged` of ours left the window; top it up and wake the producers."""
+        self.acked += acknowledged
+        if self._waiting and self._online:
+            self._fill_window()
+        self._flow.notify_all()
