@@ -14,12 +14,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from rules.alerts import Alert
+from rules.model import SEVERITIES
 
 INHIBITED = "inhibited:"
-SEVERITY_ORDER = ("critical", "warning", "info")
-"""Most urgent first; an incident of another severity (or none) comes after these."""
-
-
 @dataclass(frozen=True, slots=True)
 class Incident:
     cause: Alert
@@ -52,9 +49,11 @@ def _cause_of(alert: Alert, active: dict[str, Alert]) -> str:
 
 
 def _urgency(alert: Alert) -> tuple[int, float, str]:
+    """Most severe first (`SEVERITIES` is in that order; another severity, or none, after them), then
+    the earliest."""
     severity = alert.severity
-    rank = SEVERITY_ORDER.index(severity) if severity in SEVERITY_ORDER else len(SEVERITY_ORDER)
-    return rank, alert.active_since if alert.active_since is not None else alert.updated_at, alert.fingerprint
+    rank = SEVERITIES.index(severity) if severity in SEVERITIES else len(SEVERITIES)
+    return (rank, *_start_order(alert))
 
 
 def group_incidents(alerts: Sequence[Alert]) -> list[Incident]:

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 from core.clock import Clock
 from core.heartbeat import SIGNATURE_HEADER, Heartbeat, signature
 from rules.alerts import Alert
+from rules.model import SEVERITIES
 from rules.notifiers.http import send_request
 from rules.notify import NotifyError
 
@@ -21,8 +22,8 @@ SUMMARY_MAX = 300
 
 def site_summary(alerts: Iterable[Alert], skip: str = "Watchdog") -> str:
     """The firing alerts in one line, most severe first: `GridOutage inv-main; BatteryLow inv-main (18)`."""
-    order = {"critical": 0, "warning": 1, "info": 2}
-    items = sorted((a for a in alerts if a.rule != skip), key=lambda a: (order.get(a.severity, 3), a.rule))
+    order = {severity: rank for rank, severity in enumerate(SEVERITIES)}
+    items = sorted((a for a in alerts if a.rule != skip), key=lambda a: (order.get(a.severity, len(order)), a.rule))
     parts = []
     for alert in items:
         text = f"{alert.labels.get('alertname', alert.rule)} {alert.labels.get('device', '')}".strip()

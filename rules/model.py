@@ -55,7 +55,8 @@ _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0
 MATCHABLE_LABELS = ("site", "device", *LABELS, "kind")
 BUILTIN_RULES = ("MonitoringDegraded", "Watchdog", "BrokerQueueFilling", "BrokerDroppingMessages")
 SEVERITIES = ("critical", "warning", "info")
-"""What routes select on (`severity=critical`): a misspelt severity would reach no receiver, so it is refused."""
+"""Most severe first. What routes select on (`severity=critical`): a misspelt severity would reach no
+receiver, so it is refused."""
 
 
 class RuleFileError(ValueError):
