@@ -8,9 +8,10 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query
 from pydantic import BaseModel, Field
 
-from api.deps import KeysDep, Operator, ServicesDep, Viewer, get_alerts
+from api.deps import ApiServices, KeysDep, Operator, ServicesDep, Viewer, get_alerts
 from api.events import LiveEvent
 from api.history import BadHistoryRequest, parse_time
+from api.keys import ApiKey, KeyStore
 from api.models import iso
 from api.problems import ERROR_RESPONSES, Conflict, NotFound, Unavailable, Unprocessable
 from rules.access import AlertAccess, AlertNotFound, StoreError
@@ -138,14 +139,20 @@ def get_alert(fingerprint: Fingerprint, _: Viewer, store: StoreDep) -> AlertDeta
              summary="Acknowledge an active alert (stops repeats and escalation of this activation)")
 def acknowledge(fingerprint: Fingerprint, body: AckIn, caller: Operator, store: StoreDep, keys: KeysDep,
                 services: ServicesDep) -> AlertOut:
-    who = f"{caller.name} (key {caller.id})"
     try:
-        alert = store.acknowledge(fingerprint, who, body.comment)
+        return acknowledge_one(store, keys, services, caller, fingerprint, body.comment)
     except AlertNotFound:
         raise NotFound(f"no alert {fingerprint}; GET /api/v1/alerts lists them") from None
     except StoreError as err:
         raise Conflict(str(err)) from None
-    keys.record(caller, "alert.ack", fingerprint, body.comment)
+
+
+def acknowledge_one(store: AlertAccess, keys: KeyStore, services: ApiServices, caller: ApiKey, fingerprint: str,
+                    comment: str) -> AlertOut:
+    """Acknowledge one alert for `caller`: in the store, the audit log and the live feed. Raises
+    AlertNotFound or StoreError as the store does."""
+    alert = store.acknowledge(fingerprint, f"{caller.name} (key {caller.id})", comment)
+    keys.record(caller, "alert.ack", fingerprint, comment)
     out = alert_out(alert)
     services.hub.publish(LiveEvent("alert", {"event": "ack", **out.model_dump(mode="json")}))
     return out

@@ -9,11 +9,10 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
 from api.deps import KeysDep, Operator, ServicesDep, Viewer
-from api.events import LiveEvent
 from api.incidents import Incident, group_incidents
 from api.models import iso
 from api.problems import ERROR_RESPONSES, NotFound
-from api.routes.alerts import AckIn, AlertOut, Fingerprint, StoreDep, alert_out
+from api.routes.alerts import AckIn, AlertOut, Fingerprint, StoreDep, acknowledge_one, alert_out
 from rules.access import AlertNotFound, StoreError
 
 router = APIRouter(prefix="/incidents", tags=["alerts"], responses=ERROR_RESPONSES)
@@ -52,15 +51,12 @@ def acknowledge_incident(fingerprint: Fingerprint, body: AckIn, caller: Operator
     if incident is None:
         raise NotFound(f"no active incident caused by alert {fingerprint} (resolved, or muted by another "
                        "alert); GET /api/v1/incidents lists them")
-    who = f"{caller.name} (key {caller.id})"
     for alert in incident.alerts:
         if alert.acked_by is not None:
             continue
         try:
-            acked = store.acknowledge(alert.fingerprint, who, body.comment)
+            acknowledge_one(store, keys, services, caller, alert.fingerprint, body.comment)
         except (AlertNotFound, StoreError):  # resolved since it was read: nothing left to acknowledge
             continue
-        keys.record(caller, "alert.ack", alert.fingerprint, body.comment)
-        services.hub.publish(LiveEvent("alert", {"event": "ack", **alert_out(acked).model_dump(mode="json")}))
     current = group_incidents(store.active_alerts())
     return incident_out(next((i for i in current if i.cause.fingerprint == fingerprint), incident))
