@@ -15,6 +15,7 @@ documents it for device integrators. A change here is a change of the wire forma
 from __future__ import annotations
 
 import enum
+import functools
 import itertools
 import math
 import re
@@ -295,23 +296,16 @@ def encode_payload(kind: Kind, ts: str, seq: int, metrics: Mapping[str, FieldVal
     return orjson.dumps(payload)
 
 
+@functools.lru_cache(maxsize=4096)
 def _in_contract_order(kind: Kind, keys: tuple[str, ...]) -> bool:
     """Are `keys` metrics of `kind`, each at most once, in the contract's order? Remembered per shape
     (a device sends the same keys over and over): a set of every ordered selection would hold 2^n - 1
     of them, 32,767 for an inverter."""
-    seen = _ORDERED_SHAPES[kind]
-    known = seen.get(keys)
-    if known is None:
-        position = _CONTRACT_POSITION[kind]
-        at = [position.get(key, -1) for key in keys]
-        known = bool(at) and -1 not in at and all(a < b for a, b in itertools.pairwise(at))
-        if len(seen) < _ORDERED_SHAPES_MAX:
-            seen[keys] = known
-    return known
+    position = _CONTRACT_POSITION[kind]
+    at = [position.get(key, -1) for key in keys]
+    return bool(at) and -1 not in at and all(a < b for a, b in itertools.pairwise(at))
 
 
 _CONTRACT_POSITION: Mapping[Kind, Mapping[str, int]] = {
     kind: {m.name: index for index, m in enumerate(metrics)} for kind, metrics in METRICS.items()
 }
-_ORDERED_SHAPES: Mapping[Kind, dict[tuple[str, ...], bool]] = {kind: {} for kind in METRICS}
-_ORDERED_SHAPES_MAX = 4096
