@@ -130,6 +130,8 @@ class InverterFleet:
         self._rated_ah = self._capacity_ah.copy()
         self._fade_per_s = physics_column("capacity_fade_pct_per_month") / 100 / FADE_MONTH_S
         self._cell_spread0_mv = np.array([np.nan if p.cell_spread_mv is None else p.cell_spread_mv for p in physics])
+        self._cells_reporting = np.flatnonzero(np.isfinite(self._cell_spread0_mv))
+        """Which batteries report cells: fixed by the site, so not looked for at every step."""
         self._cell_growth_mv_per_s = physics_column("cell_spread_growth_mv_per_month") / FADE_MONTH_S
         self._cells = np.array([p.cells or max(1, round(s.battery_nominal_v / LFP_CELL_V))
                                 for p, s in zip(physics, self.specs, strict=True)], dtype=float)
@@ -296,11 +298,10 @@ class InverterFleet:
     def _add_cells(self, readings: list[dict[str, float | bool | str | None]], battery_v: np.ndarray) -> None:
         """The cell voltages of the batteries that report cells: the mean cell at battery_v / cells, the
         lowest and highest cell the spread apart around it."""
-        spread_mv = self.cell_spread_mv
-        reporting = np.flatnonzero(np.isfinite(spread_mv))
+        reporting = self._cells_reporting
         if not len(reporting):
             return
-        delta_mv = spread_mv[reporting].round(1)
+        delta_mv = self.cell_spread_mv[reporting].round(1)
         low_v = (battery_v[reporting] / self._cells[reporting] - delta_mv / 2000).round(4)
         high_v = (low_v + delta_mv / 1000).round(4)
         for index, low, high, delta in zip(reporting.tolist(), low_v.tolist(), high_v.tolist(), delta_mv.tolist(),
