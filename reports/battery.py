@@ -23,7 +23,7 @@ import numpy as np
 
 from core.site import Inverter, Site
 from reports.document import Chart, ReportDocument, Table
-from reports.month import ReportMonth
+from reports.month import WEEK_S, ReportMonth
 from reports.source import ReportSource, Rows
 
 BUCKET = "15m"
@@ -37,7 +37,7 @@ SAG_AT_A = 100.0
 CELL_SPREAD_ALERT_MV = 100.0
 """A bucket's mean cell spread above this asks for a look at the cells (balancing, a weak cell): LiFePO4
 cells in balance stay within a few tens of mV."""
-WEEK_MS = 7 * 86_400_000
+WEEK_MS = WEEK_S * 1000
 
 
 @dataclass(frozen=True)
@@ -123,8 +123,8 @@ def _sag_v(v: np.ndarray, a: np.ndarray, soc: np.ndarray) -> float | None:
 
 def assess(inverter: Inverter, month: ReportMonth, rows: Rows) -> BatteryMonth:
     rated_ah = inverter.battery_kwh * 1000 / inverter.battery_nominal_v
-    weeks = int(np.ceil(len(month.days) / 7))
-    week_of = ((rows.at // 1000 - month.start_s) // (7 * 86400)).astype(int) if len(rows.at) else np.zeros(0, int)
+    weeks = month.weeks
+    week_of = month.week_of(rows.at)
     swings_by_week: list[list[Swing]] = [[] for _ in range(weeks)]
     all_swings: list[Swing] = []
     for run in _complete_runs(rows):
@@ -168,14 +168,13 @@ def bucket_spread_mv(rows: Rows) -> np.ndarray:
 
 def cell_spread(month: ReportMonth, rows: Rows) -> CellSpread:
     spread = bucket_spread_mv(rows)
-    weeks = int(np.ceil(len(month.days) / 7))
-    week_of = (rows.at - month.start_s * 1000) // WEEK_MS
+    week_of = month.week_of(rows.at)
+    known = np.isfinite(spread)
     weekly: list[dict[str, float | None]] = []
-    for week in range(weeks):
-        here = spread[(week_of == week) & np.isfinite(spread)]
+    for week in range(month.weeks):
+        here = spread[(week_of == week) & known]
         weekly.append({"max_mv": float(here.max()) if len(here) else None,
                        "mean_mv": float(here.mean()) if len(here) else None})
-    known = np.isfinite(spread)
     if not known.any():
         return CellSpread(None, None, None, weekly)
     trend = None
@@ -256,7 +255,7 @@ def battery_document(site: Site, month: ReportMonth, buckets: dict[str, Rows]) -
         weekly[inv.id] = tuple(b.weekly_capacity_ah)
         sag[inv.id] = tuple(b.weekly_sag_v)
         dod[inv.id] = tuple(float(v) for v in b.dod_histogram)
-    weeks = tuple(f"week {i + 1}" for i in range(int(np.ceil(len(month.days) / 7))))
+    weeks = tuple(f"week {i + 1}" for i in range(month.weeks))
     bins = tuple(f"{lo}-{lo + 10} %" for lo in DOD_BINS[:-1])
     table = Table("batteries", "Batteries", ("inverter", "rated_ah", "capacity_ah", "capacity_pct", "cycles",
                                              "discharges_used", *(f"dod_{b.replace(' %', '')}" for b in bins),

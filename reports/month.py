@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
+WEEK_S = 7 * 86_400
 _MONTH_RE = re.compile(r"\A(\d{4})-(\d{2})\Z")
 
 
@@ -86,10 +87,23 @@ class ReportMonth:
         return tuple(first + timedelta(days=i) for i in range(count))
 
     @cached_property
+    def day_starts_s(self) -> tuple[int, ...]:
+        """Epoch seconds of each day's local midnight, one per `days`."""
+        return tuple(int(datetime.combine(d, time(0), self.tz).timestamp()) for d in self.days)
+
+    @property
+    def weeks(self) -> int:
+        """The report's weeks: from the 1st, the 8th, the 15th, the 22nd and the 29th."""
+        return -(-len(self.days) // 7)
+
+    def week_of(self, epoch_ms: np.ndarray) -> np.ndarray:
+        """For each time (epoch ms), the index of its week (7 × 24 h from the month's start)."""
+        return ((epoch_ms // 1000 - self.start_s) // WEEK_S).astype(int)
+
+    @cached_property
     def day_of_minute(self) -> np.ndarray:
         """For each minute of the month, the index of its local day in `days`."""
-        starts = [int(datetime.combine(d, time(0), self.tz).timestamp()) for d in self.days]
-        offsets = (np.array(starts) - self.start_s) // 60
+        offsets = (np.array(self.day_starts_s) - self.start_s) // 60
         return np.searchsorted(offsets, np.arange(self.minutes), side="right") - 1
 
     def minute_of(self, epoch_ms: int) -> int:

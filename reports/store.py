@@ -57,13 +57,12 @@ from reports.document import ReportDocument
 from reports.energy import energy_report
 from reports.isp import isp_report
 from reports.mail import MISFIRE_GRACE_S
-from reports.month import ReportMonth
+from reports.month import WEEK_S, ReportMonth
 from reports.source import ReportSource
 
 log = logging.getLogger("facmon.reports")
 MEASUREMENTS = ("report_isp_month", "report_isp_day", "report_isp_outage", "report_energy_day",
                 "report_energy_month", "report_battery_month", "report_battery_week")
-WEEK_S = 7 * 86_400
 LINES_PER_WRITE = 5_000
 
 Field = float | int | bool | str | None
@@ -91,14 +90,10 @@ def point(measurement: str, tags: Mapping[str, str], fields: Mapping[str, Field]
     return f"{measurement},{tag_text} {written} {at_s * 1_000_000_000}"
 
 
-def _day_starts(month: ReportMonth) -> list[int]:
-    return [int(datetime.combine(day, datetime.min.time(), month.tz).timestamp()) for day in month.days]
-
-
 def isp_points(doc: ReportDocument, site: Site, month: ReportMonth) -> list[str]:
     """report_isp_month, report_isp_day and report_isp_outage from the ISP report."""
     lines: list[str | None] = []
-    days = _day_starts(month)
+    days = month.day_starts_s
     for uplink in site.uplinks:
         figures = doc.figures[uplink.id]
         tags = {"site": site.id, "uplink": uplink.id, "isp": uplink.isp}
@@ -131,7 +126,7 @@ def energy_points(doc: ReportDocument, site: Site, month: ReportMonth) -> list[s
     daily: Mapping[str, Sequence[float]] = doc.figures["daily"]
     tags = {"site": site.id}
     lines: list[str | None] = []
-    for index, at in enumerate(_day_starts(month)):
+    for index, at in enumerate(month.day_starts_s):
         lines.append(point("report_energy_day", tags, {
             (_hours_field(name) if name.endswith("_min") else name): (
                 values[index] / 60 if name.endswith("_min") else values[index]) for name, values in daily.items()}, at))
