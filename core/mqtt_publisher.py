@@ -36,8 +36,11 @@ __all__ = ["Message", "Outgoing", "Publisher"]
 
 
 def _as_message(outgoing: Outgoing) -> Message:
-    payload = outgoing.payload
-    return outgoing.topic, payload.encode() if isinstance(payload, str) else payload, outgoing.retain
+    return _message(outgoing.topic, outgoing.payload, outgoing.retain)
+
+
+def _message(topic: str, payload: bytes | str, retain: bool) -> Message:
+    return topic, payload.encode() if isinstance(payload, str) else payload, retain
 
 
 class Publisher(MqttSession):
@@ -71,7 +74,7 @@ class Publisher(MqttSession):
 
     def publish(self, topic: str, payload: bytes | str, retain: bool = False) -> bool:
         """Publish at QoS 1; False if the message was refused (the queue for an unreachable broker is full)."""
-        return self.publish_many([(topic, payload.encode() if isinstance(payload, str) else payload, retain)]) == 1
+        return self.publish_many([_message(topic, payload, retain)]) == 1
 
     def publish_many(self, messages: Sequence[Message]) -> int:
         """Publish (topic, payload, retain) messages at QoS 1, in order, as one write where the window

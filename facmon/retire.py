@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from core.clock import Clock
 from core.config import FacmonConfig
 from core.contract import ID_RE, DeviceKey
 from core.site import SiteFileError, iter_devices, load_site
-from facmon.live_stack import LiveStack
+from facmon.live_stack import LiveStack, find_live_stack
 from facmon.retained_statuses import StatusesUnreachable, read_statuses, write_statuses
 from rules.alerts import Retirement
 from rules.retire import retire_alerts
@@ -111,10 +110,10 @@ def _unknown(what: str, stack: LiveStack, held: dict[DeviceKey, bytes], store: P
 
 
 def run_retire(config: FacmonConfig, clock: Clock, command: str, site: str, device: DeviceKey | None,
-               reason: str, find_stack: Callable[[FacmonConfig], LiveStack]) -> int:
+               reason: str) -> int:
     """The commands' shared body: retire, print what was done (stdout) or what to fix (stderr); exit code."""
     try:
-        stack = find_stack(config)
+        stack = find_live_stack(config)
         report = retire(config, stack, clock, site, device, reason)
     except (RetireRefused, SiteFileError) as err:
         print(f"facmon {command}: {err}", file=sys.stderr)

@@ -111,7 +111,7 @@ def script_start(starts: Mapping[str, float], devices: Iterable[str], now_s: flo
     `REPLAY_RATE_ESTIMATE`, one message per device a step; `starts` as `publish_from` gives them) and
     `lead_s` more, so its events happen while a newcomer watches instead of inside the replay. An
     overestimate only delays the script."""
-    messages = sum(max(0.0, now_s - starts.get(device, starts[""])) / step_s for device in devices)
+    messages = sum(max(0.0, now_s - start_of(starts, device)) / step_s for device in devices)
     return grid_ceil(now_s + messages / REPLAY_RATE_ESTIMATE + lead_s, step_s)
 
 
@@ -128,9 +128,14 @@ def publish_from(timeline: Timeline, stored_ends: Mapping[str, float], now_s: fl
             for device, end in stored_ends.items()} | {"": floor}
 
 
+def start_of(starts: Mapping[str, float], device: str) -> float:
+    """`device`'s first instant to publish, by `starts` as `publish_from` gives them ("" the default)."""
+    return starts.get(device, starts[""])
+
+
 def earliest(starts: Mapping[str, float], devices: Iterable[str]) -> float:
-    """The earliest start among `devices` (device ids), by `starts` with "" as the default."""
-    return min(starts.get(d, starts[""]) for d in devices)
+    """The earliest start among `devices` (device ids)."""
+    return min(start_of(starts, d) for d in devices)
 
 
 def continue_or_begin(saved: Timeline | None, site: Site, seed: int, step_s: float, base: str,
@@ -198,8 +203,8 @@ def run_world(simulation: Simulation, starts: Mapping[str, float], publisher: Pu
     Opens and closes `publisher`."""
     summary = Summary()
     keys = simulation.keys
-    start_of = {d: starts.get(d, starts[""]) for d in keys}
-    first = min(start_of.values())
+    first_of = {d: start_of(starts, d) for d in keys}
+    first = min(first_of.values())
     origin = simulation.start_s  # its first step announces every device: done here, per device, instead
     announced: set[str] = set()
     publisher.open(simulation.devices)
@@ -214,10 +219,10 @@ def run_world(simulation: Simulation, starts: Mapping[str, float], publisher: Pu
                 clock.sleep(wait)
             messages: list[Message] = []
             for device, key in keys.items():
-                if device not in announced and step.t >= start_of[device]:
+                if device not in announced and step.t >= first_of[device]:
                     announced.add(device)
                     messages.append(Message(key.status_topic(), STATUS_ONLINE.encode(), True, key))
-            messages.extend(m for m in step.messages if m.device is None or (step.t >= start_of[m.device.device]
+            messages.extend(m for m in step.messages if m.device is None or (step.t >= first_of[m.device.device]
                             and not (step.t == origin and m.topic.endswith(_STATUS_SUFFIX))))
             published = Step(step.t, messages, step.events)
             publisher.publish_step(messages)

@@ -11,7 +11,6 @@ import sys
 from core.clock import Clock, SystemClock
 from core.config import FacmonConfig
 from core.contract import KINDS, DeviceKey, Kind, TopicError, parse_topic
-from facmon.live_stack import find_live_stack
 from facmon.retire import add_retire_action, check_site_id, run_retire
 
 HELP = "forget a device that is gone: clear its retained status, latest state and open alerts (history stays)"
@@ -45,4 +44,4 @@ def run(args: argparse.Namespace, config: FacmonConfig, clock: Clock | None = No
         print(f"facmon devices forget: {err}", file=sys.stderr)
         return 2
     return run_retire(config, clock or SystemClock(), "devices forget", device.site, device,
-                      f"{args.reason} (facmon devices forget)", find_live_stack)
+                      f"{args.reason} (facmon devices forget)")

@@ -8,7 +8,6 @@ import argparse
 
 from core.clock import Clock, SystemClock
 from core.config import FacmonConfig
-from facmon.live_stack import find_live_stack
 from facmon.retire import add_retire_action, run_retire
 
 HELP = "retire a site that is gone: clear its retained statuses, latest state and open alerts (history stays)"
@@ -22,4 +21,4 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, config: FacmonConfig, clock: Clock | None = None) -> int:
     return run_retire(config, clock or SystemClock(), "sites retire", args.site, None,
-                      f"{args.reason} (facmon sites retire)", find_live_stack)
+                      f"{args.reason} (facmon sites retire)")
