@@ -240,6 +240,7 @@ async function acknowledge(fingerprint) {
   try {
     await api(`/incidents/${fingerprint}/ack`, { method: "POST", body: JSON.stringify({ comment: "from status page" }) });
     await loadIncidents();
+    scheduleRender();
   } catch (err) { showError(t("ack.failed", { error: err.message })); }
 }
 
@@ -312,7 +313,6 @@ async function loadIncidents() {
     // Kept as they were (an API without a rules store answers 503: the page shows the rest).
     if (err.message === "unauthorized") throw err;
   }
-  scheduleRender();
 }
 
 async function loadAll() {
@@ -345,7 +345,7 @@ function scheduleRender() {
 let incidentsPending = null;
 function applyAlert() {  // a burst of transitions (an outage mutes a dozen alerts) is one reload
   clearTimeout(incidentsPending);
-  incidentsPending = setTimeout(() => loadIncidents().catch(() => {}), 200);
+  incidentsPending = setTimeout(() => loadIncidents().then(scheduleRender).catch(() => {}), 200);
 }
 
 function pageLost() {
@@ -385,11 +385,10 @@ async function follow() {
             if (line.startsWith("event: ")) type = line.slice(7);
             else if (line.startsWith("data: ")) data += line.slice(6);
           }
-          if (data && !handleEvent(type, JSON.parse(data))) { clearTimeout(watchdog); return; }
+          if (data && !handleEvent(type, JSON.parse(data))) return;
         }
       }
-    } catch (err) { if (err.message === "unauthorized") { clearTimeout(watchdog); return; } }
-    clearTimeout(watchdog);
+    } catch (err) { if (err.message === "unauthorized") return; } finally { clearTimeout(watchdog); }
     pageLost();
     await new Promise((r) => setTimeout(r, Math.min(1000 * 2 ** Math.min(attempt, 4), 15000)));
   }
