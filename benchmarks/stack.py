@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
-import os
 import subprocess
 import sys
 import tempfile
@@ -62,22 +61,22 @@ def p99_bound(before: list[float], after: list[float]) -> str:
 
 
 def thread_cpu_s(pid: int) -> dict[str, float]:
-    """CPU seconds of each thread of `pid`, by thread id (Python does not name its threads for /proc)."""
+    """CPU seconds of each thread of `pid`, by thread id ("main" for the process's first thread), from
+    /proc's schedstat: nanoseconds, where stat's ticks (10 ms) are too coarse for a park's trickle
+    (Python does not name its threads for /proc; `py-spy dump --pid` maps ids to names)."""
     out: dict[str, float] = {}
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
-            raw = (task / "stat").read_text()
+            raw = (task / "schedstat").read_text()
         except FileNotFoundError:  # the thread ended
             continue
-        name = f"tid {task.name}"
-        fields = raw.rsplit(")", 1)[1].split()
-        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        out["main" if task.name == str(pid) else f"tid {task.name}"] = int(raw.split()[0]) / 1e9
     return out
 
 
 def threads_line(stage: str, before: dict[str, float], after: dict[str, float], wall: float) -> str:
     shares = sorted(((after[n] - before.get(n, 0.0), n) for n in after), reverse=True)
-    return f"    {stage}: " + ", ".join(f"{n} {100 * cpu / wall:.2f} %" for cpu, n in shares if cpu > 0)
+    return f"    {stage}: " + ", ".join(f"{n} {100 * cpu / wall:.3f} %" for cpu, n in shares if cpu > 0)
 
 
 def run_load(tmp: Path, broker: Mosquitto, influxd: InfluxDB, name: str, devices: int, rate: float,

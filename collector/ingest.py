@@ -52,7 +52,7 @@ class Ingest:
         """`known`: the devices that may publish (`sites.known_devices_only`); None: any device."""
         self._limits = limits
         self._known = known
-        self._fast_topics = None if known is None else known.unlabelled_reading_topics
+        self._fast_series = None if known is None else known.fast_reading_series
         self._table = table
         self._excerpt_bytes = excerpt_bytes
         self.counts = IngestCounts()
@@ -78,12 +78,15 @@ class Ingest:
         observe, limits, new = self._table.observe, self._limits, SeqVerdict.NEW
         observe_payload = self._table.observe_payload
         readings = 0
-        fast_topics = self._fast_topics
+        fast_series = self._fast_series
         for topic, payload in zip(topics, payloads, strict=True):
             try:
-                if fast_topics is None or topic in fast_topics:  # else the general path judges device and labels
+                # With known devices, the fast paths take a known device's topic, and its line only when
+                # it carries the described labels; everything else is judged on the general path.
+                series = "" if fast_series is None else fast_series.get(topic)
+                if series is not None:
                     kernel = kernel_reading_line(topic, payload, received_at, limits)
-                    if kernel is not None:
+                    if kernel is not None and kernel[3].startswith(series):
                         device, seq, ts_ms, line = kernel
                         verdict = observe_payload(device, seq, ts_ms, payload, received_at)
                         if verdict is new:
@@ -92,8 +95,8 @@ class Ingest:
                         elif verdict is SeqVerdict.TS_CONFLICT:
                             self._refuse_conflict(topic, payload, device, seq, ts_ms, received_at, lines, rejects)
                         continue
-                    fast = fast_reading_line(topic, payload, received_at, limits)
-                    if fast is not None:
+                    fast = None if kernel is not None else fast_reading_line(topic, payload, received_at, limits)
+                    if fast is not None and fast[1].startswith(series):
                         reading = fast[0]
                         verdict = observe(reading, received_at)
                         if verdict is new:

@@ -8,7 +8,8 @@ the caller what to do next.
      ├── InfluxBatchTooLarge    split the batch: 413
      └── InfluxPointsRefused    some lines are bad (400): isolate them; InfluxDB's reason is the message
 
-`V1LineWriter` posts to `/write?db=&rp=&precision=ns` (InfluxDB 1.x, e.g. Debian's 1.6.7).
+`V1LineWriter` posts to `/write?db=&rp=&precision=ns` (InfluxDB 1.x, e.g. Debian's 1.6.7) with the
+standard library's http.client (`core.http_client`).
 `V2LineWriter` uses influxdb-client's synchronous WriteApi against `/api/v2/write` (InfluxDB 1.8+, 2.x,
 3.x). Neither batches nor retries on its own: a call returns only once InfluxDB confirmed every line,
 so a caller may delete what it wrote (the batching WriteApi would hide failures and lose its buffer).
@@ -23,6 +24,7 @@ from urllib.parse import urlencode
 
 import urllib3
 
+from core.http_client import HttpUnreachable, KeptAliveHttp, basic_auth_header
 from core.settings.base import read_secret
 from core.settings.influxdb import InfluxSettings
 
@@ -93,50 +95,47 @@ def raise_for_status(status: int, message: str, where: str) -> None:
 
 
 class V1LineWriter:
-    """InfluxDB 1.x `/write`. Creates the database on `ensure_database` with `CREATE DATABASE`
+    """InfluxDB 1.x `/write`, over `core.http_client` (kept-alive connections on `http.client`; see
+    there why not urllib3). Creates the database on `ensure_database` with `CREATE DATABASE`
     (idempotent in InfluxDB), which needs admin rights where authentication is on."""
 
     def __init__(self, settings: InfluxSettings) -> None:
         self._settings = settings
-        self._http = urllib3.PoolManager(
-            num_pools=2, maxsize=2, retries=False,
-            timeout=urllib3.Timeout(connect=min(settings.timeout_s, 5.0), read=settings.timeout_s),
-            cert_reqs="CERT_REQUIRED" if settings.verify_tls else "CERT_NONE",
-        )
+        self._http = KeptAliveHttp(settings.url, settings.timeout_s, settings.verify_tls)
         params = {"db": settings.database, "precision": "ns"}
         if settings.retention_policy:
             params["rp"] = settings.retention_policy
-        self._write_url = f"{settings.url.rstrip('/')}/write?{urlencode(params)}"
-        self._headers = {"Content-Type": "text/plain; charset=utf-8"}
-        password = read_secret(settings.password, settings.password_file, "influxdb.password")
+        self._write_target = f"/write?{urlencode(params)}"
+        self._auth: dict[str, str] = {}
         if settings.username:
-            self._headers.update(urllib3.make_headers(basic_auth=f"{settings.username}:{password or ''}"))
+            password = read_secret(settings.password, settings.password_file, "influxdb.password")
+            self._auth = basic_auth_header(settings.username, password)
+        self._write_headers = {"Content-Type": "text/plain; charset=utf-8", **self._auth}
 
     def write(self, lines: Sequence[str]) -> None:
         body = ("\n".join(lines) + "\n").encode()
-        try:
-            response = self._http.request("POST", self._write_url, body=body, headers=self._headers)
-        except urllib3.exceptions.HTTPError as err:
-            raise InfluxUnavailable(f"InfluxDB at {self._settings.url} unreachable: {err}") from None
-        raise_for_status(response.status, _error_message(response.data), "/write")
+        status, answer = self._post(self._write_target, body, self._write_headers)
+        raise_for_status(status, _error_message(answer), "/write")
 
     def ensure_database(self) -> None:
         if not self._settings.create_database:
             return
-        url = f"{self._settings.url.rstrip('/')}/query"
         statement = 'CREATE DATABASE "' + self._settings.database.replace("\\", "\\\\").replace('"', '\\"') + '"'
-        try:
-            response = self._http.request("POST", url, fields={"q": statement}, headers={
-                k: v for k, v in self._headers.items() if k != "Content-Type"}, encode_multipart=False)
-        except urllib3.exceptions.HTTPError as err:
-            raise InfluxUnavailable(f"InfluxDB at {self._settings.url} unreachable: {err}") from None
-        raise_for_status(response.status, _error_message(response.data), "CREATE DATABASE")
-        results = json.loads(response.data or b"{}").get("results", [{}])
+        status, answer = self._post("/query", urlencode({"q": statement}).encode(),
+                                    {"Content-Type": "application/x-www-form-urlencoded", **self._auth})
+        raise_for_status(status, _error_message(answer), "CREATE DATABASE")
+        results = json.loads(answer or b"{}").get("results", [{}])
         if results and results[0].get("error"):
             raise InfluxNotAuthorized(f"cannot create database {self._settings.database!r}: {results[0]['error']}")
 
+    def _post(self, target: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
+        try:
+            return self._http.request("POST", target, body, headers)
+        except HttpUnreachable as err:
+            raise InfluxUnavailable(f"InfluxDB unreachable: {err}") from None
+
     def close(self) -> None:
-        self._http.clear()
+        self._http.close()
 
 
 class V2LineWriter:

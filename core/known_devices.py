@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from core.contract import DeviceKey, Reading
+from core.line_protocol import LINE_LAYOUT, escape_tag, series_prefix_pieces
 from core.settings.sites import SitesSettings
 from core.site import Site, described_labels, iter_devices, load_site
 
@@ -30,10 +31,20 @@ class KnownDevices:
             for spec in iter_devices(site):
                 labels = tuple(described_labels(spec).items())
                 self._labels[DeviceKey(site.id, spec.kind, spec.id)] = labels
-        self.unlabelled_reading_topics = frozenset(key.reading_topic() for key, labels in self._labels.items()
-                                                   if not labels)
-        """Reading topics of known devices whose readings need no label check: the collector's fast
-        paths may take them as they are."""
+        self.fast_reading_series: dict[str, str] = {}
+        """Reading topic → the series key (`measurement,tags `) of that device's readings with its
+        described labels, for each known device that describes every label of its kind (or whose kind
+        has none): a reading whose line begins with it carries exactly the described labels, so the
+        collector's fast paths may take it without decoding it again (any other goes the general way
+        and is judged there)."""
+        for key, labels in self._labels.items():
+            label_names = LINE_LAYOUT[key.kind][0]
+            described = dict(labels)
+            if set(label_names) <= described.keys():
+                pieces, names = series_prefix_pieces(key, label_names)
+                values = [escape_tag(str(described[name])) for name in names]
+                self.fast_reading_series[key.reading_topic()] = "".join(
+                    piece + value for piece, value in zip(pieces, [*values, ""], strict=True))
 
     def device_refusal(self, device: DeviceKey) -> str | None:
         """Why `device` may not publish, or None if a site file describes it."""

@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 # build python-gammu where PyPI has no wheel for the machine.
 DEB_PACKAGES=(mosquitto mosquitto-clients influxdb nginx-light prometheus-alertmanager
               python3 python3-venv python3-pip python3-dev gcc libc6-dev ca-certificates chromium
-              gammu libgammu-dev pkg-config)
+              gammu libgammu-dev pkg-config openssl)
 
 need_binary() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/usr/bin/$1" ]; }
 

@@ -1,19 +1,24 @@
 """Servers only the tests start, on facmon's `ServerProcess` lifecycle (facmon/servers.py): nginx as
-an InfluxDB 2.x write API in front of the InfluxDB 1.6 this machine has, and Prometheus Alertmanager
-as a notification target. Test scaffolding: the product never starts them."""
+an InfluxDB 2.x write API in front of the InfluxDB 1.6 this machine has, an InfluxDB 1.6 serving
+HTTPS with authentication on, and Prometheus Alertmanager as a notification target. Test
+scaffolding: the product never starts them."""
 
 from __future__ import annotations
 
+import http.client
 import json
+import ssl
+import subprocess
 import textwrap
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import yaml
 
 from core.clock import Clock
-from facmon.servers import LOOPBACK, ServerProcess, http_status, running_as_root
+from facmon.servers import LOOPBACK, InfluxDB, ServerProcess, http_status, running_as_root
 
 
 class InfluxV2WriteProxy(ServerProcess):
@@ -146,3 +151,54 @@ class Alertmanager(ServerProcess):
 
     def _serving(self) -> bool:
         return http_status(self.host, self.port, "/-/ready") == 200
+
+
+class GuardedInfluxDB(InfluxDB):
+    """influxd 1.6.7 over HTTPS (a self-signed certificate for 127.0.0.1, made with openssl) with
+    authentication on and one admin user, `admin` / `admin_password`: the InfluxDB a careful site
+    runs, for the write path's TLS and basic authentication."""
+
+    scheme = "https"
+    admin_password = "s3cret pass"
+
+    @property
+    def certificate(self) -> Path:
+        return self.workdir / "influxd.pem"
+
+    def _write_config(self) -> None:
+        super()._write_config()
+        key = self.workdir / "influxd.key"
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+                        f"/CN={self.host}", "-addext", f"subjectAltName=IP:{self.host}", "-keyout", str(key),
+                        "-out", str(self.certificate)], check=True, capture_output=True)
+        text = self.config_path.read_text().replace("auth-enabled = false", (
+            f'auth-enabled = true\n  https-enabled = true\n  https-certificate = "{self.certificate}"\n'
+            f'  https-private-key = "{key}"'))
+        self.config_path.write_text(text)
+
+    def _serving(self) -> bool:
+        context = ssl.create_default_context(cafile=str(self.certificate))
+        conn = http.client.HTTPSConnection(self.host, self.port, timeout=1.0, context=context)
+        try:
+            conn.request("GET", "/ping")
+            return conn.getresponse().status == 204
+        except (OSError, http.client.HTTPException):
+            return False
+        finally:
+            conn.close()
+
+    def create_admin(self) -> None:
+        """The first user, which influxd lets anyone create while it has none."""
+        context = ssl.create_default_context(cafile=str(self.certificate))
+        conn = http.client.HTTPSConnection(self.host, self.port, timeout=10.0, context=context)
+        try:
+            statement = f"CREATE USER admin WITH PASSWORD '{self.admin_password}' WITH ALL PRIVILEGES"
+            conn.request("POST", "/query", urlencode({"q": statement}),
+                         {"Content-Type": "application/x-www-form-urlencoded"})
+            response = conn.getresponse()
+            body = response.read()
+        finally:
+            conn.close()
+        if response.status != 200 or b"error" in body:
+            raise RuntimeError(f"influxd refused to create its admin user: {response.status} {body[:300]!r}")
+

@@ -200,6 +200,7 @@ def test_with_known_devices_strangers_and_wrong_labels_are_refused_on_every_path
     ts_ms = int(NOW * 1000) - 10_000
     known, stranger = DeviceKey("park", Kind.INVERTER, "inv-main"), DeviceKey("park", Kind.INVERTER, "inv-0")
     room = DeviceKey("park", Kind.OCCUPANCY, "occ-lab")  # described with room "Lab"
+    spaced = DeviceKey("park", Kind.OCCUPANCY, "occ-room-1")  # room "کمرہ 1": escaped in the series key
     messages = []
     for seq in range(4):  # repeated, so that the fast paths have plans and routes for the later ones
         for device in (known, stranger):
@@ -207,11 +208,16 @@ def test_with_known_devices_strangers_and_wrong_labels_are_refused_on_every_path
         label = "Lab" if seq % 2 == 0 else "Lab 2"
         messages.append((room.reading_topic(), encode_reading(Reading(room, ts_ms + seq, seq,
                                                                       {"room": label, "occupied": True}))))
+        messages.append((spaced.reading_topic(), encode_reading(Reading(spaced, ts_ms + seq, seq,
+                                                                        {"room": "کمرہ 1", "occupied": False}))))
     lines, rejects = ingest.handle_batch([t for t, _ in messages], [p for _, p in messages], NOW)
     assert [(r.reason.value, r.device.device) for r in rejects] == [
         ("unknown_device", "inv-0"), ("unknown_device", "inv-0"), ("unknown_label", "occ-lab")] * 2
-    assert ingest.counts.readings == 4 + 2
+    assert ingest.counts.readings == 4 + 2 + 4
     assert sorted({line.split(",")[1] for line in lines if not line.startswith("facmon_rejects")}) == [
-        "device=inv-main", "device=occ-lab"]
-    assert (reading_plans.kernel_route(known.reading_topic()) is not None) is kernel
+        "device=inv-main", "device=occ-lab", "device=occ-room-1"]
+    assert "room=کمرہ\\ 1,site=park occupied=false" in lines[-1]
+    # Described labels take the fast paths too (a route is made there), wrong ones are still refused.
+    for device in (known, room, spaced):
+        assert (reading_plans.kernel_route(device.reading_topic()) is not None) is kernel
     assert reading_plans.kernel_route(stranger.reading_topic()) is None
