@@ -10,8 +10,10 @@
         batch too large (413)   → split
 
 Runs in its own thread (and `concurrency` sender threads) so a slow or absent InfluxDB never stalls
-MQTT intake (the spool absorbs it). A batch sent again after a failure may already be stored:
-harmless, InfluxDB overwrites a point with the same series and time.
+MQTT intake (the spool absorbs it). At a trickle with InfluxDB answering quickly, the collector's
+own thread writes its commit's few lines instead (`write_here`), one thread waking instead of two.
+A batch sent again after a failure may already be stored: harmless, InfluxDB overwrites a point with
+the same series and time.
 
 Two batches in flight: influxd 1.6.7 handles a write request on one core, so with one batch at a
 time a backlog drained at the speed of one core of InfluxDB plus the writer's own work in between.
@@ -46,6 +48,16 @@ from core.settings.collector import WriterSettings
 TRICKLE_LINES_PER_S = 400.0
 """Lines committed slower than this are a trickle: the writer lingers after writing them
 (`writer.linger_s`); the collector's BUSY_RATE_PER_S, for the same reason."""
+
+WRITE_HERE_MAX_S = 0.2
+WRITE_HERE_MAX_BYTES = 64 * 1024
+"""`write_here` writes on the collector's own thread only when the last write took at most this long
+and the spool holds at most this much: a trickle. Intake waits while it writes, so a slow InfluxDB
+or a backlog stays with the writer thread."""
+
+GROUP_BY_SERIES_FROM = 64
+"""Batches longer than this are sent grouped by series (see above); a trickle's few lines gain nothing
+from it, and sorting them is a measurable part of a park's writes."""
 
 log = logging.getLogger("facmon.collector.writer")
 
@@ -96,6 +108,9 @@ class SpoolDrain:
         self._last_read_at = 0.0
         """End of the last batch sent and not yet confirmed (None: read from the spool's cursor)."""
         self._refused_lock = threading.Lock()
+        self._last_write_s = 0.0
+        self._drain_lock = threading.Lock()
+        """Held by whoever runs `drain_once`: the writer thread, or the collector's (`write_here`)."""
         self._database_ready = False
         self.counts = DrainCounts()
 
@@ -122,7 +137,8 @@ class SpoolDrain:
         try:
             while not self._stop.is_set():
                 try:
-                    progressed = self.drain_once()
+                    with self._drain_lock:
+                        progressed = self.drain_once()
                     backoff = self._settings.retry_min_s
                     if not progressed:
                         self._spool.wait_for_data(self._settings.idle_poll_s)
@@ -141,10 +157,11 @@ class SpoolDrain:
         finally:
             self._settle_in_flight()
 
-    def drain_once(self) -> bool:
-        """Send batches until `concurrency` are in flight, then wait for the oldest and confirm it.
-        True if the spool advanced. Raises `InfluxWriteError` when the batches in flight must be sent
-        again later (they are dropped from flight; the spool still has them)."""
+    def drain_once(self, here: bool = False) -> bool:
+        """Send batches until `concurrency` are in flight, then wait for the oldest and confirm it
+        (`here`: one batch, sent on this thread). True if the spool advanced. Raises `InfluxWriteError`
+        when the batches in flight must be sent again later (they are dropped from flight; the spool
+        still has them)."""
         if not self._database_ready:
             self._writer.ensure_database()
             self._database_ready = True
@@ -160,7 +177,7 @@ class SpoolDrain:
             rate = len(batch.lines) / max(now - self._last_read_at, 1e-3)
             self._last_read_at = now
             self._last_batch_trickle = rate < TRICKLE_LINES_PER_S
-            if self._last_batch_trickle and not self._in_flight:
+            if (here or self._last_batch_trickle) and not self._in_flight:
                 self._in_flight.append((batch, self._send_here(batch.lines)))
                 break
             self._in_flight.append((batch, self._senders.submit(self._send, batch.lines)))
@@ -178,6 +195,35 @@ class SpoolDrain:
         self._confirm(batch, elapsed)
         return True
 
+    @property
+    def last_write_s(self) -> float:
+        """How long InfluxDB took to confirm the last batch written."""
+        return self._last_write_s
+
+    def write_here(self) -> bool:
+        """Write what the spool has committed on the calling thread; True if the spool is then empty.
+        At a trickle the collector's thread calls it right after a commit: waking the writer thread
+        for a few lines cost more CPU than the write itself (benchmarks/README.md, issue 16). Only
+        while InfluxDB is up and answered the last write quickly, and only a trickle's few bytes: a
+        backlog, a slow or failing InfluxDB stay with the writer thread, which owns retrying (a write
+        that fails here marks InfluxDB down and hands the lines back to it)."""
+        if (not self.counts.influx_up or self._in_flight or self._last_write_s > WRITE_HERE_MAX_S
+                or self._spool.pending_bytes > WRITE_HERE_MAX_BYTES or not self._drain_lock.acquire(blocking=False)):
+            return False
+        try:
+            self.drain_once(here=True)
+        except InfluxWriteError as err:
+            self.counts.write_failures += 1
+            self.counts.influx_up = False
+            self.counts.last_error = str(err)
+            return False
+        except Exception:  # a bug here must not stop intake: the writer thread tries the lines again
+            log.exception("writing on the collector's thread failed; the writer thread takes over")
+            return False
+        finally:
+            self._drain_lock.release()
+        return self._spool.pending_bytes == 0
+
     def _send_here(self, lines: list[str]) -> Future[float]:
         """`_send` on this thread, for a trickle's lone batch: handing it to a sender and waiting for it
         costs two thread wake-ups a write, which at a park's rate are a good part of the writer's CPU."""
@@ -193,11 +239,12 @@ class SpoolDrain:
         if not lines:
             return 0.0  # the end of a spool segment: nothing to send, only the cursor moves
         started = self._clock.monotonic()
-        self._write_isolating(sorted(lines, key=_series_of))
+        self._write_isolating(sorted(lines, key=_series_of) if len(lines) > GROUP_BY_SERIES_FROM else lines)
         return self._clock.monotonic() - started
 
     def _confirm(self, batch: Batch, elapsed: float) -> None:
         if batch.lines:
+            self._last_write_s = elapsed
             self.counts.write_seconds_total += elapsed
             self.counts.lines_written += len(batch.lines)
             self.counts.batches_written += 1

@@ -235,8 +235,11 @@ class CollectorService:
     # -- commit --------------------------------------------------------------------------------------------
     def commit(self) -> None:
         """fsync the spool, then acknowledge everything it now holds. While the spool's disk fails,
-        this tries again only when the retry is due, and acknowledges nothing until it succeeds."""
-        if not self._sync_spool():
+        this tries again only when the retry is due, and acknowledges nothing until it succeeds.
+        At a trickle, the commit's lines are then written to InfluxDB on this thread
+        (`SpoolDrain.write_here`), without waking the writer thread; else the writer thread is woken."""
+        trickle = not self._busy and self.drain.counts.influx_up
+        if not self._sync_spool(wake_writer=not trickle):
             return
         self.commits += 1
         # Messages arriving faster than BUSY_RATE_PER_S mean a busy collector: it commits the next ones
@@ -249,13 +252,15 @@ class CollectorService:
             self._pending_acks = []
             self._pending_count = 0
         self._pending_since = None
+        if trickle and not self.drain.write_here():
+            self.spool.wake_reader()
 
-    def _sync_spool(self, retry_now: bool = False) -> bool:
+    def _sync_spool(self, retry_now: bool = False, wake_writer: bool = True) -> bool:
         """Commit the spool (and flush the dead-letter file); False while its disk refuses."""
         if not self.spool.writable and not retry_now and self._clock.monotonic() < self._spool_retry_at:
             return False
         try:
-            self.spool.commit()
+            self.spool.commit(wake_reader=wake_writer)
         except SpoolWriteError as err:
             self._spool_failed(err)
             return False
@@ -310,15 +315,18 @@ class CollectorService:
         """One turn of the loop: network, held messages, and a group commit when one is due."""
         waiting = self._pending_since is not None
         arrived_at = None
+        # The trickle's wait is counted to InfluxDB's confirmation, not to the commit: the interval less
+        # what the last write took, so a slower InfluxDB shortens the wait instead of the readings'
+        # publish→stored delay growing past the interval.
+        linger_s = BUSY_COMMIT_S if self._busy else max(0.0, self._commit_interval_s - self.drain.last_write_s)
         if waiting or self._busy or self._held or not self.spool.writable:
-            self.source.poll((BUSY_COMMIT_S if self._busy else self._commit_interval_s) / 2 if waiting
-                             else IDLE_POLL_S)
+            self.source.poll(linger_s / 2 if waiting else IDLE_POLL_S)
         else:
             # A trickle: the first message of a group commit waits in the socket, not in the loop, and
             # the commit interval's messages are read, spooled, synced and acknowledged together. Idle,
             # the socket wakes the loop when a message comes: a long wait costs nothing but the latency
             # of a stop (and saves the wake-ups an idle site server would pay for in watts).
-            arrived_at = self.source.gather(IDLE_GATHER_S, self._commit_interval_s)
+            arrived_at = self.source.gather(IDLE_GATHER_S, linger_s)
         if not self.spool.writable:
             self.commit()  # when its retry is due
         self._check_bound()
@@ -329,8 +337,7 @@ class CollectorService:
             if arrived_at is not None:  # they lingered in the socket: commit now
                 self._pending_since = min(self._pending_since, arrived_at)
                 self.commit()
-            elif self._clock.monotonic() - self._pending_since >= (BUSY_COMMIT_S if self._busy
-                                                                    else self._commit_interval_s):
+            elif self._clock.monotonic() - self._pending_since >= linger_s:
                 self.commit()
         elif self.ingest.counts.received:
             self._sync_spool()  # QoS 0 input, rejects without acks: durable anyway

@@ -127,6 +127,8 @@ class Spool:
             self._cursor.offset if self._cursor.segment in self._sizes else 0)
         self._confirmed_total = 0
         self._confirms_since_cursor_write = 0
+        self._reading: tuple[int, int] | None = None
+        """(segment, descriptor) the reader reads through; the reader's thread alone uses it."""
         self.configured_max_bytes = max_bytes
         self._max_bytes = bound_by_disk(max_bytes, self.pending_bytes, shutil.disk_usage(directory).free,
                                         segment_bytes)
@@ -210,8 +212,9 @@ class Spool:
         """Bytes appended and not yet committed: held in memory (all of them while the disk fails)."""
         return self._uncommitted_bytes
 
-    def commit(self) -> None:
-        """Write everything appended so far, fsync it and make it visible to the reader.
+    def commit(self, wake_reader: bool = True) -> None:
+        """Write everything appended so far, fsync it and make it visible to the reader (waking a
+        reader in `wait_for_data` unless `wake_reader` is False: the caller reads it itself).
 
         Raises `SpoolWriteError` if the disk refuses (ENOSPC, EIO): the segment is cut back to its last
         committed end, the lines stay in memory, and the next `commit` tries them again."""
@@ -237,7 +240,8 @@ class Spool:
             self._committed = Position(self._active_id, self._active_size)
             self._sizes[self._active_id] = self._active_size
             self._uncommitted_bytes = 0
-            self._data_ready.notify_all()
+            if wake_reader:
+                self._data_ready.notify_all()
 
     def _write_all(self, data: bytes) -> None:
         """The spool's one write edge: all of `data` at the end of the active segment, then fsync."""
@@ -314,9 +318,7 @@ class Spool:
         if cursor.offset >= segment_end:
             # This segment is exhausted and a newer one exists: move on without confirming anything.
             return Batch([], Position(cursor.segment + 1, 0), 0)
-        with open(self._segment_path(cursor.segment), "rb") as handle:
-            handle.seek(cursor.offset)
-            data = handle.read(min(max_bytes, segment_end - cursor.offset))
+        data = self._read_at(cursor.segment, cursor.offset, min(max_bytes, segment_end - cursor.offset))
         if cursor.offset + len(data) < segment_end:
             last_newline = data.rfind(b"\n")
             if last_newline < 0:  # one line longer than max_bytes: read through its end
@@ -330,6 +332,19 @@ class Spool:
             lines = lines[:max_lines]
             data = ("\n".join(lines) + "\n").encode()
         return Batch(lines, Position(cursor.segment, cursor.offset + len(data)), len(data))
+
+    def _read_at(self, segment: int, offset: int, size: int) -> bytes:
+        """`size` bytes of `segment` from `offset`, through a descriptor kept open while the reader stays
+        in that segment: at a trickle, opening the file for each small batch cost more than reading it."""
+        if self._reading is None or self._reading[0] != segment:
+            self._stop_reading()
+            self._reading = (segment, os.open(self._segment_path(segment), os.O_RDONLY))
+        return os.pread(self._reading[1], size, offset)
+
+    def _stop_reading(self) -> None:
+        if self._reading is not None:
+            os.close(self._reading[1])
+            self._reading = None
 
     def confirm(self, batch: Batch) -> None:
         """InfluxDB has every line of `batch`: advance the cursor past it, drop finished segments."""
@@ -369,6 +384,7 @@ class Spool:
             self.commit()
         finally:
             self._active.close()
+            self._stop_reading()
             with self._lock:
                 cursor = self._cursor
             self._write_cursor(cursor)

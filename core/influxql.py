@@ -19,9 +19,9 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Self
+from urllib.parse import urlencode
 
-import urllib3
-
+from core.http_client import HttpUnreachable, KeptAliveHttp, basic_auth_header
 from core.settings.base import read_secret
 from core.settings.influxdb import InfluxSettings
 
@@ -120,21 +120,20 @@ def time_literal(epoch_ms: int) -> str:
 
 
 class InfluxQLClient:
-    """A small InfluxQL client for one database. Thread-safe (urllib3 pools); `close()` when done.
+    """A small InfluxQL client for one database, on `core.http_client` (a kept-alive connection per
+    thread, so thread-safe); `close()` when done.
 
     `query()` sends GET, meant for read statements (SELECT, SHOW); `execute()` sends POST, for
     CREATE/DROP/ALTER/DELETE. GET is no safety net: InfluxDB 1.6.7 still runs `CREATE DATABASE` sent
     with GET (measured), so query text must never come from outside — quote names and values, or bind them."""
 
     def __init__(self, url: str, database: str, username: str | None = None, password: str | None = None,
-                 timeout_s: float = 10.0) -> None:
+                 timeout_s: float = 10.0, verify_tls: bool = True) -> None:
         self.url = url.rstrip("/")
         self.database = database
-        self._timeout = urllib3.Timeout(total=timeout_s)
-        self._headers: dict[str, str] = {}
-        if username is not None:
-            self._headers.update(urllib3.make_headers(basic_auth=f"{username}:{password or ''}"))
-        self._http = urllib3.PoolManager(maxsize=4, retries=False)
+        self._headers = {} if username is None else basic_auth_header(username, password)
+        self._form_headers = {"Content-Type": "application/x-www-form-urlencoded", **self._headers}
+        self._http = KeptAliveHttp(self.url, timeout_s, verify_tls)
 
     def query(self, q: str, epoch: str | None = "ms", params: Mapping[str, ParamValue] | None = None) -> list[Series]:
         """Run read statements; return every series of every statement, in order.
@@ -151,12 +150,12 @@ class InfluxQLClient:
     def ping(self) -> bool:
         """True if InfluxDB answers /ping with 204."""
         try:
-            return self._http.request("GET", f"{self.url}/ping", timeout=self._timeout).status == 204
-        except urllib3.exceptions.HTTPError:
+            return self._http.request("GET", "/ping")[0] == 204
+        except HttpUnreachable:
             return False
 
     def close(self) -> None:
-        self._http.clear()
+        self._http.close()
 
     def __enter__(self) -> Self:
         return self
@@ -173,21 +172,19 @@ class InfluxQLClient:
             fields["params"] = json.dumps(dict(params))
         try:
             if method == "GET":
-                response = self._http.request("GET", f"{self.url}/query", fields=fields, headers=self._headers,
-                                              timeout=self._timeout)
+                status, body = self._http.request("GET", f"/query?{urlencode(fields)}", headers=self._headers)
             else:
-                response = self._http.request("POST", f"{self.url}/query", fields=fields, headers=self._headers,
-                                              encode_multipart=False, timeout=self._timeout)
-        except urllib3.exceptions.HTTPError as err:
-            raise InfluxUnavailable(f"cannot reach InfluxDB at {self.url}: {err}") from err
-        return parse_response(response.status, response.data, q)
+                status, body = self._http.request("POST", "/query", urlencode(fields).encode(), self._form_headers)
+        except HttpUnreachable as err:
+            raise InfluxUnavailable(f"cannot reach InfluxDB at {err}") from None
+        return parse_response(status, body, q)
 
 
 def influxql_client_for(settings: InfluxSettings) -> InfluxQLClient:
     """The client for the database `influxdb.*` describes (its password read as the settings say)."""
     return InfluxQLClient(settings.url, settings.database, settings.username,
                           read_secret(settings.password, settings.password_file, "influxdb.password"),
-                          settings.timeout_s)
+                          settings.timeout_s, settings.verify_tls)
 
 
 def parse_response(status: int, body: bytes, q: str) -> list[Series]:

@@ -16,14 +16,17 @@ class SpoolSettings(Section):
     disk is back-pressure too, never lost readings."""
     segment_bytes: int = Field(16 * 1024 * 1024, ge=4096)
     """Size at which a spool segment file is closed and a new one begun."""
-    commit_interval_ms: float = Field(500.0, gt=0, le=5000)
+    commit_interval_ms: float = Field(900.0, gt=0, le=5000)
     """Group commit at a park's rate (messages arriving at under 400/s): the first message of a commit
-    waits this long in the socket (less once 64 KiB, ~200 readings, wait: a burst is read at once),
-    then everything that came meanwhile is read, spooled, fsynced, acknowledged and written to
-    InfluxDB together: one trip through the collector for what half a second brings instead of one
-    per message. Half of the 1 s publish→stored budget; the other half is for the fsync, InfluxDB's
-    write and a busy machine's scheduling. A busy collector (400/s or more) commits after 10 ms, or
-    at once when `commit_max_messages` wait."""
+    waits in the socket (less once 64 KiB, ~200 readings, wait: a burst is read at once), then
+    everything that came meanwhile is read, spooled, fsynced, acknowledged and written to InfluxDB
+    together: one trip through the collector for what the interval brings instead of one per message.
+    The wait is this interval less the time the last write to InfluxDB took, so InfluxDB confirms a
+    commit's first reading about this long after it arrived. 900 ms: the 1 s publish→stored target less
+    100 ms for the broker's hop, the fsync and a busy machine's scheduling; each commit costs the
+    collector about 1.5 ms of CPU at a park, so a longer interval costs less per reading (500 ms: 411
+    µs a reading at 6 readings/s, 900 ms: 2xx µs; benchmarks/README.md). A busy collector (400/s or
+    more) commits after 10 ms, or at once when `commit_max_messages` wait."""
     commit_max_messages: int = Field(1000, ge=1)
     """Commit at once when this many messages wait for their ack; keep it below the broker's in-flight
     window (collector.mqtt.receive_maximum) so the broker keeps sending while the spool syncs."""

@@ -1,7 +1,7 @@
 """core.influx_write's v1 writer (on core.http_client) against a real influxd 1.6.7: points stored,
 connections kept alive and renewed when the server closed them, InfluxDB's answers mapped to the
-documented exceptions, and a guarded server (HTTPS, authentication on) written to with the
-settings a site would use."""
+documented exceptions, and a guarded server (HTTPS, authentication on) written to and read from
+(core.influxql, on the same HTTP client) with the settings a site would use."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from core.influx_write import (
     InfluxUnavailable,
     V1LineWriter,
 )
+from core.influxql import InfluxQLClient, InfluxQueryError
 from core.settings.influxdb import InfluxSettings
 from facmon.servers import InfluxDB, free_port
 from tests.servers import GuardedInfluxDB
@@ -108,6 +109,12 @@ def test_a_guarded_server_takes_writes_with_its_credentials_over_tls(guarded_inf
         writer.write(_lines(3, 3))
     finally:
         writer.close()
+    with InfluxQLClient(guarded_influxd.url, "guarded", "admin", guarded_influxd.admin_password,
+                        verify_tls=False) as reader:
+        assert reader.query('SELECT count("n") FROM "m"')[0].values[0][1] == 6
+    with InfluxQLClient(guarded_influxd.url, "guarded", "admin", "not the password", verify_tls=False) as reader, \
+            pytest.raises(InfluxQueryError, match="authorization failed"):
+        reader.query('SELECT count("n") FROM "m"')
     wrong = V1LineWriter(_guarded_settings(guarded_influxd, tmp_path, "not the password", verify_tls=False))
     with pytest.raises(InfluxNotAuthorized, match="check the InfluxDB user/password"):
         wrong.write(_lines(6, 1))
@@ -117,6 +124,6 @@ def test_a_guarded_server_takes_writes_with_its_credentials_over_tls(guarded_inf
 def test_an_untrusted_certificate_is_refused_saying_what_to_do(guarded_influxd: GuardedInfluxDB,
                                                               tmp_path: Path) -> None:
     writer = V1LineWriter(_guarded_settings(guarded_influxd, tmp_path, guarded_influxd.admin_password))
-    with pytest.raises(InfluxUnavailable, match="certificate not trusted.*verify_tls false"):
+    with pytest.raises(InfluxUnavailable, match=r"certificate not trusted.*verify_tls false"):
         writer.write(_lines(0, 1))
     writer.close()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from collector.drain import SpoolDrain
+from collector.drain import GROUP_BY_SERIES_FROM, SpoolDrain
 from collector.spool import Spool
 from core.clock import FakeClock
 from core.influx_write import InfluxUnavailable
@@ -34,8 +34,9 @@ class RecordingWriter:
 
 def test_a_batch_goes_out_grouped_by_series_each_series_in_arrival_order(tmp_path: Path) -> None:
     spool = Spool(tmp_path / "spool", 1 << 20, 1 << 16, fsync=False)
-    arrived = [f"inverter,device=inv-{d},site=park seq={t}i {1000 + t}" for t in range(3) for d in (2, 1, 3)]
+    arrived = [f"inverter,device=inv-{d},site=park seq={t}i {1000 + t}" for t in range(30) for d in (2, 1, 3)]
     arrived.append(r"occupancy,device=r1,room=Hall\ A,site=park seq=9i 1000")
+    assert len(arrived) > GROUP_BY_SERIES_FROM
     arrived.append("inverter,device=inv-1,site=park seq=0i 1000")  # same series and time again: must stay last
     spool.append(arrived)
     spool.commit()
@@ -51,6 +52,18 @@ def test_a_batch_goes_out_grouped_by_series_each_series_in_arrival_order(tmp_pat
     for name in set(series):  # and each series' points in the order they arrived
         assert [line for line in sent if line.startswith(name + " ")] == \
                [line for line in arrived if line.startswith(name + " ")]
+    spool.close()
+
+
+def test_a_trickle_goes_out_in_arrival_order(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool", 1 << 20, 1 << 16, fsync=False)
+    arrived = [f"inverter,device=inv-{d},site=park seq=0i 1000" for d in (2, 1, 3)]
+    spool.append(arrived)
+    spool.commit()
+    writer, clock = RecordingWriter(), FakeClock()
+    drain = SpoolDrain(spool, writer, WriterSettings(), lambda line, why: None, RateLimiter(clock, 10.0), clock)
+    assert drain.drain_once()
+    assert writer.writes == [arrived]
     spool.close()
 
 
@@ -134,4 +147,53 @@ def test_a_failed_batch_sends_it_and_those_after_it_again(tmp_path: Path) -> Non
     assert writer.writes == [lines[0:2], lines[2:4], lines[0:2], lines[2:4], lines[4:6]]
     assert drain.counts.lines_written == 6 and spool.pending_bytes == 0
     drain.stop(0)
+    spool.close()
+
+
+class ScriptedWriter(RecordingWriter):
+    """Records each write's thread; fails while `down`; takes `takes_s` of the fake clock."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__()
+        self.clock = clock
+        self.threads: list[int] = []
+        self.down = False
+        self.takes_s = 0.001
+
+    def write(self, lines: Sequence[str]) -> None:
+        self.threads.append(threading.get_ident())
+        self.clock.advance(self.takes_s)
+        if self.down:
+            raise InfluxUnavailable("InfluxDB at test: connection refused")
+        super().write(lines)
+
+
+def test_a_trickle_is_written_on_the_committing_thread_only_while_influxdb_is_up_and_quick(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool", 1 << 20, 1 << 16, fsync=False)
+    clock = FakeClock()
+    writer = ScriptedWriter(clock)
+    drain = SpoolDrain(spool, writer, WriterSettings(), lambda line, why: None, RateLimiter(clock, 10.0), clock)
+
+    def commit(seq: int) -> None:
+        spool.append([f"inverter,device=inv-1,site=park seq={seq}i {1000 + seq}"])
+        spool.commit(wake_reader=False)
+
+    commit(0)
+    assert not drain.write_here() and writer.writes == []  # InfluxDB not known to be up yet
+    assert drain.drain_once()  # as the writer thread would
+    commit(1)
+    assert drain.write_here() and writer.writes[-1] == ["inverter,device=inv-1,site=park seq=1i 1001"]
+    assert writer.threads[-1] == threading.get_ident() and spool.pending_bytes == 0
+    writer.down = True
+    commit(2)
+    assert not drain.write_here()  # failed: InfluxDB marked down, the lines stay for the writer thread
+    assert not drain.counts.influx_up and spool.pending_bytes > 0
+    commit(3)
+    assert not drain.write_here() and len(writer.threads) == 3  # not even tried while down
+    writer.down, writer.takes_s = False, 0.5
+    assert drain.drain_once()  # the writer thread's retry: InfluxDB up again, but slow
+    assert writer.writes[-1] == ["inverter,device=inv-1,site=park seq=2i 1002",
+                                 "inverter,device=inv-1,site=park seq=3i 1003"]
+    commit(4)
+    assert not drain.write_here() and spool.pending_bytes > 0  # slow: left to the writer thread
     spool.close()
