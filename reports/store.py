@@ -56,8 +56,8 @@ from reports.battery import battery_report
 from reports.document import ReportDocument
 from reports.energy import energy_report
 from reports.isp import UplinkMonth, read_inputs, uplink_months
-from reports.mail import MISFIRE_GRACE_S
 from reports.month import WEEK_S, ReportMonth
+from reports.schedule import schedule_per_site
 from reports.source import ReportSource
 
 log = logging.getLogger("facmon.reports")
@@ -234,7 +234,5 @@ def daily_store_trigger(site: Site) -> CronTrigger:
 
 def schedule_daily_stores(scheduler: Any, store: MonthStore, sites: Sequence[Site]) -> None:
     """One cron job per site on an APScheduler 3.x scheduler (started by the caller)."""
-    for site in sites:
-        scheduler.add_job(store.store_month_of_yesterday, daily_store_trigger(site), args=[site],
-                          id=f"report-store-{site.id}", name=f"monthly figures of {site.id} into InfluxDB",
-                          misfire_grace_time=MISFIRE_GRACE_S, coalesce=True, replace_existing=True)
+    schedule_per_site(scheduler, store.store_month_of_yesterday, daily_store_trigger, sites, "report-store",
+                      "monthly figures of {site} into InfluxDB")
