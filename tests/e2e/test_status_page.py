@@ -306,8 +306,9 @@ def test_a_lost_broker_feed_is_a_banner_not_every_device_offline(
         # Past the stale limit (5 s) since the last reading, the API still holds it online.
         last_seen = services.states.get(INV).last_seen
         poll_until(lambda: SystemClock().now() > last_seen + 7, 15, what="the stale limit passed")
-        poll_until(lambda: services.feed is not None and services.feed.state.since is not None
-                   and SystemClock().now() > services.feed.state.since + 3, 10, what="sweeps while the feed is lost")
+        poll_until(lambda: services.feed is not None and services.feed.watch.state.since is not None
+                   and SystemClock().now() > services.feed.watch.state.since + 3, 10,
+                   what="sweeps while the feed is lost")
         assert services.states.get(INV).presence == "online"
         expect(page.locator(".card .presence.down")).to_have_count(0)
 
