@@ -121,16 +121,16 @@ def sweep_once(services: ApiServices) -> None:
     """Note the API's own feed (a change is a `feed` live event), then judge silent devices, unless
     the silence is the API's own (api/feed.py): a lost feed never marks devices offline."""
     now = services.clock.now()
-    watch = services.feed
-    if watch is not None and services.feed_connected is not None:
-        changed = watch.update(services.feed_connected(), now)
+    feed = services.feed
+    if feed is not None:
+        changed = feed.watch.update(feed.is_connected(), now)
         if changed is not None:
             if changed.connected:
                 log.info("api feed restored", extra={"judging_silence_after_s": services.settings.stale_after_s})
             else:
                 log.warning("api feed lost: device presence frozen at the last known state until it is back")
             services.hub.publish(LiveEvent("feed", feed_out(changed).model_dump(mode="json")))
-        if not watch.may_judge_silence(now):
+        if not feed.watch.may_judge_silence(now):
             return
     publish_device_events(services, services.states.sweep(now))
 

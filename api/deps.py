@@ -26,7 +26,7 @@ from starlette.concurrency import run_in_threadpool
 from api.auth_failures import AuthFailures
 from api.device_states import DeviceStates
 from api.events import EventHub
-from api.feed import FeedWatch
+from api.feed import LiveFeed
 from api.keys import ApiKey, KeyStore, Role
 from api.metrics import ApiMetrics
 from api.sites import SiteTree
@@ -79,11 +79,9 @@ class ApiServices:
     """Called about once a second in a worker thread (e.g. AlertFeed.poll)."""
     extra_metrics: Sequence[Callable[[], str]] = field(default_factory=tuple)
     """Callables returning Prometheus text appended to /metrics (alert gauges, collector figures)."""
-    feed_connected: Callable[[], bool] | None = None
-    """Whether the API's MQTT subscription is live now; None: no subscription (device state is
-    whatever was loaded, and silence is judged as always)."""
-    feed: FeedWatch | None = None
-    """The API's live feed as the sweep last saw it (GET /api/v1/feed); set with `feed_connected`."""
+    feed: LiveFeed | None = None
+    """The API's MQTT subscription and what the sweep last saw of it (GET /api/v1/feed); None: no
+    subscription (device state is whatever was loaded, and silence is judged as always)."""
 
 
 async def get_services(request: Request) -> ApiServices:

@@ -6,11 +6,13 @@ failure. `FeedWatch` says when silence may be judged: never while the feed is do
 `grace_s` (the devices' stale limit) after it is back, so each device has had its interval to be
 heard again. Devices keep their last known state meanwhile; the page shows "feed lost" instead.
 
-Pure: the app's sweep feeds it the subscription's state and the clock's time once a second.
+Pure: the app's sweep feeds it the subscription's state and the clock's time once a second. `LiveFeed`
+holds the two the sweep needs together: how to ask the subscription, and the watch of it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 
@@ -46,3 +48,13 @@ class FeedWatch:
     def may_judge_silence(self, now: float) -> bool:
         """True when a device's silence at `now` is its own and not the API's deafness."""
         return self._judge_from is not None and now >= self._judge_from
+
+
+@dataclass(frozen=True, slots=True)
+class LiveFeed:
+    """The API's live feed: its MQTT subscription, asked whether it is live now, and the watch the sweep
+    keeps of it (served at GET /api/v1/feed)."""
+
+    is_connected: Callable[[], bool]
+    """Whether the subscription is granted on a live broker connection now."""
+    watch: FeedWatch

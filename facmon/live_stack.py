@@ -31,13 +31,22 @@ TEST_SITE_PREFIX = "test-"
 
 
 @dataclass(frozen=True)
+class LiveSite:
+    """A site the stack watches: the file describing it and the site read from that file (read once,
+    when the stack is found)."""
+
+    path: Path
+    site: Site
+
+
+@dataclass(frozen=True)
 class LiveStack:
     mqtt: MqttSettings
     """The broker to talk to (the rest of mqtt.* as configured: credentials, TLS)."""
     broker_origin: str
     """Why this broker, in words for the first line of a command's output."""
-    live_sites: Mapping[str, Path] = field(default_factory=dict)
-    """The sites the stack behind the broker watches: id → the site file describing it."""
+    live_sites: Mapping[str, LiveSite] = field(default_factory=dict)
+    """The sites the stack behind the broker watches, by id."""
     is_facmon_up: bool = False
     live_sites_from: str = "sites.files"
     """Where the live sites come from, in words for an error message."""
@@ -77,6 +86,6 @@ def find_live_stack(config: FacmonConfig, answers: Callable[[str, int], bool] = 
     is_up = local.start_broker and mqtt.host in LOOPBACK_HOSTS and mqtt.port == local.broker_port
     files = config.sites.files or ((DEFAULT_SITE,) if is_up else ())
     sites: dict[str, Site] = load_sites(files)
-    paths = dict(zip(sites, files, strict=True))
+    live = {site_id: LiveSite(path, site) for (site_id, site), path in zip(sites.items(), files, strict=True)}
     source = "sites.files" if config.sites.files else "the demo park `facmon up` watches while sites.files is empty"
-    return LiveStack(mqtt, origin, paths, is_up, source)
+    return LiveStack(mqtt, origin, live, is_up, source)

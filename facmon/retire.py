@@ -22,7 +22,7 @@ from pathlib import Path
 from core.clock import Clock
 from core.config import FacmonConfig
 from core.contract import ID_RE, DeviceKey
-from core.site import SiteFileError, iter_devices, load_site
+from core.site import SiteFileError, iter_devices
 from facmon.live_stack import LiveStack, find_live_stack
 from facmon.retained_statuses import StatusesUnreachable, read_statuses, write_statuses
 from rules.alerts import Retirement
@@ -57,16 +57,17 @@ def check_site_id(site: str) -> None:
 
 def refuse_described(stack: LiveStack, site: str, device: DeviceKey | None) -> None:
     """Raise RetireRefused if `sites.files` (or `facmon up`'s demo park) still describes the site or device."""
-    path = stack.live_sites.get(site)
-    if path is None:
+    live = stack.live_sites.get(site)
+    if live is None:
         return
     if device is None:
-        raise RetireRefused(f"site {site!r} is described by {path} ({stack.live_sites_from}): remove that file from "
-                            "sites.files and restart facmon first (the stack would bring the site back from it), "
-                            "then retire it")
-    described = {(spec.kind, spec.id) for spec in iter_devices(load_site(path))}
+        raise RetireRefused(f"site {site!r} is described by {live.path} ({stack.live_sites_from}): remove that file "
+                            "from sites.files and restart facmon first (the stack would bring the site back from "
+                            "it), then retire it")
+    described = {(spec.kind, spec.id) for spec in iter_devices(live.site)}
     if (device.kind, device.device) in described:
-        raise RetireRefused(f"{device.kind.value} {device.device!r} is described in {path} ({stack.live_sites_from}): "
+        raise RetireRefused(f"{device.kind.value} {device.device!r} is described in {live.path} "
+                            f"({stack.live_sites_from}): "
                             "remove it from that file and restart facmon first (the stack would bring it back from "
                             "it), then forget it")
 

@@ -163,6 +163,12 @@ def read_inputs(source: ReportSource, site: Site) -> dict[str, UplinkMinutes]:
     return out
 
 
+def uplink_months(site: Site, month: ReportMonth, inputs: dict[str, UplinkMinutes]) -> list[UplinkMonth]:
+    """Each uplink of `site` summarised for `month`, in the site file's order (what the report and the
+    stored figures are made of)."""
+    return [summarise(u, month, inputs[u.id]) for u in site.uplinks]
+
+
 def _fmt_pct(value: float | None) -> str:
     return "not judged" if value is None else f"{value:.3f} %"
 
@@ -197,7 +203,7 @@ def _not_judged(site: Site, month: ReportMonth, results: list[UplinkMonth], inpu
 
 def isp_document(site: Site, month: ReportMonth, inputs: dict[str, UplinkMinutes]) -> ReportDocument:
     """The ISP report of `site` for `month` from its uplinks' minutes."""
-    results = [summarise(u, month, inputs[u.id]) for u in site.uplinks]
+    results = uplink_months(site, month, inputs)
     summary: list[tuple[str, str]] = []
     outage_rows = []
     for r in results:

@@ -27,11 +27,10 @@ from core.site import Site
 from core.smtp import SmtpFailure, send_mail
 from reports.document import ReportDocument
 from reports.render import write_report
+from reports.schedule import schedule_per_site
 
 log = logging.getLogger("facmon.reports")
 KINDS = ("isp", "energy", "battery")
-MISFIRE_GRACE_S = 6 * 3600
-"""A mail job missed while the process was down still runs if it starts within this long."""
 
 BuildReport = Callable[[str, Site, str], ReportDocument]
 """(kind, site, "YYYY-MM") → the report."""
@@ -120,7 +119,5 @@ def monthly_trigger(site: Site, hour: int) -> CronTrigger:
 
 def schedule_monthly(scheduler: Any, mail: MonthlyMail, sites: Sequence[Site], hour: int) -> None:
     """One cron job per site on an APScheduler 3.x scheduler (started by the caller)."""
-    for site in sites:
-        scheduler.add_job(mail.send_previous_month, monthly_trigger(site, hour), args=[site],
-                          id=f"monthly-mail-{site.id}", name=f"monthly reports of {site.id}",
-                          misfire_grace_time=MISFIRE_GRACE_S, coalesce=True, replace_existing=True)
+    schedule_per_site(scheduler, mail.send_previous_month, lambda site: monthly_trigger(site, hour), sites,
+                      "monthly-mail", "monthly reports of {site}")

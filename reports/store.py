@@ -28,7 +28,7 @@ Storing a month replaces it: the month's points of the site are deleted, then wr
 same month gives the same timestamps and tags, so a re-run overwrites and never adds, and an outage
 that a later run no longer finds (data that arrived late) does not linger.
 
-    points = month_points(isp_doc, energy_doc, battery_doc, site, month)     pure
+    points = month_points(uplinks, energy_doc, battery_doc, site, month)     pure
     store_month(client, writer, site, month)                                 read, compute, replace
     MonthStore(client, writer, clock).store(site, "2026-11")                 `facmon report store`
     schedule_daily_stores(scheduler, store, sites)                           `facmon report serve`: daily,
@@ -55,9 +55,9 @@ from core.site import Site
 from reports.battery import battery_report
 from reports.document import ReportDocument
 from reports.energy import energy_report
-from reports.isp import isp_report
-from reports.mail import MISFIRE_GRACE_S
+from reports.isp import UplinkMonth, read_inputs, uplink_months
 from reports.month import WEEK_S, ReportMonth
+from reports.schedule import schedule_per_site
 from reports.source import ReportSource
 
 log = logging.getLogger("facmon.reports")
@@ -90,30 +90,26 @@ def point(measurement: str, tags: Mapping[str, str], fields: Mapping[str, Field]
     return f"{measurement},{tag_text} {written} {at_s * 1_000_000_000}"
 
 
-def isp_points(doc: ReportDocument, site: Site, month: ReportMonth) -> list[str]:
-    """report_isp_month, report_isp_day and report_isp_outage from the ISP report."""
+def isp_points(uplinks: Sequence[UplinkMonth], site: Site, month: ReportMonth) -> list[str]:
+    """report_isp_month, report_isp_day and report_isp_outage from the ISP report's uplink months."""
     lines: list[str | None] = []
     days = month.day_starts_s
-    for uplink in site.uplinks:
-        figures = doc.figures[uplink.id]
+    for result in uplinks:
+        uplink = result.uplink
         tags = {"site": site.id, "uplink": uplink.id, "isp": uplink.isp}
-        minutes = figures["minutes"]
-        judged = minutes["up"] + minutes["down_isp"]
-        allowed = None if uplink.sla_pct is None else judged * (100 - uplink.sla_pct) / 100
         lines.append(point("report_isp_month", tags, {
-            "availability_pct": figures["availability_pct"], "sla_pct": figures["sla_pct"],
-            "sla_met": figures["sla_met"], **{f"{name}_min": count for name, count in minutes.items()},
-            "allowed_down_min": allowed, "outages": len(figures["outages"])}, month.start_s))
-        per_day = figures["minutes_per_day"]
+            "availability_pct": result.availability_pct, "sla_pct": uplink.sla_pct, "sla_met": result.sla_met,
+            **{f"{c.name.lower()}_min": count for c, count in result.minutes.items()},
+            "allowed_down_min": result.allowed_down_min, "outages": len(result.outages)}, month.start_s))
         for index, at in enumerate(days):
-            lines.append(point("report_isp_day", tags, {f"{name}_min": counts[index]
-                                                        for name, counts in per_day.items()}, at))
-        for outage in figures["outages"]:
-            start = int(datetime.fromisoformat(outage["start"]).timestamp())
+            lines.append(point("report_isp_day", tags, {f"{c.name.lower()}_min": int(counts[index])
+                                                        for c, counts in result.per_day.items()}, at))
+        for outage in result.outages:
             lines.append(point("report_isp_outage", tags, {
-                "end": outage["end"][:16].replace("T", " "), "duration_min": outage["duration_min"],
-                "cause": outage["cause"], "loss_pct": outage["loss_pct"], "link_down_min": outage["link_down_min"],
-                "power_out_min": outage["power_out_min"]}, start))
+                "end": f"{month.local(outage.end_minute):%Y-%m-%d %H:%M}", "duration_min": outage.duration_min,
+                "cause": outage.cause.name.lower(), "loss_pct": outage.loss_pct,
+                "link_down_min": outage.link_down_min, "power_out_min": outage.power_out_min},
+                month.epoch_of(outage.start_minute)))
     return [line for line in lines if line]
 
 
@@ -164,9 +160,9 @@ def battery_points(doc: ReportDocument, site: Site, month: ReportMonth) -> list[
     return [line for line in lines if line]
 
 
-def month_points(isp: ReportDocument, energy: ReportDocument, battery: ReportDocument, site: Site,
+def month_points(isp: Sequence[UplinkMonth], energy: ReportDocument, battery: ReportDocument, site: Site,
                  month: ReportMonth) -> list[str]:
-    """Every point of `site`'s month, from its three reports."""
+    """Every point of `site`'s month, from its three reports (the ISP report's uplink months)."""
     return isp_points(isp, site, month) + energy_points(energy, site, month) + battery_points(battery, site, month)
 
 
@@ -184,8 +180,8 @@ def store_month(client: InfluxQLClient, writer: LineWriter, site: Site, month: R
     core.influxql's InfluxError); a failed write raises core.influx_write's InfluxWriteError, and
     running it again repairs the month."""
     source = ReportSource(client, site.id, month)
-    lines = month_points(isp_report(source, site), energy_report(source, site), battery_report(source, site), site,
-                         month)
+    lines = month_points(uplink_months(site, month, read_inputs(source, site)), energy_report(source, site),
+                         battery_report(source, site), site, month)
     client.execute(delete_statement(site.id, month))
     for chunk in range(0, len(lines), LINES_PER_WRITE):
         writer.write(lines[chunk:chunk + LINES_PER_WRITE])
@@ -238,7 +234,5 @@ def daily_store_trigger(site: Site) -> CronTrigger:
 
 def schedule_daily_stores(scheduler: Any, store: MonthStore, sites: Sequence[Site]) -> None:
     """One cron job per site on an APScheduler 3.x scheduler (started by the caller)."""
-    for site in sites:
-        scheduler.add_job(store.store_month_of_yesterday, daily_store_trigger(site), args=[site],
-                          id=f"report-store-{site.id}", name=f"monthly figures of {site.id} into InfluxDB",
-                          misfire_grace_time=MISFIRE_GRACE_S, coalesce=True, replace_existing=True)
+    schedule_per_site(scheduler, store.store_month_of_yesterday, daily_store_trigger, sites, "report-store",
+                      "monthly figures of {site} into InfluxDB")

@@ -15,4 +15,4 @@ router = APIRouter(prefix="/feed", tags=["events"], responses=ERROR_RESPONSES)
 async def get_feed(_: Viewer, services: ServicesDep) -> FeedOut:
     """While `mqtt_connected` is false, device states are frozen at their last known values (no device
     is judged stale), and the live stream sends a `feed` event at every change."""
-    return feed_out(services.feed.state if services.feed is not None else None)
+    return feed_out(services.feed.watch.state if services.feed is not None else None)

@@ -20,10 +20,37 @@ const CHARTS = [
   { name: "people", title: "charts.people", kind: "occupancy", metric: "people", agg: "max" },
 ];
 
-function historyPath(siteId, kind, metric, agg, startIso, endIso) {
+function historyPath(siteId, kind, metrics, agg, startIso, endIso) {
   const q = new URLSearchParams({ kind, start: startIso, end: endIso, interval: CHART_INTERVAL, agg });
-  q.append("metrics", metric);
+  for (const metric of metrics) q.append("metrics", metric);
   return `/history/${encodeURIComponent(siteId)}?${q}`;
+}
+
+// The metrics the charts of `kind` read with `agg`: latency and loss, for the uplinks.
+function chartMetrics(kind, agg) {
+  return CHARTS.filter((c) => c.kind === kind && c.agg === agg).map((c) => c.metric);
+}
+
+// One request per kind, aggregate and metrics in a load of a site's charts, shared by the charts that
+// ask for it: the latency and loss charts read one answer holding both.
+function historyOf(site, range) {
+  const [startIso, endIso] = range.map((s) => new Date(s * 1000).toISOString());
+  const asked = new Map();
+  return (kind, agg, metrics = chartMetrics(kind, agg)) => {
+    const key = [kind, agg, ...metrics].join("/");
+    if (!asked.has(key)) asked.set(key, api(historyPath(site.id, kind, metrics, agg, startIso, endIso)));
+    return asked.get(key);
+  };
+}
+
+// An answer for several metrics has a bucket wherever any of them has a value; keep the buckets, and
+// the devices, with a value of `metric`: what an answer for `metric` alone would hold.
+function seriesOf(series, metric) {
+  return series.map((s) => {
+    const values = s.values[metric] || [];
+    const kept = s.times.flatMap((ts, i) => (values[i] == null ? [] : [i]));
+    return { device: s.device, times: kept.map((i) => s.times[i]), values: { [metric]: kept.map((i) => values[i]) } };
+  }).filter((s) => s.times.length > 0);
 }
 
 // One x axis (seconds) for every device's series; a device without a value in a bucket gets null
@@ -100,14 +127,13 @@ function drawChart(entry, timeZone) {
   entry.plot = new uPlot(options, data, box);
 }
 
-async function loadChart(site, spec, box, range) {
-  const [startIso, endIso] = range.map((s) => new Date(s * 1000).toISOString());
+async function loadChart(site, spec, box, range, history) {
   const entry = { box, spec, range, bands: [] };
-  const answer = await api(historyPath(site.id, spec.kind, spec.metric, spec.agg, startIso, endIso));
-  entry.data = alignSeries(answer.series, spec.metric);
-  entry.labels = answer.series.map((s) => deviceName(site.id, s.device));
+  const series = seriesOf((await history(spec.kind, spec.agg)).series, spec.metric);
+  entry.data = alignSeries(series, spec.metric);
+  entry.labels = series.map((s) => deviceName(site.id, s.device));
   if (spec.name === "soc") {
-    const grid = await api(historyPath(site.id, "inverter", "grid_v", "min", startIso, endIso));
+    const grid = await history("inverter", "min", ["grid_v"]);
     entry.bands = outageBands(grid.series, grid.interval_s);
   }
   return entry;
@@ -121,10 +147,11 @@ async function loadCharts(site, container) {
       el("div", { class: "chart-grid" }, ...CHARTS.map((spec) => el("div", { class: "chart", "data-chart": spec.name }))));
   }
   const drawn = facmonCharts[site.id] = facmonCharts[site.id] || {};
+  const history = historyOf(site, range);
   for (const spec of CHARTS) {
     const box = container.querySelector(`[data-chart="${spec.name}"]`);
     try {
-      const entry = await loadChart(site, spec, box, range);
+      const entry = await loadChart(site, spec, box, range, history);
       if (drawn[spec.name] && drawn[spec.name].plot) drawn[spec.name].plot.destroy();
       drawn[spec.name] = entry;
       drawChart(entry, site.timezone);

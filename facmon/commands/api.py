@@ -17,7 +17,7 @@ from api.app import create_app, publish_device_events
 from api.deps import ApiServices, NotReady
 from api.device_states import DeviceStates
 from api.events import EventHub
-from api.feed import FeedWatch
+from api.feed import FeedWatch, LiveFeed
 from api.history import HistoryReader
 from api.keys import KeyStore
 from api.metrics import ApiMetrics
@@ -149,8 +149,7 @@ def wired_services(config: FacmonConfig, clock: Clock) -> Iterator[ApiServices]:
     services.readiness = checks
     services.extra_metrics = extra
     services.background = [subscription]
-    services.feed_connected = lambda: subscription.subscribed
-    services.feed = FeedWatch(settings.stale_after_s)
+    services.feed = LiveFeed(lambda: subscription.subscribed, FeedWatch(settings.stale_after_s))
     services.pollers = [AlertFeed(store, hub, start_at=clock.now()).poll]
     try:
         yield services

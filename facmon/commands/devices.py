@@ -10,8 +10,8 @@ import sys
 
 from core.clock import Clock, SystemClock
 from core.config import FacmonConfig
-from core.contract import KINDS, DeviceKey, Kind, TopicError, parse_topic
-from facmon.retire import add_retire_action, check_site_id, run_retire
+from core.contract import KINDS, TOPIC_PREFIX, Channel, DeviceKey, TopicError, parse_topic
+from facmon.retire import add_retire_action, run_retire
 
 HELP = "forget a device that is gone: clear its retained status, latest state and open alerts (history stays)"
 
@@ -24,15 +24,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def parse_device(text: str) -> DeviceKey:
-    """`site/kind/device` → its key. Raises ValueError naming what is wrong."""
-    parts = text.split("/")
-    if len(parts) != 3:
+    """`site/kind/device` → its key, checked as the device's status topic is (core.contract.parse_topic).
+    Raises ValueError naming what is wrong."""
+    if text.count("/") != 2:
         raise ValueError(f"{text!r}: give the device as SITE/KIND/DEVICE, e.g. park/inverter/inv-9")
-    check_site_id(parts[0])
-    if parts[1] not in {k.value for k in Kind}:
-        raise ValueError(f"{text!r}: kind {parts[1]!r} is not one of {', '.join(k.value for k in KINDS)}")
     try:
-        return parse_topic(DeviceKey(parts[0], Kind(parts[1]), parts[2]).status_topic()).device
+        return parse_topic(f"{TOPIC_PREFIX}/{text}/{Channel.STATUS.value}").device
     except TopicError as err:
         raise ValueError(f"{text!r}: {err}") from None
 

@@ -153,7 +153,7 @@ def choose_site_id(site: Site, requested: str | None, into_live_site: bool, stac
     chosen = requested or (site_id_for_tests(site.id) if stack.is_live(site.id) else site.id)
     if stack.is_live(chosen):
         raise ValueError(f"site {chosen!r} is live: the stack at {stack.broker_url} watches it "
-                         f"({stack.live_sites[chosen]}). A test run publishes under a site id of its own "
+                         f"({stack.live_sites[chosen].path}). A test run publishes under a site id of its own "
                          f"(default {site_id_for_tests(chosen)}); to write into the live site itself, add "
                          "--into-live-site")
     return chosen

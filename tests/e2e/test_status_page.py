@@ -233,6 +233,10 @@ def test_charts_draw_the_last_day_from_history_in_the_urdu_ui(
             Reading(INV, ms, i, {"battery_soc_pct": soc[i], "grid_v": grid_v[i], "grid_ok": grid_v[i] > 0}),
             Reading(UPLINK, ms, i, {"isp": "PTCL", "rtt_ms": rtt[i], "loss_pct": 1.0 * i, "link_up": True}),
             Reading(ROOM, ms, i, {"room": "کمرہ 1", "occupied": people[i] > 0, "people": people[i]})]
+    # Then a bucket in which every probe was lost: a loss and no round-trip time.
+    lost = buckets[-1] + 300
+    readings.append(Reading(UPLINK, (lost + 10) * 1000, 6, {"isp": "PTCL", "rtt_ms": None, "loss_pct": 100.0,
+                                                            "link_up": True}))
     write_readings(influx_db, readings)
 
     with served(stack_config(tmp_path, mosquitto, influx_db)) as (base, services):
@@ -250,8 +254,12 @@ def test_charts_draw_the_last_day_from_history_in_the_urdu_ui(
         assert drawn["soc"]["data"] == [buckets, soc]
         assert drawn["soc"]["labels"] == ["Admin block"]
         assert drawn["soc"]["bands"] == [[buckets[2], buckets[4]]]  # the two buckets with the grid at 0 V
-        assert drawn["rtt"]["data"] == [buckets, rtt] and drawn["rtt"]["labels"] == ["PTCL"]
-        assert drawn["loss"]["data"] == [buckets, [1.0 * i for i in range(6)]]
+        assert drawn["rtt"]["data"] == [buckets, rtt] and drawn["rtt"]["labels"] == ["PTCL"]  # no gap at `lost`
+        assert drawn["loss"]["data"] == [[*buckets, lost], [*(1.0 * i for i in range(6)), 100.0]]
+        # latency and loss from one request for both
+        uplink_requests = page.evaluate("""() => performance.getEntriesByType('resource').map((e) => e.name)
+            .filter((url) => url.includes('/api/v1/history/park?') && url.includes('kind=uplink'))""")
+        assert len(uplink_requests) == 1 and "metrics=rtt_ms&metrics=loss_pct" in uplink_requests[0]
         assert drawn["people"]["data"] == [buckets, people] and drawn["people"]["labels"] == ["کمرہ 1"]
         assert all(chart["canvas"] for chart in drawn.values())
 
@@ -298,8 +306,9 @@ def test_a_lost_broker_feed_is_a_banner_not_every_device_offline(
         # Past the stale limit (5 s) since the last reading, the API still holds it online.
         last_seen = services.states.get(INV).last_seen
         poll_until(lambda: SystemClock().now() > last_seen + 7, 15, what="the stale limit passed")
-        poll_until(lambda: services.feed is not None and services.feed.state.since is not None
-                   and SystemClock().now() > services.feed.state.since + 3, 10, what="sweeps while the feed is lost")
+        poll_until(lambda: services.feed is not None and services.feed.watch.state.since is not None
+                   and SystemClock().now() > services.feed.watch.state.since + 3, 10,
+                   what="sweeps while the feed is lost")
         assert services.states.get(INV).presence == "online"
         expect(page.locator(".card .presence.down")).to_have_count(0)
 

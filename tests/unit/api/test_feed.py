@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from api.app import sweep_once
 from api.events import LiveEvent
-from api.feed import FeedWatch
+from api.feed import FeedWatch, LiveFeed
 from api.keys import Role
 from tests.unit.api.harness import ApiHarness
 from tests.unit.api.test_app import inverter_reading
@@ -27,8 +27,7 @@ def test_feed_watch_judges_silence_only_a_stale_limit_after_the_feed_is_back() -
 
 def test_a_lost_feed_keeps_devices_online_and_is_reported(api: ApiHarness) -> None:
     connected = [True]
-    api.services.feed_connected = lambda: connected[0]
-    api.services.feed = FeedWatch(api.services.settings.stale_after_s)
+    api.services.feed = LiveFeed(lambda: connected[0], FeedWatch(api.services.settings.stale_after_s))
     published: list[LiveEvent] = []
     api.services.hub.publish = published.append  # type: ignore[method-assign]
     assert api.client.get("/api/v1/feed", headers=api.headers(Role.VIEWER)).json() == {

@@ -14,6 +14,7 @@ from core.clock import FakeClock
 from core.site import load_site
 from reports.document import ReportDocument
 from reports.mail import MonthlyMail, monthly_message, monthly_trigger, previous_month, schedule_monthly
+from reports.schedule import MISFIRE_GRACE_S
 from simulators.scenario import DEFAULT_SITE
 
 KARACHI = ZoneInfo("Asia/Karachi")
@@ -41,7 +42,8 @@ def test_one_job_per_site_on_the_scheduler() -> None:
     scheduler.start(paused=True)
     try:
         [job] = scheduler.get_jobs()
-        assert job.id == "monthly-mail-park" and job.args == (site,)
+        assert job.id == "monthly-mail-park" and job.args == (site,) and job.name == "monthly reports of park"
+        assert (job.misfire_grace_time, job.coalesce) == (MISFIRE_GRACE_S, True)
         assert (job.next_run_time.day, job.next_run_time.hour, job.next_run_time.minute) == (1, 9, 0)
         assert str(job.next_run_time.tzinfo) == "Asia/Karachi"
     finally:

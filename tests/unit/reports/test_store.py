@@ -13,6 +13,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from core.clock import FakeClock
 from core.site import load_site
 from reports.month import BadMonth, ReportMonth
+from reports.schedule import MISFIRE_GRACE_S
 from reports.store import (
     MEASUREMENTS,
     MonthStore,
@@ -75,6 +76,8 @@ def test_one_store_job_per_site_on_the_scheduler() -> None:
     try:
         [job] = scheduler.get_jobs()
         assert job.id == "report-store-park" and job.args == (site,)
+        assert job.name == "monthly figures of park into InfluxDB"
+        assert (job.misfire_grace_time, job.coalesce) == (MISFIRE_GRACE_S, True)
         assert (job.next_run_time.hour, job.next_run_time.minute, str(job.next_run_time.tzinfo)) == (
             0, 30, "Asia/Karachi")
     finally:

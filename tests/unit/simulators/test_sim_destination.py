@@ -14,7 +14,7 @@ from core.config import FacmonConfig, load_config
 from core.contract import DeviceKey, Kind
 from core.site import iter_devices, load_site
 from facmon.commands.simulate import WithoutFarewell, choose_site_id, is_farewell
-from facmon.live_stack import LiveStack, find_live_stack
+from facmon.live_stack import LiveSite, LiveStack, find_live_stack
 from simulators.publish import MemoryPublisher
 from simulators.run import run_simulation
 from simulators.scenario import DEFAULT_SITE, load_scenario, resolve_scenario
@@ -28,18 +28,22 @@ def _config(**env: str) -> FacmonConfig:
     return load_config(None, {f"FACMON_{k.upper()}": v for k, v in env.items()})
 
 
+def _paths(stack: LiveStack) -> dict[str, Path]:
+    return {site_id: live.path for site_id, live in stack.live_sites.items()}
+
+
 def test_a_running_facmon_up_is_found_on_its_local_port_and_watches_the_demo_park() -> None:
     asked: list[tuple[str, int]] = []
     stack = find_live_stack(_config(), lambda host, port: asked.append((host, port)) or True)
     assert asked == [("127.0.0.1", 11883)]
     assert (stack.mqtt.host, stack.mqtt.port, stack.is_facmon_up) == ("127.0.0.1", 11883, True)
     assert "running `facmon up`" in stack.broker_origin
-    assert dict(stack.live_sites) == {"park": DEFAULT_SITE}
+    assert _paths(stack) == {"park": DEFAULT_SITE} and stack.live_sites["park"].site == PARK
 
 
 def test_without_facmon_up_the_mqtt_defaults_and_no_live_site() -> None:
     stack = find_live_stack(_config(), lambda host, port: False)
-    assert (stack.mqtt.port, dict(stack.live_sites)) == (1883, {})
+    assert (stack.mqtt.port, _paths(stack)) == (1883, {})
     assert "FACMON_MQTT__PORT" in stack.broker_origin
 
 
@@ -52,13 +56,18 @@ def test_configured_mqtt_wins_and_its_sites_are_the_live_ones(tmp_path: Path) ->
 
     stack = find_live_stack(_config(mqtt__host="broker.lan", mqtt__port="1884", sites__files=str(site)), never)
     assert (stack.mqtt.host, stack.mqtt.port, stack.is_facmon_up) == ("broker.lan", 1884, False)
-    assert dict(stack.live_sites) == {"shop": site}
+    assert _paths(stack) == {"shop": site} and stack.live_sites["shop"].site.id == "shop"
     # facmon up's own children: the local broker configured through the environment, the demo park live.
     child = find_live_stack(_config(mqtt__port="11883"), never)
-    assert child.is_facmon_up and dict(child.live_sites) == {"park": DEFAULT_SITE}
+    assert child.is_facmon_up and _paths(child) == {"park": DEFAULT_SITE}
 
 
-LIVE = LiveStack(FacmonConfig().mqtt, "test", {"park": DEFAULT_SITE})
+def _live(site_id: str) -> LiveStack:
+    """A stack watching `site_id`, described by the park's file."""
+    return LiveStack(FacmonConfig().mqtt, "test", {site_id: LiveSite(DEFAULT_SITE, PARK)})
+
+
+LIVE = _live("park")
 SANDBOX = LiveStack(FacmonConfig().mqtt, "test", {})
 
 
@@ -67,12 +76,10 @@ def test_a_test_run_gets_a_site_id_of_its_own_beside_the_live_site() -> None:
     assert choose_site_id(PARK, "lab-1", False, LIVE) == "lab-1"
     assert choose_site_id(PARK, None, False, SANDBOX) == "park"  # nothing watches it: the file's id
     assert choose_site_id(PARK, None, True, LIVE) == "park"
-    assert choose_site_id(PARK.model_copy(update={"id": "x" * 64}), None, False,
-                          LiveStack(FacmonConfig().mqtt, "t", {"x" * 64: DEFAULT_SITE})) == "test-" + "x" * 59
+    assert choose_site_id(PARK.model_copy(update={"id": "x" * 64}), None, False, _live("x" * 64)) == "test-" + "x" * 59
     # A site named test-... is a test site, even listed in sites.files (so the stack accepts its readings).
     test_site = PARK.model_copy(update={"id": "test-park"})
-    assert choose_site_id(test_site, None, False, LiveStack(FacmonConfig().mqtt, "t", {"test-park": DEFAULT_SITE})
-                          ) == "test-park"
+    assert choose_site_id(test_site, None, False, _live("test-park")) == "test-park"
 
 
 @pytest.mark.parametrize(("requested", "into_live", "message"), [
