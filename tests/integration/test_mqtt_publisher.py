@@ -1,12 +1,19 @@
 """The publishing layer's batched path (`core.mqtt_publisher.Publisher.publish_many` over
 `core.mqtt_batch.BatchClient`) against a real Mosquitto: a broker restart in the middle of a run of
 batches loses nothing, the in-flight window is never exceeded, and while the broker is away the queue
-takes what fits under `queue_limit` and refuses the rest, saying how many it took."""
+takes what fits under `queue_limit` and refuses the rest, saying how many it took. A broker whose MQTT 5
+Receive Maximum is below the publisher's window gets no more than that in flight, online, from the queue
+held while it was away, and from the re-sends after a restart that lowered it.
+
+Mosquitto 2.0.11 itself does not enforce its Receive Maximum (`max_inflight_messages`, announced in the
+CONNACK): sent 200 QoS 1 PUBLISHes at once with a maximum of 5, it acknowledges all 200 and keeps the
+connection (measured), so these tests watch the publisher's own in-flight count, not the broker."""
 
 from __future__ import annotations
 
 import logging
 import threading
+from typing import TYPE_CHECKING
 
 import paho.mqtt.client as mqtt
 
@@ -15,6 +22,9 @@ from core.mqtt_publisher import Publisher
 from core.settings.mqtt import MqttSettings
 from facmon.servers import Mosquitto
 from tests.support import poll_until
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 TOPICS = [f"facmon/v1/test/inverter/inv-{i}/reading" for i in range(10)]
 
@@ -130,3 +140,64 @@ def test_while_the_broker_is_away_the_queue_takes_what_fits_and_refuses_the_rest
     assert b"one more" not in {p for _, p in got}
     assert {(t, p) for t, p, _ in refused[50:]}.isdisjoint(got)
     _assert_every_message_arrived_in_order(got, sent)
+
+
+BROKER_RECEIVE_MAXIMUM = 5
+"""The broker's `max_inflight_messages`, which Mosquitto announces as its MQTT 5 Receive Maximum."""
+
+
+def _small_receive_maximum_broker(mosquitto_factory: Callable[..., Mosquitto]) -> Mosquitto:
+    return mosquitto_factory(extra_config=f"max_inflight_messages {BROKER_RECEIVE_MAXIMUM}\n")
+
+
+def _numbered(count: int) -> list[tuple[str, bytes, bool]]:
+    return [(TOPICS[seq % len(TOPICS)], b'{"seq":%d}' % seq, False) for seq in range(count)]
+
+
+def test_what_was_queued_while_the_broker_was_away_goes_out_within_its_receive_maximum(
+        mosquitto_factory: Callable[..., Mosquitto]) -> None:
+    broker = _small_receive_maximum_broker(mosquitto_factory)
+    listener = _Listener(broker)
+    poll_until(lambda: listener.client.is_connected(), 5, what="listener connected")
+    broker.stop()
+    publisher = _publisher(broker, max_inflight=50, queue_limit=1000)
+    client = publisher._client
+    messages = _numbered(200)
+    try:
+        publisher.open(wait_s=0)
+        assert publisher.publish_many(messages) == 200
+        broker.start()
+        broker.wait_ready(10)
+        poll_until(lambda: publisher.unacknowledged() == 0, 30, what="the queue sent once the broker is up")
+        poll_until(lambda: len(listener.got()) >= 200, 30, what="the 200 messages at the listener")
+        assert publisher.close() == 0
+    finally:
+        publisher.stop()
+        listener.close()
+    assert client.window == BROKER_RECEIVE_MAXIMUM
+    assert client.peak_unacked <= BROKER_RECEIVE_MAXIMUM
+    assert client.resent == 0 and client.refused == {}
+    assert listener.got() == [(topic, payload) for topic, payload, _ in messages]  # in order, none lost or doubled
+
+
+def test_a_connected_publisher_keeps_within_the_brokers_receive_maximum(
+        mosquitto_factory: Callable[..., Mosquitto]) -> None:
+    broker = _small_receive_maximum_broker(mosquitto_factory)
+    listener = _Listener(broker)
+    publisher = _publisher(broker, max_inflight=50, queue_limit=1000)
+    client = publisher._client
+    messages = _numbered(600)
+    try:
+        poll_until(lambda: listener.client.is_connected(), 5, what="listener connected")
+        assert publisher.open(wait_s=5)
+        assert publisher.publish_many(messages[:500]) == 500  # one run: all but 5 wait
+        for message in messages[500:]:
+            assert publisher.publish(*message)
+        assert publisher.close() == 0
+        poll_until(lambda: len(listener.got()) >= 600, 30, what="the 600 messages at the listener")
+    finally:
+        publisher.stop()
+        listener.close()
+    assert client.window == BROKER_RECEIVE_MAXIMUM
+    assert client.peak_unacked <= BROKER_RECEIVE_MAXIMUM
+    assert listener.got() == [(topic, payload) for topic, payload, _ in messages]
