@@ -7,7 +7,7 @@ held while it was away, and from the re-sends after a restart that lowered it.
 
 Mosquitto 2.0.11 itself does not enforce its Receive Maximum (`max_inflight_messages`, announced in the
 CONNACK): sent 200 QoS 1 PUBLISHes at once with a maximum of 5, it acknowledges all 200 and keeps the
-connection (measured), so these tests watch the publisher's own in-flight count, not the broker."""
+connection (measured), so these tests watch the wire between publisher and broker (`InFlightTap`)."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from core.clock import SystemClock
 from core.mqtt_publisher import Publisher
 from core.settings.mqtt import MqttSettings
 from facmon.servers import Mosquitto
+from tests.relay import MqttPackets, Relay, Watcher
 from tests.support import poll_until
 
 if TYPE_CHECKING:
@@ -57,8 +58,9 @@ class _Listener:
         self.client.loop_stop()
 
 
-def _publisher(broker: Mosquitto, **kwargs: int) -> Publisher:
-    settings = MqttSettings(host=broker.host, port=broker.port, reconnect_min_s=0.1, reconnect_max_s=0.5)
+def _publisher(broker: Mosquitto, via: Relay | None = None, **kwargs: int) -> Publisher:
+    settings = MqttSettings(host=broker.host, port=broker.port if via is None else via.port,
+                            reconnect_min_s=0.1, reconnect_max_s=0.5)
     return Publisher(settings, "test-batched-publisher", SystemClock(), stage="a test publisher",
                      log=logging.getLogger("test"), **kwargs)
 
@@ -146,6 +148,41 @@ BROKER_RECEIVE_MAXIMUM = 5
 """The broker's `max_inflight_messages`, which Mosquitto announces as its MQTT 5 Receive Maximum."""
 
 
+class InFlightTap(Relay):
+    """In front of the broker: for each connection relayed, the most QoS 1 PUBLISHes the client had sent
+    and not seen acknowledged at once (`peaks`, one a connection, in order). A PUBACK is counted before
+    it is passed on and a PUBLISH once it has arrived, so the count is never above what the client
+    really had in flight: a peak above the broker's maximum is a real breach."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self.peaks: list[int] = []
+        self._lock = threading.Lock()
+        super().__init__(upstream_port)
+
+    def _watchers(self) -> tuple[Watcher, Watcher]:
+        with self._lock:
+            connection = len(self.peaks)
+            self.peaks.append(0)
+        in_flight: set[int] = set()
+        from_client, from_broker = MqttPackets(), MqttPackets()
+
+        def publishes(data: bytes) -> None:
+            for first_byte, body in from_client.feed(data):
+                if first_byte & 0xF6 == 0x32:  # PUBLISH at QoS 1, whatever its DUP and retain flags
+                    topic_end = 2 + (body[0] << 8 | body[1])
+                    with self._lock:
+                        in_flight.add(body[topic_end] << 8 | body[topic_end + 1])
+                        self.peaks[connection] = max(self.peaks[connection], len(in_flight))
+
+        def pubacks(data: bytes) -> None:
+            for first_byte, body in from_broker.feed(data):
+                if first_byte == 0x40:
+                    with self._lock:
+                        in_flight.discard(body[0] << 8 | body[1])
+
+        return publishes, pubacks
+
+
 def _small_receive_maximum_broker(mosquitto_factory: Callable[..., Mosquitto]) -> Mosquitto:
     return mosquitto_factory(extra_config=f"max_inflight_messages {BROKER_RECEIVE_MAXIMUM}\n")
 
@@ -160,7 +197,8 @@ def test_what_was_queued_while_the_broker_was_away_goes_out_within_its_receive_m
     listener = _Listener(broker)
     poll_until(lambda: listener.client.is_connected(), 5, what="listener connected")
     broker.stop()
-    publisher = _publisher(broker, max_inflight=50, queue_limit=1000)
+    tap = InFlightTap(broker.port)
+    publisher = _publisher(broker, tap, max_inflight=50, queue_limit=1000)
     client = publisher._client
     messages = _numbered(200)
     try:
@@ -174,7 +212,9 @@ def test_what_was_queued_while_the_broker_was_away_goes_out_within_its_receive_m
     finally:
         publisher.stop()
         listener.close()
+        tap.close()
     assert client.window == BROKER_RECEIVE_MAXIMUM
+    assert tap.peaks and max(tap.peaks) <= BROKER_RECEIVE_MAXIMUM
     assert client.peak_unacked <= BROKER_RECEIVE_MAXIMUM
     assert client.resent == 0 and client.refused == {}
     assert listener.got() == [(topic, payload) for topic, payload, _ in messages]  # in order, none lost or doubled
@@ -184,7 +224,8 @@ def test_a_connected_publisher_keeps_within_the_brokers_receive_maximum(
         mosquitto_factory: Callable[..., Mosquitto]) -> None:
     broker = _small_receive_maximum_broker(mosquitto_factory)
     listener = _Listener(broker)
-    publisher = _publisher(broker, max_inflight=50, queue_limit=1000)
+    tap = InFlightTap(broker.port)
+    publisher = _publisher(broker, tap, max_inflight=50, queue_limit=1000)
     client = publisher._client
     messages = _numbered(600)
     try:
@@ -198,6 +239,41 @@ def test_a_connected_publisher_keeps_within_the_brokers_receive_maximum(
     finally:
         publisher.stop()
         listener.close()
+        tap.close()
     assert client.window == BROKER_RECEIVE_MAXIMUM
+    assert len(tap.peaks) == 1 and tap.peaks[0] <= BROKER_RECEIVE_MAXIMUM
     assert client.peak_unacked <= BROKER_RECEIVE_MAXIMUM
     assert listener.got() == [(topic, payload) for topic, payload, _ in messages]
+
+
+def test_after_a_restart_that_lowers_the_receive_maximum_the_resends_keep_within_it(mosquitto: Mosquitto) -> None:
+    listener = _Listener(mosquitto)
+    tap = InFlightTap(mosquitto.port)
+    publisher = _publisher(mosquitto, tap, max_inflight=50, queue_limit=5000)
+    client = publisher._client
+    sent: dict[str, list[bytes]] = {}
+    try:
+        poll_until(lambda: listener.client.is_connected(), 5, what="listener connected")
+        assert publisher.open(wait_s=5)
+        batch = _batch(range(0, 300), sent)  # 3,000 in one run: 50 in flight when the broker stops
+        assert publisher.publish_many(batch) == len(batch)
+        mosquitto.stop()
+        poll_until(lambda: not client.online, 10, what="the publisher noticing the broker is gone")
+        assert client.window == 50
+        mosquitto.extra_config = f"max_inflight_messages {BROKER_RECEIVE_MAXIMUM}\n"
+        mosquitto.start()
+        mosquitto.wait_ready(10)
+        poll_until(lambda: publisher.unacknowledged() == 0, 30, what="every message acknowledged")
+        total = sum(len(payloads) for payloads in sent.values())
+        poll_until(lambda: len(set(listener.got())) >= total, 30, what="every message at the listener")
+        assert publisher.close() == 0
+    finally:
+        publisher.stop()
+        listener.close()
+        tap.close()
+    assert client.resent > BROKER_RECEIVE_MAXIMUM, "the restart should have caught more in flight than the new maximum"
+    assert client.window == BROKER_RECEIVE_MAXIMUM
+    first, *after_the_restart = tap.peaks
+    assert first == 50, "the first write: a whole window before any PUBACK"
+    assert after_the_restart and max(after_the_restart) <= BROKER_RECEIVE_MAXIMUM
+    _assert_every_message_arrived_in_order(listener.got(), sent)
