@@ -10,6 +10,8 @@ import socket
 import threading
 from collections.abc import Callable, Iterator
 
+from paho.mqtt.properties import MalformedPacket, VariableByteIntegers
+
 Watcher = Callable[[bytes], None]
 """Called with each chunk of one direction of one connection, before the chunk is passed on."""
 
@@ -100,18 +102,13 @@ class MqttPackets:
         """The (first byte, rest after the remaining length) of every packet `data` completes."""
         buffer = self._buffer
         buffer += data
-        while True:
-            at, length, shift = 1, 0, 0
-            while at < len(buffer):
-                byte = buffer[at]
-                at += 1
-                length |= (byte & 0x7F) << shift
-                if byte < 0x80:
-                    break
-                shift += 7
-            else:
+        while len(buffer) > 1:
+            try:
+                length, length_size = VariableByteIntegers.decode(bytes(buffer[1:5]))
+            except MalformedPacket:
                 return  # the remaining length is not all here yet
-            if at + length > len(buffer):
+            end = 1 + length_size + length
+            if end > len(buffer):
                 return
-            yield buffer[0], bytes(buffer[at:at + length])
-            del buffer[:at + length]
+            yield buffer[0], bytes(buffer[1 + length_size:end])
+            del buffer[:end]
