@@ -329,15 +329,19 @@ class BatchClient(BufferedReadClient):
         """The next packet id from paho's counter that neither we nor paho have in flight (paho's
         publish() and subscribe() call this too, so the two never collide)."""
         with self._mid_generate_mutex:
-            self._last_mid = self._free_mid_after(self._last_mid)
-            return self._last_mid
+            mid = self._free_mid_after(self._last_mid)
+            while mid in self._resend:  # still ours, owed a re-send
+                mid = self._free_mid_after(mid)
+            self._last_mid = mid
+            return mid
 
     def _free_mid_after(self, mid: int) -> int:
         """With `_mid_generate_mutex` held: the first packet id after `mid` (wrapping 65,535 -> 1)
-        that neither we nor paho have in flight."""
+        that neither we nor paho have in flight. Ids owed a re-send are not looked at: `_send` runs only
+        when none are owed (they go first), and `_mid_generate` skips them itself."""
         for _ in range(65_536):
             mid = mid + 1 if mid < 65_535 else 1
-            if mid not in self._unacked and mid not in self._resend and mid not in self._out_messages:
+            if mid not in self._unacked and mid not in self._out_messages:
                 return mid
         raise RuntimeError("all 65,535 MQTT packet ids are in flight; lower max_inflight")
 
