@@ -3,7 +3,8 @@
 batches loses nothing, the in-flight window is never exceeded, and while the broker is away the queue
 takes what fits under `queue_limit` and refuses the rest, saying how many it took. A broker whose MQTT 5
 Receive Maximum is below the publisher's window gets no more than that in flight, online, from the queue
-held while it was away, and from the re-sends after a restart that lowered it.
+held while it was away, and from the re-sends after a restart that lowered it; over 3.1.1, which has
+no Receive Maximum, the publisher's own window holds.
 
 Mosquitto 2.0.11 itself does not enforce its Receive Maximum (`max_inflight_messages`, announced in the
 CONNACK): sent 200 QoS 1 PUBLISHes at once with a maximum of 5, it acknowledges all 200 and keeps the
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import paho.mqtt.client as mqtt
 
@@ -58,8 +59,9 @@ class _Listener:
         self.client.loop_stop()
 
 
-def _publisher(broker: Mosquitto, via: Relay | None = None, **kwargs: int) -> Publisher:
-    settings = MqttSettings(host=broker.host, port=broker.port if via is None else via.port,
+def _publisher(broker: Mosquitto, via: Relay | None = None, protocol: Literal["5", "3.1.1"] = "5",
+               **kwargs: int) -> Publisher:
+    settings = MqttSettings(host=broker.host, port=broker.port if via is None else via.port, protocol=protocol,
                             reconnect_min_s=0.1, reconnect_max_s=0.5)
     return Publisher(settings, "test-batched-publisher", SystemClock(), stage="a test publisher",
                      log=logging.getLogger("test"), **kwargs)
@@ -243,6 +245,30 @@ def test_a_connected_publisher_keeps_within_the_brokers_receive_maximum(
     assert client.window == BROKER_RECEIVE_MAXIMUM
     assert len(tap.peaks) == 1 and tap.peaks[0] <= BROKER_RECEIVE_MAXIMUM
     assert client.peak_unacked <= BROKER_RECEIVE_MAXIMUM
+    assert listener.got() == [(topic, payload) for topic, payload, _ in messages]
+
+
+def test_over_311_which_has_no_receive_maximum_the_configured_window_rules(
+        mosquitto_factory: Callable[..., Mosquitto]) -> None:
+    broker = _small_receive_maximum_broker(mosquitto_factory)
+    listener = _Listener(broker)
+    tap = InFlightTap(broker.port)
+    publisher = _publisher(broker, tap, protocol="3.1.1", max_inflight=50, queue_limit=1000)
+    client = publisher._client
+    messages = _numbered(500)
+    try:
+        poll_until(lambda: listener.client.is_connected(), 5, what="listener connected")
+        assert publisher.open(wait_s=5)
+        assert publisher.protocol_name == "3.1.1"
+        assert publisher.publish_many(messages) == 500
+        assert publisher.close() == 0
+        poll_until(lambda: len(listener.got()) >= 500, 30, what="the 500 messages at the listener")
+    finally:
+        publisher.stop()
+        listener.close()
+        tap.close()
+    assert client.window == 50
+    assert tap.peaks == [50], "the first write: a whole window before any PUBACK"
     assert listener.got() == [(topic, payload) for topic, payload, _ in messages]
 
 
