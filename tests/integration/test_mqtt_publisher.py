@@ -222,54 +222,51 @@ def test_what_was_queued_while_the_broker_was_away_goes_out_within_its_receive_m
     assert listener.got() == [(topic, payload) for topic, payload, _ in messages]  # in order, none lost or doubled
 
 
+class _ConnectedRun:
+    """600 numbered messages through `InFlightTap` from a connected publisher with a window of 50: 500
+    as one run (most of them wait), then 100 one at a time; then close and wait for them all."""
+
+    def __init__(self, broker: Mosquitto, protocol: Literal["5", "3.1.1"]) -> None:
+        listener = _Listener(broker)
+        self.tap = InFlightTap(broker.port)
+        publisher = _publisher(broker, self.tap, protocol=protocol, max_inflight=50, queue_limit=1000)
+        self.client = publisher._client
+        self.messages = _numbered(600)
+        try:
+            poll_until(lambda: listener.client.is_connected(), 5, what="listener connected")
+            assert publisher.open(wait_s=5)
+            self.protocol = publisher.protocol_name
+            assert publisher.publish_many(self.messages[:500]) == 500
+            for message in self.messages[500:]:
+                assert publisher.publish(*message)
+            assert publisher.close() == 0
+            poll_until(lambda: len(listener.got()) >= 600, 30, what="the 600 messages at the listener")
+        finally:
+            publisher.stop()
+            listener.close()
+            self.tap.close()
+        self.got = listener.got()
+
+    def arrived_in_order_once_each(self) -> bool:
+        return self.got == [(topic, payload) for topic, payload, _ in self.messages]
+
+
 def test_a_connected_publisher_keeps_within_the_brokers_receive_maximum(
         mosquitto_factory: Callable[..., Mosquitto]) -> None:
-    broker = _small_receive_maximum_broker(mosquitto_factory)
-    listener = _Listener(broker)
-    tap = InFlightTap(broker.port)
-    publisher = _publisher(broker, tap, max_inflight=50, queue_limit=1000)
-    client = publisher._client
-    messages = _numbered(600)
-    try:
-        poll_until(lambda: listener.client.is_connected(), 5, what="listener connected")
-        assert publisher.open(wait_s=5)
-        assert publisher.publish_many(messages[:500]) == 500  # one run: all but 5 wait
-        for message in messages[500:]:
-            assert publisher.publish(*message)
-        assert publisher.close() == 0
-        poll_until(lambda: len(listener.got()) >= 600, 30, what="the 600 messages at the listener")
-    finally:
-        publisher.stop()
-        listener.close()
-        tap.close()
-    assert client.window == BROKER_RECEIVE_MAXIMUM
-    assert len(tap.peaks) == 1 and tap.peaks[0] <= BROKER_RECEIVE_MAXIMUM
-    assert client.peak_unacked <= BROKER_RECEIVE_MAXIMUM
-    assert listener.got() == [(topic, payload) for topic, payload, _ in messages]
+    run = _ConnectedRun(_small_receive_maximum_broker(mosquitto_factory), "5")
+    assert run.client.window == BROKER_RECEIVE_MAXIMUM
+    assert len(run.tap.peaks) == 1 and run.tap.peaks[0] <= BROKER_RECEIVE_MAXIMUM
+    assert run.client.peak_unacked <= BROKER_RECEIVE_MAXIMUM
+    assert run.arrived_in_order_once_each()
 
 
 def test_over_311_which_has_no_receive_maximum_the_configured_window_rules(
         mosquitto_factory: Callable[..., Mosquitto]) -> None:
-    broker = _small_receive_maximum_broker(mosquitto_factory)
-    listener = _Listener(broker)
-    tap = InFlightTap(broker.port)
-    publisher = _publisher(broker, tap, protocol="3.1.1", max_inflight=50, queue_limit=1000)
-    client = publisher._client
-    messages = _numbered(500)
-    try:
-        poll_until(lambda: listener.client.is_connected(), 5, what="listener connected")
-        assert publisher.open(wait_s=5)
-        assert publisher.protocol_name == "3.1.1"
-        assert publisher.publish_many(messages) == 500
-        assert publisher.close() == 0
-        poll_until(lambda: len(listener.got()) >= 500, 30, what="the 500 messages at the listener")
-    finally:
-        publisher.stop()
-        listener.close()
-        tap.close()
-    assert client.window == 50
-    assert tap.peaks == [50], "the first write: a whole window before any PUBACK"
-    assert listener.got() == [(topic, payload) for topic, payload, _ in messages]
+    run = _ConnectedRun(_small_receive_maximum_broker(mosquitto_factory), "3.1.1")
+    assert run.protocol == "3.1.1"
+    assert run.client.window == 50
+    assert run.tap.peaks == [50], "the first write: a whole window before any PUBACK"
+    assert run.arrived_in_order_once_each()
 
 
 def test_after_a_restart_that_lowers_the_receive_maximum_the_resends_keep_within_it(mosquitto: Mosquitto) -> None:
