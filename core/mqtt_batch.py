@@ -13,20 +13,26 @@ and replaces only these:
   packet (CONNACK, PINGRESP, PUBACKs of messages sent through paho's `publish()`) goes through paho.
 
 Flow control and what is kept:
-- In flight: at most `window` messages sent and not yet acknowledged (the setting, capped by the
-  broker's receive maximum from the CONNACK), in `_unacked` as encoded packets.
-- Waiting: messages accepted beyond the window (or while no connection is up), in `_waiting`, sent
-  as acknowledgements make room (on paho's network thread) or when a connection is accepted.
-- Pending (in flight + waiting) is bounded by `max_pending`: `publish_batch` waits for room (the
-  simulators: back-pressure), `offer` waits while the broker is connected and acknowledging, and
-  otherwise takes only what fits (the publishing layer: a bounded queue while the broker is away).
+- In flight: at most `window` messages sent on the current connection and not yet acknowledged, in
+  `_unacked` as encoded packets. The window is the setting capped by the broker's MQTT 5 Receive
+  Maximum from the CONNACK (absent: 65,535; 3.1.1 has none), so a broker that allows fewer than the
+  setting (Mosquitto's default `max_inflight_messages` is 20) never has more than it allows.
+- Owed a re-send: what a lost connection left in flight, in `_resend`; on the next connection these
+  go first, as the window has room.
+- Waiting: messages accepted beyond the window or while no connection is up, in `_waiting`, sent as
+  acknowledgements make room (on paho's network thread) and, up to the window, when a connection is
+  accepted.
+- Pending (in flight + owed a re-send + waiting) is bounded by `max_pending`: `publish_batch` waits
+  for room (the simulators: back-pressure), `offer` waits while the broker is connected and
+  acknowledging, and otherwise takes only what fits (the publishing layer: a bounded queue while the
+  broker is away).
 - Nothing accepted is dropped: a message stays pending until its PUBACK arrives; after a reconnect
-  every unacknowledged message is sent again, in the original order, with the same packet id and
-  DUP set if it had been sent before (the broker may then deliver it twice; that is QoS 1).
+  every unacknowledged message is sent again before any waiting one, in the original order, with the
+  same packet id and DUP set (the broker may then deliver it twice; that is QoS 1).
 
 Threads: `publish_batch`, `offer`, `wait_all_acked` and `pending` from any one producer thread;
 paho's network thread (`loop_start`) does the socket I/O and tops the window up. `_flow` guards
-`_unacked`, `_waiting`, `_unsent`, `_online` and `_window`.
+`_unacked`, `_resend`, `_waiting`, `_online` and `_window`.
 """
 
 from __future__ import annotations
@@ -119,11 +125,13 @@ class BatchClient(BufferedReadClient):
     _clock: Clock
     _flow: threading.Condition
     _unacked: dict[int, bytes]
-    """Packet id -> the PUBLISH as first encoded (DUP clear), in the order they were queued."""
-    _unsent: int
-    """How many of `_unacked`, at its end, were queued while no connection was up (never sent: no DUP)."""
+    """In flight: packet id -> the PUBLISH as first encoded (DUP clear), sent on the current connection
+    and not yet acknowledged, in the order sent. Emptied into `_resend` when a new connection begins."""
+    _resend: dict[int, bytes]
+    """Owed a re-send: packet id -> the PUBLISH (DUP clear) that an earlier connection left unacknowledged,
+    the next to re-send *last* (so `popitem` takes it in O(1))."""
     _waiting: deque[Message]
-    """Accepted, not yet given a packet id: beyond the window, or held back before the first connection."""
+    """Accepted, not yet given a packet id: beyond the window, or accepted while no connection is up."""
     _window: int
     _window_setting: int
     _max_pending: int
@@ -137,7 +145,7 @@ class BatchClient(BufferedReadClient):
     """MQTT 5 PUBACK reason codes >= 0x80 (the broker did not accept the message), by code."""
     resent: int
     peak_unacked: int
-    """The most messages ever in flight at once (never above the window)."""
+    """The most messages ever in flight on one connection at once (never above that connection's window)."""
 
     @classmethod
     def for_session(cls, settings: MqttSettings, client_id: str, clock: Clock, max_inflight: int,
@@ -163,7 +171,7 @@ class BatchClient(BufferedReadClient):
         self._clock = clock
         self._flow = threading.Condition()
         self._unacked = {}
-        self._unsent = 0
+        self._resend = {}
         self._waiting = deque()
         self._window_setting = max(1, min(max_inflight, _MAX_WINDOW))
         self._window = self._window_setting
@@ -188,9 +196,12 @@ class BatchClient(BufferedReadClient):
         return self._online
 
     def pending(self) -> int:
-        """Messages accepted and not yet acknowledged (in flight and waiting)."""
+        """Messages accepted and not yet acknowledged (in flight, owed a re-send and waiting)."""
         with self._flow:
-            return len(self._unacked) + len(self._waiting)
+            return self._pending()
+
+    def _pending(self) -> int:
+        return len(self._unacked) + len(self._resend) + len(self._waiting)
 
     def publish_batch(self, messages: Iterable[Message], stall_timeout_s: float = 60.0) -> None:
         """Publish (topic, payload, retain) messages with QoS 1, in order, each once; blocks while
@@ -234,18 +245,19 @@ class BatchClient(BufferedReadClient):
         0 after `stall_timeout_s` without an acknowledgement (or at once offline, if `give_up_offline`)."""
         deadline = self._clock.monotonic() + stall_timeout_s
         seen = self.acked
-        while len(self._unacked) + len(self._waiting) >= self._max_pending:
+        while self._pending() >= self._max_pending:
             if self.acked != seen:
                 seen, deadline = self.acked, self._clock.monotonic() + stall_timeout_s
             elif self._clock.monotonic() > deadline or (give_up_offline and not self._online):
                 return 0
             self._flow.wait(0.05)
-        return self._max_pending - len(self._unacked) - len(self._waiting)
+        return self._max_pending - self._pending()
 
     def _accept(self, messages: Sequence[Message]) -> int:
-        """With `_flow` held and room for them: send what the window takes, keep the rest waiting."""
+        """With `_flow` held and room for them: send what the window takes, keep the rest waiting (all of
+        them while no connection is up: they are sent once the CONNACK tells the window)."""
         waiting = self._waiting
-        if waiting:
+        if waiting or self._resend or not self._online:
             waiting.extend(messages)
             self._fill_window()
         else:
@@ -259,15 +271,35 @@ class BatchClient(BufferedReadClient):
         return len(messages)
 
     def _fill_window(self) -> None:
-        """With `_flow` held: move waiting messages into the window while it has room."""
+        """With `_flow` held: if a connection is up, fill the window's room, first with the messages owed
+        a re-send, then with waiting ones."""
+        if not self._online:
+            return
+        room = self._window - len(self._unacked)
+        if room > 0 and self._resend:
+            room -= self._send_again(room)
         waiting = self._waiting
-        room = min(self._window - len(self._unacked), len(waiting))
+        room = min(room, len(waiting))
         if room > 0:
             self._send([waiting.popleft() for _ in range(room)])
 
+    def _send_again(self, room: int) -> int:
+        """With `_flow` held and a connection up: re-send up to `room` of the messages owed a re-send,
+        oldest first, with their packet ids and DUP set (the broker may have had them); how many."""
+        resend, unacked = self._resend, self._unacked
+        count = min(room, len(resend))
+        packets = []
+        for _ in range(count):
+            mid, packet = resend.popitem()
+            unacked[mid] = packet
+            packets.append(bytes((packet[0] | _DUP,)) + packet[1:])
+        self.resent += count
+        self._write(packets)
+        return count
+
     def _send(self, messages: Sequence[Message]) -> None:
-        """With `_flow` held: give `messages` packet ids, keep them in flight and queue them as one write
-        (or, with no connection up, leave them for the CONNACK to send)."""
+        """With `_flow` held and a connection up: give `messages` packet ids, keep them in flight and
+        queue them as one write."""
         properties = b"\x00" if self._protocol == mqtt.MQTTv5 else b""
         topics, unacked = self._topics, self._unacked
         packets = []
@@ -285,24 +317,28 @@ class BatchClient(BufferedReadClient):
                 unacked[mid] = packet
                 packets.append(packet)
             self._last_mid = mid
-        self.peak_unacked = max(self.peak_unacked, len(unacked))
-        # Offline (connecting, or between a lost connection and its CONNACK) the packets wait in
-        # `_unacked`; `_handle_connack` sends them. Queued only under `_flow`, so never before a CONNECT.
-        if self._online:
-            self._queue_publishes(b"".join(packets))
-        else:
-            self._unsent += len(packets)
+        self._write(packets)
+
+    def _write(self, packets: list[bytes]) -> None:
+        """With `_flow` held and a connection up: queue `packets`, now in `_unacked`, as one write.
+        (Queued only under `_flow` while `_online`, so never before the CONNECT of a new connection.)"""
+        self.peak_unacked = max(self.peak_unacked, len(self._unacked))
+        self._queue_publishes(b"".join(packets))
 
     def _mid_generate(self) -> int:
         """The next packet id from paho's counter that neither we nor paho have in flight (paho's
         publish() and subscribe() call this too, so the two never collide)."""
         with self._mid_generate_mutex:
-            self._last_mid = self._free_mid_after(self._last_mid)
-            return self._last_mid
+            mid = self._free_mid_after(self._last_mid)
+            while mid in self._resend:  # still ours, owed a re-send
+                mid = self._free_mid_after(mid)
+            self._last_mid = mid
+            return mid
 
     def _free_mid_after(self, mid: int) -> int:
         """With `_mid_generate_mutex` held: the first packet id after `mid` (wrapping 65,535 -> 1)
-        that neither we nor paho have in flight."""
+        that neither we nor paho have in flight. Ids owed a re-send are not looked at: `_send` runs only
+        when none are owed (they go first), and `_mid_generate` skips them itself."""
         for _ in range(65_536):
             mid = mid + 1 if mid < 65_535 else 1
             if mid not in self._unacked and mid not in self._out_messages:
@@ -319,9 +355,9 @@ class BatchClient(BufferedReadClient):
         Returns how many are still pending (0: all)."""
         deadline = self._clock.monotonic() + timeout_s
         with self._flow:
-            while (self._unacked or self._waiting) and self._clock.monotonic() < deadline:
+            while self._pending() and self._clock.monotonic() < deadline:
                 self._flow.wait(0.05)
-            return len(self._unacked) + len(self._waiting)
+            return self._pending()
 
     def take_over(self, other: BatchClient) -> None:
         """Take every message `other` still holds (its connection gave way to this client's, e.g. MQTT 5
@@ -329,16 +365,22 @@ class BatchClient(BufferedReadClient):
         more. `other`'s network loop must be stopped."""
         with other._flow:
             mqtt5 = other._protocol == mqtt.MQTTv5
-            carried = [decode_publish(packet, mqtt5) for packet in other._unacked.values()] + list(other._waiting)
-            other._unacked, other._waiting, other._unsent, other._max_pending = {}, deque(), 0, 0
+            packets = [*other._unacked.values(), *reversed(other._resend.values())]  # sent before the rest
+            carried = [decode_publish(packet, mqtt5) for packet in packets] + list(other._waiting)
+            other._unacked, other._resend, other._waiting, other._max_pending = {}, {}, deque(), 0
         self.publish_ahead(carried)
 
     # -- network thread ---------------------------------------------------------------------------------
     def reconnect(self) -> mqtt.MQTTErrorCode:
         # Before paho clears its output queue and writes CONNECT: from now until the CONNACK nothing of ours
-        # is queued (what was queued on the old connection is lost with it and re-sent from `_unacked`).
+        # is queued. What the old connection left in flight (queued or sent, perhaps received) is owed a
+        # re-send, ahead of anything still owed from before it: that connection re-sent in order, so what
+        # it had in flight came first.
         with self._flow:
             self._online = False
+            if self._unacked:
+                self._resend = {**self._resend, **dict(reversed(self._unacked.items()))}
+                self._unacked = {}
         self.drop_buffered_input()
         return super().reconnect()
 
@@ -351,15 +393,6 @@ class BatchClient(BufferedReadClient):
         broker_max = getattr(connack.properties, "ReceiveMaximum", 65_535) if connack.properties else 65_535
         with self._flow:
             self._window = max(1, min(self._window_setting, broker_max))
-            if self._unacked:
-                # Same ids, same order, DUP set on those sent before: the broker may have received some
-                # before the connection broke.
-                packets = list(self._unacked.values())
-                sent_before = len(packets) - self._unsent
-                self.resent += sent_before
-                self._queue_publishes(b"".join([bytes((p[0] | _DUP,)) + p[1:] for p in packets[:sent_before]]
-                                               + packets[sent_before:]))
-            self._unsent = 0
             self._online = True
             self._fill_window()
             self._flow.notify_all()
@@ -438,6 +471,6 @@ class BatchClient(BufferedReadClient):
     def _settled(self, acknowledged: int) -> None:
         """With `_flow` held: `acknowledged` of ours left the window; top it up and wake the producers."""
         self.acked += acknowledged
-        if self._waiting and self._online:
+        if self._resend or self._waiting:
             self._fill_window()
         self._flow.notify_all()

@@ -4,7 +4,8 @@ uses directly).
 
 On top of the session (`core.mqtt_session`: broker identity, 3.1.1 fallback):
 - QoS 1 publishing of one message (`publish`) or a run of them (`publish_many`: one write for the
-  run, PUBACKs counted in bulk), at most `max_inflight` unacknowledged on the wire;
+  run, PUBACKs counted in bulk), at most `max_inflight` unacknowledged on the wire, or the broker's
+  MQTT 5 Receive Maximum if lower (the rest waits, also what was queued while the broker was away);
 - a bounded queue: at most `queue_limit` messages pending (in flight and waiting). While the broker
   is connected and acknowledging, a publish waits for room (back-pressure); while it is unreachable
   the newest messages beyond the limit are refused (`publish` returns False, `publish_many` says how

@@ -9,9 +9,7 @@ connection through untouched."""
 
 from __future__ import annotations
 
-import contextlib
 import socket
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,75 +20,30 @@ from facmon.servers import Mosquitto
 from tests.integration.collector.harness import Publisher
 from tests.integration.test_rules_notifiers import CaptureServer
 from tests.integration.test_rules_service import _inverter, _service
+from tests.relay import Relay
 from tests.support import poll_until
 
 CONNACK_UNSUPPORTED_VERSION_V5 = bytes([0x20, 0x03, 0x00, 0x84, 0x00])
 INV = DeviceKey("park", Kind.INVERTER, "inv-a")
 
 
-class Refuses5:
+class Refuses5(Relay):
     """A TCP stand-in on a free loopback port: MQTT 5 CONNECTs refused, 3.1.1 relayed to `upstream_port`."""
 
     def __init__(self, upstream_port: int) -> None:
-        self._upstream_port = upstream_port
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._listener.settimeout(0.2)
-        self.port = self._listener.getsockname()[1]
         self.refused = 0
         self.relayed = 0
-        self._sockets: list[socket.socket] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._accept, daemon=True)
-        self._thread.start()
+        super().__init__(upstream_port)
 
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            self._sockets.append(conn)
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def _serve(self, conn: socket.socket) -> None:
-        conn.settimeout(5)
-        try:
-            head = conn.recv(4096)  # a CONNECT's first bytes: fixed header, "MQTT", protocol level
-        except OSError:
-            return
-        name_at = next(i for i in range(1, 5) if head[i] < 0x80) + 1  # past the remaining-length bytes
-        if len(head) > name_at + 6 and head[name_at:name_at + 6] == b"\x00\x04MQTT" and head[name_at + 6] == 5:
+    def _admit(self, conn: socket.socket, first: bytes) -> bool:
+        # `first`: a CONNECT's first bytes: fixed header, "MQTT", protocol level
+        name_at = next(i for i in range(1, 5) if first[i] < 0x80) + 1  # past the remaining-length bytes
+        if len(first) > name_at + 6 and first[name_at:name_at + 6] == b"\x00\x04MQTT" and first[name_at + 6] == 5:
             self.refused += 1
             conn.sendall(CONNACK_UNSUPPORTED_VERSION_V5)
-            conn.close()
-            return
+            return False
         self.relayed += 1
-        upstream = socket.create_connection(("127.0.0.1", self._upstream_port))
-        self._sockets.append(upstream)
-        upstream.sendall(head)
-        conn.settimeout(None)
-        threading.Thread(target=self._pump, args=(upstream, conn), daemon=True).start()
-        self._pump(conn, upstream)
-
-    @staticmethod
-    def _pump(source: socket.socket, sink: socket.socket) -> None:
-        try:
-            while data := source.recv(65536):
-                sink.sendall(data)
-        except OSError:
-            pass
-        for sock in (source, sink):
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._listener.close()
-        for sock in self._sockets:
-            sock.close()
-        self._thread.join(5)
+        return True
 
 
 @pytest.fixture

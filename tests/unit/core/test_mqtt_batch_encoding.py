@@ -64,17 +64,23 @@ def test_encoding_matches_paho_for_any_message(topic: str, payload: bytes, mid: 
 @example(messages=[("t", 0, False)] * 3, mqtt5=True, first_mid=65_534)
 def test_publish_batch_queues_what_encode_publish_encodes(messages: list[tuple[str, int, bool]], mqtt5: bool,
                                                          first_mid: int) -> None:
-    # publish_batch's inlined encoder, offline: the packets wait in its unacknowledged map, in order,
-    # with consecutive ids from paho's counter (wrapping past 65,535 to 1).
+    # publish_batch's inlined encoder, as if connected (the write captured, no socket): the packets are
+    # in flight in its unacknowledged map and in one write, in order, with consecutive ids from paho's
+    # counter (wrapping past 65,535 to 1).
     client = BatchClient(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5 if mqtt5 else mqtt.MQTTv311)
     client.configure_batching(FakeClock(0.0), max_inflight=100)
+    client._online = True
+    written: list[bytes] = []
+    client._queue_publishes = written.append  # type: ignore[method-assign]
     client._last_mid = first_mid - 1
     batch = [(topic, bytes([size % 251]) * size, retain) for topic, size, retain in messages]
     client.publish_batch(batch)
     mids = [(first_mid - 1 + i) % 65_535 + 1 for i in range(len(batch))]
+    expected = [encode_publish(topic.encode(), payload, mid, retain=retain, mqtt5=mqtt5)
+                for (topic, payload, retain), mid in zip(batch, mids, strict=True)]
     assert list(client._unacked) == mids
-    assert list(client._unacked.values()) == [encode_publish(topic.encode(), payload, mid, retain=retain, mqtt5=mqtt5)
-                                              for (topic, payload, retain), mid in zip(batch, mids, strict=True)]
+    assert list(client._unacked.values()) == expected
+    assert written == [b"".join(expected)]
 
 
 @pytest.mark.parametrize(("length", "expected"), [(0, b"\x00"), (127, b"\x7f"), (128, b"\x80\x01"),
