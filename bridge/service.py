@@ -3,10 +3,11 @@ translator, and a publishing session for the contract messages (`core.mqtt_publi
 
 The subscription's thread only queues what arrives (a bounded inbox: when it is full the subscription
 waits, and the broker holds the messages); the service's own thread (`run`) takes them in batches,
-translates them, publishes each batch's contract messages as one run (`Publisher.publish_many`: one
-write, PUBACKs counted in bulk; it waits while the broker is connected and its window full) and
-closes the gathering windows. So the translator and the publisher have one
-user, and paho's receiving thread is never held up by translation. Lifecycle: `run(stop)` once; it
+translates them, settles the batch's seqs (`SeqStore.settle`: at most one fsynced write a batch),
+publishes its contract messages as one run (`Publisher.publish_many`: one write, PUBACKs counted in
+bulk; it waits while the broker is connected and its window full) and closes the gathering windows.
+So the translator and the publisher have one user, and paho's receiving thread is never held up by
+translation. Lifecycle: `run(stop)` once; it
 returns after `stop` is set, with the inbox drained, the publisher's messages acknowledged (bounded
 wait) and the seq state written.
 """
@@ -17,6 +18,7 @@ import logging
 import queue
 import threading
 from collections import Counter
+from operator import attrgetter
 
 from bridge.mapping import BridgeMapping
 from bridge.rejects import RejectLog
@@ -33,6 +35,9 @@ log = logging.getLogger("facmon.bridge")
 TICK_S = 0.25
 INBOX_LIMIT = 20_000
 BATCH = 2_000
+LINGER_S = 0.005
+"""How long a batch that is not full gathers more messages: a batch a message would cost the paho threads
+more than the translation saves (a wake-up, a small read and a small run of PUBACKs each)."""
 
 
 class BridgeService:
@@ -46,7 +51,7 @@ class BridgeService:
         self.rejects = RejectLog(clock, log, log_every_s=settings.log_reject_every_s)
         self.received = 0
         self.forwarded: Counter[str] = Counter()
-        """Published contract messages by channel ("reading", "status")."""
+        """Published contract messages by channel ("reading", "status"; `Channel` is a StrEnum)."""
         self.publish_refused = 0
         """Contract messages dropped because the publisher's queue for an unreachable broker was full."""
         self.publisher = Publisher(mqtt, f"{settings.client_id}-pub", clock, stage="the bridge's publisher", log=log,
@@ -65,6 +70,8 @@ class BridgeService:
             batch = [self._inbox.get(timeout=wait_s)]
         except queue.Empty:
             return
+        if self._inbox.qsize() < BATCH:
+            self._clock.sleep(LINGER_S)
         while len(batch) < BATCH:
             try:
                 batch.append(self._inbox.get_nowait())
@@ -90,8 +97,9 @@ class BridgeService:
                 forwards.append(outcome)
         if not forwards:
             return
+        self.seqs.settle()  # before the seqs go out: after a crash none is handed out again
         accepted = self.publisher.publish_many([(f.topic, f.payload, f.retain) for f in forwards])
-        self.forwarded.update(_channel(f) for f in forwards[:accepted])
+        self.forwarded.update(map(_CHANNEL, forwards[:accepted]))
         for refused in forwards[accepted:]:
             self.publish_refused += 1
             self.rejects.add(Dropped("queue_full", "the queue for the unreachable broker is full "
@@ -116,6 +124,4 @@ class BridgeService:
             self.seqs.close()
 
 
-
-def _channel(outcome: Forward) -> str:
-    return outcome.topic.rsplit("/", 1)[1]
+_CHANNEL = attrgetter("channel")

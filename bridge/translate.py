@@ -23,7 +23,17 @@ from bridge.mapping import BridgeMapping, SourceRule
 from bridge.plans import ReadingPlan, plan_for
 from bridge.seq import TooManyDevices
 from bridge.topics import render
-from core.contract import ID_RE, METRICS, STATUS_OFFLINE, STATUS_ONLINE, DeviceKey, FieldValue, Reading, encode_reading
+from core.contract import (
+    ID_RE,
+    METRICS,
+    STATUS_OFFLINE,
+    STATUS_ONLINE,
+    Channel,
+    DeviceKey,
+    FieldValue,
+    Reading,
+    encode_reading,
+)
 from core.decode import DecodeLimits, Reject, RejectReason, decode_message
 
 
@@ -61,6 +71,7 @@ class Forward:
     payload: bytes
     retain: bool
     device: DeviceKey
+    channel: Channel
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,7 +245,7 @@ class Translator:
             seq = self._next_seq(device)
         except TooManyDevices as err:
             return Dropped(DropReason.TOO_MANY_DEVICES, str(err), topic, payload, source)
-        return Forward(reading_topic, with_seq(encoded, seq), False, device)
+        return Forward(reading_topic, with_seq(encoded, seq), False, device, Channel.READING)
 
     def _keep_plan(self, topic: str, plan: ReadingPlan | None) -> None:
         if len(self._plans) >= _PLANS_KEPT:
@@ -256,7 +267,7 @@ class Translator:
         if state not in (STATUS_ONLINE, STATUS_OFFLINE):
             raise _Refused(DropReason.BAD_STATUS, f"availability {payload[:40]!r} is not online/offline, "
                                                   'Online/Offline or {"state":"online"}')
-        return Forward(device.status_topic(), state.encode(), True, device)
+        return Forward(device.status_topic(), state.encode(), True, device, Channel.STATUS)
 
     # --- parts -------------------------------------------------------------------------------------
 
