@@ -1,8 +1,9 @@
 """The bridge assembled: a subscription to the foreign topics (`core.mqtt_subscriber`), the pure
 translator, and a publishing session for the contract messages (`core.mqtt_publisher`).
 
-The subscription's thread only queues what arrives (a bounded inbox: when it is full the subscription
-waits, and the broker holds the messages); the service's own thread (`run`) takes them in batches,
+The subscription's thread only queues what arrives, a run of messages at a time (`RunSubscriber`; a
+bounded inbox: when it is full the subscription waits, and the broker holds the messages); the
+service's own thread (`run`) takes them in batches,
 translates them, settles the batch's seqs (`SeqStore.settle`: at most one fsynced write a batch),
 publishes its contract messages as one run (`Publisher.publish_many`: one write, PUBACKs counted in
 bulk; it waits while the broker is connected and its window full) and closes the gathering windows.
@@ -27,15 +28,16 @@ from bridge.translate import Dropped, Forward, Outcome, Translator
 from core.clock import Clock
 from core.decode import DecodeLimits
 from core.mqtt_publisher import Publisher
-from core.mqtt_subscriber import SessionSpec, Subscriber
+from core.mqtt_subscriber import RunSubscriber, SessionSpec
 from core.settings.bridge import BridgeSettings
 from core.settings.mqtt import MqttSettings
 
 log = logging.getLogger("facmon.bridge")
 TICK_S = 0.25
-INBOX_LIMIT = 20_000
+INBOX_RUNS = 64
+"""Runs the inbox holds: each at most one socket read (core.mqtt_buffer.READ_CHUNK_BYTES), 16 MiB in all."""
 BATCH = 2_000
-LINGER_S = 0.005
+LINGER_S = 0.01
 """How long a batch that is not full gathers more messages: a batch a message would cost the paho threads
 more than the translation saves (a wake-up, a small read and a small run of PUBACKs each)."""
 
@@ -45,7 +47,7 @@ class BridgeService:
                  clock: Clock) -> None:
         self._settings = settings
         self._clock = clock
-        self._inbox: queue.Queue[tuple[str, bytes, float]] = queue.Queue(INBOX_LIMIT)
+        self._inbox: queue.Queue[tuple[list[tuple[str, bytes]], float]] = queue.Queue(INBOX_RUNS)
         self.seqs = SeqStore(settings.state_file)
         self.translator = Translator(mapping, self.seqs.next, limits, settings.max_payload_bytes)
         self.rejects = RejectLog(clock, log, log_every_s=settings.log_reject_every_s)
@@ -56,32 +58,35 @@ class BridgeService:
         """Contract messages dropped because the publisher's queue for an unreachable broker was full."""
         self.publisher = Publisher(mqtt, f"{settings.client_id}-pub", clock, stage="the bridge's publisher", log=log,
                                    queue_limit=settings.queue_limit)
-        self.subscriber = Subscriber(mqtt, SessionSpec(settings.client_id, mapping.subscriptions, settings.qos,
-                                                       persistent=True),
-                                     clock, "the bridge", log, self._on_message)
+        self.subscriber = RunSubscriber(mqtt, SessionSpec(settings.client_id, mapping.subscriptions, settings.qos,
+                                                          persistent=True),
+                                        clock, "the bridge", log, self._on_run)
 
-    def _on_message(self, topic: str, payload: bytes) -> None:
-        self._inbox.put((topic, payload, self._clock.now()))  # stamped on arrival, as the device's time
+    def _on_run(self, run: list[tuple[str, bytes]]) -> None:
+        self._inbox.put((run, self._clock.now()))  # stamped on arrival (one socket read), as the device's time
 
     def _drain(self, wait_s: float) -> None:
         """Translate what the inbox holds (waiting up to `wait_s` for the first message) and publish the
         run's contract messages as one batch."""
         try:
-            batch = [self._inbox.get(timeout=wait_s)]
+            runs = [self._inbox.get(timeout=wait_s)]
         except queue.Empty:
             return
-        if self._inbox.qsize() < BATCH:
+        size = len(runs[0][0])
+        if size < BATCH:
             self._clock.sleep(LINGER_S)
-        while len(batch) < BATCH:
+        while size < BATCH:
             try:
-                batch.append(self._inbox.get_nowait())
+                runs.append(self._inbox.get_nowait())
             except queue.Empty:
                 break
-        self.received += len(batch)
+            size += len(runs[-1][0])
+        self.received += size
         handle = self.translator.handle
         outcomes: list[Outcome] = []
-        for topic, payload, received_at in batch:
-            outcomes += handle(topic, payload, received_at)
+        for run, received_at in runs:
+            for topic, payload in run:
+                outcomes += handle(topic, payload, received_at)
         self._deliver(outcomes)
 
     def tick(self) -> None:
