@@ -22,20 +22,21 @@ says why. tests/unit/bridge/test_plans.py holds the two paths to the same answer
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import orjson
 
-from bridge.convert import FieldProblem, FieldRule, TsRule, find, is_missing
+from bridge.convert import FieldProblem, TsRule, find, is_missing
 from bridge.mapping import SourceRule
-from core.contract import METRICS, METRICS_BY_NAME, DeviceKey, FieldValue, Reading, encode_reading
+from core.contract import METRICS, METRICS_BY_NAME, DeviceKey, FieldValue, encode_payload, format_ts
 from core.decode import DecodeLimits, checked_ts_ms, value_check
 
 
-@dataclass(frozen=True, slots=True)
-class _PlannedField:
+class _PlannedField(NamedTuple):
     name: str
-    rule: FieldRule
+    path: tuple[str, ...]
+    convert: Callable[[object, object], FieldValue]
+    """`FieldRule.convert`: raises FieldProblem."""
     required: bool
     accepts: Callable[[object], bool]
     """The contract's check of the converted value (`core.decode.value_check`)."""
@@ -44,13 +45,15 @@ class _PlannedField:
 class ReadingPlan:
     """How the readings of one topic translate: one device of one JSON source that does not gather."""
 
-    __slots__ = ("_fields", "_labels", "_limits", "_max_foreign_bytes", "_ts", "device", "reading_topic", "source")
+    __slots__ = ("_fields", "_kind", "_labels", "_limits", "_max_foreign_bytes", "_ts", "device", "reading_topic",
+                 "source")
 
     def __init__(self, source: SourceRule, device: DeviceKey, labels: Mapping[str, str],
                  fields: tuple[_PlannedField, ...], limits: DecodeLimits, max_foreign_bytes: int) -> None:
         self.source = source.name
         self.device = device
         self.reading_topic = device.reading_topic()
+        self._kind = device.kind
         self._labels = dict(labels)
         self._fields = fields
         self._ts: TsRule | None = source.ts
@@ -71,22 +74,22 @@ class ReadingPlan:
             return None
         metrics: dict[str, FieldValue] = self._labels.copy()
         try:
-            for field in self._fields:
-                raw = find(body, field.rule.path)
+            for name, path, convert, required, accepts in self._fields:
+                raw = find(body, path)
                 if is_missing(raw):
-                    if field.required:
+                    if required:
                         return None
                     continue
-                value = field.rule.convert(raw, body)
-                if not field.accepts(value):
+                value = convert(raw, body)
+                if not accepts(value):
                     return None
-                metrics[field.name] = value
+                metrics[name] = value
             ts_ms = round(received_at * 1000) if self._ts is None else self._ts.ms(body, received_at)
         except FieldProblem:
             return None
         if checked_ts_ms(ts_ms, received_at, self._limits) is None:
             return None
-        encoded = encode_reading(Reading(self.device, ts_ms, 0, metrics))
+        encoded = encode_payload(self._kind, format_ts(ts_ms), 0, metrics)  # what encode_reading gives
         if len(encoded) > self._limits.max_payload_bytes:
             return None
         return encoded
@@ -103,8 +106,8 @@ def plan_for(source: SourceRule, device: DeviceKey, labels: Mapping[str, str], l
     for name, value in labels.items():
         if name not in metrics or not value_check(metrics[name])(value):
             return None
-    fields = tuple(_PlannedField(rule.metric.name, rule, rule.metric.required, value_check(rule.metric))
-                   for rule in source.fields)
+    fields = tuple(_PlannedField(rule.metric.name, rule.path, rule.convert, rule.metric.required,
+                                 value_check(rule.metric)) for rule in source.fields)
     mapped = set(labels) | {field.name for field in fields}
     if not mapped <= set(metrics) or any(m.required and m.name not in mapped for m in METRICS[source.kind]):
         return None
