@@ -34,6 +34,10 @@ from core.settings.mqtt import MqttSettings
 
 log = logging.getLogger("facmon.bridge")
 TICK_S = 0.25
+PUBLISH_WINDOW = 2_000
+"""Contract messages in flight to the broker: a batch fits, so it goes out in one write rather than in
+pieces as PUBACKs free room (the shipped broker's max_inflight_messages; an MQTT 5 broker's Receive
+Maximum lowers it)."""
 INBOX_RUNS = 64
 """Runs the inbox holds: each at most one socket read (core.mqtt_buffer.READ_CHUNK_BYTES), 16 MiB in all."""
 BATCH = 2_000
@@ -57,7 +61,7 @@ class BridgeService:
         self.publish_refused = 0
         """Contract messages dropped because the publisher's queue for an unreachable broker was full."""
         self.publisher = Publisher(mqtt, f"{settings.client_id}-pub", clock, stage="the bridge's publisher", log=log,
-                                   queue_limit=settings.queue_limit)
+                                   queue_limit=settings.queue_limit, max_inflight=PUBLISH_WINDOW)
         self.subscriber = RunSubscriber(mqtt, SessionSpec(settings.client_id, mapping.subscriptions, settings.qos,
                                                           persistent=True),
                                         clock, "the bridge", log, self._on_run)
