@@ -42,8 +42,9 @@ INBOX_RUNS = 64
 """Runs the inbox holds: each at most one socket read (core.mqtt_buffer.READ_CHUNK_BYTES), 16 MiB in all."""
 BATCH = 2_000
 LINGER_S = 0.01
-"""How long a batch that is not full gathers more messages: a batch a message would cost the paho threads
-more than the translation saves (a wake-up, a small read and a small run of PUBACKs each)."""
+"""How long a batch gathers more messages when the inbox held fewer than BATCH: batches of a few
+messages would cost the paho threads more than the translation saves (a wake-up, a small read and a
+small run of PUBACKs each). A backlog never waits."""
 
 
 class BridgeService:
@@ -76,15 +77,10 @@ class BridgeService:
             runs = [self._inbox.get(timeout=wait_s)]
         except queue.Empty:
             return
-        size = len(runs[0][0])
-        if size < BATCH:
+        size = self._take_queued(runs, len(runs[0][0]))
+        if size < BATCH:  # not a backlog: let the messages on their way join this batch
             self._clock.sleep(LINGER_S)
-        while size < BATCH:
-            try:
-                runs.append(self._inbox.get_nowait())
-            except queue.Empty:
-                break
-            size += len(runs[-1][0])
+            size = self._take_queued(runs, size)
         self.received += size
         handle = self.translator.handle
         outcomes: list[Outcome] = []
@@ -92,6 +88,16 @@ class BridgeService:
             for topic, payload in run:
                 outcomes += handle(topic, payload, received_at)
         self._deliver(outcomes)
+
+    def _take_queued(self, runs: list[tuple[list[tuple[str, bytes]], float]], size: int) -> int:
+        """Add the queued runs to `runs` until they hold BATCH messages; returns how many they hold."""
+        while size < BATCH:
+            try:
+                runs.append(self._inbox.get_nowait())
+            except queue.Empty:
+                break
+            size += len(runs[-1][0])
+        return size
 
     def tick(self) -> None:
         """Close the gathering windows that are due (`run` does it every TICK_S)."""
