@@ -9,7 +9,8 @@ Phases (each prints its figures):
   1. reference   `mosquitto_sub` subscribed to the foreign topics while the publisher sends M messages as
                  fast as it can: the broker's own delivery rate (first publish → last received)
   2. forward     the same M messages through the bridge: messages/s forwarded (first publish → the bridge's
-                 forwarded counter reaching M), the bridge's CPU, and loss counted in InfluxDB after the
+                 forwarded counter reaching M), the bridge's CPU (by thread), the CPU of what runs beside it
+                 (broker, collector, InfluxDB, the load generator), and loss counted in InfluxDB after the
                  collector stored them (broker, collector and InfluxDB run beside it, as in a park)
   3. latency     an offered rate (default 2,000/s): a subscriber in its own process receives each foreign
                  message and its contract reading; the added latency is the difference of their arrival
@@ -80,6 +81,7 @@ def publisher_main(port: int, devices: int, total: int, rate: float, ready: mp.E
     ready.set()
     go.wait()
     started = time.time()
+    cpu_started = time.process_time()
     # Zigbee2MQTT's last_seen (advanced.last_seen: epoch), one millisecond apart per device: readings of
     # one device in the same millisecond would be one point in InfluxDB and look like loss.
     base_ms = int(started * 1000)
@@ -94,9 +96,10 @@ def publisher_main(port: int, devices: int, total: int, rate: float, ready: mp.E
                               for i in range(first, min(first + chunk, total))], stall_timeout_s=120)
     published = time.time()
     left = client.wait_all_acked(120)
+    cpu_s = time.process_time() - cpu_started
     client.disconnect()
     client.loop_stop()
-    result.put({"started": started, "published": published, "all_acked": left == 0})
+    result.put({"started": started, "published": published, "all_acked": left == 0, "cpu_s": cpu_s})
 
 
 def publish(port: int, devices: int, total: int, rate: float, on_go=None) -> dict:  # type: ignore[no-untyped-def]
@@ -191,6 +194,11 @@ def thread_breakdown(pid: int, before: dict[int, float], after: dict[int, float]
         if used * 1e6 / messages >= 1:
             parts.append(f"{names.get(tid, f'thread {tid}')} {used * 1e6 / messages:.1f} µs")
     return ", ".join(parts) + " per message"
+
+
+def process_cpu_seconds(pid: int) -> float:
+    times = psutil.Process(pid).cpu_times()
+    return times.user + times.system + times.children_user + times.children_system
 
 
 def reference(broker: Mosquitto, devices: int, total: int) -> float:
@@ -340,12 +348,16 @@ def main() -> None:
         bridge.wait_metric("facmon_bridge_broker_connected", 1, 30)
 
         cpu0, threads0 = bridge.cpu_seconds(), bridge.thread_cpu_seconds()
+        beside = {"broker": broker.pid, "collector": collector.proc.pid, "InfluxDB": influx.pid}
+        beside0 = {name: process_cpu_seconds(pid) for name, pid in beside.items()}  # type: ignore[arg-type]
         out = publish(broker.port, args.devices, args.messages, 0)
         done = bridge_done(bridge, args.messages, 600)
         forwarded_count = bridge.metric("facmon_bridge_messages_forwarded", '{channel="reading"}')
         forwarded = forwarded_count / (done - out["started"])
         cpu, threads1 = bridge.cpu_seconds() - cpu0, bridge.thread_cpu_seconds()
         collector.wait_metric("facmon_collector_points_written", forwarded_count, 600)
+        beside_us = {name: (process_cpu_seconds(pid) - beside0[name]) * 1e6 / args.messages  # type: ignore[arg-type]
+                     for name, pid in beside.items()}
         count = InfluxQLClient(influx.url, "bench").query("SELECT count(seq) FROM occupancy")
         stored = int(count[0].values[0][1]) if count else 0
         print(f"2. forward    {forwarded:,.0f} msg/s (ratio to mosquitto_sub {forwarded / ref:.2f}), bridge CPU "
@@ -353,6 +365,9 @@ def main() -> None:
               f"{args.messages - forwarded_count:,.0f} of {args.messages:,}, stored {stored:,} "
               f"(loss {args.messages - stored}); load average {os.getloadavg()[0]:.2f}")
         print("   threads    " + thread_breakdown(bridge.proc.pid, threads0, threads1, args.messages))
+        print("   beside it  " + ", ".join(f"{name} {us:.1f} µs" for name, us in beside_us.items())
+              + f", the load generator {out['cpu_s'] * 1e6 / args.messages:.1f} µs per message (CPU from the first "
+              "publish until the collector wrote the last point; the load generator's until its last PUBACK)")
 
         total = int(args.rate * args.latency_seconds)
         added = latency(broker, args.devices, total, args.rate)

@@ -4,8 +4,9 @@ park's devices unchanged.
 
     mapping.py    the mapping file (YAML, validated with file:line errors) → `BridgeMapping`
     topics.py     topic patterns (`tele/{device}/SENSOR`) → captures, and their subscriptions
-    convert.py    one field: JSON path, value table, unit conversion, scale (pure)
+    convert.py    one field: JSON path, value table, unit conversion, scale; the device's own time (pure)
     translate.py  one foreign message → `Forward`s and `Dropped`s (pure; the clock and seq are given)
+    plans.py      a topic's plan: its readings translated without judging them twice (the fast path)
     gather.py     one-value-per-topic sources: values gathered into one reading per device per interval
     seq.py        a `seq` per device, kept across restarts in a small fsynced state file
     rejects.py    what did not map: counted by reason, the latest listed with a payload excerpt

@@ -2,7 +2,8 @@
 through the mapping's value table, scale it, convert its unit into the contract metric's. Pure.
 
 A value that cannot become what the contract wants raises `FieldProblem` with a reason code and words
-an installer can act on; the contract's own range checks come after, in `core.decode`.
+an installer can act on; the contract's own range checks come after, in `core.decode`. The device's
+own timestamp is read here too (`TsRule`).
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from core.contract import FieldValue, Metric, MetricType
 
@@ -159,3 +162,43 @@ def _table_key(raw: object) -> str:
     if isinstance(raw, float) and raw.is_integer():
         return str(int(raw))
     return str(raw).strip()
+
+
+@dataclass(frozen=True, slots=True)
+class TsRule:
+    """Where a source's payload carries the device's own time, and how to read it."""
+
+    path: tuple[str, ...]
+    format: str
+    """iso (an offset-less time is `zone`'s local time), epoch_s or epoch_ms."""
+    zone: ZoneInfo | None
+    max_clock_skew_s: float
+    """A device time further than this from the bridge's clock is refused (clock_off)."""
+
+    def ms(self, body: object, received_at: float) -> int:
+        """The device's time in epoch milliseconds. Raises FieldProblem (missing_field, bad_ts, clock_off)."""
+        raw = find(body, self.path)
+        where = ".".join(self.path)
+        if raw is _MISSING:
+            raise FieldProblem("missing_field", f"no timestamp {where!r} in the payload")
+        if self.format == "iso":
+            if not isinstance(raw, str):
+                raise FieldProblem("bad_ts", f"{where} {raw!r} is not an ISO 8601 time")
+            try:
+                moment = datetime.fromisoformat(raw.strip())
+            except ValueError:
+                raise FieldProblem("bad_ts", f"{where} {raw[:40]!r} is not an ISO 8601 time") from None
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=self.zone)  # the device's local time, in its site's zone
+            ts_s = moment.timestamp()
+        else:
+            if isinstance(raw, bool) or not isinstance(raw, int | float):
+                raise FieldProblem("bad_ts", f"{where} {raw!r} is not a number of epoch "
+                                             f"{'seconds' if self.format == 'epoch_s' else 'milliseconds'}")
+            ts_s = raw if self.format == "epoch_s" else raw / 1000
+        skew = ts_s - received_at
+        if abs(skew) > self.max_clock_skew_s:
+            raise FieldProblem("clock_off", f"device time {raw!r} is {abs(skew) / 3600:.2f} h "
+                                            f"{'ahead of' if skew > 0 else 'behind'} the bridge's clock; set the "
+                                            "device's clock and time zone (Tasmota: NtpServer, Timezone)")
+        return round(ts_s * 1000)

@@ -39,6 +39,9 @@ class _Metrics(Collector):
                                 value=s.publisher.unacknowledged())
         yield CounterMetricFamily("facmon_bridge_seq_state_writes", "fsynced rewrites of the seq state file",
                                   value=s.seqs.writes)
+        yield CounterMetricFamily("facmon_bridge_readings_planned", "Readings forwarded by their topic's "
+                                  "translation plan (the fast path; the rest take the general one)",
+                                  value=s.translator.planned)
 
 
 def metrics_text(service: BridgeService) -> bytes:

@@ -34,7 +34,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from bridge import MappingError
-from bridge.convert import CONVERSIONS, FieldRule, units_for
+from bridge.convert import CONVERSIONS, FieldRule, TsRule, units_for
 from bridge.topics import PatternError, TopicPattern
 from core.contract import ID_PATTERN, MAX_LABEL_CHARS, METRICS_BY_NAME, FieldValue, Kind, MetricType
 from core.site import SiteFileError, describe_validation_error, line_of, read_yaml_with_lines
@@ -239,8 +239,8 @@ class SourceRule:
     fields: tuple[FieldRule, ...]
     fields_by_key: Mapping[str, tuple[FieldRule, ...]]
     """For one-value-per-topic sources: the value's key → the fields made from it."""
-    ts_path: tuple[str, ...] | None
-    ts_format: str
+    ts: TsRule | None
+    """Where the device's own time is; None: the reading is stamped when the bridge received it."""
     devices: Mapping[str, DeviceRule]
     only_listed_devices: bool
     zone: ZoneInfo | None
@@ -285,7 +285,8 @@ def compile_mapping(spec: MappingSpec, site_zones: Mapping[str, str]) -> BridgeM
             source.payload == "value", source.payload == "value" or source.gather, source.value_key,
             source.interval_s, source.site, source.kind,
             source.device, dict(source.labels), fields, by_key,
-            tuple(source.ts.source.split(".")) if source.ts else None, source.ts.format if source.ts else "iso",
+            TsRule(tuple(source.ts.source.split(".")), source.ts.format, ZoneInfo(zone_name) if zone_name else None,
+                   spec.max_clock_skew_s) if source.ts else None,
             {raw: DeviceRule(d.device, dict(d.labels)) for raw, d in source.devices.items()},
             source.only_listed_devices, ZoneInfo(zone_name) if zone_name else None, spec.max_clock_skew_s))
     return BridgeMapping(tuple(rules))

@@ -1,12 +1,15 @@
 """A `seq` per bridged device that survives restarts: foreign devices send no counter, and the
 collector judges duplicates and restarts by one.
 
-The state file holds, per device, a number no seq handed out so far reaches. Writing it on every
+The state file holds, per device, a number no seq published so far reaches. Writing it on every
 reading would cost an fsync per message, so the store reserves blocks: when a device's next seq
-reaches its reserved mark, the mark moves `block` ahead and the file is rewritten (temp file, fsync,
-rename, fsync of the directory) before that seq is used. After a crash the counter resumes at the
-mark, leaving a gap (counted by the collector as missed readings, never as duplicates that it would
-drop); a clean `close()` writes the exact next values, so a restart leaves none.
+reaches its reserved mark, the mark moves `block` ahead. The file is rewritten (temp file, fsync,
+rename, fsync of the directory) by `settle()`, which the bridge calls before it publishes a batch:
+one write for every device whose mark moved in the batch, not one per device (a thousand new
+devices in the first second would otherwise be a thousand fsynced rewrites). After a crash the
+counter resumes at the mark, leaving a gap (counted by the collector as missed readings, never as
+duplicates that it would drop); a clean `close()` writes the exact next values, so a restart leaves
+none.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ class TooManyDevices(SeqStateError):
 
 
 class SeqStore:
-    """Thread-safe. `next(device)` → the device's next seq."""
+    """Thread-safe. `next(device)` → the device's next seq, which may be published once `settle()` returned."""
 
     def __init__(self, path: Path, block: int = DEFAULT_BLOCK, max_devices: int = MAX_DEVICES) -> None:
         """Reads `path` if it exists. Raises SeqStateError when it is unreadable or not a state file."""
@@ -41,6 +44,8 @@ class SeqStore:
         self._lock = threading.Lock()
         self._next: dict[str, int] = {}
         self._reserved: dict[str, int] = {}
+        self._unsettled = False
+        """A mark moved since the file was last written."""
         self.writes = 0
         """State file rewrites since start (each one fsynced)."""
         try:
@@ -63,7 +68,8 @@ class SeqStore:
             self._reserved = dict(data)
 
     def next(self, device: DeviceKey) -> int:
-        """Raises TooManyDevices for a new device beyond `max_devices`, SeqStateError when the file fails."""
+        """The device's next seq; publish it only after `settle()`. Raises TooManyDevices for a new device
+        beyond `max_devices`."""
         key = str(device)
         with self._lock:
             if key not in self._next and len(self._next) >= self._max_devices:
@@ -72,9 +78,17 @@ class SeqStore:
             seq = self._next.get(key, 0)
             if seq >= self._reserved.get(key, 0):
                 self._reserved[key] = seq + self._block
-                self._write(self._reserved)
+                self._unsettled = True
             self._next[key] = seq + 1
             return seq
+
+    def settle(self) -> None:
+        """Write the marks that moved since the last write, so that no seq handed out so far is handed out
+        again after a crash. Raises SeqStateError when the file cannot be written."""
+        with self._lock:
+            if self._unsettled:
+                self._write(self._reserved)
+                self._unsettled = False
 
     def close(self) -> None:
         """Write the exact next seq of every device (a clean stop leaves no gap)."""
@@ -82,6 +96,7 @@ class SeqStore:
             if self._next:
                 self._write(self._next)
                 self._reserved = dict(self._next)
+                self._unsettled = False
 
     def _write(self, counters: dict[str, int]) -> None:
         temp = self._path.with_name(self._path.name + ".tmp")

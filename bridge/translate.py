@@ -4,7 +4,9 @@ with a reason). Pure: the receive time and the seq counter are given.
 Every reading is encoded with `core.contract.encode_reading` and then judged by `core.decode`, the
 collector's own front door, before it is forwarded: a reading that maps but breaks the contract (a
 battery at 140 %, a mode the contract does not know) is dropped here with the collector's reason,
-counted by the bridge, and never stored wrongly.
+counted by the bridge, and never stored wrongly. A topic's later readings take its plan
+(`bridge.plans`), which forwards the same bytes without decoding them again, or hands the message
+back to this general path.
 """
 
 from __future__ import annotations
@@ -12,17 +14,27 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 
 import orjson
 
 from bridge.convert import FieldProblem, FieldRule, find, is_missing
 from bridge.gather import Gatherer
 from bridge.mapping import BridgeMapping, SourceRule
+from bridge.plans import ReadingPlan, plan_for
 from bridge.seq import TooManyDevices
 from bridge.topics import render
-from core.contract import ID_RE, METRICS, STATUS_OFFLINE, STATUS_ONLINE, DeviceKey, FieldValue, Reading, encode_reading
-from core.decode import DecodeLimits, Reject, decode_message
+from core.contract import (
+    ID_RE,
+    METRICS,
+    STATUS_OFFLINE,
+    STATUS_ONLINE,
+    Channel,
+    DeviceKey,
+    FieldValue,
+    Reading,
+    encode_reading,
+)
+from core.decode import DecodeLimits, Reject, RejectReason, decode_message
 
 
 class DropReason(enum.StrEnum):
@@ -59,6 +71,7 @@ class Forward:
     payload: bytes
     retain: bool
     device: DeviceKey
+    channel: Channel
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +85,7 @@ class Dropped:
 
 Outcome = Forward | Dropped
 _DEVICES_CACHED = 65_536
+_PLANS_KEPT = 65_536
 
 
 def with_seq(encoded: bytes, seq: int) -> bytes:
@@ -100,9 +114,22 @@ class Translator:
         self._gatherer = Gatherer()
         self._devices: dict[tuple[str, tuple[str, ...]], tuple[DeviceKey, dict[str, str]]] = {}
         """(source, the topic's captures) → the device and its labels: rendered once per device."""
+        self._plans: dict[str, ReadingPlan | None] = {}
+        """Topic → its readings' plan, once the topic was routed to a reading source (None: it has none)."""
+        self.planned = 0
+        """Messages forwarded by their topic's plan."""
 
     def handle(self, topic: str, payload: bytes, received_at: float) -> list[Outcome]:
         """What to publish for one message and what was dropped (one Dropped at most). Never raises on input."""
+        plan = self._plans.get(topic)
+        if plan is not None:
+            encoded = plan.encoded(payload, received_at)
+            if encoded is not None:
+                self.planned += 1
+                return [self._numbered(plan.source, plan.device, plan.reading_topic, encoded, topic, payload)]
+        return self._handle_generally(topic, payload, received_at)
+
+    def _handle_generally(self, topic: str, payload: bytes, received_at: float) -> list[Outcome]:
         parts = topic.split("/")
         for source in self._mapping.sources:
             if source.availability is not None and (captures := source.availability.match(parts)) is not None:
@@ -149,6 +176,8 @@ class Translator:
     def _reading(self, source: SourceRule, captures: dict[str, str], topic: str, payload: bytes,
                  received_at: float) -> list[Outcome]:
         device, labels = self._device(source, captures)
+        if topic not in self._plans:
+            self._keep_plan(topic, plan_for(source, device, labels, self._limits, self._max_foreign_bytes))
         try:
             body = orjson.loads(payload)
         except orjson.JSONDecodeError as err:
@@ -167,7 +196,10 @@ class Translator:
         if source.gathers:
             self._gatherer.add(source.name, device, metrics, topic, received_at, source.interval_s)
             return []
-        ts_ms = self._ts_ms(source, body, received_at)
+        try:
+            ts_ms = round(received_at * 1000) if source.ts is None else source.ts.ms(body, received_at)
+        except FieldProblem as problem:
+            raise _Refused(DropReason(problem.reason), problem.detail) from None
         return [self._checked(source.name, device, ts_ms, metrics, topic, payload, received_at)]
 
     def _gather(self, source: SourceRule, captures: dict[str, str], topic: str, payload: bytes,
@@ -195,16 +227,30 @@ class Translator:
             encoded = encode_reading(Reading(device, ts_ms, 0, metrics))
         except ValueError as err:
             return Dropped(DropReason.NON_FINITE, str(err), topic, payload, source)
+        except orjson.JSONEncodeError:  # a whole number JSON's 64 bits cannot carry, beyond every contract range
+            huge = next(name for name, value in metrics.items() if type(value) is int and not -2**63 <= value < 2**64)
+            return Dropped(RejectReason.OUT_OF_RANGE.value, f"{device}: {huge}={metrics[huge]:.3g} is outside the "
+                           "contract's range", topic, payload, source)
         reading_topic = device.reading_topic()
         verdict = decode_message(reading_topic, encoded, received_at, self._limits)
         if isinstance(verdict, Reject):
             return Dropped(verdict.reason.value, f"{device}: {verdict.detail}", topic, payload, source)
-        # The seq is taken only for a reading that goes out, so refused ones leave no gaps.
+        return self._numbered(source, device, reading_topic, encoded, topic, payload)
+
+    def _numbered(self, source: str, device: DeviceKey, reading_topic: str, encoded: bytes, topic: str,
+                  payload: bytes) -> Outcome:
+        """The judged reading `encoded` (with seq 0) forwarded with the device's next seq. The seq is taken
+        only for a reading that goes out, so refused ones leave no gaps."""
         try:
             seq = self._next_seq(device)
         except TooManyDevices as err:
             return Dropped(DropReason.TOO_MANY_DEVICES, str(err), topic, payload, source)
-        return Forward(reading_topic, with_seq(encoded, seq), False, device)
+        return Forward(reading_topic, with_seq(encoded, seq), False, device, Channel.READING)
+
+    def _keep_plan(self, topic: str, plan: ReadingPlan | None) -> None:
+        if len(self._plans) >= _PLANS_KEPT:
+            self._plans.clear()  # bounded: topics with random names must not grow it forever
+        self._plans[topic] = plan
 
     # --- status -----------------------------------------------------------------------------------
 
@@ -221,7 +267,7 @@ class Translator:
         if state not in (STATUS_ONLINE, STATUS_OFFLINE):
             raise _Refused(DropReason.BAD_STATUS, f"availability {payload[:40]!r} is not online/offline, "
                                                   'Online/Offline or {"state":"online"}')
-        return Forward(device.status_topic(), state.encode(), True, device)
+        return Forward(device.status_topic(), state.encode(), True, device, Channel.STATUS)
 
     # --- parts -------------------------------------------------------------------------------------
 
@@ -263,35 +309,6 @@ class Translator:
             return rule.convert(raw, body)
         except FieldProblem as problem:
             raise _Refused(DropReason(problem.reason), problem.detail) from None
-
-    def _ts_ms(self, source: SourceRule, body: dict, received_at: float) -> int:
-        if source.ts_path is None:
-            return round(received_at * 1000)
-        raw = find(body, source.ts_path)
-        where = ".".join(source.ts_path)
-        if is_missing(raw):
-            raise _Refused(DropReason.MISSING_FIELD, f"no timestamp {where!r} in the payload")
-        if source.ts_format == "iso":
-            if not isinstance(raw, str):
-                raise _Refused(DropReason.BAD_TS, f"{where} {raw!r} is not an ISO 8601 time")
-            try:
-                moment = datetime.fromisoformat(raw.strip())
-            except ValueError:
-                raise _Refused(DropReason.BAD_TS, f"{where} {raw[:40]!r} is not an ISO 8601 time") from None
-            if moment.tzinfo is None:
-                moment = moment.replace(tzinfo=source.zone)  # the device's local time, in its site's zone
-            ts_s = moment.timestamp()
-        else:
-            if isinstance(raw, bool) or not isinstance(raw, int | float):
-                raise _Refused(DropReason.BAD_TS, f"{where} {raw!r} is not a number of epoch "
-                                                  f"{'seconds' if source.ts_format == 'epoch_s' else 'milliseconds'}")
-            ts_s = raw if source.ts_format == "epoch_s" else raw / 1000
-        skew = ts_s - received_at
-        if abs(skew) > source.max_clock_skew_s:
-            raise _Refused(DropReason.CLOCK_OFF, f"device time {raw!r} is {abs(skew) / 3600:.2f} h "
-                                                 f"{'ahead of' if skew > 0 else 'behind'} the bridge's clock; set the "
-                                                 "device's clock and time zone (Tasmota: NtpServer, Timezone)")
-        return round(ts_s * 1000)
 
     # --- isolation of input errors ------------------------------------------------------------------
 

@@ -336,6 +336,21 @@ def _checker(metric: Metric) -> Callable[[object], FieldValue]:
 _CHECKERS = {kind: tuple((m.name, m.required, _checker(m)) for m in metrics) for kind, metrics in METRICS.items()}
 
 
+def value_check(metric: Metric) -> Callable[[object], bool]:
+    """A test of one value of `metric`: True when `decode_message` accepts it as that field of a reading.
+    For stages that build readings (the bridge) and would otherwise decode what they just encoded."""
+    check = _checker(metric)
+
+    def accepts(value: object) -> bool:
+        try:
+            check(value)
+        except _Invalid:
+            return False
+        return True
+
+    return accepts
+
+
 def _json_type(value: object) -> str:
     return {bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "an array",
             dict: "an object"}.get(type(value), type(value).__name__)

@@ -7,7 +7,8 @@ On top of the session (`core.mqtt_session`: broker identity, 3.1.1 fallback, per
   the handler saw each message (at least once: a crash before the ack gets it again);
 - "subscribed" as the broker's SUBACK granting every topic, not as "connected";
 - poison-message isolation (`core.poison.PoisonGuard`): no message can stop the subscription;
-- the stage's handler gets `(topic, payload)`; paho's types stay in `core/`.
+- the stage's handler gets `(topic, payload)`, or with `RunSubscriber` each run of them as one list;
+  paho's types stay in `core/`.
 
 Lifecycle: `start()` once (connects in the background, reconnecting for ever), `stop()` once; after
 `stop()` no handler is called. Handlers run on paho's thread.
@@ -100,11 +101,14 @@ class Subscriber(MqttSession):
         """A run of plain QoS 1 PUBLISHes from the read buffer (paho's thread)."""
         if self._stopping:
             return
+        self._take_run(topics, payloads)
+        self._client.queue_pubacks(mids)  # type: ignore[attr-defined]
+
+    def _take_run(self, topics: list[str], payloads: list[bytes]) -> None:
         guard, handler = self._guard, self._on_message
         for topic, payload in zip(topics, payloads, strict=True):
             if not guard.handle(handler, topic, bytes(payload)) and self._on_poison is not None:
                 self._on_poison()
-        self._client.queue_pubacks(mids)  # type: ignore[attr-defined]
 
     def _handle_message(self, client: mqtt.Client, _userdata: object, message: mqtt.MQTTMessage) -> None:
         """Anything unusual (QoS 0, MQTT 5 properties) through paho's own reader."""
@@ -114,3 +118,27 @@ class Subscriber(MqttSession):
             self._on_poison()
         if message.qos > 0:
             client.ack(message.mid, message.qos)
+
+
+class RunSubscriber(Subscriber):
+    """A subscription whose handler takes each run of messages at once: `on_run([(topic, payload), …])`
+    with the QoS 1 PUBLISHes read from the socket together, a run of one for a message paho reads
+    itself. For a stage whose handler only hands messages to its own thread (the bridge): one hand-over
+    and one wake-up of that thread a run, not a message. A run is acknowledged after `on_run` returned;
+    if it raises, the run is skipped as one poison message (logged with its first message)."""
+
+    def __init__(self, settings: MqttSettings, session: SessionSpec, clock: Clock, stage: str,
+                 log: logging.Logger, on_run: Callable[[list[tuple[str, bytes]]], None],
+                 on_connection: Callable[[bool], None] | None = None,
+                 on_poison: Callable[[], None] | None = None) -> None:
+        self._on_run = on_run
+        super().__init__(settings, session, clock, stage, log, self._take_one, on_connection, on_poison)
+
+    def _take_one(self, topic: str, payload: bytes) -> None:
+        self._on_run([(topic, payload)])
+
+    def _take_run(self, topics: list[str], payloads: list[bytes]) -> None:
+        run = list(zip(topics, map(bytes, payloads), strict=True))
+        if not self._guard.handle(lambda _topic, _payload: self._on_run(run), topics[0], run[0][1]) and (
+                self._on_poison is not None):
+            self._on_poison()

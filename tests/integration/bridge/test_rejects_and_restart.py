@@ -7,7 +7,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bridge.http import bridge_http
+from bridge.http import bridge_http, metrics_text
 from core.influxql import InfluxQLClient
 from facmon.cli import main
 from facmon.servers import InfluxDB, Mosquitto
@@ -70,12 +70,14 @@ def test_a_restarted_bridge_goes_on_with_each_devices_seq(
     with running_collector(config):
         stored = 0
         for _run in range(2):
-            with running_bridge(config):
+            with running_bridge(config) as bridge:
                 for occupied in (b"true", b"false"):
                     publisher.publish("zigbee2mqtt/hall_pir", b'{"occupancy": %s}' % occupied)
                     publisher.wait_all_acked()
                     stored += 1
                     # one at a time, so that each has a receive time of its own to the millisecond
                     wait_for_points(influx_db, stored, measurement="occupancy")
+                # the first reading of the topic took the general path, the second the topic's plan
+                assert "facmon_bridge_readings_planned_total 1.0" in metrics_text(bridge).decode()
     publisher.close()
     assert seqs_by_device(influx_db, "occupancy") == {"pir-hall": [0, 1, 2, 3]}
