@@ -72,6 +72,8 @@ def test_tasmota_local_time_is_stored_as_the_right_utc_instant_and_lwt_is_the_st
     with running_collector(config), running_bridge(config) as bridge:
         publisher = Publisher(mosquitto.port)
         publisher.publish("tele/tasmota_5A9AE8/LWT", payload("tasmota", "lwt_online"))
+        # STATE (Wi-Fi, uptime, relay) has no contract metric: not subscribed, so neither stored nor a drop
+        publisher.publish("tele/tasmota_5A9AE8/STATE", payload("tasmota", "state"))
         for time, switch in ((local_now, "ON"), (hours_off, "OFF")):
             message = f'{{"Time":"{time.isoformat()}","Switch1":"{switch}"}}'
             publisher.publish("tele/tasmota_5A9AE8/SENSOR", message.encode())
