@@ -35,7 +35,10 @@ from collector.service import LAG_BUCKETS_S
 from facmon.servers import InfluxDB, Mosquitto, free_port
 
 REPO = Path(__file__).resolve().parents[1]
-LOADS = (("park, 11 devices every 2 s", 11, 5.5), ("100 devices at 1 reading/s", 100, 100.0))
+LOADS = (("park, 11 devices every 2 s", 11, 5.5), ("100 devices at 1 reading/s", 100, 100.0),
+         ("park at 5 readings/s, 11 devices every 2.75 s", 11, 4.0))
+LOAD_KEYS = ("park", "100", "park5")
+"""`park5`: the park slowed to the issue's 5 readings/s (4/s of the devices and the probe's 1/s)."""
 
 
 def store_lag_buckets(metrics_url: str) -> list[float]:
@@ -167,7 +170,7 @@ def main() -> int:
     parser.add_argument("--idle-seconds", type=float, default=10.0,
                         help="before the first load: CPU of the stack with nothing published (0: skip)")
     parser.add_argument("--threads", action="store_true", help="also each process's CPU by thread")
-    parser.add_argument("--loads", default="park,100", help="which loads, of: park, 100")
+    parser.add_argument("--loads", default="park,100", help="which loads, of: park, 100, park5")
     args = parser.parse_args()
     print(f"the stack without simulators, {args.seconds:g} s per load; CPU as share of one core "
           "(per reading, RSS)")
@@ -182,7 +185,7 @@ def main() -> int:
         try:
             broker.wait_ready(20)
             influxd.wait_ready(60)
-            chosen = [load for key, load in zip(("park", "100"), LOADS, strict=True) if key in args.loads.split(",")]
+            chosen = [load for key, load in zip(LOAD_KEYS, LOADS, strict=True) if key in args.loads.split(",")]
             for index, (name, devices, rate) in enumerate(chosen):
                 work = tmp / f"load-{index}"
                 work.mkdir()
