@@ -24,12 +24,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import NamedTuple
 
-import orjson
-
 from bridge.convert import FieldProblem, TsRule, find, is_missing
 from bridge.mapping import SourceRule
 from core.contract import METRICS, METRICS_BY_NAME, DeviceKey, FieldValue, encode_payload, format_ts
 from core.decode import DecodeLimits, checked_ts_ms, value_check
+from core.reading_plans import json_object
 
 
 class _PlannedField(NamedTuple):
@@ -66,11 +65,8 @@ class ReadingPlan:
         raises on input."""
         if len(payload) > self._max_foreign_bytes:
             return None
-        try:
-            body = orjson.loads(payload)
-        except orjson.JSONDecodeError:
-            return None
-        if type(body) is not dict:
+        body = json_object(payload)
+        if body is None:
             return None
         metrics: dict[str, FieldValue] = self._labels.copy()
         try:

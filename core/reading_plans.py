@@ -231,6 +231,16 @@ def _label_ok(value: str) -> bool:
     return True
 
 
+def json_object(payload: bytes) -> dict[str, Any] | None:
+    """`payload` as a JSON object, or None when it is not one (a fast path then leaves it to the
+    general path, which says why)."""
+    try:
+        body = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return None
+    return body if type(body) is dict else None
+
+
 def fast_reading_line(topic: str, payload: bytes, received_at: float,
                       limits: DecodeLimits) -> tuple[Reading, str] | None:
     """The reading in `payload` and its line of line protocol, exactly as `decode_message` and
@@ -242,11 +252,8 @@ def fast_reading_line(topic: str, payload: bytes, received_at: float,
         return None
     if parsed.channel is not Channel.READING or len(payload) > limits.max_payload_bytes:
         return None
-    try:
-        body = orjson.loads(payload)
-    except orjson.JSONDecodeError:
-        return None
-    if type(body) is not dict:
+    body = json_object(payload)
+    if body is None:
         return None
     values = tuple(body.values())
     kind = parsed.device.kind
