@@ -200,6 +200,34 @@ class SpoolDrain:
         """How long InfluxDB took to confirm the last batch written."""
         return self._last_write_s
 
+    def can_write_through(self) -> bool:
+        """A trickle's points may go straight to InfluxDB (`write_through`): it is up and answered its
+        last write quickly, nothing older waits in the spool, and the writer thread is idle."""
+        return (self.counts.influx_up and not self._in_flight and self._last_write_s <= WRITE_HERE_MAX_S
+                and self._spool.pending_bytes == 0)
+
+    def write_through(self, lines: list[str]) -> bool:
+        """Write `lines`, which never entered the spool, on the calling thread; True once InfluxDB
+        confirmed every one (lines it refused on their own are dead-lettered, as the writer does).
+        False when not `can_write_through`, or when the write failed (InfluxDB is then marked down):
+        the caller spools the lines, and the writer thread owns retrying."""
+        if not self.can_write_through() or not self._drain_lock.acquire(blocking=False):
+            return False
+        try:
+            elapsed = self._send(lines)
+        except InfluxWriteError as err:
+            self.counts.write_failures += 1
+            self.counts.influx_up = False
+            self.counts.last_error = str(err)
+            return False
+        except Exception:  # a bug here must not stop intake: the lines take the spool's way
+            log.exception("writing through on the collector's thread failed; spooling the lines")
+            return False
+        finally:
+            self._drain_lock.release()
+        self._count_stored(lines, elapsed)
+        return True
+
     def write_here(self) -> bool:
         """Write what the spool has committed on the calling thread; True if the spool is then empty.
         At a trickle the collector's thread calls it right after a commit: waking the writer thread
@@ -244,16 +272,19 @@ class SpoolDrain:
 
     def _confirm(self, batch: Batch, elapsed: float) -> None:
         if batch.lines:
-            self._last_write_s = elapsed
-            self.counts.write_seconds_total += elapsed
-            self.counts.lines_written += len(batch.lines)
-            self.counts.batches_written += 1
-            self.counts.influx_up = True
-            self.counts.last_error = None
-            self.counts.last_write_at = self._clock.now()
-            if self._on_stored is not None:
-                self._on_stored(batch.lines, self.counts.last_write_at)
+            self._count_stored(batch.lines, elapsed)
         self._spool.confirm(batch)
+
+    def _count_stored(self, lines: list[str], elapsed: float) -> None:
+        self._last_write_s = elapsed
+        self.counts.write_seconds_total += elapsed
+        self.counts.lines_written += len(lines)
+        self.counts.batches_written += 1
+        self.counts.influx_up = True
+        self.counts.last_error = None
+        self.counts.last_write_at = self._clock.now()
+        if self._on_stored is not None:
+            self._on_stored(lines, self.counts.last_write_at)
 
     def _settle_in_flight(self, confirm: bool = True) -> None:
         """Wait for every batch in flight. With `confirm`, confirm those that succeeded up to the first

@@ -3,7 +3,10 @@
     message ──► ingest (decode, duplicates, state) ──► spool.append ──► … ──► spool.commit ──► MQTT ack
                    └─ reject ──► dead-letter file + `facmon_rejects` point (through the same spool)
 
-An acknowledgement is sent only after the message's points are fsynced in the spool. When the spool
+An acknowledgement is sent only after the message's points are fsynced in the spool, or, at a
+trickle with InfluxDB answering quickly (`collector.spool.write_through`), after InfluxDB confirmed
+them: InfluxDB syncs its WAL before it answers, and the spool's own write and fsync were a fifth of
+a park's collector CPU. A write-through that fails spools the points as usual. When the spool
 holds `max_bytes` of unconfirmed data, new messages are held in memory unacknowledged (at most the
 MQTT receive window) and the broker keeps the rest: back-pressure, not loss.
 
@@ -64,6 +67,8 @@ collector busy: the next commit or write is not held for the linger (`collector.
 `collector.writer.linger_s`), which is for a park's few readings a second; a backlog or a fleet goes
 at full speed. 400/s: a quarter second then gathers 100 messages, past which a longer wait saves
 little."""
+WRITE_THROUGH_MAX_BYTES = 64 * 1024
+"""Points held in memory for one write-through at most; a burst beyond goes the spool's way."""
 BUSY_COMMIT_S = 0.01
 """The group commit's wait while busy (the linger before 2026-12-03)."""
 
@@ -118,6 +123,10 @@ class CollectorService:
         self._held_count = 0
         self._commit_interval_s = settings.spool.commit_interval_ms / 1000
         self._busy = False
+        self._write_through = settings.spool.write_through
+        self._through: list[str] = []
+        """A trickle's points held for the commit to write straight to InfluxDB (`_holds_through`)."""
+        self._through_bytes = 0
         # Besides twice its payload, the most spool one message can take: a reject's point carries
         # its detail (500), topic (300) and an escaped payload excerpt.
         self._message_spool_bytes_bound = 1024 + 2 * settings.dead_letters.payload_excerpt_bytes
@@ -174,7 +183,11 @@ class CollectorService:
         received_at = self._clock.now()
         lines, rejects = self.ingest.handle_batch(batch.topics, batch.payloads, received_at)
         if lines:
-            self.spool.append(lines)
+            if batch.ack is not None and self._holds_through():
+                self._through.extend(lines)
+                self._through_bytes += sum(map(len, lines))
+            else:
+                self.spool.append(lines)
         for reject in rejects:
             self._dead_letter(reject, received_at)
         if batch.ack is not None:
@@ -184,6 +197,24 @@ class CollectorService:
             self._pending_count += len(batch.ack.mids)
             if self._pending_count >= self._settings.spool.commit_max_messages:
                 self.commit()
+
+    def _holds_through(self) -> bool:
+        """Whether a trickle's points wait in memory for the commit to write them through to InfluxDB
+        (`collector.spool.write_through`) instead of entering the spool: up to WRITE_THROUGH_MAX_BYTES,
+        past which what was held is spooled after all and the rest goes the spool's way."""
+        if not self._write_through or self._busy:
+            return False
+        if not self._through:
+            return self.drain.can_write_through()
+        if self._through_bytes <= WRITE_THROUGH_MAX_BYTES:
+            return True
+        self._spool_through()
+        return False
+
+    def _spool_through(self) -> None:
+        if self._through:
+            self.spool.append(self._through)
+            self._through, self._through_bytes = [], 0
 
     def _dead_letter(self, reject: Reject, received_at: float) -> None:
         try:
@@ -238,6 +269,10 @@ class CollectorService:
         this tries again only when the retry is due, and acknowledges nothing until it succeeds.
         At a trickle, the commit's lines are then written to InfluxDB on this thread
         (`SpoolDrain.write_here`), without waking the writer thread; else the writer thread is woken."""
+        if self._through:
+            through, self._through, self._through_bytes = self._through, [], 0
+            if not self.drain.write_through(through):
+                self.spool.append(through)  # spooled and synced below, as any other commit's lines
         trickle = not self._busy and self.drain.counts.influx_up
         if not self._sync_spool(wake_writer=not trickle):
             return
@@ -252,7 +287,7 @@ class CollectorService:
             self._pending_acks = []
             self._pending_count = 0
         self._pending_since = None
-        if trickle and not self.drain.write_here():
+        if trickle and self.spool.pending_bytes and not self.drain.write_here():
             self.spool.wake_reader()
 
     def _sync_spool(self, retry_now: bool = False, wake_writer: bool = True) -> bool:
@@ -367,6 +402,7 @@ class CollectorService:
             self.shutdown()
 
     def shutdown(self) -> None:
+        self._spool_through()  # their messages are not acknowledged yet: spooled, they are kept anyway
         if self._sync_spool(retry_now=True) and self._pending_acks:
             self.acked += self.source.ack(self._pending_acks)
         self.source.close()
