@@ -5,6 +5,7 @@ Fixtures:
     mosquitto            a fresh broker per test (facmon's shipped settings; ~0.03 s to start)
     mosquitto_factory    mosquitto_factory(port=None, extra_config="...") for more brokers or other settings
     influxdb             one influxd per session (facmon.servers.InfluxDB)
+    own_influxd          an influxd of the test's own, for tests that stop or restart it
     influx_db            a fresh, uniquely named database on it, as an InfluxQLClient (.url, .database),
                          dropped after the test
     influx_v2_proxy      the InfluxDB v2 write API (nginx) in front of `influxdb`, one per session
@@ -87,6 +88,14 @@ def mosquitto(mosquitto_factory: Callable[..., Mosquitto]) -> Mosquitto:
 def influxdb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InfluxDB]:
     server = InfluxDB(tmp_path_factory.mktemp("influxd"))
     _started(server)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def own_influxd(tmp_path: Path) -> Iterator[InfluxDB]:
+    server = InfluxDB(tmp_path / "own-influxd")
+    _started(server, timeout_s=60)
     yield server
     server.stop()
 

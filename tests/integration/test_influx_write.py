@@ -35,18 +35,6 @@ def _stored(influxd: InfluxDB, database: str) -> int:
     return 0 if series is None else int(series.values[0][1])
 
 
-@pytest.fixture()
-def own_influxd(tmp_path: Path) -> Iterator[InfluxDB]:
-    """A server of this test's own: the tests restart it."""
-    server = InfluxDB(tmp_path / "influxd")
-    server.start()
-    try:
-        server.wait_ready(60)
-        yield server
-    finally:
-        server.stop()
-
-
 def test_writes_are_stored_over_one_connection_renewed_after_the_server_restarts(own_influxd: InfluxDB) -> None:
     writer = V1LineWriter(InfluxSettings(url=own_influxd.url, database="w"))
     try:

@@ -5,7 +5,6 @@ the ack) and reach InfluxDB when it is back; nothing is lost either way."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,17 +25,6 @@ from tests.integration.collector.harness import (
 from tests.support import poll_until
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture()
-def own_influxd(tmp_path: Path) -> Iterator[InfluxDB]:
-    server = InfluxDB(tmp_path / "influxd")
-    server.start()
-    try:
-        server.wait_ready(60)
-        yield server
-    finally:
-        server.stop()
 
 
 def _spooled_bytes(spool: Path) -> int:
