@@ -143,6 +143,8 @@ _KIND_SPECS = (
         Metric("occupied", _B, "", "someone is in the room (PIR with hold time, or people > 0)"),
         Metric("people", _I, "", "people counted, where the sensor counts", False, False, 0, 10_000),
         Metric("sensor_battery_pct", _F, "%", "the sensor's own battery", False, False, 0, 100),
+        Metric("illuminance_lux", _F, "lx", "light level at the sensor, where it measures one", False, False, 0,
+               200_000),
     )),
     KindSpec(Kind.GENERATOR, "Generator", "generators", "a diesel generator (genset) and its controller", (
         Metric("running", _B, "", "the engine runs"),

@@ -32,7 +32,7 @@ def _config(tmp_path: Path, mosquitto: Mosquitto, influxdb: InfluxDB, db: Influx
     return config_from(env)
 
 
-def test_zigbee2mqtt_pirs_land_as_occupancy_with_room_battery_and_status(
+def test_zigbee2mqtt_pirs_land_as_occupancy_with_room_battery_illuminance_and_status(
         tmp_path: Path, mosquitto: Mosquitto, influxdb: InfluxDB, influx_db: InfluxQLClient) -> None:
     config = _config(tmp_path, mosquitto, influxdb, influx_db, ["zigbee2mqtt"])
     with running_collector(config), running_bridge(config) as bridge:
@@ -52,8 +52,9 @@ def test_zigbee2mqtt_pirs_land_as_occupancy_with_room_battery_and_status(
         publisher.close()
     rows = influx_db.query("SELECT * FROM occupancy GROUP BY device")
     stored = {s.tags["device"]: s.rows()[0] for s in rows}
-    assert {d: (r["room"], r["occupied"], r["sensor_battery_pct"], r["seq"]) for d, r in stored.items()} == {
-        "pir-hall": ("Hall", True, 100.0, 0), "pir-office": ("Office", False, 97.0, 0)}
+    assert {d: (r["room"], r["occupied"], r["sensor_battery_pct"], r["illuminance_lux"], r["seq"])
+            for d, r in stored.items()} == {"pir-hall": ("Hall", True, 100.0, 49.0, 0),
+                                           "pir-office": ("Office", False, 97.0, 12.0, 0)}
     for row in stored.values():  # Zigbee2MQTT sends no time: the bridge's receive time, in UTC milliseconds
         assert before * 1000 - 1 <= row["time"] <= after * 1000 + 1
     assert dict(bridge.rejects.by_reason) == {"out_of_range": 1, "bad_json": 1, "unknown_device": 1}

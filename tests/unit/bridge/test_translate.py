@@ -32,16 +32,18 @@ def body(outcome: Forward | Dropped) -> dict:
     return orjson.loads(outcome.payload)
 
 
-def test_zigbee2mqtt_pir_becomes_an_occupancy_reading_with_its_room_and_battery() -> None:
+def test_zigbee2mqtt_pir_becomes_an_occupancy_reading_with_its_room_battery_and_light() -> None:
     t = translator("zigbee2mqtt")
     now = FakeClock().now()
     [first] = t.handle("zigbee2mqtt/hall_pir", payload("zigbee2mqtt", "state"), now)
     [second] = t.handle("zigbee2mqtt/hall_pir", payload("zigbee2mqtt", "state_clear"), now + 1)
     assert first.topic == "facmon/v1/park/occupancy/pir-hall/reading"
     assert body(first) == {"ts": "2026-01-01T00:00:00.000Z", "seq": 0, "room": "Hall", "occupied": True,
-                           "sensor_battery_pct": 100.0}
+                           "sensor_battery_pct": 100.0, "illuminance_lux": 49.0}
     assert body(second) == {"ts": "2026-01-01T00:00:01.000Z", "seq": 1, "room": "Hall", "occupied": False,
-                            "sensor_battery_pct": 97.0}
+                            "sensor_battery_pct": 97.0, "illuminance_lux": 12.0}
+    without = t.handle("zigbee2mqtt/hall_pir", b'{"battery":96,"occupancy":false}', now + 2)[0]
+    assert "illuminance_lux" not in body(without)  # a PIR without a light sensor: the metric is optional
     # What the bridge forwards is what the collector accepts
     assert decode_message(first.topic, first.payload, now, LIMITS).metrics["occupied"] is True
 
