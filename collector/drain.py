@@ -32,6 +32,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
 
 from collector.spool import Batch, Position, Spool
 from core.clock import Clock
@@ -50,16 +51,17 @@ TRICKLE_LINES_PER_S = 400.0
 (`writer.linger_s`); the collector's BUSY_RATE_PER_S, for the same reason."""
 
 WRITE_HERE_MAX_S = 0.2
-WRITE_HERE_MAX_BYTES = 64 * 1024
-"""`write_here` writes on the collector's own thread only when the last write took at most this long
-and the spool holds at most this much: a trickle. Intake waits while it writes, so a slow InfluxDB
-or a backlog stays with the writer thread."""
+TRICKLE_MAX_BYTES = 64 * 1024
+"""The collector's own thread writes to InfluxDB (`write_here`, `write_through`) only when the last
+write took at most WRITE_HERE_MAX_S and at most TRICKLE_MAX_BYTES wait: a trickle. Intake waits
+while it writes, so a slow InfluxDB or a backlog stays with the writer thread."""
 
 GROUP_BY_SERIES_FROM = 64
 """Batches longer than this are sent grouped by series (see above); a trickle's few lines gain nothing
 from it, and sorting them is a measurable part of a park's writes."""
 
 log = logging.getLogger("facmon.collector.writer")
+T = TypeVar("T")
 
 
 @dataclass
@@ -203,28 +205,24 @@ class SpoolDrain:
     def can_write_through(self) -> bool:
         """A trickle's points may go straight to InfluxDB (`write_through`): it is up and answered its
         last write quickly, nothing older waits in the spool, and the writer thread is idle."""
+        return self._trickle_ready(max_spooled_bytes=0)
+
+    def _trickle_ready(self, max_spooled_bytes: int) -> bool:
+        """InfluxDB is up and answered its last write within WRITE_HERE_MAX_S, no batch is in flight,
+        and the spool holds at most `max_spooled_bytes`: this thread may write now."""
         return (self.counts.influx_up and not self._in_flight and self._last_write_s <= WRITE_HERE_MAX_S
-                and self._spool.pending_bytes == 0)
+                and self._spool.pending_bytes <= max_spooled_bytes)
 
     def write_through(self, lines: list[str]) -> bool:
         """Write `lines`, which never entered the spool, on the calling thread; True once InfluxDB
         confirmed every one (lines it refused on their own are dead-lettered, as the writer does).
         False when not `can_write_through`, or when the write failed (InfluxDB is then marked down):
         the caller spools the lines, and the writer thread owns retrying."""
-        if not self.can_write_through() or not self._drain_lock.acquire(blocking=False):
+        if not self.can_write_through():
             return False
-        try:
-            elapsed = self._send(lines)
-        except InfluxWriteError as err:
-            self.counts.write_failures += 1
-            self.counts.influx_up = False
-            self.counts.last_error = str(err)
+        elapsed = self._on_this_thread(lambda: self._send(lines))
+        if elapsed is None:
             return False
-        except Exception:  # a bug here must not stop intake: the lines take the spool's way
-            log.exception("writing through on the collector's thread failed; spooling the lines")
-            return False
-        finally:
-            self._drain_lock.release()
         self._count_stored(lines, elapsed)
         return True
 
@@ -235,22 +233,30 @@ class SpoolDrain:
         while InfluxDB is up and answered the last write quickly, and only a trickle's few bytes: a
         backlog, a slow or failing InfluxDB stay with the writer thread, which owns retrying (a write
         that fails here marks InfluxDB down and hands the lines back to it)."""
-        if (not self.counts.influx_up or self._in_flight or self._last_write_s > WRITE_HERE_MAX_S
-                or self._spool.pending_bytes > WRITE_HERE_MAX_BYTES or not self._drain_lock.acquire(blocking=False)):
+        if not self._trickle_ready(max_spooled_bytes=TRICKLE_MAX_BYTES):
             return False
+        if self._on_this_thread(lambda: self.drain_once(here=True)) is None:
+            return False
+        return self._spool.pending_bytes == 0
+
+    def _on_this_thread(self, write: Callable[[], T]) -> T | None:
+        """`write()` on the calling thread unless the writer thread is draining; None if it could not
+        run or failed. A failure marks InfluxDB down, so the writer thread, which owns retrying, takes
+        the lines; a bug is logged and must not stop the collector's intake."""
+        if not self._drain_lock.acquire(blocking=False):
+            return None
         try:
-            self.drain_once(here=True)
+            return write()
         except InfluxWriteError as err:
             self.counts.write_failures += 1
             self.counts.influx_up = False
             self.counts.last_error = str(err)
-            return False
-        except Exception:  # a bug here must not stop intake: the writer thread tries the lines again
+            return None
+        except Exception:
             log.exception("writing on the collector's thread failed; the writer thread takes over")
-            return False
+            return None
         finally:
             self._drain_lock.release()
-        return self._spool.pending_bytes == 0
 
     def _send_here(self, lines: list[str]) -> Future[float]:
         """`_send` on this thread, for a trickle's lone batch: handing it to a sender and waiting for it

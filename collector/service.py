@@ -28,7 +28,7 @@ from collections import deque
 
 from collector.dead_letters import DeadLetterFile
 from collector.device_table import DeviceTable
-from collector.drain import SpoolDrain
+from collector.drain import TRICKLE_MAX_BYTES, SpoolDrain
 from collector.ingest import Ingest, reject_point
 from collector.mqtt_source import AckRun, InboundBatch, MqttSource
 from collector.spool import Spool, SpoolWriteError
@@ -67,8 +67,6 @@ collector busy: the next commit or write is not held for the linger (`collector.
 `collector.writer.linger_s`), which is for a park's few readings a second; a backlog or a fleet goes
 at full speed. 400/s: a quarter second then gathers 100 messages, past which a longer wait saves
 little."""
-WRITE_THROUGH_MAX_BYTES = 64 * 1024
-"""Points held in memory for one write-through at most; a burst beyond goes the spool's way."""
 BUSY_COMMIT_S = 0.01
 """The group commit's wait while busy (the linger before 2026-12-03)."""
 
@@ -200,13 +198,13 @@ class CollectorService:
 
     def _holds_through(self) -> bool:
         """Whether a trickle's points wait in memory for the commit to write them through to InfluxDB
-        (`collector.spool.write_through`) instead of entering the spool: up to WRITE_THROUGH_MAX_BYTES,
+        (`collector.spool.write_through`) instead of entering the spool: up to TRICKLE_MAX_BYTES,
         past which what was held is spooled after all and the rest goes the spool's way."""
         if not self._write_through or self._busy:
             return False
         if not self._through:
             return self.drain.can_write_through()
-        if self._through_bytes <= WRITE_THROUGH_MAX_BYTES:
+        if self._through_bytes <= TRICKLE_MAX_BYTES:
             return True
         self._spool_through()
         return False
