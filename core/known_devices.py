@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from core.contract import DeviceKey, Reading
-from core.line_protocol import LINE_LAYOUT, escape_tag, series_prefix_pieces
+from core.line_protocol import LINE_LAYOUT, series_key
 from core.settings.sites import SitesSettings
 from core.site import Site, described_labels, iter_devices, load_site
 
@@ -41,10 +41,8 @@ class KnownDevices:
             label_names = LINE_LAYOUT[key.kind][0]
             described = dict(labels)
             if set(label_names) <= described.keys():
-                pieces, names = series_prefix_pieces(key, label_names)
-                values = [escape_tag(str(described[name])) for name in names]
-                self.fast_reading_series[key.reading_topic()] = "".join(
-                    piece + value for piece, value in zip(pieces, [*values, ""], strict=True))
+                self.fast_reading_series[key.reading_topic()] = series_key(
+                    key, ((name, described[name]) for name in label_names))
 
     def device_refusal(self, device: DeviceKey) -> str | None:
         """Why `device` may not publish, or None if a site file describes it."""
