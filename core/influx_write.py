@@ -25,6 +25,7 @@ from urllib.parse import urlencode
 import urllib3
 
 from core.http_client import HttpUnreachable, KeptAliveHttp, basic_auth_header
+from core.influxql import quote_ident
 from core.settings.base import read_secret
 from core.settings.influxdb import InfluxSettings
 
@@ -120,7 +121,7 @@ class V1LineWriter:
     def ensure_database(self) -> None:
         if not self._settings.create_database:
             return
-        statement = 'CREATE DATABASE "' + self._settings.database.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        statement = f"CREATE DATABASE {quote_ident(self._settings.database)}"
         status, answer = self._post("/query", urlencode({"q": statement}).encode(),
                                     {"Content-Type": "application/x-www-form-urlencoded", **self._auth})
         raise_for_status(status, _error_message(answer), "CREATE DATABASE")
