@@ -42,6 +42,8 @@ class _Metrics(Collector):
         yield CounterMetricFamily("facmon_bridge_readings_planned", "Readings forwarded by their topic's "
                                   "translation plan (the fast path; the rest take the general one)",
                                   value=s.translator.planned)
+        yield CounterMetricFamily("facmon_bridge_messages_ignored", "Foreign messages of topics the mapping's "
+                                  "ignore: lists, which no source takes", value=s.translator.ignored)
 
 
 def metrics_text(service: BridgeService) -> bytes:

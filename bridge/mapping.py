@@ -184,6 +184,16 @@ class MappingSpec(_Spec):
     max_clock_skew_s: float = Field(900.0, gt=0, le=30 * 86_400)
     """A device timestamp this far from the bridge's clock is refused as clock_off (nothing is stored)."""
     sources: list[SourceSpec] = Field(min_length=1)
+    ignore: list[str] = Field([], max_length=64)
+    """Topic patterns the sources' subscriptions bring in that no source takes and that are expected (a
+    Tasmota PIR's own STATE when a plug source reads tele/{device}/STATE): counted as ignored, not as drops."""
+
+    @field_validator("ignore")
+    @classmethod
+    def _ignore_patterns(cls, patterns: list[str]) -> list[str]:
+        for index, text in enumerate(patterns):
+            _pattern(text, f"ignore[{index}]")
+        return patterns
 
     @field_validator("time_zone")
     @classmethod
@@ -250,6 +260,11 @@ class SourceRule:
 @dataclass(frozen=True, slots=True)
 class BridgeMapping:
     sources: tuple[SourceRule, ...]
+    ignore: tuple[TopicPattern, ...] = ()
+    """Topics no source takes that are expected: not forwarded and not counted as drops."""
+
+    def ignores(self, parts: Sequence[str]) -> bool:
+        return any(pattern.match(parts) is not None for pattern in self.ignore)
 
     @property
     def subscriptions(self) -> tuple[str, ...]:
@@ -289,7 +304,7 @@ def compile_mapping(spec: MappingSpec, site_zones: Mapping[str, str]) -> BridgeM
                    spec.max_clock_skew_s) if source.ts else None,
             {raw: DeviceRule(d.device, dict(d.labels)) for raw, d in source.devices.items()},
             source.only_listed_devices, ZoneInfo(zone_name) if zone_name else None, spec.max_clock_skew_s))
-    return BridgeMapping(tuple(rules))
+    return BridgeMapping(tuple(rules), tuple(TopicPattern.parse(text) for text in spec.ignore))
 
 
 def load_mapping(path: Path, site_zones: Mapping[str, str] | None = None) -> BridgeMapping:
@@ -319,9 +334,12 @@ def load_mappings(paths: Sequence[Path], site_zones: Mapping[str, str] | None = 
     if not paths:
         raise MappingError("no mapping file: list one in bridge.mappings (bridge/mappings/ has examples)")
     sources: list[SourceRule] = []
+    ignore: list[TopicPattern] = []
     for path in paths:
-        for source in load_mapping(path, site_zones).sources:
+        mapping = load_mapping(path, site_zones)
+        for source in mapping.sources:
             if any(s.name == source.name for s in sources):
                 raise MappingError(f"{path}: source {source.name!r} is also in an earlier mapping file; rename one")
             sources.append(source)
-    return BridgeMapping(tuple(sources))
+        ignore.extend(mapping.ignore)
+    return BridgeMapping(tuple(sources), tuple(ignore))

@@ -118,6 +118,8 @@ class Translator:
         """Topic → its readings' plan, once the topic was routed to a reading source (None: it has none)."""
         self.planned = 0
         """Messages forwarded by their topic's plan."""
+        self.ignored = 0
+        """Messages of topics the mapping's `ignore:` expects and no source takes."""
 
     def handle(self, topic: str, payload: bytes, received_at: float) -> list[Outcome]:
         """What to publish for one message and what was dropped (one Dropped at most). Never raises on input."""
@@ -148,6 +150,9 @@ class Translator:
                                           lambda s=source, c=captures: self._gather(s, c, topic, payload, received_at))
             return self._guarded_many(source, topic, payload,
                                       lambda s=source, c=captures: self._reading(s, c, topic, payload, received_at))
+        if self._mapping.ignores(parts):
+            self.ignored += 1
+            return []
         listed = [s.name for s in self._mapping.sources if s.only_listed_devices and (
             s.topic.match(parts) is not None
             or (s.availability is not None and s.availability.match(parts) is not None))]

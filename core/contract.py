@@ -44,6 +44,7 @@ class Kind(enum.StrEnum):
     UPLINK = "uplink"
     OCCUPANCY = "occupancy"
     GENERATOR = "generator"
+    PLUG = "plug"
 
 
 class Channel(enum.StrEnum):
@@ -156,6 +157,17 @@ _KIND_SPECS = (
         Metric("coolant_temp_c", _F, "°C", "engine coolant temperature", False, False, -40, 150),
         Metric("starter_battery_v", _F, "V", "the starter battery's voltage", False, False, 0, 60),
         Metric("fault_code", _T, "", "controller alarm code, null when there is none", False, True),
+    )),
+    KindSpec(Kind.PLUG, "Plug", "plugs", "a smart plug or relay switching one load (the router, a pump, an air "
+             "conditioner), often metering it", (
+        Metric("relay_on", _B, "", "the relay is on: the load has power"),
+        Metric("power_w", _F, "W", "power the load draws, where the plug meters", False, False, 0, 100_000),
+        Metric("energy_kwh", _F, "kWh", "the plug's energy counter, where it meters", False, False, 0, 10_000_000),
+        Metric("voltage_v", _F, "V", "mains voltage at the plug, where it meters", False, False, 0, 500),
+        Metric("wifi_signal_dbm", _F, "dBm", "the plug's Wi-Fi signal at its access point; below about -80 dBm "
+               "it drops out", False, False, -120, 0),
+        Metric("uptime_s", _I, "s", "seconds since the plug last started: a drop means it lost power or "
+               "restarted", False, False, 0, 10_000_000_000),
     )),
 )
 KINDS: Mapping[Kind, KindSpec] = {spec.kind: spec for spec in _KIND_SPECS}

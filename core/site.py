@@ -16,6 +16,7 @@
                    maintenance: [{start: "2026-11-12 02:00", end: "2026-11-12 04:00", note: "PTCL notice 41"}]}]
     occupancy_sensors: [{id: occ-room-1, room: کمرہ 1, capacity: 12}]
     generators:  [{id: gen-main, feeds: inv-main, rated_w: 10000, tank_l: 50, auto_start_soc_pct: 30}]
+    plugs:       [{id: plug-router, name: Router, rated_w: 18, powered_by: inv-main}]
     tariffs: {currency: PKR, grid_per_kwh: 62, diesel_per_litre: 285}   # optional; the reports' costs
 
 `load_site(path)` returns a frozen, validated `Site` or raises `SiteFileError` naming the file, the
@@ -278,7 +279,17 @@ class Generator(_Device):
         return self
 
 
-DeviceSpec = Inverter | Uplink | OccupancySensor | Generator
+class Plug(_Device):
+    """A smart plug or relay (Tasmota, Shelly) switching one load: the router, a pump, an air conditioner."""
+
+    kind: ClassVar[Kind] = Kind.PLUG
+    id: DeviceId
+    rated_w: float = Field(gt=0, le=100_000, description="what the load usually draws while on")
+    powered_by: DeviceId | None = Field(None, description="inverter whose output feeds the plug; null: the grid "
+                                        "or its own supply")
+
+
+DeviceSpec = Inverter | Uplink | OccupancySensor | Generator | Plug
 """A device as its site file describes it; `spec.kind` names its contract kind."""
 
 
@@ -296,6 +307,7 @@ class Site(_Frozen):
     uplinks: tuple[Uplink, ...] = ()
     occupancy_sensors: tuple[OccupancySensor, ...] = ()
     generators: tuple[Generator, ...] = ()
+    plugs: tuple[Plug, ...] = ()
     tariffs: Tariffs | None = Field(None, description="energy prices for the reports; null: no costs estimated")
 
     @field_validator("timezone")
@@ -388,6 +400,11 @@ def device_problems(site: Site) -> list[tuple[Location, str]]:
         if uplink.powered_by is not None and uplink.powered_by not in inverter_ids:
             problems.append(((("uplinks", index, "powered_by")),
                              f"{uplink.powered_by!r} is not an inverter of this site "
+                             f"(inverters: {', '.join(sorted(inverter_ids)) or 'none'})"))
+    for index, plug in enumerate(site.plugs):
+        if plug.powered_by is not None and plug.powered_by not in inverter_ids:
+            problems.append((("plugs", index, "powered_by"),
+                             f"{plug.powered_by!r} is not an inverter of this site "
                              f"(inverters: {', '.join(sorted(inverter_ids)) or 'none'})"))
     for index, generator in enumerate(site.generators):
         if generator.feeds not in inverter_ids:

@@ -18,7 +18,7 @@ from typing import overload
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from core.site import DeviceSpec, Generator, Inverter, OccupancySensor, Site, Uplink, iter_devices
+from core.site import DeviceSpec, Generator, Inverter, OccupancySensor, Plug, Site, Uplink, iter_devices
 
 
 class PhysicsError(ValueError):
@@ -76,8 +76,15 @@ class GeneratorPhysics(_Physics):
     initial_engine_hours: float = Field(1200.0, ge=0)
 
 
+class PlugPhysics(_Physics):
+    wifi_signal_dbm: float = Field(-62.0, ge=-120, le=0, description="mean Wi-Fi signal at the plug")
+    mains_v: float = Field(230.0, gt=0, le=500, description="mean mains voltage at the plug")
+    load_swing: float = Field(0.1, ge=0, lt=1, description="the load's draw wanders this share around rated_w")
+
+
 _MODELS: dict[type, type[_Physics]] = {Inverter: InverterPhysics, Uplink: UplinkPhysics,
-                                       OccupancySensor: SensorPhysics, Generator: GeneratorPhysics}
+                                       OccupancySensor: SensorPhysics, Generator: GeneratorPhysics,
+                                       Plug: PlugPhysics}
 
 
 @overload
@@ -88,6 +95,8 @@ def physics_of(spec: Uplink, site_id: str = "") -> UplinkPhysics: ...
 def physics_of(spec: OccupancySensor, site_id: str = "") -> SensorPhysics: ...
 @overload
 def physics_of(spec: Generator, site_id: str = "") -> GeneratorPhysics: ...
+@overload
+def physics_of(spec: Plug, site_id: str = "") -> PlugPhysics: ...
 
 
 def physics_of(spec: DeviceSpec, site_id: str = "") -> _Physics:

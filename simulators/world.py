@@ -17,20 +17,23 @@ import bisect
 import heapq
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 import numpy as np
 
 from core.contract import STATUS_OFFLINE, STATUS_ONLINE, DeviceKey, Kind, Reading, encode_payload, format_ts
-from core.site import Generator, Inverter, OccupancySensor, Site, Uplink
+from core.site import Generator, Inverter, OccupancySensor, Plug, Site, Uplink
 from simulators import scenario as sc
 from simulators.context import StepContext, ambient_c, office_profile
 from simulators.generator import GeneratorFleet, GeneratorModel
 from simulators.inverter import InverterFleet
 from simulators.malformed import malformed_messages
 from simulators.occupancy import OccupancyFleet
+from simulators.plug import PlugFleet
 from simulators.sun import clear_sky_irradiance_w_m2, solar_elevation_deg
 from simulators.uplink import FIBER_CUT, UplinkFleet, UplinkOverrides
+
+_Fed = TypeVar("_Fed", Uplink, Plug)
 
 
 class Message(NamedTuple):
@@ -87,7 +90,8 @@ class _Action:
 def scale_site(site: Site, devices: int) -> Site:
     """`site` with its devices cloned round-robin until it has `devices` devices (at least its own).
     Clone k of device `x` is `x-k`; clones' uplinks are powered by the clone of the same number."""
-    own = len(site.inverters) + len(site.uplinks) + len(site.occupancy_sensors) + len(site.generators)
+    own = (len(site.inverters) + len(site.uplinks) + len(site.occupancy_sensors) + len(site.generators)
+           + len(site.plugs))
     if devices <= own:
         return site
     copies = -(-devices // own)
@@ -95,6 +99,7 @@ def scale_site(site: Site, devices: int) -> Site:
     uplinks: list[Uplink] = []
     sensors: list[OccupancySensor] = []
     generators: list[Generator] = []
+    plugs: list[Plug] = []
     made = 0
     for k in range(copies):
         suffix = "" if k == 0 else f"-{k}"
@@ -104,10 +109,7 @@ def scale_site(site: Site, devices: int) -> Site:
                 made += 1
         for up in site.uplinks:
             if made < devices:
-                powered = None if up.powered_by is None else up.powered_by[:58] + suffix
-                if powered is not None and powered not in {i.id for i in inverters}:
-                    powered = up.powered_by
-                uplinks.append(up.model_copy(update={"id": up.id[:58] + suffix, "powered_by": powered}))
+                uplinks.append(_clone_powered(up, suffix, inverters))
                 made += 1
         for occ in site.occupancy_sensors:
             if made < devices:
@@ -120,8 +122,22 @@ def scale_site(site: Site, devices: int) -> Site:
                     feeds = gen.feeds
                 generators.append(gen.model_copy(update={"id": gen.id[:58] + suffix, "feeds": feeds}))
                 made += 1
+        for plug in site.plugs:
+            if made < devices:
+                plugs.append(_clone_powered(plug, suffix, inverters))
+                made += 1
     return site.model_copy(update={"inverters": tuple(inverters), "uplinks": tuple(uplinks),
-                                   "occupancy_sensors": tuple(sensors), "generators": tuple(generators)})
+                                   "occupancy_sensors": tuple(sensors), "generators": tuple(generators),
+                                   "plugs": tuple(plugs)})
+
+
+def _clone_powered(device: _Fed, suffix: str, inverters: list[Inverter]) -> _Fed:
+    """Clone `suffix` of a device fed by an inverter: fed by that inverter's clone of the same number when
+    there is one, else by the original."""
+    powered = None if device.powered_by is None else device.powered_by[:58] + suffix
+    if powered is not None and powered not in {i.id for i in inverters}:
+        powered = device.powered_by
+    return device.model_copy(update={"id": device.id[:58] + suffix, "powered_by": powered})
 
 
 class Simulation:
@@ -146,10 +162,13 @@ class Simulation:
         inverter_index = {inv.id: index for index, inv in enumerate(site.inverters)}
         self.generator_fleet = GeneratorFleet(site.generators, inverter_index, seed, site.id)
         self.generators: dict[str, GeneratorModel] = {m.spec.id: m for m in self.generator_fleet.models}
+        self.plug_fleet = PlugFleet(site.plugs, inverter_index, seed)
+        self._plug_ids = [p.id for p in site.plugs]
         self.keys = {**{d: DeviceKey(site.id, Kind.INVERTER, d) for d in self.inverters},
                      **{d: DeviceKey(site.id, Kind.UPLINK, d) for d in self.uplinks},
                      **{d: DeviceKey(site.id, Kind.OCCUPANCY, d) for d in self._sensor_index},
-                     **{d: DeviceKey(site.id, Kind.GENERATOR, d) for d in self.generators}}
+                     **{d: DeviceKey(site.id, Kind.GENERATOR, d) for d in self.generators},
+                     **{d: DeviceKey(site.id, Kind.PLUG, d) for d in self._plug_ids}}
         # Per uplink, the index of the inverter powering its router (-1: its own supply).
         self._powered_by = np.array([-1 if u.powered_by is None else inverter_index[u.powered_by]
                                      for u in site.uplinks], dtype=np.int64)
@@ -330,10 +349,27 @@ class Simulation:
         metrics: dict[str, dict | None] = dict(zip(self.inverters, inverters, strict=True))
         metrics.update(zip(self.generators, readings, strict=True))
         site_powered = self.inverter_fleet.site_powered
-        powered = ((self._powered_by < 0) | site_powered[np.maximum(self._powered_by, 0)] if site_powered.size
-                   else np.ones(len(self._powered_by), dtype=bool)).tolist()
-        metrics.update(zip(self.uplinks, self.uplink_fleet.step(ctx, powered), strict=True))
+        metrics.update(zip(self.uplinks, self.uplink_fleet.step(ctx, _fed(self._powered_by, site_powered)),
+                           strict=True))
+        if self._plug_ids:
+            had_power = self.plug_fleet.has_power.tolist()
+            plugs = self.plug_fleet.step(ctx, _fed(self.plug_fleet.powered_by, site_powered))
+            metrics.update(zip(self._plug_ids, plugs, strict=True))
+            for device, before, now in zip(self._plug_ids, had_power, self.plug_fleet.has_power.tolist(),
+                                           strict=True):
+                if before != now:
+                    self._plug_power_changed(device, now)
         return fired, metrics
+
+    def _plug_power_changed(self, device: str, has_power: bool) -> None:
+        """A plug that loses power drops off the broker, which publishes its last will; back on power it
+        connects again and says it is online."""
+        key = self.keys[device]
+        self.delivery[device].silent = not has_power
+        if has_power:
+            self._pending.append(Message(key.status_topic(), STATUS_ONLINE.encode(), True, key))
+        else:
+            self._pending.append(Message(key.status_topic(), STATUS_OFFLINE.encode(), True, key, will=True))
 
     def steps(self) -> Iterator[Step]:
         """Every step from the start to the end, inclusive of the start."""
@@ -395,6 +431,13 @@ class Simulation:
         if quirks.duplicates_left > 0:
             quirks.duplicates_left -= 1
             out.append(message)
+
+
+def _fed(powered_by: np.ndarray, site_powered: np.ndarray) -> list[bool]:
+    """Per device fed by inverter `powered_by[i]` (-1: not by an inverter): does it have power?"""
+    if not site_powered.size:
+        return [True] * len(powered_by)
+    return ((powered_by < 0) | site_powered[np.maximum(powered_by, 0)]).tolist()
 
 
 def _containing(intervals: list[tuple[float, float]], t: float) -> tuple[float, float] | None:

@@ -149,6 +149,13 @@ const CARDS = {
     if (m.coolant_temp_c !== undefined) row(t("gen.coolant"), fmt(m.coolant_temp_c, " °C"));
     return { flag: m.state === "fail_to_start" ? "gen-failed" : (m.running ? "gen-running" : "") };
   },
+  plug: (d, m, row) => {
+    row(t("plug.relay"), yesNo(m.relay_on, t("plug.on"), t("plug.off")));
+    if (num(m.power_w)) row(t("plug.power"), watts(m.power_w));
+    if (num(m.wifi_signal_dbm)) row(t("plug.signal"), fmt(m.wifi_signal_dbm, " dBm"));
+    if (num(m.uptime_s)) row(t("plug.uptime"), durationText(m.uptime_s));
+    return { flag: m.relay_on === false ? "plug-off" : "" };
+  },
 };
 
 // A kind without a card here (a new one) shows its metrics with the units the contract gives

@@ -48,7 +48,7 @@ EXAMPLES = 250
 MESSAGES_PER_EXAMPLE = 6
 FUZZ_MESSAGES_PER_RUN = EXAMPLES * MESSAGES_PER_EXAMPLE
 DEVICES = {Kind.INVERTER: ["inv-main", "inv-lab"], Kind.UPLINK: ["uplink-ptcl", "uplink-jazz"],
-           Kind.OCCUPANCY: ["occ-room-1", "occ-meeting"], Kind.GENERATOR: ["gen-main"]}
+           Kind.OCCUPANCY: ["occ-room-1", "occ-meeting"], Kind.GENERATOR: ["gen-main"], Kind.PLUG: ["plug-router"]}
 
 _EXTREME_NUMBERS = st.sampled_from([0, -0.0, 1e308, -1e308, 5e-324, 10**400, -(10**400), 2**63 - 1, 2**63, 2**64,
                                     9_223_372_036_854, -9_223_372_036_854, 9_223_372_036_855, 100, 100.0000001,

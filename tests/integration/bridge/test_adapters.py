@@ -32,6 +32,13 @@ def _config(tmp_path: Path, mosquitto: Mosquitto, influxdb: InfluxDB, db: Influx
     return config_from(env)
 
 
+def _quick_tasmota(tmp_path: Path) -> Path:
+    """The shipped Tasmota mapping, gathering every second instead of every 30."""
+    quick = tmp_path / "tasmota.yaml"
+    quick.write_text((MAPPINGS / "tasmota.yaml").read_text().replace("interval_s: 30", "interval_s: 1"))
+    return quick
+
+
 def test_zigbee2mqtt_pirs_land_as_occupancy_with_room_battery_illuminance_and_status(
         tmp_path: Path, mosquitto: Mosquitto, influxdb: InfluxDB, influx_db: InfluxQLClient) -> None:
     config = _config(tmp_path, mosquitto, influxdb, influx_db, ["zigbee2mqtt"])
@@ -73,7 +80,8 @@ def test_tasmota_local_time_is_stored_as_the_right_utc_instant_and_lwt_is_the_st
     with running_collector(config), running_bridge(config) as bridge:
         publisher = Publisher(mosquitto.port)
         publisher.publish("tele/tasmota_5A9AE8/LWT", payload("tasmota", "lwt_online"))
-        # STATE (Wi-Fi, uptime, relay) has no contract metric: not subscribed, so neither stored nor a drop
+        # the PIR's own STATE (Wi-Fi, uptime): the plug sources subscribe to STATE, and the mapping's
+        # ignore: expects a sensor's: neither stored nor a drop, counted as ignored
         publisher.publish("tele/tasmota_5A9AE8/STATE", payload("tasmota", "state"))
         for time, switch in ((local_now, "ON"), (hours_off, "OFF")):
             message = f'{{"Time":"{time.isoformat()}","Switch1":"{switch}"}}'
@@ -87,13 +95,34 @@ def test_tasmota_local_time_is_stored_as_the_right_utc_instant_and_lwt_is_the_st
     assert (row["time"], row["device"], row["room"], row["occupied"]) == (utc_ms, "pir-store", "Store", True)
     assert set(bridge.rejects.by_reason) == {"clock_off", "bad_value"}
     assert bridge.forwarded["status"] == 1
+    assert bridge.translator.ignored == 1
+
+
+def test_a_tasmota_plugs_state_and_energy_land_as_one_plug_reading_and_its_lwt_is_the_status(
+        tmp_path: Path, mosquitto: Mosquitto, influxdb: InfluxDB, influx_db: InfluxQLClient) -> None:
+    config = _config(tmp_path, mosquitto, influxdb, influx_db, [_quick_tasmota(tmp_path)])
+    with running_collector(config), running_bridge(config) as bridge:
+        publisher = Publisher(mosquitto.port)
+        sent_at = CLOCK.now()
+        publisher.publish("tele/plug_router/LWT", payload("tasmota", "lwt_online"))
+        publisher.publish("tele/plug_router/STATE", payload("tasmota", "state"))
+        publisher.publish("tele/plug_router/SENSOR", payload("tasmota", "sensor_energy"))
+        publisher.wait_all_acked()
+        wait_for_points(influx_db, 1, measurement="plug", timeout_s=20)
+        publisher.publish("tele/plug_router/LWT", payload("tasmota", "lwt_offline"))
+        publisher.wait_all_acked()
+        poll_until(lambda: bridge.forwarded["status"] == 2, 10, what="the plug's last will forwarded")
+        publisher.close()
+    [row] = influx_db.query("SELECT * FROM plug")[0].rows()
+    assert sent_at * 1000 - 1 <= row.pop("time") <= CLOCK.now() * 1000  # gathered: stamped when received
+    assert row == {"device": "plug-router", "site": "park", "seq": 0, "relay_on": True, "power_w": 9.0,
+                   "energy_kwh": 1.956, "voltage_v": 231.0, "wifi_signal_dbm": -58.0, "uptime_s": 3723}
+    assert bridge.forwarded == {"reading": 1, "status": 2} and not bridge.rejects.by_reason
 
 
 def test_a_tasmota_energy_meter_and_controller_land_as_one_generator_reading(
         tmp_path: Path, mosquitto: Mosquitto, influxdb: InfluxDB, influx_db: InfluxQLClient) -> None:
-    quick = tmp_path / "tasmota.yaml"  # the shipped mapping, gathering every second instead of every 30
-    quick.write_text((MAPPINGS / "tasmota.yaml").read_text().replace("interval_s: 30", "interval_s: 1"))
-    config = _config(tmp_path, mosquitto, influxdb, influx_db, [quick])
+    config = _config(tmp_path, mosquitto, influxdb, influx_db, [_quick_tasmota(tmp_path)])
     local_now = datetime.fromtimestamp(int(CLOCK.now()) + 5 * 3600, UTC).replace(tzinfo=None).isoformat()
     with running_collector(config), running_bridge(config) as bridge:
         publisher = Publisher(mosquitto.port)

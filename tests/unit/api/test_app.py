@@ -158,8 +158,9 @@ def test_kinds_come_from_the_contract_registry_in_its_order(api: ApiHarness) -> 
     from core.contract import KINDS
 
     kinds = api.client.get("/api/v1/kinds", headers=api.headers()).json()
-    assert [k["kind"] for k in kinds] == [k.value for k in KINDS] == ["inverter", "uplink", "occupancy", "generator"]
-    generator = kinds[-1]
+    assert [k["kind"] for k in kinds] == [k.value for k in KINDS] == ["inverter", "uplink", "occupancy", "generator",
+                                                                      "plug"]
+    generator = kinds[3]
     assert (generator["title"], generator["site_section"], generator["label"]) == ("Generator", "generators", None)
     fuel = next(m for m in generator["metrics"] if m["name"] == "fuel_pct")
     assert (fuel["unit"], fuel["minimum"], fuel["maximum"], fuel["required"]) == ("%", 0, 100, True)

@@ -46,6 +46,7 @@ def test_a_good_mapping_loads(tmp_path: Path) -> None:
     (("time_zone: Asia/Karachi", "time_zone: Mars/Olympus"), ":1: time_zone: 'Mars/Olympus' is not an"),
     (("occupied: {from: occupancy}", "occupied: {from: occupancy, values: {ON: true}}"), "quote it"),
     (("occupied: {from: occupancy}", "occupied: {from: occupancy, unit: kW}"), "cannot become a unitless value"),
+    (("sources:", "ignore: [tele/#/STATE]\nsources:"), ":2: ignore: ignore[0]: "),
 ])
 def test_mistakes_are_refused_with_file_line_and_the_fix(tmp_path: Path, change: tuple[str, str],
                                                          expected: str) -> None:

@@ -85,6 +85,36 @@ def test_a_tasmota_power_meter_and_controller_gather_into_one_generator_reading(
     assert isinstance(alone, Dropped) and alone.reason == "incomplete" and "fuel_pct, engine_hours" in alone.detail
 
 
+def test_a_tasmota_plugs_state_and_energy_gather_into_one_plug_reading_and_sensors_state_is_ignored() -> None:
+    t = translator("tasmota")
+    clock = FakeClock(datetime(2026, 1, 15, 9, 30, 5, tzinfo=UTC).timestamp())
+    assert t.handle("tele/plug_router/STATE", payload("tasmota", "state"), clock.now()) == []
+    clock.advance(1)
+    assert t.handle("tele/plug_router/SENSOR", payload("tasmota", "sensor_energy"), clock.now()) == []
+    # the PIR's own STATE: no source takes it, the mapping expects it (ignore:): not a drop
+    assert t.handle("tele/tasmota_5A9AE8/STATE", payload("tasmota", "state"), clock.now()) == []
+    assert t.ignored == 1
+    clock.advance(30)
+    [out] = t.tick(clock.now())
+    assert out.topic == "facmon/v1/park/plug/plug-router/reading"
+    assert body(out) == {"ts": "2026-01-15T09:30:06.000Z", "seq": 0, "relay_on": True, "wifi_signal_dbm": -58.0,
+                         "uptime_s": 3723, "power_w": 9.0, "energy_kwh": 1.956, "voltage_v": 231.0}
+    # a relay switched off, a plug that does not meter: STATE alone is a reading
+    off = payload("tasmota", "state").replace(b'"POWER":"ON"', b'"POWER":"OFF"')
+    t.handle("tele/plug_router/STATE", off, clock.now())
+    clock.advance(31)
+    [alone] = t.tick(clock.now())
+    assert body(alone)["relay_on"] is False and "power_w" not in body(alone)
+    # the energy block alone lacks the relay: refused as incomplete, naming it
+    t.handle("tele/plug_router/SENSOR", payload("tasmota", "sensor_energy"), clock.now())
+    clock.advance(31)
+    [partial] = t.tick(clock.now())
+    assert isinstance(partial, Dropped) and partial.reason == "incomplete" and "relay_on" in partial.detail
+    # a relay state the mapping does not know is refused, not guessed
+    [odd] = t.handle("tele/plug_router/STATE", payload("tasmota", "state").replace(b'"ON"', b'"TOGGLE"'), clock.now())
+    assert isinstance(odd, Dropped) and odd.reason == "bad_value"
+
+
 def test_a_tasmota_clock_hours_off_is_refused_as_clock_off() -> None:
     received = datetime(2026, 1, 15, 14, 30, 6, tzinfo=UTC).timestamp()  # the device read as UTC: 5 h ahead
     [out] = translator("tasmota").handle("tele/tasmota_5A9AE8/SENSOR", payload("tasmota", "sensor_pir_on"), received)

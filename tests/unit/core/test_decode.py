@@ -24,6 +24,7 @@ INVERTER = DeviceKey("park", Kind.INVERTER, "inv-1")
 UPLINK = DeviceKey("park", Kind.UPLINK, "wan-a")
 OCCUPANCY = DeviceKey("park", Kind.OCCUPANCY, "room-3")
 GENERATOR = DeviceKey("park", Kind.GENERATOR, "gen-1")
+PLUG = DeviceKey("park", Kind.PLUG, "plug-router")
 
 VALID: dict[Kind, dict[str, Any]] = {
     Kind.INVERTER: {"ts": "2025-12-31T23:59:00Z", "seq": 7, "grid_v": 231.5, "grid_hz": 50.02, "grid_ok": True,
@@ -37,8 +38,11 @@ VALID: dict[Kind, dict[str, Any]] = {
     Kind.GENERATOR: {"ts": "2025-12-31T23:59:00Z", "seq": 12, "running": True, "state": "running",
                      "output_w": 5210.5, "fuel_pct": 61.2, "engine_hours": 1234.5, "coolant_temp_c": 84.0,
                      "starter_battery_v": 13.7, "fault_code": None},
+    Kind.PLUG: {"ts": "2025-12-31T23:59:00Z", "seq": 4, "relay_on": True, "power_w": 17.5, "energy_kwh": 412.37,
+                "voltage_v": 228.4, "wifi_signal_dbm": -61.0, "uptime_s": 1839200},
 }
-DEVICES = {Kind.INVERTER: INVERTER, Kind.UPLINK: UPLINK, Kind.OCCUPANCY: OCCUPANCY, Kind.GENERATOR: GENERATOR}
+DEVICES = {Kind.INVERTER: INVERTER, Kind.UPLINK: UPLINK, Kind.OCCUPANCY: OCCUPANCY, Kind.GENERATOR: GENERATOR,
+           Kind.PLUG: PLUG}
 
 
 def decode(body: dict[str, Any] | bytes, kind: Kind = Kind.INVERTER, *, topic: str | None = None,

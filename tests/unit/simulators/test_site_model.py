@@ -98,6 +98,9 @@ def test_shedding_windows_lists_intervals_overlapping_a_range(site: Site) -> Non
     (MINIMAL.replace("id: occ-1", "id: inv-1"), 17, "occupancy_sensors.0.id: device id 'inv-1' is used twice"),
     (MINIMAL + "timezone: Asia/Lahore\n", 18, "timezone: unknown time zone 'Asia/Lahore'"),
     (MINIMAL.replace("name: ٹیسٹ", "name: [oops"), None, "not valid YAML"),
+    (MINIMAL + "plugs:\n  - {id: plug-1, rated_w: 18, powered_by: up-a}\n", 19,
+     "plugs.0.powered_by: 'up-a' is not an inverter of this site (inverters: inv-1)"),
+    (MINIMAL + "plugs:\n  - {id: plug-1, rated_w: 0}\n", 19, "plugs.0.rated_w: Input should be greater than 0"),
 ])
 def test_mistakes_name_file_line_and_problem(tmp_path: Path, text: str, line: int | None, fragment: str) -> None:
     path = tmp_path / "bad.yaml"
