@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pymodbus.client import ModbusSerialClient, ModbusTcpClient
 from pymodbus.exceptions import ModbusException
 
-from agent import DeviceError
+from agent import DeviceError, DeviceRefused
 from agent.registers import BlockSpec
 
 # pymodbus logs every failed attempt at error level itself; our DeviceError says it once, rate-limited.
@@ -37,8 +37,8 @@ class ModbusSource:
                    f"modbus rtu {port_path}@{baudrate} unit {unit_id}")
 
     def read(self, blocks: Sequence[BlockSpec], table: str) -> dict[int, int]:
-        """Every register of `blocks`. Raises DeviceError (no connection, timeout, exception response,
-        short answer)."""
+        """Every register of `blocks`. Raises DeviceRefused for an exception response (the device is
+        there, the registers are not), DeviceError for the rest (no connection, timeout, short answer)."""
         if not self._client.connected and not self._client.connect():
             raise DeviceError(f"{self.where}: cannot connect; check the address, port/cable and that nothing "
                               "else holds the connection (many gateways allow one client)")
@@ -53,7 +53,7 @@ class ModbusSource:
                 raise DeviceError(f"{self.where}: no answer for registers {block.start}+{block.count} ({err}); "
                                   "check the unit id and wiring") from None
             if response.isError():
-                raise DeviceError(f"{self.where}: the device refused registers {block.start}+{block.count} "
+                raise DeviceRefused(f"{self.where}: the device refused registers {block.start}+{block.count} "
                                   f"({response}); the register map may not fit this model")
             values = list(response.registers)
             if len(values) < block.count:

@@ -14,17 +14,17 @@ from pysolarmanv5 import NoSocketAvailableError, PySolarmanV5, V5FrameError
 from umodbus.client.serial.redundancy_check import CRCError
 from umodbus.exceptions import ModbusError
 
-from agent import DeviceError
+from agent import DeviceError, DeviceRefused
 from agent.registers import BlockSpec
 
 _log = logging.getLogger("agent.solarman")
 _log.setLevel(logging.CRITICAL)  # the library logs each bad frame itself; our DeviceError says it once
 
 
-_FAILURES = (V5FrameError, NoSocketAvailableError, OSError, queue.Empty, struct.error, CRCError, ModbusError,
-             ValueError)
+_FAILURES = (V5FrameError, NoSocketAvailableError, OSError, queue.Empty, struct.error, CRCError, ValueError)
 """What pysolarmanv5 raises for a logger that is unreachable (OSError, NoSocketAvailableError), silent
-(queue.Empty: its reader thread got nothing in time), or answers garbage (the rest)."""
+(queue.Empty: its reader thread got nothing in time), or answers garbage (the rest). A Modbus exception
+answer (umodbus's ModbusError) is not among them: it is the inverter refusing registers (DeviceRefused)."""
 
 
 class SolarmanSource:
@@ -35,7 +35,9 @@ class SolarmanSource:
         self._logger: PySolarmanV5 | None = None
 
     def read(self, blocks: Sequence[BlockSpec], table: str) -> dict[int, int]:
-        """Every register of `blocks`. Raises DeviceError (logger unreachable, timeout, bad frame)."""
+        """Every register of `blocks`. Raises DeviceRefused when the inverter answers with a Modbus
+        exception (umodbus's ModbusError: no such register), DeviceError for the rest (logger unreachable,
+        timeout, bad frame)."""
         registers: dict[int, int] = {}
         try:
             if self._logger is None:
@@ -48,6 +50,9 @@ class SolarmanSource:
                     raise DeviceError(f"{self.where}: {len(values)} registers came back for {block.count} asked")
                 registers.update(zip(range(block.start, block.start + block.count), values[:block.count],
                                      strict=True))
+        except ModbusError as err:  # the logger and the inverter answered: the connection is fine, keep it
+            raise DeviceRefused(f"{self.where}: the inverter refused registers {block.start}+{block.count} "
+                                f"({type(err).__name__}); the register map may not fit this model") from None
         except _FAILURES as err:
             self.close()
             raise DeviceError(f"{self.where}: {type(err).__name__}: {err or 'no answer'}; check the logger's "
