@@ -6,7 +6,7 @@ Adding a model is a YAML file in agent/maps/ (or anywhere, named by path). Pure 
     kind: inverter
     table: holding                      # holding or input registers
     blocks: [{start: 59, count: 50}]    # what one poll reads (≤ 125 registers a request)
-    check: {address: 40000, equals: [0x5375, 0x6e53]}   # optional: refuse a device that is not this model
+    check: {address: 1, equals: [3]}   # optional: refuse a device whose register 1 does not hold 3
     metrics:
       grid_v: {address: 150, scale: 0.1}
       pv_w: {address: [186, 187]}       # several registers: summed
@@ -14,16 +14,26 @@ Adding a model is a YAML file in agent/maps/ (or anywhere, named by path). Pure 
       grid_ok: {address: 150, scale: 0.1, above: 180}
       mode: {power_flow: {grid_w: {address: 169, type: s16}, fault: {address: 59, equals: [4]}}}
       pv_w_sf: ...                      # SunSpec scale factors: {address: 40084, scale_factor: 40085}
+
+A SunSpec map adds `sunspec:`, where its own addresses put each model; the device's model chain (walked
+by agent/sunspec.py) says where they really are, and the map is moved there before it is read:
+
+    sunspec:
+      models:
+        - {id: [101, 102, 103], at: 40069, length: 50}   # header (ID register) at 40069, 50 data registers
+        - {id: 802, at: 40121, length: 62}
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from agent import RegisterMapError
 from core.contract import METRICS_BY_NAME, FieldValue, Kind, MetricType
@@ -86,12 +96,52 @@ class CheckSpec(_Spec):
     equals: list[int] = Field(min_length=1)
 
 
+SUNSPEC_END_ID = 0xFFFF
+"""The model id that ends a SunSpec chain."""
+
+
+class SunSpecModelSpec(_Spec):
+    id: int | list[int] = Field(union_mode="left_to_right")
+    """The SunSpec model id this part of the file reads; a list: models sharing one layout (101, 102 and
+    103 are the single-, split- and three-phase inverter, with the same points at the same offsets)."""
+    at: int = Field(ge=0, le=65535)
+    """Where the file's own addresses put the model's header (its ID register)."""
+    length: int = Field(ge=0, le=65533)
+    """The model's length L as the file's addresses assume it: the model is [at, at + 2 + L)."""
+
+    @property
+    def ids(self) -> tuple[int, ...]:
+        return tuple(self.id) if isinstance(self.id, list) else (self.id,)
+
+    @property
+    def end(self) -> int:
+        """One past the model's last register."""
+        return self.at + 2 + self.length
+
+    def holds(self, address: int) -> bool:
+        return self.at <= address < self.end
+
+    @model_validator(mode="after")
+    def _sane(self) -> SunSpecModelSpec:
+        if not self.ids or not all(1 <= i < SUNSPEC_END_ID for i in self.ids):
+            raise ValueError(f"id: a SunSpec model id is 1…65534 (got {self.id}); see the model's SunSpec number")
+        if self.end > 65536:
+            raise ValueError(f"at + 2 + length is {self.end}, past the last register 65535")
+        return self
+
+
+class SunSpecSpec(_Spec):
+    models: list[SunSpecModelSpec] = Field(min_length=1, max_length=32)
+
+
 class RegisterMapSpec(_Spec):
     name: str = Field(min_length=1, max_length=200)
     kind: Kind
     table: Literal["holding", "input"] = "holding"
     blocks: list[BlockSpec] = Field(min_length=1, max_length=64)
     check: CheckSpec | None = None
+    sunspec: SunSpecSpec | None = None
+    """Present: the device is walked for its SunSpec models and the map moved onto them (agent/sunspec.py)."""
     metrics: dict[str, MetricSpec | ModeSpec]
 
     @model_validator(mode="after")
@@ -118,7 +168,57 @@ class RegisterMapSpec(_Spec):
         missing = [n for n, m in known.items() if m.required and not m.is_tag and n not in self.metrics]
         if missing:
             raise ValueError(f"metrics: {self.kind.value} readings need {', '.join(missing)}; map them")
+        if self.sunspec is not None:
+            _check_sunspec(self, self.sunspec)
         return self
+
+
+def _check_sunspec(spec: RegisterMapSpec, sunspec: SunSpecSpec) -> None:
+    """Each model moves on its own when placed on a device, so everything read must sit inside exactly one
+    declared model. Raises a ValidationError located at the offending key (its file line)."""
+    if spec.check is not None:
+        _refuse(("check",), "a sunspec map finds the SunS marker itself; remove check:", spec.check.model_dump())
+    if spec.table != "holding":
+        _refuse(("table",), "SunSpec models are holding registers; remove table: or make it holding", spec.table)
+    models = sorted(enumerate(sunspec.models), key=lambda m: m[1].at)
+    for (_, before), (j, after) in itertools.pairwise(models):
+        if after.at < before.end:
+            _refuse(("sunspec", "models", j), f"overlaps the model at {before.at} (which runs to {before.end - 1}); "
+                    "declared models cannot share registers", after.model_dump())
+    seen: dict[int, int] = {}
+    for j, model in enumerate(sunspec.models):
+        for model_id in model.ids:
+            if model_id in seen:
+                _refuse(("sunspec", "models", j), f"model {model_id} is declared twice (also at "
+                        f"{sunspec.models[seen[model_id]].at}); a device model can be placed once", model.model_dump())
+            seen[model_id] = j
+    for i, block in enumerate(spec.blocks):
+        if _model_of(sunspec, range(block.start, block.start + block.count)) is None:
+            _refuse(("blocks", i), f"registers {block.start}…{block.start + block.count - 1} are not inside one "
+                    f"declared SunSpec model ({_ranges(sunspec)}); models move independently, so split the block "
+                    "at the model boundary or declare the model", block.model_dump())
+    for name, metric in spec.metrics.items():
+        for register in _registers_of(metric):
+            for address in register.addresses:
+                if _model_of(sunspec, range(address, address + _WIDTH[register.type])) is None:
+                    _refuse(("metrics", name), f"registers {address}…{address + _WIDTH[register.type] - 1} "
+                            "straddle two SunSpec models; one value is read from one model", metric.model_dump())
+
+
+def _model_of(sunspec: SunSpecSpec, addresses: range) -> SunSpecModelSpec | None:
+    """The declared model holding all of `addresses`, if one does."""
+    return next((m for m in sunspec.models if m.holds(addresses[0]) and m.holds(addresses[-1])), None)
+
+
+def _ranges(sunspec: SunSpecSpec) -> str:
+    return ", ".join(f"{'/'.join(map(str, m.ids))} at {m.at}…{m.end - 1}" for m in sunspec.models)
+
+
+def _refuse(loc: tuple[str | int, ...], message: str, value: object) -> None:
+    """Raise a one-problem ValidationError at `loc`, so the file:line points at the key to fix (a plain
+    ValueError from a model validator has no location beyond the whole file)."""
+    error = PydanticCustomError("sunspec_layout", message)  # type: ignore[call-arg]
+    raise ValidationError.from_exception_data("RegisterMapSpec", [InitErrorDetails(type=error, loc=loc, input=value)])
 
 
 def _registers_of(spec: MetricSpec | ModeSpec) -> list[RegisterSpec]:
@@ -168,6 +268,8 @@ class RegisterMap:
     blocks: tuple[BlockSpec, ...]
     check: CheckSpec | None
     metrics: Mapping[str, MetricSpec | ModeSpec]
+    sunspec: SunSpecSpec | None = None
+    """Where the addresses above put each SunSpec model; None: the addresses are the device's."""
 
     @property
     def register_count(self) -> int:
@@ -241,4 +343,5 @@ def load_register_map(name_or_path: str) -> RegisterMap:
         spec = RegisterMapSpec.model_validate(data)
     except ValidationError as err:
         raise RegisterMapError(describe_validation_error(err, path, lines)) from None
-    return RegisterMap(spec.name, spec.kind, spec.table, tuple(spec.blocks), spec.check, dict(spec.metrics))
+    return RegisterMap(spec.name, spec.kind, spec.table, tuple(spec.blocks), spec.check, dict(spec.metrics),
+                       spec.sunspec)
