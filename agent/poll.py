@@ -7,13 +7,14 @@ again it is `online` again. Nothing a device sends can stop the agent.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from agent import DeviceError
+from agent import DeviceError, SunSpecMismatch
 from agent.pi30 import Pi30Error, Pi30Port, parse_qmod, parse_qpigs
-from agent.registers import DecodeProblem, RegisterMap, Registers
+from agent.registers import BlockSpec, DecodeProblem, RegisterMap, Registers
+from agent.sunspec import place_models, walk_model_chain
 from core.clock import Clock
 from core.contract import STATUS_OFFLINE, STATUS_ONLINE, DeviceKey, FieldValue, Reading, encode_reading
 from core.decode import DecodeLimits, Reject, decode_message
@@ -34,29 +35,60 @@ class Driver(Protocol):
 
 
 class RegisterSource(Protocol):
+    """`read()` returns every register of `blocks` from the `table` ("holding"/"input"); raises
+    DeviceRefused for a Modbus exception answer, DeviceError for any other failure. `close()` drops the
+    connection; `read()` reopens it."""
+
     where: str
 
-    def read(self, blocks: tuple, table: str) -> Registers: ...
+    def read(self, blocks: Sequence[BlockSpec], table: str) -> Registers: ...
 
     def close(self) -> None: ...
 
 
 class RegisterDriver:
-    """A register map read through a source (Modbus TCP/RTU, Solarman V5)."""
+    """A register map read through a source (Modbus TCP/RTU, Solarman V5). A map with `sunspec:` is moved
+    onto the device's SunSpec model chain, walked at the first read; the placed map is kept until a read
+    fails or close(), so a device that comes back (perhaps with new firmware and another chain) is walked
+    again. The walk costs a few small requests, once a connection."""
 
     def __init__(self, register_map: RegisterMap, source: RegisterSource) -> None:
         self._map = register_map
         self._source = source
+        self._placed: RegisterMap | None = None
         self.where = source.where
 
     def read(self) -> dict[str, FieldValue]:
-        registers = self._source.read(self._map.blocks, self._map.table)
         try:
-            return self._map.decode(registers)
+            register_map = self._current_map()
+            registers = self._source.read(register_map.blocks, register_map.table)
+            return self._decode(register_map, registers)
+        except DeviceError:
+            self._placed = None
+            raise
+
+    def _current_map(self) -> RegisterMap:
+        if self._map.sunspec is None:
+            return self._map
+        if self._placed is None:
+            try:
+                self._placed = place_models(self._map, walk_model_chain(self._read_holding))
+            except SunSpecMismatch as err:  # the pure walk does not know which device it walked
+                raise SunSpecMismatch(f"{self.where}: {err}") from None
+        return self._placed
+
+    def _read_holding(self, start: int, count: int) -> list[int]:
+        registers = self._source.read((BlockSpec(start=start, count=count),), "holding")
+        return [registers[address] for address in range(start, start + count)]
+
+    def _decode(self, register_map: RegisterMap, registers: Registers) -> dict[str, FieldValue]:
+        try:
+            return register_map.decode(registers)
         except DecodeProblem as err:
             raise DeviceError(f"{self.where}: {err}") from None
 
     def close(self) -> None:
+        self._placed = None
         self._source.close()
 
 

@@ -19,7 +19,7 @@ import socket
 import struct
 import threading
 import tty
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Self
 
 from pymodbus.server import ModbusTcpServer
@@ -36,14 +36,19 @@ def free_port() -> int:
 
 
 class ModbusDevice:
-    """pymodbus's own TCP server (its SimDevice), unit 1, holding registers 0…40999 (SunSpec's included),
-    answering from `registers` (0 where unset) as they are at each request."""
+    """pymodbus's own TCP server (its SimDevice), unit 1, answering from `registers` (0 where unset) as
+    they are at each request. It has holding registers in `ranges` ((start, count) pairs; by default
+    0…40999, SunSpec's usual base included) and answers a read outside them with a Modbus exception
+    (illegal data address), as a real device does for registers it does not have. `requests` counts
+    the reads answered."""
 
-    def __init__(self, registers: Mapping[int, int] | None = None) -> None:
-        self.port = free_port()
+    def __init__(self, registers: Mapping[int, int] | None = None,
+                 ranges: Sequence[tuple[int, int]] = ((0, 41_000),), port: int | None = None) -> None:
+        self.port = port or free_port()
         self.registers: dict[int, int] = dict(registers or {})
-        self._device = SimDevice(id=1, simdata=[SimData(0, count=41_000, values=0, datatype=DataType.REGISTERS)],
-                                 action=self._answer)
+        self.requests = 0
+        simdata = [SimData(start, count=count, values=0, datatype=DataType.REGISTERS) for start, count in ranges]
+        self._device = SimDevice(id=1, simdata=simdata, action=self._answer)
         self._server: ModbusTcpServer | None = None
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._run, name="modbus-device", daemon=True)
@@ -51,9 +56,11 @@ class ModbusDevice:
     def set(self, registers: Mapping[int, int]) -> None:
         self.registers.update(registers)
 
-    async def _answer(self, _function_code: int, start_address: int, _address: int, _count: int,
+    async def _answer(self, _function_code: int, start_address: int, address: int, count: int,
                       current_registers: list[int], _set_values: object) -> None:
-        for i in range(len(current_registers)):
+        # current_registers is the whole datastore from start_address: fill in only what is asked.
+        self.requests += 1
+        for i in range(address - start_address, address - start_address + count):
             current_registers[i] = self.registers.get(start_address + i, 0) & 0xFFFF
 
     def _run(self) -> None:

@@ -61,22 +61,99 @@ def test_modbus_tcp_deye_map_gives_the_contract_reading_and_offline_when_the_dev
     poller.close()
 
 
+INVERTER_POINTS = {8: 2312, 11: -1, 12: 1500, 13: 0, 14: 5002, 15: -2, 29: 320, 30: 1, 31: 415, 35: -1, 36: 4}
+"""Model 101/103 points by offset after the header: PhVphA 231.2 V (V_SF -1), W 1500, Hz 50.02, DCW 3200,
+TmpCab 41.5 °C, St 4 (MPPT)."""
+BATTERY_POINTS = {9: 655, 54: -1, 32: 5120, 57: -2, 42: -120, 59: -1}
+"""Model 802 points by offset after the header: SoC 65.5 %, V 51.2 V, A -12.0 (charging)."""
+POINTS = {101: INVERTER_POINTS, 103: INVERTER_POINTS, 802: BATTERY_POINTS}
+SUNSPEC_METRICS = {"grid_v": 231.2, "grid_hz": 50.02, "grid_ok": True, "load_w": 1500.0, "pv_w": 3200.0,
+                   "inverter_temp_c": 41.5, "battery_soc_pct": 65.5, "battery_v": 51.2, "battery_a": 12.0,
+                   "mode": "grid"}
+USUAL_CHAIN = [(1, 65), (103, 50), (802, 62)]
+"""The layout sunspec_hybrid.yaml's addresses are written for: 103 at 40069, 802 at 40121."""
+OTHER_CHAIN = [(1, 66), (802, 64), (120, 26), (101, 50)]
+"""Another maker's: a padded common model, the battery first (and longer), a nameplate, a single-phase
+inverter."""
+
+
+def sunspec_registers(base: int, chain: list[tuple[int, int]]) -> dict[int, int]:
+    """"SunS" at `base`, then each (model id, length) of `chain` with its POINTS, then the end model."""
+    registers = {base: 0x5375, base + 1: 0x6E53}
+    at = base + 2
+    for model_id, length in chain:
+        registers |= {at: model_id, at + 1: length}
+        registers |= {at + 2 + offset: value & 0xFFFF for offset, value in POINTS.get(model_id, {}).items()}
+        at += 2 + length
+    return registers | {at: 0xFFFF, at + 1: 0}
+
+
+def sunspec_poller(device: ModbusDevice) -> tuple[Poller, PolledDevice]:
+    return poller_for(RegisterDriver(load_register_map("sunspec_hybrid"),
+                                     ModbusSource.tcp("127.0.0.1", device.port, 1, 1.0)))
+
+
 def test_sunspec_map_refuses_a_device_that_is_not_sunspec(modbus_device: ModbusDevice) -> None:
-    poller, polled = poller_for(RegisterDriver(load_register_map("sunspec_hybrid"),
-                                               ModbusSource.tcp("127.0.0.1", modbus_device.port, 1, 1.0)))
+    poller, polled = sunspec_poller(modbus_device)
     assert poller.poll(polled).status == STATUS_OFFLINE
-    assert "not a SunSpec inverter" in polled.last_error
-    # SunS, model 103 with its scale factors, model 802 battery
-    modbus_device.set({40000: 0x5375, 40001: 0x6E53, 40079: 2312, 40082: 0x10000 - 1, 40083: 1500, 40084: 0,
-                       40085: 5002, 40086: 0x10000 - 2, 40100: 320, 40101: 1, 40102: 415, 40106: 0x10000 - 1,
-                       40107: 4, 40132: 655, 40177: 0x10000 - 1, 40155: 5120, 40180: 0x10000 - 2,
-                       40165: 0x10000 - 120, 40182: 0x10000 - 1})
+    # 40000 and 0 are registers of this device (zeros), 50000 is not: it answers a Modbus exception
+    assert ("no SunSpec marker (\"SunS\", 0x5375 0x6e53) at 40000 holds 0x0000 0x0000, 0 holds 0x0000 0x0000, "
+            "50000 refused") in polled.last_error
+    modbus_device.set(sunspec_registers(40000, USUAL_CHAIN))
     outcome = poller.poll(polled)
-    assert outcome.status == STATUS_ONLINE
-    assert dict(outcome.reading.metrics) == {"grid_v": 231.2, "grid_hz": 50.02, "grid_ok": True, "load_w": 1500.0,
-                                             "pv_w": 3200.0, "inverter_temp_c": 41.5, "battery_soc_pct": 65.5,
-                                             "battery_v": 51.2, "battery_a": 12.0, "mode": "grid"}
+    assert outcome.status == STATUS_ONLINE and dict(outcome.reading.metrics) == SUNSPEC_METRICS
     poller.close()
+
+
+@pytest.mark.parametrize(("base", "chain", "ranges"), [
+    (40000, USUAL_CHAIN, [(0, 41_000)]),
+    (40000, OTHER_CHAIN, [(0, 41_000)]),
+    (0, OTHER_CHAIN, [(0, 400)]),            # 40000 is no register of this device
+    (50000, USUAL_CHAIN, [(50000, 400)]),    # neither 40000 nor 0 are
+], ids=["usual", "other-order-and-lengths", "base-0", "base-50000"])
+def test_sunspec_map_reads_the_models_where_the_device_has_them(base: int, chain: list[tuple[int, int]],
+                                                                 ranges: list[tuple[int, int]]) -> None:
+    device = ModbusDevice(sunspec_registers(base, chain), ranges).start()
+    try:
+        poller, polled = sunspec_poller(device)
+        outcome = poller.poll(polled)
+        assert outcome.status == STATUS_ONLINE, polled.last_error
+        assert dict(outcome.reading.metrics) == SUNSPEC_METRICS
+        before = device.requests
+        assert poller.poll(polled).reading is not None
+        assert device.requests - before == 2  # the two blocks: the chain is walked once, not every round
+        poller.close()
+    finally:
+        device.stop()
+
+
+def test_a_sunspec_device_without_a_battery_model_is_offline_naming_its_models() -> None:
+    device = ModbusDevice(sunspec_registers(40000, [(1, 65), (101, 50), (160, 48)])).start()
+    try:
+        poller, polled = sunspec_poller(device)
+        assert poller.poll(polled).status == STATUS_OFFLINE
+        assert (f"modbus tcp 127.0.0.1:{device.port} unit 1: the device's SunSpec models are 1 (common) at 40002, "
+                "101 (single-phase inverter) at 40069, 160 (MPPT) at 40121; this map") in polled.last_error
+        assert "reads 802 (battery); choose a map for this device or add the model to the file" in polled.last_error
+        poller.close()
+    finally:
+        device.stop()
+
+
+def test_a_sunspec_device_that_comes_back_with_another_chain_is_walked_again() -> None:
+    device = ModbusDevice(sunspec_registers(40000, USUAL_CHAIN)).start()
+    poller, polled = sunspec_poller(device)
+    try:
+        assert dict(poller.poll(polled).reading.metrics) == SUNSPEC_METRICS
+        device.stop()  # a firmware update: the device goes, and comes back with its models elsewhere
+        assert poller.poll(polled).status == STATUS_OFFLINE
+        device = ModbusDevice(sunspec_registers(40000, OTHER_CHAIN), port=device.port).start()
+        back = poller.poll(polled)
+        assert back.status == STATUS_ONLINE, polled.last_error
+        assert dict(back.reading.metrics) == SUNSPEC_METRICS
+        poller.close()
+    finally:
+        device.stop()
 
 
 def test_solarman_v5_logger_gives_the_reading_and_a_silent_or_garbled_logger_is_offline() -> None:
