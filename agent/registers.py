@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from agent import RegisterMapError
@@ -121,10 +121,17 @@ class SunSpecModelSpec(_Spec):
     def holds(self, address: int) -> bool:
         return self.at <= address < self.end
 
+    @field_validator("id")
+    @classmethod
+    def _model_ids(cls, value: int | list[int]) -> int | list[int]:
+        ids = value if isinstance(value, list) else [value]
+        if not ids or not all(1 <= i < SUNSPEC_END_ID for i in ids):
+            raise ValueError("a SunSpec model id is 1…65534 (65535 ends the chain); use the model's number from "
+                             "the SunSpec specification or the device's documentation")
+        return value
+
     @model_validator(mode="after")
-    def _sane(self) -> SunSpecModelSpec:
-        if not self.ids or not all(1 <= i < SUNSPEC_END_ID for i in self.ids):
-            raise ValueError(f"id: a SunSpec model id is 1…65534 (got {self.id}); see the model's SunSpec number")
+    def _within_the_address_space(self) -> SunSpecModelSpec:
         if self.end > 65536:
             raise ValueError(f"at + 2 + length is {self.end}, past the last register 65535")
         return self
