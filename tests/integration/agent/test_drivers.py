@@ -15,6 +15,7 @@ from agent.registers import load_register_map
 from agent.solarman import SolarmanSource
 from core.clock import SystemClock
 from core.contract import STATUS_OFFLINE, STATUS_ONLINE, DeviceKey, Kind
+from tests.fixtures.sunspec import OTHER_CHAIN, SUNSPEC_METRICS, USUAL_CHAIN, sunspec_registers
 from tests.integration.agent.devices import ModbusDevice, ModbusRtuStandIn, Pi30StandIn, SolarmanStandIn
 
 CLOCK = SystemClock()
@@ -59,33 +60,6 @@ def test_modbus_tcp_deye_map_gives_the_contract_reading_and_offline_when_the_dev
     assert f"modbus tcp 127.0.0.1:{modbus_device.port} unit 1" in polled.last_error
     assert poller.poll(polled).status is None  # still offline: published once, not every round
     poller.close()
-
-
-INVERTER_POINTS = {8: 2312, 11: -1, 12: 1500, 13: 0, 14: 5002, 15: -2, 29: 320, 30: 1, 31: 415, 35: -1, 36: 4}
-"""Model 101/103 points by offset after the header: PhVphA 231.2 V (V_SF -1), W 1500, Hz 50.02, DCW 3200,
-TmpCab 41.5 °C, St 4 (MPPT)."""
-BATTERY_POINTS = {9: 655, 54: -1, 32: 5120, 57: -2, 42: -120, 59: -1}
-"""Model 802 points by offset after the header: SoC 65.5 %, V 51.2 V, A -12.0 (charging)."""
-POINTS = {101: INVERTER_POINTS, 103: INVERTER_POINTS, 802: BATTERY_POINTS}
-SUNSPEC_METRICS = {"grid_v": 231.2, "grid_hz": 50.02, "grid_ok": True, "load_w": 1500.0, "pv_w": 3200.0,
-                   "inverter_temp_c": 41.5, "battery_soc_pct": 65.5, "battery_v": 51.2, "battery_a": 12.0,
-                   "mode": "grid"}
-USUAL_CHAIN = [(1, 65), (103, 50), (802, 62)]
-"""The layout sunspec_hybrid.yaml's addresses are written for: 103 at 40069, 802 at 40121."""
-OTHER_CHAIN = [(1, 66), (802, 64), (120, 26), (101, 50)]
-"""Another maker's: a padded common model, the battery first (and longer), a nameplate, a single-phase
-inverter."""
-
-
-def sunspec_registers(base: int, chain: list[tuple[int, int]]) -> dict[int, int]:
-    """"SunS" at `base`, then each (model id, length) of `chain` with its POINTS, then the end model."""
-    registers = {base: 0x5375, base + 1: 0x6E53}
-    at = base + 2
-    for model_id, length in chain:
-        registers |= {at: model_id, at + 1: length}
-        registers |= {at + 2 + offset: value & 0xFFFF for offset, value in POINTS.get(model_id, {}).items()}
-        at += 2 + length
-    return registers | {at: 0xFFFF, at + 1: 0}
 
 
 def sunspec_poller(device: ModbusDevice) -> tuple[Poller, PolledDevice]:

@@ -14,23 +14,7 @@ from hypothesis import strategies as st
 from agent import DeviceError, DeviceRefused, RegisterMapError, SunSpecMismatch
 from agent.registers import load_register_map
 from agent.sunspec import DeviceModel, place_models, walk_model_chain
-
-Chain = list[tuple[int, int]]
-USUAL: Chain = [(1, 65), (103, 50), (802, 62)]
-INVERTER_POINTS = {8: 2312, 11: -1, 12: 1500, 13: 0, 14: 5002, 15: -2, 29: 320, 30: 1, 31: 415, 35: -1, 36: 4}
-BATTERY_POINTS = {9: 655, 54: -1, 32: 5120, 57: -2, 42: -120, 59: -1}
-POINTS = {101: INVERTER_POINTS, 102: INVERTER_POINTS, 103: INVERTER_POINTS, 802: BATTERY_POINTS}
-
-
-def sunspec_registers(base: int, chain: Chain) -> dict[int, int]:
-    """"SunS" at `base`, then each (model id, length) with its POINTS, then the end model."""
-    registers = {base: 0x5375, base + 1: 0x6E53}
-    at = base + 2
-    for model_id, length in chain:
-        registers |= {at: model_id, at + 1: length}
-        registers |= {at + 2 + offset: value & 0xFFFF for offset, value in POINTS.get(model_id, {}).items()}
-        at += 2 + length
-    return registers | {at: 0xFFFF, at + 1: 0}
+from tests.fixtures.sunspec import SUNSPEC_METRICS, USUAL_CHAIN, Chain, sunspec_registers
 
 
 class Device:
@@ -50,7 +34,7 @@ class Device:
 
 
 def test_the_usual_chain_is_walked_header_by_header() -> None:
-    device = Device(sunspec_registers(40000, USUAL))
+    device = Device(sunspec_registers(40000, USUAL_CHAIN))
     assert walk_model_chain(device.read) == (DeviceModel(1, 40002, 65), DeviceModel(103, 40069, 50),
                                              DeviceModel(802, 40121, 62))
     assert device.reads == [(40000, 2), (40002, 2), (40069, 2), (40121, 2), (40185, 2)]
@@ -116,8 +100,6 @@ def test_a_chain_of_100_models_without_end_stops_there() -> None:
 
 
 SUNSPEC_MAP = load_register_map("sunspec_hybrid")
-EXPECTED = {"grid_v": 231.2, "grid_hz": 50.02, "grid_ok": True, "load_w": 1500.0, "pv_w": 3200.0,
-            "inverter_temp_c": 41.5, "battery_soc_pct": 65.5, "battery_v": 51.2, "battery_a": 12.0, "mode": "grid"}
 
 
 def read_placed(chain: Chain, base: int = 40000) -> dict[str, object]:
@@ -128,9 +110,9 @@ def read_placed(chain: Chain, base: int = 40000) -> dict[str, object]:
 
 
 def test_on_the_usual_layout_the_map_stays_where_its_file_puts_it() -> None:
-    placed = place_models(SUNSPEC_MAP, walk_model_chain(Device(sunspec_registers(40000, USUAL)).read))
+    placed = place_models(SUNSPEC_MAP, walk_model_chain(Device(sunspec_registers(40000, USUAL_CHAIN)).read))
     assert (placed.blocks, placed.metrics, placed.sunspec) == (SUNSPEC_MAP.blocks, SUNSPEC_MAP.metrics, None)
-    assert read_placed(USUAL) == EXPECTED
+    assert read_placed(USUAL_CHAIN) == SUNSPEC_METRICS
 
 
 _other = st.sampled_from([(1, 65), (1, 66), (120, 26), (121, 30), (122, 44), (123, 24), (160, 48), (701, 153)])
@@ -144,7 +126,7 @@ def test_any_chain_reads_what_the_usual_layout_reads(before: Chain, between: Cha
                                                      base: int) -> None:
     models = [(inverter, inverter_length), *between, (802, battery_length)]
     chain = before + (models[::-1] if battery_first else models)
-    assert read_placed(chain, base) == read_placed(USUAL) == EXPECTED
+    assert read_placed(chain, base) == read_placed(USUAL_CHAIN) == SUNSPEC_METRICS
 
 
 def test_every_address_moves_with_its_own_model(tmp_path: Path) -> None:
