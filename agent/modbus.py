@@ -7,6 +7,7 @@ import logging
 from collections.abc import Sequence
 
 from pymodbus.client import ModbusSerialClient, ModbusTcpClient
+from pymodbus.constants import ExcCodes
 from pymodbus.exceptions import ModbusException
 
 from agent import DeviceError, DeviceRefused
@@ -14,6 +15,11 @@ from agent.registers import BlockSpec
 
 # pymodbus logs every failed attempt at error level itself; our DeviceError says it once, rate-limited.
 logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+
+NOT_A_REFUSAL = frozenset({ExcCodes.DEVICE_BUSY, ExcCodes.GATEWAY_PATH_UNAVIABLE, ExcCodes.GATEWAY_NO_RESPONSE})
+"""Exception answers that say nothing about the registers: the device is busy, or a TCP gateway could
+not reach it (a gone device behind a gateway answers these, after the gateway's own timeout). They are
+plain DeviceErrors, so a SunSpec walk does not try the next base address on them."""
 
 
 class ModbusSource:
@@ -38,7 +44,8 @@ class ModbusSource:
 
     def read(self, blocks: Sequence[BlockSpec], table: str) -> dict[int, int]:
         """Every register of `blocks`. Raises DeviceRefused for an exception response (the device is
-        there, the registers are not), DeviceError for the rest (no connection, timeout, short answer)."""
+        there, the registers are not), DeviceError for the rest (no connection, timeout, short answer,
+        NOT_A_REFUSAL)."""
         if not self._client.connected and not self._client.connect():
             raise DeviceError(f"{self.where}: cannot connect; check the address, port/cable and that nothing "
                               "else holds the connection (many gateways allow one client)")
@@ -52,6 +59,10 @@ class ModbusSource:
                 self._client.close()  # a half-read answer can leave the stream out of step: start clean
                 raise DeviceError(f"{self.where}: no answer for registers {block.start}+{block.count} ({err}); "
                                   "check the unit id and wiring") from None
+            if response.isError() and response.exception_code in NOT_A_REFUSAL:
+                raise DeviceError(f"{self.where}: no usable answer for registers {block.start}+{block.count} "
+                                  f"({ExcCodes(response.exception_code).name}); check that the device is on and, "
+                                  "behind a gateway, its wiring and unit id")
             if response.isError():
                 raise DeviceRefused(f"{self.where}: the device refused registers {block.start}+{block.count} "
                                   f"({response}); the register map may not fit this model")

@@ -12,7 +12,12 @@ from collections.abc import Sequence
 
 from pysolarmanv5 import NoSocketAvailableError, PySolarmanV5, V5FrameError
 from umodbus.client.serial.redundancy_check import CRCError
-from umodbus.exceptions import ModbusError
+from umodbus.exceptions import (
+    GatewayPathUnavailableError,
+    GatewayTargetDeviceFailedToRespondError,
+    ModbusError,
+    ServerDeviceBusyError,
+)
 
 from agent import DeviceError, DeviceRefused
 from agent.registers import BlockSpec
@@ -21,10 +26,12 @@ _log = logging.getLogger("agent.solarman")
 _log.setLevel(logging.CRITICAL)  # the library logs each bad frame itself; our DeviceError says it once
 
 
-_FAILURES = (V5FrameError, NoSocketAvailableError, OSError, queue.Empty, struct.error, CRCError, ValueError)
+_FAILURES = (V5FrameError, NoSocketAvailableError, OSError, queue.Empty, struct.error, CRCError, ValueError,
+             ServerDeviceBusyError, GatewayPathUnavailableError, GatewayTargetDeviceFailedToRespondError)
 """What pysolarmanv5 raises for a logger that is unreachable (OSError, NoSocketAvailableError), silent
-(queue.Empty: its reader thread got nothing in time), or answers garbage (the rest). A Modbus exception
-answer (umodbus's ModbusError) is not among them: it is the inverter refusing registers (DeviceRefused)."""
+(queue.Empty: its reader thread got nothing in time), answers garbage, or whose inverter is busy or out of
+reach (the rest). Any other Modbus exception answer (umodbus's ModbusError) is the inverter refusing
+registers (DeviceRefused)."""
 
 
 class SolarmanSource:
@@ -35,9 +42,9 @@ class SolarmanSource:
         self._logger: PySolarmanV5 | None = None
 
     def read(self, blocks: Sequence[BlockSpec], table: str) -> dict[int, int]:
-        """Every register of `blocks`. Raises DeviceRefused when the inverter answers with a Modbus
-        exception (umodbus's ModbusError: no such register), DeviceError for the rest (logger unreachable,
-        timeout, bad frame)."""
+        """Every register of `blocks`. Raises DeviceRefused when the inverter answers that it has no such
+        registers (a Modbus exception), DeviceError for the rest (logger unreachable, timeout, bad frame,
+        inverter busy or out of the logger's reach)."""
         registers: dict[int, int] = {}
         try:
             if self._logger is None:
@@ -50,13 +57,13 @@ class SolarmanSource:
                     raise DeviceError(f"{self.where}: {len(values)} registers came back for {block.count} asked")
                 registers.update(zip(range(block.start, block.start + block.count), values[:block.count],
                                      strict=True))
-        except ModbusError as err:  # the logger and the inverter answered: the connection is fine, keep it
-            raise DeviceRefused(f"{self.where}: the inverter refused registers {block.start}+{block.count} "
-                                f"({type(err).__name__}); the register map may not fit this model") from None
         except _FAILURES as err:
             self.close()
             raise DeviceError(f"{self.where}: {type(err).__name__}: {err or 'no answer'}; check the logger's "
                               "address and serial number (on its label) and that it is on the network") from None
+        except ModbusError as err:  # the rest of them: the inverter answered, the connection is fine, keep it
+            raise DeviceRefused(f"{self.where}: the inverter refused registers {block.start}+{block.count} "
+                                f"({type(err).__name__}); the register map may not fit this model") from None
         return registers
 
     def close(self) -> None:

@@ -22,6 +22,7 @@ import tty
 from collections.abc import Callable, Mapping, Sequence
 from typing import Self
 
+from pymodbus.constants import ExcCodes
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
@@ -40,13 +41,15 @@ class ModbusDevice:
     they are at each request. It has holding registers in `ranges` ((start, count) pairs; by default
     0…40999, SunSpec's usual base included) and answers a read outside them with a Modbus exception
     (illegal data address), as a real device does for registers it does not have. `requests` counts
-    the reads answered."""
+    the reads answered; `exception`, when set, is the exception code every read is answered with (a
+    gateway that cannot reach its device answers GATEWAY_NO_RESPONSE)."""
 
     def __init__(self, registers: Mapping[int, int] | None = None,
                  ranges: Sequence[tuple[int, int]] = ((0, 41_000),), port: int | None = None) -> None:
         self.port = port or free_port()
         self.registers: dict[int, int] = dict(registers or {})
         self.requests = 0
+        self.exception: ExcCodes | None = None
         simdata = [SimData(start, count=count, values=0, datatype=DataType.REGISTERS) for start, count in ranges]
         self._device = SimDevice(id=1, simdata=simdata, action=self._answer)
         self._server: ModbusTcpServer | None = None
@@ -57,11 +60,14 @@ class ModbusDevice:
         self.registers.update(registers)
 
     async def _answer(self, _function_code: int, start_address: int, address: int, count: int,
-                      current_registers: list[int], _set_values: object) -> None:
+                      current_registers: list[int], _set_values: object) -> ExcCodes | None:
         # current_registers is the whole datastore from start_address: fill in only what is asked.
         self.requests += 1
+        if self.exception is not None:
+            return self.exception
         for i in range(address - start_address, address - start_address + count):
             current_registers[i] = self.registers.get(start_address + i, 0) & 0xFFFF
+        return None
 
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)
@@ -102,12 +108,14 @@ LOGGER_LATENCY_S = 0.02
 class SolarmanStandIn:
     """Answers V5 requests for holding registers (function 3) from a register table. Stand-in for a
     Solarman logger, which cannot run here. Modes: "ok", "silent" (reads, never answers), "garbage"
-    (a frame with a wrong checksum)."""
+    (a frame with a wrong checksum); `exception`, when set, is the Modbus exception code the inverter
+    answers every read with, in a good V5 frame."""
 
     def __init__(self, serial: int, registers: Mapping[int, int]) -> None:
         self.serial = serial
         self.registers = dict(registers)
         self.mode = "ok"
+        self.exception: int | None = None
         self.requests = 0
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
@@ -153,7 +161,7 @@ class SolarmanStandIn:
         unit, function, start, count = struct.unpack(">BBHH", rtu[:6])
         assert function == 3 and crc16_modbus(rtu[:6]) == rtu[6:8]
         data = b"".join(struct.pack(">H", self.registers.get(start + i, 0)) for i in range(count))
-        pdu = bytes([unit, 3, len(data)]) + data
+        pdu = bytes([unit, 3, len(data)]) + data if self.exception is None else bytes([unit, 0x83, self.exception])
         modbus = pdu + crc16_modbus(pdu)
         payload = bytes([0x02, 0x01]) + bytes(12) + modbus  # frame type, status, three 4-byte times
         header = b"\xa5" + struct.pack("<H", len(payload)) + struct.pack("<H", 0x1510) + request[5:7] + request[7:11]

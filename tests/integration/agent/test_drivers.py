@@ -7,11 +7,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from pymodbus.constants import ExcCodes
 
+from agent import DeviceError, DeviceRefused
 from agent.modbus import ModbusSource
 from agent.pi30 import Pi30Port
 from agent.poll import Pi30Driver, PolledDevice, Poller, RegisterDriver
-from agent.registers import load_register_map
+from agent.registers import BlockSpec, load_register_map
 from agent.solarman import SolarmanSource
 from core.clock import SystemClock
 from core.contract import STATUS_OFFLINE, STATUS_ONLINE, DeviceKey, Kind
@@ -128,6 +130,40 @@ def test_a_sunspec_device_that_comes_back_with_another_chain_is_walked_again() -
         poller.close()
     finally:
         device.stop()
+
+
+def test_a_gateway_that_cannot_reach_its_sunspec_device_fails_at_once_not_at_every_base() -> None:
+    device = ModbusDevice(sunspec_registers(40000, USUAL_CHAIN)).start()
+    try:
+        device.exception = ExcCodes.GATEWAY_NO_RESPONSE  # the RS485 side of a TCP gateway is dead
+        poller, polled = sunspec_poller(device)
+        assert poller.poll(polled).status == STATUS_OFFLINE
+        assert "GATEWAY_NO_RESPONSE" in polled.last_error and "no SunSpec marker" not in polled.last_error
+        assert device.requests == 1  # not one gateway timeout for each of 40000, 0 and 50000
+        device.exception = None
+        assert dict(poller.poll(polled).reading.metrics) == SUNSPEC_METRICS
+        poller.close()
+    finally:
+        device.stop()
+
+
+def test_a_solarman_logger_tells_a_refusal_from_an_inverter_out_of_reach() -> None:
+    logger = SolarmanStandIn(2712345678, DEYE).start()
+    source = SolarmanSource("127.0.0.1", logger.port, 2712345678, 1, 1.0)
+    blocks = (BlockSpec(start=40000, count=2),)
+    try:
+        logger.exception = 0x02  # illegal data address: no such registers
+        with pytest.raises(DeviceRefused, match="the inverter refused registers 40000\\+2"):
+            source.read(blocks, "holding")
+        logger.exception = 0x0B  # the logger could not reach the inverter
+        with pytest.raises(DeviceError, match="GatewayTargetDeviceFailedToRespondError") as err:
+            source.read(blocks, "holding")
+        assert not isinstance(err.value, DeviceRefused)
+        logger.exception = None
+        assert source.read(blocks, "holding") == {40000: 0, 40001: 0}
+    finally:
+        source.close()
+        logger.stop()
 
 
 def test_solarman_v5_logger_gives_the_reading_and_a_silent_or_garbled_logger_is_offline() -> None:
