@@ -346,10 +346,17 @@ class Evaluator:
         instance, or one held while the broker is away, is looked at again `after_s` later; a reading
         or a status resolves or fires it meanwhile."""
         inst = self._instances.get((index, key))
-        if (inst is not None and inst.active) or not self._connected:
-            return now + after_s
-        silent_since = max(self._last_seen.get(key, now), self._reconnected_at)
-        return max(silent_since + after_s, self._hold_absence_until, now + 1e-3)
+        if not self._connected:
+            return now + after_s  # held while the broker is away; the reconnect makes every device due
+        if inst is not None and inst.active:
+            look = now + after_s
+        else:
+            silent_since = max(self._last_seen.get(key, now), self._reconnected_at)
+            look = max(silent_since + after_s, self._hold_absence_until, now + 1e-3)
+        if now < self._hold_absence_until:
+            # A hold ending changes the answer by itself: an instance kept through it is judged anew then.
+            look = min(look, self._hold_absence_until)
+        return look
 
     # ---- indexing -------------------------------------------------------------------------------
 

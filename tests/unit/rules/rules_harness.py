@@ -49,6 +49,11 @@ def generator(state: str = "off", fuel: float = 70.0, output_w: float = 0.0) -> 
             "fault_code": "fail_to_start" if state == "fail_to_start" else None}
 
 
+def plug(relay_on: bool = True, power_w: float = 18.0) -> dict:
+    return {"relay_on": relay_on, "power_w": power_w, "energy_kwh": 412.5, "voltage_v": 229.0,
+            "wifi_signal_dbm": -61.0, "uptime_s": 86_400}
+
+
 class Harness:
     def __init__(self, tmp: Path, start: float, routes: Sequence[Route] | None = None,
                  pack: RulePack | None = None, site: Site | None = None, watchdog: bool = False) -> None:
@@ -118,4 +123,6 @@ def all_devices_reporting(h: Harness, grid_ok: bool = True, soc: float = 80.0) -
         every[(Kind.OCCUPANCY, occ.id)] = occupancy(occ.room, False)
     for gen in h.site.generators:
         every[(Kind.GENERATOR, gen.id)] = generator()
+    for one in h.site.plugs:
+        every[(Kind.PLUG, one.id)] = plug()
     return every

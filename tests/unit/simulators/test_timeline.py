@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from core.clock import FakeClock
-from core.site import load_site
+from core.site import iter_devices, load_site
 from simulators import scenario as sc
 from simulators.publish import MemoryPublisher
 from simulators.scenario import DEFAULT_SITE, load_scenario, resolve_scenario
@@ -74,7 +74,7 @@ def test_a_restart_publishes_what_one_run_would_have_after_what_is_stored() -> N
     second = _run(timeline, ends, NOW + 1200, end, replay_s=3 * 3600)  # back to the origin for occ-cafe
     stored = [m for m in _readings(first) if _ts(m) <= ends.get(m.device.device, 0.0)]
     assert sorted(stored + _readings(second), key=_order) == sorted(_readings(single), key=_order)
-    devices = len(SITE.inverters) + len(SITE.uplinks) + len(SITE.occupancy_sensors) + len(SITE.generators)
+    devices = len(list(iter_devices(SITE)))
     announced = [m for m in second if m.topic.endswith("/status") and m.payload == b"online" and m.retain]
     assert len(announced) == devices, "every device announced online again, once"
 
