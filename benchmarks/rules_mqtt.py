@@ -50,7 +50,11 @@ METRICS = {
     Kind.UPLINK: {"iface": "eth1", "link_up": True, "rtt_ms": 30.0, "jitter_ms": 2.0, "loss_pct": 0.0},
     Kind.OCCUPANCY: {"occupied": False, "people": 0, "sensor_battery_pct": 90.0},
     Kind.GENERATOR: {"running": False, "state": "off", "output_w": 0.0, "fuel_pct": 70.0, "engine_hours": 1200.0},
+    Kind.PLUG: {"relay_on": True, "power_w": 18.0, "energy_kwh": 412.0, "voltage_v": 229.0, "wifi_signal_dbm": -61.0,
+                "uptime_s": 86_400},
 }
+if set(METRICS) != set(Kind):
+    raise ImportError(f"benchmarks/rules_mqtt.py: no healthy metrics for {sorted(set(Kind) - set(METRICS))}")
 
 
 def fleet(sites: int, devices: int) -> list[Site]:

@@ -46,6 +46,10 @@ POWER_SOURCE = [model.ValueMap(options={
     "fault": model.ValueMappingResult(text="fault", color=RED, index=4),
     "generator": model.ValueMappingResult(text="generator", color=AMBER, index=5),
 })]
+RELAY_ON = [model.ValueMap(options={
+    "true": model.ValueMappingResult(text="on", color=GREEN, index=0),
+    "false": model.ValueMappingResult(text="switched off", color=RED, index=1),
+})]
 GENERATOR_STATE = [model.ValueMap(options={
     "off": model.ValueMappingResult(text="off", color=GREEN, index=0),
     "cranking": model.ValueMappingResult(text="cranking", color=AMBER, index=1),

@@ -13,6 +13,7 @@ from dashboards.panels import (
     GRID_OK,
     POWER_SOURCE,
     RED,
+    RELAY_ON,
     shared_dashboard,
     state_timeline_panel,
     tag_variable,
@@ -60,6 +61,12 @@ GENERATOR_FUEL = (f'SELECT last("fuel_pct") FROM "generator" WHERE {GEN_WHERE} '
                   'GROUP BY time($__interval), "device" fill(null)')
 GENERATOR_HOURS_PER_DAY = f'SELECT spread("engine_hours") FROM "generator" WHERE {GEN_WHERE} ' + _DAY
 
+# Plugs (the router's, a pump's): selected by site, like the generators. A plug without power sends
+# nothing, so its gaps are its outages.
+PLUG_RELAY_TIMELINE = (f'SELECT last("relay_on") FROM "plug" WHERE {GEN_WHERE} '
+                       'GROUP BY time($__interval), "device" fill(null)')
+PLUG_POWER_W = f'SELECT mean("power_w") FROM "plug" WHERE {GEN_WHERE} GROUP BY time($__interval), "device" fill(null)'
+
 
 def build(timezone: str) -> dashboard_builders.Dashboard:
     energy_by_day = [q.format(tz=timezone) for q in (ENERGY_SOLAR, ENERGY_BATTERY, ENERGY_GRID)]
@@ -96,4 +103,7 @@ def build(timezone: str) -> dashboard_builders.Dashboard:
                                      [target(GENERATOR_HOURS_PER_DAY.format(tz=timezone), alias="$tag_device")], "h",
                                      24)
                     .draw_style(common.GraphDrawStyle.BARS).fill_opacity(80))
+        .with_panel(state_timeline_panel("Plugs (red: switched off; gaps: the plug had no power)",
+                                         [target(PLUG_RELAY_TIMELINE, alias="$tag_device")], RELAY_ON, 24, 4))
+        .with_panel(timeseries_panel("Load on each plug", [target(PLUG_POWER_W, alias="$tag_device")], "watt", 24))
     )

@@ -4,7 +4,7 @@ A rule file (see rules/packs/park.yaml and docs/rules.md):
 
     rules:
       - name: GridOutage                       # alertname; [A-Za-z][A-Za-z0-9_]*
-        kind: inverter                         # which readings: inverter | uplink | occupancy
+        kind: inverter                         # inverter | uplink | occupancy | generator | plug
         match: ["site=park", "device=~inv-.*"] # label matchers on site, device, room, isp (optional)
         condition:                             # exactly one of the condition types below
           threshold: {metric: grid_ok, op: "==", value: false}
@@ -44,7 +44,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, ValidationError, field_validator, model_validator
 
 from core.contract import LABELS, METRICS_BY_NAME, Kind, MetricType
 from core.site import SiteFileError, describe_validation_error, line_of, read_yaml_with_lines
@@ -122,6 +122,11 @@ def _matchers(value: Any) -> tuple[Matcher, ...]:
     return tuple(out)
 
 
+Matchers = Annotated[tuple[Matcher, ...], PlainSerializer(lambda matchers: [str(m) for m in matchers],
+                                                           return_type=list[str], when_used="json")]
+"""Label matchers; in JSON (the API's rule definitions) as written in the rule file: "device=~inv-.*"."""
+
+
 class Threshold(_Model):
     metric: str
     op: Op
@@ -187,7 +192,7 @@ class Term(_Model):
     value: Scalar
     quantifier: Literal["all", "any"] = "any"
     role: Literal["primary", "backup"] | None = None
-    match: tuple[Matcher, ...] = ()
+    match: Matchers = ()
     absent_counts: bool = False
     """A device that is offline or silent (see absent_after_s of the composite) meets the term."""
 
@@ -263,7 +268,7 @@ class Rule(_Model):
     """The alert's name if not the rule's (several rules may raise one alertname, e.g. UplinkDegraded
     for latency and for loss); alerts of different rules never share a fingerprint."""
     kind: Kind | None = None
-    match: tuple[Matcher, ...] = ()
+    match: Matchers = ()
     condition: Condition
     for_s: Duration = Field(0.0, alias="for")
     keep_firing_for_s: Duration = Field(0.0, alias="keep_firing_for")
@@ -384,8 +389,8 @@ class InhibitRule(_Model):
     """While a firing alert matches `source`, alerts matching `target` with the same values of the
     `equal` labels are muted (still listed in the incident as inhibited)."""
 
-    source: tuple[Matcher, ...]
-    target: tuple[Matcher, ...]
+    source: Matchers
+    target: Matchers
     equal: tuple[str, ...] = ("site",)
 
     _m = field_validator("source", "target", mode="before")(lambda cls, v: _matchers(v))

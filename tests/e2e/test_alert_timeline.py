@@ -306,7 +306,8 @@ def test_total_blackout_is_one_site_incident_with_its_dependents_inhibited(tmp_p
     muted = incident.payload["facmon"]["muted"]
     assert _names(muted) == [
         "BatteryLow/inv-lab", "BatteryLow/inv-main", "BatteryRunoutPredicted/inv-lab",
-        "BatteryRunoutPredicted/inv-main", "GridOutage/inv-lab", "GridOutage/inv-main", "InverterFault/inv-main",
+        "BatteryRunoutPredicted/inv-main", "DeviceSilent/plug-router", "GridOutage/inv-lab", "GridOutage/inv-main",
+        "InverterFault/inv-main",
         "OnBattery/inv-lab", "SiteOffline/", "UplinkDegraded/uplink-jazz", "UplinkDegraded/uplink-ptcl",
         "UplinkDown/uplink-jazz", "UplinkDown/uplink-ptcl"]
     assert all(f"inhibited:{power_loss_fp}" in a["muted_by"] for a in muted)
@@ -319,12 +320,13 @@ def test_total_blackout_is_one_site_incident_with_its_dependents_inhibited(tmp_p
     assert "UplinkDown" in text.split(load_template("en")["muted_header"].split("{")[0].strip())[-1]
 
     # The router's power loss (23:25, inv-main cut off) takes both uplinks down: SiteOffline explains
-    # them, so no notification ever paged an uplink alert; no device went silent (the probe host
-    # and the sensors have their own power, the broker is on site).
+    # them, so no notification ever paged an uplink alert. The only device that went silent is the
+    # router's plug, on inv-main's output too (its last will), muted by SitePowerLoss; the probe host
+    # and the sensors have their own power, the broker is on site.
     fired_uplinks = [a for b in hook.bodies for a in b["alerts"]
                      if a["labels"]["alertname"] in ("UplinkDown", "UplinkDegraded", "FailoverActive")]
     assert fired_uplinks == []
     assert {t.labels["device"] for t in replay.transitions("UplinkDown")} == {"uplink-ptcl", "uplink-jazz"}
-    assert not replay.transitions("DeviceSilent")
+    assert {t.labels["device"] for t in replay.transitions("DeviceSilent")} == {"plug-router"}
     points = influx_db.query('SELECT count("text") FROM "facmon_alerts"')
     assert points[0].values[0][1] == len(replay.store.history(limit=100_000))

@@ -42,6 +42,7 @@ INV = DeviceKey("park", Kind.INVERTER, "inv-main")
 GEN = DeviceKey("park", Kind.GENERATOR, "gen-main")
 UPLINK = DeviceKey("park", Kind.UPLINK, "uplink-ptcl")
 ROOM = DeviceKey("park", Kind.OCCUPANCY, "occ-room-1")
+PLUG = DeviceKey("park", Kind.PLUG, "plug-router")
 LAUNCH_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 PARK_TZ = ZoneInfo("Asia/Karachi")
@@ -178,6 +179,24 @@ def test_signed_in_by_link_a_grid_outage_and_its_incident_acknowledged_once(
         device.publish(GEN.reading_topic(), generator_reading(1, "fail_to_start"), qos=1).wait_for_publish(5)
         expect(gen_card).to_contain_text("FAILED TO START", timeout=10_000)
         expect(gen_card).to_have_class("card kind-generator gen-failed")
+
+        # The router's plug, as the bridge forwards a Tasmota plug: relay, load, Wi-Fi and uptime; then
+        # someone switches it off.
+        plug_card = page.locator('.card[data-device="plug-router"]')
+        expect(plug_card.locator(".name")).to_have_text("Router plug")
+        for seq, relay_on in ((1, True), (2, False)):
+            plug = {"relay_on": relay_on, "power_w": 17.6 if relay_on else 0.0, "energy_kwh": 412.37,
+                    "voltage_v": 228.4, "wifi_signal_dbm": -61.0, "uptime_s": 3 * 86_400 + 7200}
+            device.publish(PLUG.reading_topic(), encode_reading(Reading(PLUG, int(SystemClock().now() * 1000), seq,
+                                                                        plug)), qos=1).wait_for_publish(5)
+            if relay_on:
+                expect(plug_card.locator("dd").first).to_have_text("on", timeout=10_000)
+                expect(plug_card).to_contain_text("-61 dBm")
+                expect(plug_card).to_contain_text("18 W")
+                expect(plug_card).to_contain_text("74 h 0 min")
+                expect(plug_card).not_to_have_class(re.compile("plug-off"))
+        expect(plug_card.locator("dd").first).to_have_text("off", timeout=10_000)
+        expect(plug_card).to_have_class("card kind-plug plug-off")
 
         # The site loses power: one cause, three alerts it mutes (one through another), one apart.
         store = services.alerts

@@ -32,7 +32,7 @@ def by_name_of(accounts: list) -> dict:
 def test_one_account_per_device_plus_the_collector() -> None:
     accounts = plan_accounts([PARK], ["facmon-collector"], {}, make_password=lambda: "pw")
     assert [a.username for a in accounts][:3] == ["park.inv-main", "park.inv-lab", "park.uplink-ptcl"]
-    assert len(accounts) == 2 + 2 + 6 + 1 + 1  # inverters, uplinks, sensors, the generator, the collector
+    assert len(accounts) == 2 + 2 + 6 + 1 + 1 + 1  # inverters, uplinks, sensors, the generator, the plug, the collector
     assert by_name_of(accounts)["park.gen-main"].write_prefix == "facmon/v1/park/generator/gen-main/#"
     by_name = {a.username: a for a in accounts}
     assert by_name["park.occ-lab"].write_prefix == "facmon/v1/park/occupancy/occ-lab/#"

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from core.contract import KINDS
 from core.influxql import InfluxQLClient, time_literal
 from facmon.servers import InfluxDB, Mosquitto
 from simulators.stored import stored_ends
@@ -22,8 +23,8 @@ from simulators.timeline import load_timeline
 from tests.integration.collector.harness import collector_env, config_from, running_collector
 from tests.support import poll_until
 
-MEASUREMENTS = ("inverter", "uplink", "occupancy", "generator")
-DEVICES = 11  # the park's inverters, uplinks, occupancy sensors and generator
+MEASUREMENTS = tuple(kind.value for kind in KINDS)
+DEVICES = 12  # the park's inverters, uplinks, occupancy sensors, generator and plug
 
 
 @contextmanager

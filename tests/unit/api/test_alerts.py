@@ -117,6 +117,9 @@ def test_rules_list_show_and_validate(alerts_api: tuple[ApiHarness, AlertStore])
     first = rules[0]["name"]
     assert api.client.get(f"/api/v1/rules/{first}", headers=api.headers()).json()["name"] == first
     assert api.client.get("/api/v1/rules/NoSuchRule", headers=api.headers()).status_code == 404
+    # a rule with label matchers shows them as its file writes them
+    plug = api.client.get("/api/v1/rules/PlugSwitchedOff", headers=api.headers()).json()
+    assert plug["definition"]["match"] == ["device=~plug-router"]
     good = (PACKS / "park.yaml").read_text()
     assert api.client.post("/api/v1/rules/validate", json={"yaml": good}, headers=api.headers(Role.OPERATOR)
                            ).status_code == 403

@@ -69,7 +69,7 @@ def test_admin_creates_a_key_that_works_and_the_audit_log_names_the_admin(api: A
 def test_site_tree_lists_the_park_with_its_urdu_name_and_all_devices(api: ApiHarness) -> None:
     sites = api.client.get("/api/v1/sites", headers=api.headers()).json()
     assert [(s["id"], s["name"], s["devices"], s["online"]) for s in sites] == [
-        ("park", "سافٹ ویئر ٹیکنالوجی پارک", 11, 0)]
+        ("park", "سافٹ ویئر ٹیکنالوجی پارک", 12, 0)]
     devices = api.client.get("/api/v1/sites/park/devices", headers=api.headers()).json()
     rooms = {d["id"]: d["label"] for d in devices if d["kind"] == "occupancy"}
     assert rooms["occ-room-1"] == "کمرہ 1"
@@ -168,7 +168,7 @@ def test_kinds_come_from_the_contract_registry_in_its_order(api: ApiHarness) -> 
     assert api.client.get("/api/v1/kinds").status_code == 401
     devices = api.client.get("/api/v1/sites/park/devices", headers=api.headers()).json()
     order = [d["kind"] for d in devices]
-    assert order == sorted(order, key=[k["kind"] for k in kinds].index) and order[-1] == "generator"
+    assert order == sorted(order, key=[k["kind"] for k in kinds].index) and order[-1] == "plug"
 
 
 def test_the_battery_discharges_by_its_current_or_without_one_by_the_mode() -> None:

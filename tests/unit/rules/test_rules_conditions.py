@@ -201,6 +201,21 @@ def test_unknown_metric_is_reported_at_its_metric_line(tmp_path):
     assert "'isp' is a label; select it with match: [\"isp=...\"]" in problems[1]
 
 
+def test_the_routers_plug_switched_off_warns_after_a_minute_and_resolves_when_it_is_on(tmp_path):
+    h = Harness(tmp_path, MONDAY_NOON)
+    every = all_devices_reporting(h)
+    every[(Kind.PLUG, "plug-router")] = plug(relay_on=False, power_w=0.0)
+    h.run(30, step=5, every=every)
+    assert h.state("PlugSwitchedOff") == "pending"
+    h.run(40, step=5, every=every)
+    [off] = h.engine.alert_by_rule("PlugSwitchedOff")
+    assert off.state.value == "firing" and off.labels["severity"] == "warning"
+    assert "plug-router plug at park is switched off" in off.annotations["summary"]
+    every[(Kind.PLUG, "plug-router")] = plug()
+    h.run(10, step=5, every=every)
+    assert h.state("PlugSwitchedOff") == "resolved"
+
+
 def test_generator_rules_of_the_park_pack(tmp_path):
     """GeneratorFailedToStart pages at once, FuelLow holds for a minute with hysteresis, and
     GeneratorRunningOnGrid waits out the cool-down run before calling the auto-stop failed."""

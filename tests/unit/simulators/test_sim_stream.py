@@ -13,7 +13,7 @@ from core.clock import FakeClock
 from core.config import FacmonConfig
 from core.contract import Channel, parse_topic
 from core.decode import DecodeLimits, Reject, decode_message
-from core.site import SiteFileError, load_site
+from core.site import SiteFileError, iter_devices, load_site
 from facmon.commands import simulate as simulate_command
 from simulators.publish import MemoryPublisher
 from simulators.run import run_simulation
@@ -125,6 +125,7 @@ def test_devices_scale_the_site() -> None:
     from simulators.world import scale_site
 
     big = scale_site(SITE, 1000)
-    assert len(big.inverters) + len(big.uplinks) + len(big.occupancy_sensors) + len(big.generators) == 1000
+    assert len(list(iter_devices(big))) == 1000 and big.plugs
     assert all(u.powered_by in {i.id for i in big.inverters} for u in big.uplinks)
     assert big.generators and all(g.feeds in {i.id for i in big.inverters} for g in big.generators)
+    assert all(p.powered_by in {i.id for i in big.inverters} for p in big.plugs)
