@@ -8,7 +8,7 @@ share of one core and per reading, its RSS, the collector's publish→stored del
 `facmon_collector_store_lag_seconds` histogram: device `ts` to InfluxDB's confirmation, p99 as the
 upper bound of the bucket holding it) and the rules engine's lag.
 
-Loads: the demo park (11 devices) reporting every 2 s (5.5 readings/s, the upper end of a park), and
+Loads: the demo park (12 devices) reporting every 2 s (6 readings/s, the upper end of a park), and
 100 devices (the park scaled) at 100 readings/s; before the first, the stack idle (warm, nothing
 published) for `--idle-seconds`. `--threads` adds each process's CPU by thread id (Python does not
 name its threads for /proc; `py-spy dump --pid` maps ids to names).
@@ -35,8 +35,8 @@ from collector.service import LAG_BUCKETS_S
 from facmon.servers import InfluxDB, Mosquitto, free_port
 
 REPO = Path(__file__).resolve().parents[1]
-LOADS = (("park, 11 devices every 2 s", 11, 5.5), ("100 devices at 1 reading/s", 100, 100.0),
-         ("park at 5 readings/s, 11 devices every 2.75 s", 11, 4.0))
+LOADS = (("park, 12 devices every 2 s", 12, 6.0), ("100 devices at 1 reading/s", 100, 100.0),
+         ("park at 5 readings/s, 12 devices every 3 s", 12, 4.0))
 LOAD_KEYS = ("park", "100", "park5")
 """`park5`: the park slowed to the issue's 5 readings/s (4/s of the devices and the probe's 1/s)."""
 
