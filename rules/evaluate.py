@@ -430,7 +430,10 @@ class Evaluator:
                     active = False
         if active and rule.active_when != "always" and not self._schedule_allows(rule, key.site, now):
             active = False
-        self._update(index, rule, inst, active, _number(value), key, now, out)
+        # The situation (inside a load-shedding window or not) is judged when the evidence was taken: a
+        # tick at a window's end that sees the last reading from inside it has no sign of an overrun.
+        self._update(index, rule, inst, active, _number(value), key, now, out,
+                     situation_at=min(now, reading.ts_ms / 1000.0))
 
     def _eval_aggregate(self, index: int, rule: Rule, key: DeviceKey, reading: Reading, now: float,
                         out: list[Observation]) -> None:
@@ -699,11 +702,14 @@ class Evaluator:
     # ---- output ---------------------------------------------------------------------------------
 
     def _update(self, index: int, rule: Rule, inst: _Instance, active: bool, value: float | None, scope: object,
-                now: float, out: list[Observation], extra: Mapping[str, object] | None = None) -> None:
+                now: float, out: list[Observation], extra: Mapping[str, object] | None = None,
+                situation_at: float | None = None) -> None:
+        """`situation_at`: when to judge the rule's context (the load-shedding schedule); default now."""
         if active == inst.active and not (active and (rule.context.load_shedding or rule.context.occupancy)):
             return
         site_id = scope.site if isinstance(scope, DeviceKey) else str(scope)
-        labels = {**self._context_labels(rule, site_id, now), **inst.identity} if active else inst.labels
+        at = now if situation_at is None else situation_at
+        labels = {**self._context_labels(rule, site_id, at), **inst.identity} if active else inst.labels
         if active == inst.active and labels == inst.labels:
             return  # still active, same context: nothing new to say
         inst.active = active

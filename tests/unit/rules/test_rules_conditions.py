@@ -201,6 +201,43 @@ def test_unknown_metric_is_reported_at_its_metric_line(tmp_path):
     assert "'isp' is a label; select it with match: [\"isp=...\"]" in problems[1]
 
 
+def _every_30_s_ticking_every_5_s(h: Harness, seconds: int, every: dict) -> None:
+    """Readings every 30 s, at :15 and :45 past the minute; evaluation ticks every 5 s between them."""
+    for _ in range(seconds // 5):
+        h.clock.advance(5)
+        if round(h.clock.now()) % 30 == 15:
+            for (kind, device), metrics in every.items():
+                h.send(kind, device, metrics)
+        h.engine.tick()
+
+
+def test_a_scheduled_outage_is_not_called_unscheduled_when_its_window_ends_before_the_next_reading(tmp_path):
+    """The park's 10:00-11:00 window: at 11:00 the latest reading (10:59:45) still shows the grid out.
+    It was taken inside the window, so it is no evidence of an overrun: no critical page at the
+    window's end. A reading after 11:00 that still shows the grid out is an overrun: critical."""
+    for overrun in (False, True):
+        h = Harness(tmp_path / str(overrun), local("2026-01-05 09:58:00"))
+        every = all_devices_reporting(h)
+        _every_30_s_ticking_every_5_s(h, 120, every)  # to 10:00:00
+        every[(Kind.INVERTER, "inv-main")] = inverter(soc=80, grid_ok=False)
+        _every_30_s_ticking_every_5_s(h, 3600, every)  # to 11:00:00, the grid out since 10:00:15
+        [outage] = h.engine.alert_by_rule("GridOutage")
+        assert (outage.state.value, outage.labels["outage"], outage.labels["severity"]) == (
+            "firing", "scheduled", "warning")
+        if not overrun:
+            every[(Kind.INVERTER, "inv-main")] = inverter(soc=80, grid_ok=True)
+        _every_30_s_ticking_every_5_s(h, 60, every)
+        [outage] = h.engine.alert_by_rule("GridOutage")
+        if overrun:
+            assert (outage.state.value, outage.labels["outage"], outage.labels["severity"]) == (
+                "firing", "unscheduled", "critical")
+        else:
+            assert outage.state.value == "resolved" and outage.labels["severity"] == "warning"
+        paged = [a["labels"]["severity"] for n in h.outbox() for a in n.payload["alerts"]
+                 if a["labels"]["alertname"] == "GridOutage" and a["status"] == "firing"]
+        assert ("critical" in paged) is overrun, paged
+
+
 def test_the_routers_plug_switched_off_warns_after_a_minute_and_resolves_when_it_is_on(tmp_path):
     h = Harness(tmp_path, MONDAY_NOON)
     every = all_devices_reporting(h)
