@@ -689,7 +689,9 @@ class Evaluator:
         labels = dict(rule.labels)
         ctx = rule.context
         if ctx.load_shedding is not None:
-            scheduled = self._site_call(site_id, "in_load_shedding", now) is True
+            grace = ctx.load_shedding_grace_s
+            scheduled = any(self._site_call(site_id, "in_load_shedding", t) is True
+                            for t in ((now, now - grace, now + grace) if grace else (now,)))
             outage = "scheduled" if scheduled else "unscheduled"
             labels["outage"] = outage
             labels.update(ctx.load_shedding.get(outage, {}))  # type: ignore[call-overload]

@@ -14,6 +14,7 @@ A rule file (see rules/packs/park.yaml and docs/rules.md):
         labels: {severity: critical}
         context:                               # label overrides from the site's situation
           load_shedding: {scheduled: {severity: warning}, unscheduled: {severity: critical}}
+          load_shedding_grace: 10m             # this close to a published window still counts as scheduled
           occupancy: {occupied: {severity: critical}, empty: {severity: info, digest: "true"}}
         annotations: {summary: "Grid down at {site} ({device})"}
     inhibit_rules:
@@ -257,9 +258,26 @@ class Condition(_Model):
         return next(name for name in type(self).model_fields if getattr(self, name) is not None)
 
 
+MAX_LOAD_SHEDDING_GRACE_S = 7200.0
+
+
 class Context(_Model):
     load_shedding: dict[Literal["scheduled", "unscheduled"], dict[str, str]] | None = None
+    load_shedding_grace_s: Duration = Field(0.0, alias="load_shedding_grace")
+    """An outage this close to a published window (a few minutes early, or overrunning it) still counts
+    as scheduled: utilities keep their schedules to the minute no better than that."""
     occupancy: dict[Literal["occupied", "empty"], dict[str, str]] | None = None
+
+    _d = _durations("load_shedding_grace_s")
+
+    @model_validator(mode="after")
+    def _grace_needs_load_shedding(self) -> Context:
+        if self.load_shedding_grace_s and self.load_shedding is None:
+            raise ValueError("load_shedding_grace applies to the load_shedding context; set load_shedding too")
+        if self.load_shedding_grace_s > MAX_LOAD_SHEDDING_GRACE_S:
+            raise ValueError(f"load_shedding_grace is at most {MAX_LOAD_SHEDDING_GRACE_S / 3600:g}h: a longer one "
+                             "would call most outages scheduled")
+        return self
 
 
 class Rule(_Model):

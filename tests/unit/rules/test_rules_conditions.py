@@ -117,8 +117,10 @@ def test_grid_outage_context_scheduled_vs_unscheduled_and_occupied(tmp_path):
     # Occupancy plays no part in a grid outage's severity (the network gear is on the battery either way).
     assert (alert.labels["outage"], alert.labels["severity"], alert.labels.get("occupancy")) == (
         "scheduled", "warning", None)
-    # The outage outlasts the published window: it becomes unscheduled, and critical.
+    # The outage outlasts the published window by more than the 10-minute grace: unscheduled, critical.
     h.run(50 * 60, step=10, every=every)
+    assert h.engine.alert_by_rule("GridOutage")[0].labels["outage"] == "scheduled"  # 11:00:20, within grace
+    h.run(11 * 60, step=10, every=every)
     [alert] = h.engine.alert_by_rule("GridOutage")
     assert (alert.labels["outage"], alert.labels["severity"]) == ("unscheduled", "critical")
     assert alert.fingerprint == h.engine.alert_by_rule("GridOutage")[0].fingerprint
@@ -169,6 +171,18 @@ def test_rule_file_errors_name_file_line_and_problem(tmp_path):
     assert check_rule_files([dup]) == [f"{dup}:5: rule A: name: already defined at {dup}:2; names must be unique"]
 
 
+def test_a_load_shedding_grace_without_its_context_or_past_two_hours_is_refused_at_its_line(tmp_path):
+    bad = tmp_path / "grace.yaml"
+    rule = ("rules:\n  - name: G\n    kind: inverter\n    condition: {threshold: {metric: grid_ok, op: '==', "
+            "value: false}}\n    context:\n")
+    bad.write_text(rule + "      load_shedding_grace: 10m\n")
+    [problem] = check_rule_files([bad])
+    assert problem.startswith(f"{bad}:") and "set load_shedding too" in problem
+    bad.write_text(rule + "      load_shedding: {scheduled: {severity: warning}}\n      load_shedding_grace: 3h\n")
+    [problem] = check_rule_files([bad])
+    assert problem.startswith(f"{bad}:6: rule G: context: load_shedding_grace is at most 2h"), problem
+
+
 def test_unknown_metric_is_reported_at_its_metric_line(tmp_path):
     bad = tmp_path / "metrics.yaml"
     bad.write_text(
@@ -211,31 +225,73 @@ def _every_30_s_ticking_every_5_s(h: Harness, seconds: int, every: dict) -> None
         h.engine.tick()
 
 
+GRID_OUTAGE_WITHOUT_GRACE = """rules:
+  - name: GridOutage
+    kind: inverter
+    condition: {threshold: {metric: grid_ok, op: "==", value: false}}
+    for: 10s
+    labels: {severity: critical}
+    context:
+      load_shedding: {scheduled: {severity: warning}, unscheduled: {severity: critical}}
+"""
+
+
+def _outage_through_the_10_to_11_window(h: Harness, after_s: int, grid_back: bool) -> tuple[str, str, str]:
+    """The grid out from 10:00:15 (inverters report every 30 s); at 11:00 the last reading (10:59:45)
+    still shows it out. Then `after_s` more, the grid back or not. The GridOutage alert's (state,
+    outage, severity) at 11:00:00 must be (firing, scheduled, warning); returns them at the end."""
+    every = all_devices_reporting(h)
+    _every_30_s_ticking_every_5_s(h, 120, every)  # to 10:00:00
+    every[(Kind.INVERTER, "inv-main")] = inverter(soc=80, grid_ok=False)
+    _every_30_s_ticking_every_5_s(h, 3600, every)  # to 11:00:00
+    [outage] = h.engine.alert_by_rule("GridOutage")
+    assert (outage.state.value, outage.labels["outage"], outage.labels["severity"]) == (
+        "firing", "scheduled", "warning")
+    if grid_back:
+        every[(Kind.INVERTER, "inv-main")] = inverter(soc=80, grid_ok=True)
+    _every_30_s_ticking_every_5_s(h, after_s, every)
+    [outage] = h.engine.alert_by_rule("GridOutage")
+    return outage.state.value, outage.labels["outage"], outage.labels["severity"]
+
+
+def _paged_critical(h: Harness) -> bool:
+    return any(a["labels"]["alertname"] == "GridOutage" and a["status"] == "firing"
+               and a["labels"]["severity"] == "critical" for n in h.outbox() for a in n.payload["alerts"])
+
+
 def test_a_scheduled_outage_is_not_called_unscheduled_when_its_window_ends_before_the_next_reading(tmp_path):
-    """The park's 10:00-11:00 window: at 11:00 the latest reading (10:59:45) still shows the grid out.
-    It was taken inside the window, so it is no evidence of an overrun: no critical page at the
-    window's end. A reading after 11:00 that still shows the grid out is an overrun: critical."""
-    for overrun in (False, True):
-        h = Harness(tmp_path / str(overrun), local("2026-01-05 09:58:00"))
+    """At 11:00 the latest reading was taken inside the window: no evidence of an overrun, so no
+    critical page at the window's end (a rule without grace). A reading after 11:00 that still shows
+    the grid out is an overrun: critical."""
+    rule_file = tmp_path / "grid.yaml"
+    rule_file.write_text(GRID_OUTAGE_WITHOUT_GRACE)
+    pack = load_rule_files([rule_file])
+    h = Harness(tmp_path / "back", local("2026-01-05 09:58:00"), pack=pack)
+    assert _outage_through_the_10_to_11_window(h, 60, grid_back=True) == ("resolved", "scheduled", "warning")
+    assert not _paged_critical(h)
+    h = Harness(tmp_path / "overrun", local("2026-01-05 09:58:00"), pack=pack)
+    assert _outage_through_the_10_to_11_window(h, 60, grid_back=False) == ("firing", "unscheduled", "critical")
+    assert _paged_critical(h)
+
+
+def test_the_park_packs_grid_outage_forgives_ten_minutes_around_a_window(tmp_path):
+    """load_shedding_grace: 10m. Overrunning the 10:00-11:00 window by 9 minutes is still scheduled; by
+    11 minutes it is not. Cut 5 minutes early (09:55) is scheduled from the start; 15 minutes early
+    (09:45) is unscheduled until the window begins."""
+    h = Harness(tmp_path / "overrun", local("2026-01-05 09:58:00"))
+    assert _outage_through_the_10_to_11_window(h, 540, grid_back=False) == ("firing", "scheduled", "warning")
+    _every_30_s_ticking_every_5_s(h, 120, all_devices_reporting(h) | {
+        (Kind.INVERTER, "inv-main"): inverter(soc=80, grid_ok=False)})
+    [outage] = h.engine.alert_by_rule("GridOutage")
+    assert (outage.labels["outage"], outage.labels["severity"]) == ("unscheduled", "critical")
+    for early_min, expected in ((5, "scheduled"), (15, "unscheduled")):
+        h = Harness(tmp_path / f"early{early_min}", local("2026-01-05 09:40:00"))
         every = all_devices_reporting(h)
-        _every_30_s_ticking_every_5_s(h, 120, every)  # to 10:00:00
+        _every_30_s_ticking_every_5_s(h, (20 - early_min) * 60, every)
         every[(Kind.INVERTER, "inv-main")] = inverter(soc=80, grid_ok=False)
-        _every_30_s_ticking_every_5_s(h, 3600, every)  # to 11:00:00, the grid out since 10:00:15
-        [outage] = h.engine.alert_by_rule("GridOutage")
-        assert (outage.state.value, outage.labels["outage"], outage.labels["severity"]) == (
-            "firing", "scheduled", "warning")
-        if not overrun:
-            every[(Kind.INVERTER, "inv-main")] = inverter(soc=80, grid_ok=True)
         _every_30_s_ticking_every_5_s(h, 60, every)
         [outage] = h.engine.alert_by_rule("GridOutage")
-        if overrun:
-            assert (outage.state.value, outage.labels["outage"], outage.labels["severity"]) == (
-                "firing", "unscheduled", "critical")
-        else:
-            assert outage.state.value == "resolved" and outage.labels["severity"] == "warning"
-        paged = [a["labels"]["severity"] for n in h.outbox() for a in n.payload["alerts"]
-                 if a["labels"]["alertname"] == "GridOutage" and a["status"] == "firing"]
-        assert ("critical" in paged) is overrun, paged
+        assert (outage.state.value, outage.labels["outage"]) == ("firing", expected), early_min
 
 
 def test_the_routers_plug_switched_off_warns_after_a_minute_and_resolves_when_it_is_on(tmp_path):
