@@ -396,16 +396,14 @@ def device_problems(site: Site) -> list[tuple[Location, str]]:
                                  f"device id {device.id!r} is used twice; ids must be unique within a site"))
             seen.add(device.id)
     inverter_ids = {inv.id for inv in site.inverters}
-    for index, uplink in enumerate(site.uplinks):
-        if uplink.powered_by is not None and uplink.powered_by not in inverter_ids:
-            problems.append(((("uplinks", index, "powered_by")),
-                             f"{uplink.powered_by!r} is not an inverter of this site "
-                             f"(inverters: {', '.join(sorted(inverter_ids)) or 'none'})"))
-    for index, plug in enumerate(site.plugs):
-        if plug.powered_by is not None and plug.powered_by not in inverter_ids:
-            problems.append((("plugs", index, "powered_by"),
-                             f"{plug.powered_by!r} is not an inverter of this site "
-                             f"(inverters: {', '.join(sorted(inverter_ids)) or 'none'})"))
+    fed: tuple[tuple[str, tuple[Uplink, ...] | tuple[Plug, ...]], ...] = (("uplinks", site.uplinks),
+                                                                           ("plugs", site.plugs))
+    for section, devices in fed:
+        for index, device in enumerate(devices):
+            if device.powered_by is not None and device.powered_by not in inverter_ids:
+                problems.append(((section, index, "powered_by"),
+                                 f"{device.powered_by!r} is not an inverter of this site "
+                                 f"(inverters: {', '.join(sorted(inverter_ids)) or 'none'})"))
     for index, generator in enumerate(site.generators):
         if generator.feeds not in inverter_ids:
             problems.append((("generators", index, "feeds"),

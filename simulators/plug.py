@@ -23,15 +23,12 @@ _N_LOAD, _N_VOLTAGE, _N_SIGNAL = 0, 1, 2
 class PlugFleet:
     """Every plug of a site, stepped together, in `specs` order."""
 
-    def __init__(self, specs: Sequence[Plug], inverter_index: dict[str, int], seed: int) -> None:
+    def __init__(self, specs: Sequence[Plug], seed: int) -> None:
         self.specs = list(specs)
         generators = [device_generator(seed, s.id) for s in self.specs]
         first = [g.random(2) for g in generators]  # each plug's own start: its uptime and energy counter
         self._random = FleetRandom(generators, 0, 3)
         physics = [physics_of(s) for s in self.specs]
-        self.powered_by = np.array([-1 if s.powered_by is None else inverter_index[s.powered_by]
-                                    for s in self.specs], dtype=np.int64)
-        """Per plug, the index of the inverter feeding it (-1: the grid or its own supply)."""
         self._rated_w = np.array([s.rated_w for s in self.specs], dtype=float)
         self._swing = np.array([p.load_swing for p in physics], dtype=float)
         self._mains_v = np.array([p.mains_v for p in physics], dtype=float)
@@ -47,7 +44,7 @@ class PlugFleet:
             return []
         _, n = self._random.step()
         has_power = np.asarray(powered, dtype=bool)
-        self.uptime_s = np.where(has_power, np.where(self.has_power, self.uptime_s + ctx.dt, 0.0), 0.0)
+        self.uptime_s = np.where(has_power & self.has_power, self.uptime_s + ctx.dt, 0.0)
         self.has_power = has_power
         power_w = np.where(has_power, np.maximum(0.0, self._rated_w * (1 + self._swing * np.clip(
             n[:, _N_LOAD], -3, 3) / 3)), 0.0)

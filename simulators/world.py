@@ -22,7 +22,7 @@ from typing import NamedTuple, TypeVar
 import numpy as np
 
 from core.contract import STATUS_OFFLINE, STATUS_ONLINE, DeviceKey, Kind, Reading, encode_payload, format_ts
-from core.site import Generator, Inverter, OccupancySensor, Plug, Site, Uplink
+from core.site import Generator, Inverter, OccupancySensor, Plug, Site, Uplink, iter_devices
 from simulators import scenario as sc
 from simulators.context import StepContext, ambient_c, office_profile
 from simulators.generator import GeneratorFleet, GeneratorModel
@@ -90,8 +90,7 @@ class _Action:
 def scale_site(site: Site, devices: int) -> Site:
     """`site` with its devices cloned round-robin until it has `devices` devices (at least its own).
     Clone k of device `x` is `x-k`; clones' uplinks are powered by the clone of the same number."""
-    own = (len(site.inverters) + len(site.uplinks) + len(site.occupancy_sensors) + len(site.generators)
-           + len(site.plugs))
+    own = sum(1 for _ in iter_devices(site))
     if devices <= own:
         return site
     copies = -(-devices // own)
@@ -162,16 +161,16 @@ class Simulation:
         inverter_index = {inv.id: index for index, inv in enumerate(site.inverters)}
         self.generator_fleet = GeneratorFleet(site.generators, inverter_index, seed, site.id)
         self.generators: dict[str, GeneratorModel] = {m.spec.id: m for m in self.generator_fleet.models}
-        self.plug_fleet = PlugFleet(site.plugs, inverter_index, seed)
+        self.plug_fleet = PlugFleet(site.plugs, seed)
         self._plug_ids = [p.id for p in site.plugs]
+        self._plug_powered_by = _feeding_inverters(site.plugs, inverter_index)
         self.keys = {**{d: DeviceKey(site.id, Kind.INVERTER, d) for d in self.inverters},
                      **{d: DeviceKey(site.id, Kind.UPLINK, d) for d in self.uplinks},
                      **{d: DeviceKey(site.id, Kind.OCCUPANCY, d) for d in self._sensor_index},
                      **{d: DeviceKey(site.id, Kind.GENERATOR, d) for d in self.generators},
                      **{d: DeviceKey(site.id, Kind.PLUG, d) for d in self._plug_ids}}
-        # Per uplink, the index of the inverter powering its router (-1: its own supply).
-        self._powered_by = np.array([-1 if u.powered_by is None else inverter_index[u.powered_by]
-                                     for u in site.uplinks], dtype=np.int64)
+        self._powered_by = _feeding_inverters(site.uplinks, inverter_index)
+        """Per uplink, the index of the inverter powering its router (-1: its own supply)."""
         self.delivery = {d: _Delivery() for d in self.keys}
         self._outputs = {d: (self.delivery[d], key, key.kind, key.reading_topic()) for d, key in self.keys.items()}
         self._quirky = {e.device for e in scenario.events if isinstance(e, _QUIRKS)}
@@ -353,23 +352,15 @@ class Simulation:
                            strict=True))
         if self._plug_ids:
             had_power = self.plug_fleet.has_power.tolist()
-            plugs = self.plug_fleet.step(ctx, _fed(self.plug_fleet.powered_by, site_powered))
+            plugs = self.plug_fleet.step(ctx, _fed(self._plug_powered_by, site_powered))
             metrics.update(zip(self._plug_ids, plugs, strict=True))
+            # A plug that loses power drops off the broker, which publishes its last will; back on power
+            # it connects again and says it is online: a silence as a scenario makes one.
             for device, before, now in zip(self._plug_ids, had_power, self.plug_fleet.has_power.tolist(),
                                            strict=True):
                 if before != now:
-                    self._plug_power_changed(device, now)
+                    self._set_silent(device, not now)
         return fired, metrics
-
-    def _plug_power_changed(self, device: str, has_power: bool) -> None:
-        """A plug that loses power drops off the broker, which publishes its last will; back on power it
-        connects again and says it is online."""
-        key = self.keys[device]
-        self.delivery[device].silent = not has_power
-        if has_power:
-            self._pending.append(Message(key.status_topic(), STATUS_ONLINE.encode(), True, key))
-        else:
-            self._pending.append(Message(key.status_topic(), STATUS_OFFLINE.encode(), True, key, will=True))
 
     def steps(self) -> Iterator[Step]:
         """Every step from the start to the end, inclusive of the start."""
@@ -431,6 +422,11 @@ class Simulation:
         if quirks.duplicates_left > 0:
             quirks.duplicates_left -= 1
             out.append(message)
+
+
+def _feeding_inverters(devices: tuple[Uplink, ...] | tuple[Plug, ...], inverter_index: dict[str, int]) -> np.ndarray:
+    """Per device, the index of the inverter powering it (-1: not an inverter)."""
+    return np.array([-1 if d.powered_by is None else inverter_index[d.powered_by] for d in devices], dtype=np.int64)
 
 
 def _fed(powered_by: np.ndarray, site_powered: np.ndarray) -> list[bool]:
