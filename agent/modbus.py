@@ -55,10 +55,13 @@ class ModbusSource:
                       else self._client.read_input_registers)
             try:
                 response = reader(block.start, count=block.count, device_id=self._unit_id)
-            except ModbusException as err:
-                self._client.close()  # a half-read answer can leave the stream out of step: start clean
-                raise DeviceError(f"{self.where}: no answer for registers {block.start}+{block.count} ({err}); "
-                                  "check the unit id and wiring") from None
+            except (ModbusException, OSError) as err:
+                # OSError: pymodbus lets a reset or broken connection through (a device rebooting, a gateway
+                # dropping us for another client). A half-read answer can leave the stream out of step: start clean.
+                self._client.close()
+                raise DeviceError(f"{self.where}: no answer for registers {block.start}+{block.count} "
+                                  f"({type(err).__name__}: {err}); check the unit id and wiring, and that the "
+                                  "device or gateway is not restarting") from None
             if response.isError() and response.exception_code in NOT_A_REFUSAL:
                 raise DeviceError(f"{self.where}: no usable answer for registers {block.start}+{block.count} "
                                   f"({ExcCodes(response.exception_code).name}); check that the device is on and, "

@@ -155,6 +155,12 @@ class Poller:
             reading = self._checked(polled, metrics)
         except DeviceError as err:
             return self._failed(polled, str(err))
+        except Exception as err:  # a driver bug, or a library letting an error through
+            # One device's surprise must not stop the polling of the others: it is offline, with the
+            # traceback in the log so the bug can be fixed.
+            log.exception("driver failed unexpectedly; reported offline (a facmon bug: please report it)",
+                          extra={"device": str(polled.device)})
+            return self._failed(polled, f"{polled.driver.where}: unexpected {type(err).__name__}: {err}")
         polled.seq += 1
         polled.readings += 1
         polled.last_error = None

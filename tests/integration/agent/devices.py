@@ -5,6 +5,8 @@
                        answer (the real logger is a closed Wi-Fi stick; pysolarmanv5's frame checks apply)
     Pi30StandIn        a pseudo-terminal answering PI30 queries as a Voltronic inverter does
     ModbusRtuStandIn   a pseudo-terminal answering Modbus RTU reads, as an inverter's RS485 port does
+    ResettingGateway   a TCP port that takes a Modbus request and resets the connection, as a gateway
+                       does when it restarts or drops us for another client
 
 Each can be told to go silent or answer garbage.
 """
@@ -91,6 +93,41 @@ class ModbusDevice:
             assert self._server is not None
             asyncio.run_coroutine_threadsafe(self._server.shutdown(), self._loop).result(10)
             self._thread.join(10)
+
+
+class ResettingGateway:
+    """Accepts connections, reads a request and answers it with a TCP reset (SO_LINGER 0), never a
+    Modbus answer. `resets` counts the requests it reset."""
+
+    def __init__(self) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.1)
+        self.port: int = self._listener.getsockname()[1]
+        self.resets = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name="resetting-gateway", daemon=True)
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.settimeout(5)
+                with contextlib.suppress(OSError):
+                    if conn.recv(260):
+                        self.resets += 1
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+    def start(self) -> Self:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        self._listener.close()
 
 
 def crc16_modbus(data: bytes) -> bytes:

@@ -18,7 +18,13 @@ from agent.solarman import SolarmanSource
 from core.clock import SystemClock
 from core.contract import STATUS_OFFLINE, STATUS_ONLINE, DeviceKey, Kind
 from tests.fixtures.sunspec import OTHER_CHAIN, SUNSPEC_METRICS, USUAL_CHAIN, sunspec_registers
-from tests.integration.agent.devices import ModbusDevice, ModbusRtuStandIn, Pi30StandIn, SolarmanStandIn
+from tests.integration.agent.devices import (
+    ModbusDevice,
+    ModbusRtuStandIn,
+    Pi30StandIn,
+    ResettingGateway,
+    SolarmanStandIn,
+)
 
 CLOCK = SystemClock()
 INV = DeviceKey("park", Kind.INVERTER, "inv-main")
@@ -62,6 +68,27 @@ def test_modbus_tcp_deye_map_gives_the_contract_reading_and_offline_when_the_dev
     assert f"modbus tcp 127.0.0.1:{modbus_device.port} unit 1" in polled.last_error
     assert poller.poll(polled).status is None  # still offline: published once, not every round
     poller.close()
+
+
+def test_a_gateway_that_resets_the_connection_mid_request_is_offline_not_a_crash() -> None:
+    # CI once lost the whole agent to this: pymodbus let the ConnectionResetError through.
+    gateway = ResettingGateway().start()
+    poller, polled = poller_for(RegisterDriver(load_register_map("deye_hybrid"),
+                                               ModbusSource.tcp("127.0.0.1", gateway.port, 1, 1.0)))
+    try:
+        reset = poller.poll(polled)
+        assert (reset.reading, reset.status) == (None, STATUS_OFFLINE) and gateway.resets == 1
+        assert "ConnectionResetError" in polled.last_error and f"127.0.0.1:{gateway.port}" in polled.last_error
+        gateway.stop()
+        device = ModbusDevice(DEYE, port=gateway.port).start()  # the gateway is back, answering
+        try:
+            back = poller.poll(polled)
+            assert back.status == STATUS_ONLINE and dict(back.reading.metrics) == DEYE_METRICS
+        finally:
+            device.stop()
+    finally:
+        gateway.stop()
+        poller.close()
 
 
 def sunspec_poller(device: ModbusDevice) -> tuple[Poller, PolledDevice]:
