@@ -351,6 +351,16 @@ class Site(_Frozen):
         """Is the grid scheduled to be out at `epoch_s` (the published load-shedding schedule)?"""
         return self._containing(self.load_shedding, epoch_s) is not None
 
+    def near_load_shedding(self, epoch_s: float, grace_s: float) -> bool:
+        """Does a scheduled window touch [epoch_s - grace_s, epoch_s + grace_s]? (A grid cut this close to
+        the schedule, or overrunning it by this much, is the schedule's.) A window shorter than the
+        grace that lies wholly inside it counts too."""
+        if grace_s <= 0:
+            return self.in_load_shedding(epoch_s)
+        # shedding_windows is end-exclusive: a window starting exactly at the grace's end is asked apart.
+        return bool(self.shedding_windows(epoch_s - grace_s, epoch_s + grace_s)) \
+            or self.in_load_shedding(epoch_s + grace_s)
+
     def next_grid_return(self, epoch_s: float) -> float | None:
         """End (epoch seconds) of the scheduled load-shedding window containing `epoch_s`, with
         back-to-back windows merged; None when no window is scheduled at `epoch_s`.

@@ -167,7 +167,7 @@ class Evaluator:
         self._hold_absence_until = now
         self._reconnected_at = now  # a fresh start is like a reconnect: devices get a full window
         self._assumed_active: set[str] = set()
-        self._site_memo: dict[tuple[str, str, int], object] = {}
+        self._site_memo: dict[tuple[object, ...], object] = {}
         self._degraded_fp = fingerprint({"alertname": MONITORING_DEGRADED, "instance": ENGINE_INSTANCE})
         self._degraded_active = False
         for site in self._sites.values():
@@ -644,13 +644,13 @@ class Evaluator:
 
     # ---- site context ---------------------------------------------------------------------------
 
-    def _site_call(self, site_id: str, method: str, now: float) -> object:
-        # Schedules change on minute boundaries; one lookup per site, method and second is plenty.
-        key = (site_id, method, math.floor(now))
+    def _site_call(self, site_id: str, method: str, now: float, *args: float) -> object:
+        # Schedules change on minute boundaries; one lookup per site, method, arguments and second is plenty.
+        key = (site_id, method, math.floor(now), *args)
         if key in self._site_memo:
             return self._site_memo[key]
         site = self._sites.get(site_id)
-        result = None if site is None else getattr(site, method)(now)
+        result = None if site is None else getattr(site, method)(now, *args)
         if len(self._site_memo) > 1024:
             self._site_memo.clear()
         self._site_memo[key] = result
@@ -689,9 +689,7 @@ class Evaluator:
         labels = dict(rule.labels)
         ctx = rule.context
         if ctx.load_shedding is not None:
-            grace = ctx.load_shedding_grace_s
-            scheduled = any(self._site_call(site_id, "in_load_shedding", t) is True
-                            for t in ((now, now - grace, now + grace) if grace else (now,)))
+            scheduled = self._site_call(site_id, "near_load_shedding", now, ctx.load_shedding_grace_s) is True
             outage = "scheduled" if scheduled else "unscheduled"
             labels["outage"] = outage
             labels.update(ctx.load_shedding.get(outage, {}))  # type: ignore[call-overload]

@@ -294,6 +294,24 @@ def test_the_park_packs_grid_outage_forgives_ten_minutes_around_a_window(tmp_pat
         assert (outage.state.value, outage.labels["outage"]) == ("firing", expected), early_min
 
 
+def test_a_cut_just_after_a_window_shorter_than_the_grace_is_still_the_schedules(tmp_path):
+    """A 5-minute window (10:00-10:05) and the park pack's 10-minute grace: a cut seen at 10:08 is
+    within 3 minutes of the window, though neither 09:58, 10:08 nor 10:18 lies in it."""
+    from core.site import WeeklySchedule, load_site
+    from tests.unit.rules.rules_harness import PARK
+
+    site = load_site(PARK)
+    short = site.model_copy(update={"load_shedding": WeeklySchedule.model_validate({"daily": ["10:00-10:05"]})})
+    h = Harness(tmp_path, local("2026-01-05 10:06:00"), site=short)
+    every = all_devices_reporting(h)
+    _every_30_s_ticking_every_5_s(h, 60, every)
+    every[(Kind.INVERTER, "inv-main")] = inverter(soc=80, grid_ok=False)
+    _every_30_s_ticking_every_5_s(h, 60, every)  # seen at 10:07:15 and 10:07:45, firing 10 s later
+    [outage] = h.engine.alert_by_rule("GridOutage")
+    assert (outage.state.value, outage.labels["outage"], outage.labels["severity"]) == (
+        "firing", "scheduled", "warning")
+
+
 def test_the_routers_plug_switched_off_warns_after_a_minute_and_resolves_when_it_is_on(tmp_path):
     h = Harness(tmp_path, MONDAY_NOON)
     every = all_devices_reporting(h)

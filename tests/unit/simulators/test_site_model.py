@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from core.site import Site, SiteFileError, load_site
+from core.site import Site, SiteFileError, WeeklySchedule, load_site
 
 PARK = Path(__file__).resolve().parents[3] / "simulators" / "sites" / "park.yaml"
 KHI = ZoneInfo("Asia/Karachi")
@@ -87,6 +87,24 @@ def test_shedding_windows_lists_intervals_overlapping_a_range(site: Site) -> Non
     windows = site.shedding_windows(local(2026, 3, 2, 0, 0), local(2026, 3, 2, 12, 0))
     assert windows == [(local(2026, 3, 1, 23, 0), local(2026, 3, 2, 1, 0)),
                        (local(2026, 3, 2, 10, 0), local(2026, 3, 2, 11, 0))]
+
+
+@pytest.mark.parametrize(("hh", "mm", "ss", "near"), [
+    (9, 49, 59, False), (9, 50, 0, True), (10, 30, 0, True), (11, 9, 59, True), (11, 10, 0, False)])
+def test_near_load_shedding_forgives_the_grace_on_both_sides_of_a_window(site: Site, hh: int, mm: int, ss: int,
+                                                                         near: bool) -> None:
+    assert site.near_load_shedding(local(2026, 3, 2, hh, mm, ss), 600) is near
+    assert site.near_load_shedding(local(2026, 3, 2, hh, mm, ss), 0) is site.in_load_shedding(
+        local(2026, 3, 2, hh, mm, ss))
+
+
+def test_a_window_shorter_than_the_grace_is_near_from_anywhere_within_the_grace(site: Site) -> None:
+    # A 5-minute window, 10:00-10:05: at 10:08 neither 09:58, 10:08 nor 10:18 is in it, yet it ended
+    # 3 minutes ago.
+    short = site.model_copy(update={"load_shedding": WeeklySchedule.model_validate({"daily": ["10:00-10:05"]})})
+    assert short.near_load_shedding(local(2026, 3, 2, 10, 8), 600)
+    assert short.near_load_shedding(local(2026, 3, 2, 9, 52), 600)
+    assert not short.near_load_shedding(local(2026, 3, 2, 10, 16), 600)
 
 
 @pytest.mark.parametrize(("text", "line", "fragment"), [
