@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -51,12 +51,16 @@ def units_for(metric: Metric) -> tuple[str, ...]:
 
 
 def find(body: object, path: tuple[str, ...]) -> object:
-    """The value at `path` in nested JSON objects, or `_MISSING`."""
+    """The value at `path` in nested JSON objects, or `_MISSING`. A key of digits in an array is a
+    position counted from 0 (`ENERGY.Power.1`: a two-channel meter's second power)."""
     node = body
     for key in path:
-        if not isinstance(node, dict):
+        if isinstance(node, dict):
+            node = node.get(key, _MISSING)
+        elif isinstance(node, list) and key.isdigit() and int(key) < len(node):
+            node = node[int(key)]
+        else:
             return _MISSING
-        node = node.get(key, _MISSING)
         if node is _MISSING:
             return _MISSING
     return node
@@ -84,6 +88,27 @@ class FieldRule:
     above: float | None = None
     """A number → true when it is (scaled) above this (grid present when its voltage is above 180 V); with
     `values`, that true/false is then looked up (`{"true": running, "false": off}`)."""
+    shared: bool = False
+    """A channel's path with an {index} part: a single value there instead of an array is every channel's."""
+    single_path: tuple[str, ...] | None = None
+    """Set by `at_channel` for a shared field: where the device-wide single value is (the path without its
+    {index} part)."""
+
+    def at_channel(self, channel: int) -> FieldRule:
+        """This rule for channel `channel` (from 1) of a multi-channel device: {channel} and {index} in its
+        path become the channel's number and its array position."""
+        def rendered(path: tuple[str, ...]) -> tuple[str, ...]:
+            return tuple(key.replace("{channel}", str(channel)).replace("{index}", str(channel - 1)) for key in path)
+        single = rendered(tuple(key for key in self.path if key != "{index}")) if self.shared else None
+        return replace(self, path=rendered(self.path), single_path=single)
+
+    def find(self, body: object) -> object:
+        """This field's value in the JSON `body`, or `_MISSING`."""
+        raw = find(body, self.path)
+        if raw is _MISSING and self.single_path is not None:
+            single = find(body, self.single_path)
+            return _MISSING if isinstance(single, list) else single  # an array without this channel: not ours
+        return raw
 
     def convert(self, raw: object, body: object = None) -> FieldValue:
         """The contract value of `raw`. Raises FieldProblem (bad_value, wrong_type, wrong_unit)."""

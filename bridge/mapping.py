@@ -28,7 +28,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -57,6 +57,10 @@ class FieldSpec(_Spec):
     offset: float = 0.0
     values: dict[Any, FieldValue] | None = None
     """Source value → contract value (`{"ON": true, "OFF": false}`, `{"Solar/Battery": battery}`)."""
+    shared: bool = False
+    """With {index} in from: a single value where a device gives one instead of a per-channel array (a
+    Voltage) is every channel's. Without it a single value is no channel's (a Total summed over the
+    channels) and the metric is left out."""
     above: float | None = None
     """A number → true when above this (`grid_ok: {from: grid_voltage, above: 180}`); with values:, the
     true/false is looked up there (`state: {from: ENERGY.Power, above: 50, values: {"true": running,
@@ -76,9 +80,27 @@ class FieldSpec(_Spec):
         return out
 
 
+CHANNEL_PLACEHOLDERS = ("{channel}", "{index}")
+"""In a field's `from:` path, a multi-channel device's channel: {channel} counts from 1 (Tasmota's POWER1,
+POWER2), {index} from 0 (a JSON array's position: ENERGY.Power.{index})."""
+MAX_CHANNELS = 32
+
+
 class DeviceSpec(_Spec):
     device: str | None = Field(None, pattern=rf"^{ID_PATTERN}$")
+    channels: tuple[Annotated[str, Field(pattern=rf"^{ID_PATTERN}$")], ...] | None = Field(
+        None, min_length=1, max_length=MAX_CHANNELS)
+    """A device with several relays or meters (Sonoff 4CH, Shelly 2.5): one contract device per channel,
+    in channel order; the source's fields say where each channel's values are with {channel}/{index}."""
     labels: dict[str, str] = {}
+
+    @model_validator(mode="after")
+    def _device_or_channels(self) -> DeviceSpec:
+        if self.device is not None and self.channels is not None:
+            raise ValueError("set device: for a one-channel device or channels: for a multi-channel one, not both")
+        if self.channels is not None and len(set(self.channels)) < len(self.channels):
+            raise ValueError("channels: each channel needs its own device id")
+        return self
 
 
 class TsSpec(_Spec):
@@ -139,7 +161,31 @@ class SourceSpec(_Spec):
         if self.gather and self.ts is not None:
             raise ValueError("a gathering source's readings are stamped when gathered; remove ts")
         self._check_fields()
+        self._check_channels()
         return self
+
+    def _check_channels(self) -> None:
+        per_channel = [name for name, spec in self.fields.items()
+                       if any(p in spec.source for p in CHANNEL_PLACEHOLDERS)]
+        for name, spec in self.fields.items():
+            unknown = set(_TEMPLATE_PART.findall(spec.source)) - {p.strip("{}") for p in CHANNEL_PLACEHOLDERS}
+            if unknown:
+                raise ValueError(f"fields.{name}.from: {{{sorted(unknown)[0]}}} is not a placeholder of a path "
+                                 "(there are {channel}, counting from 1, and {index}, from 0)")
+        for name, spec in self.fields.items():
+            if spec.shared and "{index}" not in spec.source.split("."):
+                raise ValueError(f"fields.{name}.shared: applies to a from: path with an {{index}} part "
+                                 "(ENERGY.Voltage.{index}); add it or remove shared")
+        with_channels = [raw for raw, device in self.devices.items() if device.channels is not None]
+        if per_channel and self.payload == "value":
+            raise ValueError(f"fields.{per_channel[0]}.from: a one-value-per-topic source has no channels")
+        if per_channel and (not self.only_listed_devices or len(with_channels) < len(self.devices)):
+            raise ValueError(f"fields.{per_channel[0]}.from: {{channel}}/{{index}} are the channels of devices "
+                             "listed with channels: [...]; set only_listed_devices: true and give every device of "
+                             "this source its channels (a one-channel device goes in a source of its own)")
+        if with_channels and not per_channel:
+            raise ValueError(f"devices.{with_channels[0]}.channels: no field of this source says where a channel's "
+                             "values are; use {channel} or {index} in from:, e.g. relay_on: {from: POWER{channel}}")
 
     def _check_fields(self) -> None:
         metrics = METRICS_BY_NAME[self.kind]
@@ -228,6 +274,8 @@ def _pattern(text: str, what: str) -> TopicPattern:
 class DeviceRule:
     device: str | None
     labels: Mapping[str, str]
+    channels: tuple[str, ...] = ()
+    """The contract ids of a multi-channel device's channels, channel 1 first; () for a one-channel device."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,7 +337,7 @@ def compile_mapping(spec: MappingSpec, site_zones: Mapping[str, str]) -> BridgeM
         metrics = METRICS_BY_NAME[source.kind]
         fields = tuple(FieldRule(metrics[name], tuple(f.source.split(".")), f.unit,
                                  tuple(f.unit_from.split(".")) if f.unit_from else None, f.scale, f.offset, f.values,
-                                 f.above)
+                                 f.above, f.shared)
                        for name, f in source.fields.items())
         by_key: dict[str, tuple[FieldRule, ...]] = {}
         for spec_field, rule in zip(source.fields.values(), fields, strict=True):
@@ -302,7 +350,7 @@ def compile_mapping(spec: MappingSpec, site_zones: Mapping[str, str]) -> BridgeM
             source.device, dict(source.labels), fields, by_key,
             TsRule(tuple(source.ts.source.split(".")), source.ts.format, ZoneInfo(zone_name) if zone_name else None,
                    spec.max_clock_skew_s) if source.ts else None,
-            {raw: DeviceRule(d.device, dict(d.labels)) for raw, d in source.devices.items()},
+            {raw: DeviceRule(d.device, dict(d.labels), d.channels or ()) for raw, d in source.devices.items()},
             source.only_listed_devices, ZoneInfo(zone_name) if zone_name else None, spec.max_clock_skew_s))
     return BridgeMapping(tuple(rules), tuple(TopicPattern.parse(text) for text in spec.ignore))
 

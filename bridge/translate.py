@@ -14,10 +14,11 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import orjson
 
-from bridge.convert import FieldProblem, FieldRule, find, is_missing
+from bridge.convert import FieldProblem, FieldRule, is_missing
 from bridge.gather import Gatherer
 from bridge.mapping import BridgeMapping, SourceRule
 from bridge.plans import ReadingPlan, plan_for
@@ -95,6 +96,16 @@ def with_seq(encoded: bytes, seq: int) -> bytes:
     return encoded.replace(b'"seq":0', b'"seq":%d' % seq, 1)
 
 
+class _Target(NamedTuple):
+    """A contract device a foreign message speaks for, with its labels and how its fields are read."""
+
+    device: DeviceKey
+    labels: dict[str, str]
+    fields: tuple[FieldRule, ...]
+    channel: int | None
+    """Its channel (from 1) on a multi-channel device; None for a device of its own."""
+
+
 class _Refused(Exception):
     def __init__(self, reason: DropReason, detail: str) -> None:
         self.reason = reason
@@ -112,7 +123,7 @@ class Translator:
         self._limits = limits
         self._max_foreign_bytes = max_foreign_bytes
         self._gatherer = Gatherer()
-        self._devices: dict[tuple[str, tuple[str, ...]], tuple[DeviceKey, dict[str, str]]] = {}
+        self._devices: dict[tuple[str, tuple[str, ...]], tuple[_Target, ...]] = {}
         """(source, the topic's captures) → the device and its labels: rendered once per device."""
         self._plans: dict[str, ReadingPlan | None] = {}
         """Topic → its readings' plan, once the topic was routed to a reading source (None: it has none)."""
@@ -137,8 +148,8 @@ class Translator:
             if source.availability is not None and (captures := source.availability.match(parts)) is not None:
                 if not self._admits(source, captures):
                     continue
-                return [self._guarded(source, topic, payload, lambda s=source, c=captures: [self._status(s, c, topic,
-                                                                                                        payload)])]
+                return self._guarded(source, topic, payload, lambda s=source, c=captures: self._status(s, c, topic,
+                                                                                                      payload))
             captures = source.topic.match(parts)
             if captures is None or not self._admits(source, captures):
                 continue
@@ -146,10 +157,10 @@ class Translator:
                 return [Dropped(DropReason.PAYLOAD_TOO_LARGE, f"payload is {len(payload)} bytes, over the limit of "
                                 f"{self._max_foreign_bytes} (bridge.max_payload_bytes)", topic, payload, source.name)]
             if source.one_value_per_topic:
-                return self._guarded_many(source, topic, payload,
-                                          lambda s=source, c=captures: self._gather(s, c, topic, payload, received_at))
-            return self._guarded_many(source, topic, payload,
-                                      lambda s=source, c=captures: self._reading(s, c, topic, payload, received_at))
+                return self._guarded(source, topic, payload,
+                                     lambda s=source, c=captures: self._gather(s, c, topic, payload, received_at))
+            return self._guarded(source, topic, payload,
+                                 lambda s=source, c=captures: self._reading(s, c, topic, payload, received_at))
         if self._mapping.ignores(parts):
             self.ignored += 1
             return []
@@ -180,18 +191,33 @@ class Translator:
 
     def _reading(self, source: SourceRule, captures: dict[str, str], topic: str, payload: bytes,
                  received_at: float) -> list[Outcome]:
-        device, labels = self._device(source, captures)
+        targets = self._targets(source, captures)
         if topic not in self._plans:
-            self._keep_plan(topic, plan_for(source, device, labels, self._limits, self._max_foreign_bytes))
+            [single, *more] = targets
+            self._keep_plan(topic, None if more or single.channel else
+                            plan_for(source, single.device, single.labels, self._limits, self._max_foreign_bytes))
         try:
             body = orjson.loads(payload)
         except orjson.JSONDecodeError as err:
             raise _Refused(DropReason.BAD_JSON, f"payload is not JSON: {err}") from None
         if not isinstance(body, dict):
             raise _Refused(DropReason.NOT_AN_OBJECT, f"payload is a JSON {type(body).__name__}, not an object")
-        metrics: dict[str, FieldValue] = dict(labels)
-        for rule in source.fields:
-            raw = find(body, rule.path)
+        if len(targets) == 1:
+            return self._target_reading(source, targets[0], body, topic, payload, received_at)
+        outcomes: list[Outcome] = []
+        for target in targets:  # a channel that cannot be read does not hold back the others
+            try:
+                outcomes.extend(self._target_reading(source, target, body, topic, payload, received_at))
+            except _Refused as refused:
+                outcomes.append(Dropped(refused.reason, f"{target.device} (channel {target.channel}): "
+                                        f"{refused.detail}", topic, payload, source.name))
+        return outcomes
+
+    def _target_reading(self, source: SourceRule, target: _Target, body: dict[str, object], topic: str,
+                        payload: bytes, received_at: float) -> list[Outcome]:
+        metrics: dict[str, FieldValue] = dict(target.labels)
+        for rule in target.fields:
+            raw = rule.find(body)
             if is_missing(raw):
                 if rule.metric.required and not source.gathers:  # another source may bring it
                     raise _Refused(DropReason.MISSING_FIELD, f"no {'.'.join(rule.path)!r} in the payload for "
@@ -199,13 +225,13 @@ class Translator:
                 continue
             metrics[rule.metric.name] = self._convert(rule, raw, body)
         if source.gathers:
-            self._gatherer.add(source.name, device, metrics, topic, received_at, source.interval_s)
+            self._gatherer.add(source.name, target.device, metrics, topic, received_at, source.interval_s)
             return []
         try:
             ts_ms = round(received_at * 1000) if source.ts is None else source.ts.ms(body, received_at)
         except FieldProblem as problem:
             raise _Refused(DropReason(problem.reason), problem.detail) from None
-        return [self._checked(source.name, device, ts_ms, metrics, topic, payload, received_at)]
+        return [self._checked(source.name, target.device, ts_ms, metrics, topic, payload, received_at)]
 
     def _gather(self, source: SourceRule, captures: dict[str, str], topic: str, payload: bytes,
                 received_at: float) -> list[Outcome]:
@@ -214,15 +240,15 @@ class Translator:
         if rules is None:
             return [Dropped(DropReason.UNKNOWN_VALUE, f"{key!r} is not a field of source {source.name!r}", topic,
                             payload, source.name)]
-        device, labels = self._device(source, captures)
+        [target] = self._targets(source, captures)  # one-value-per-topic sources have no channels
         try:
             text: object = payload.decode("utf-8").strip()
         except UnicodeDecodeError:
             raise _Refused(DropReason.WRONG_TYPE, "the value is not UTF-8 text") from None
-        values: dict[str, FieldValue] = dict(labels)
+        values: dict[str, FieldValue] = dict(target.labels)
         for rule in rules:
             values[rule.metric.name] = self._convert(rule, text, None)
-        self._gatherer.add(source.name, device, values, topic, received_at, source.interval_s)
+        self._gatherer.add(source.name, target.device, values, topic, received_at, source.interval_s)
         return []
 
     def _checked(self, source: str, device: DeviceKey, ts_ms: int, metrics: dict[str, FieldValue],
@@ -259,8 +285,8 @@ class Translator:
 
     # --- status -----------------------------------------------------------------------------------
 
-    def _status(self, source: SourceRule, captures: dict[str, str], topic: str, payload: bytes) -> Outcome:
-        device, _ = self._device(source, captures)
+    def _status(self, source: SourceRule, captures: dict[str, str], topic: str, payload: bytes) -> list[Outcome]:
+        """The device's status; every channel's, for a multi-channel device (they share its connection)."""
         text = payload.decode("utf-8", "replace").strip()
         if text.startswith("{"):
             try:
@@ -272,7 +298,8 @@ class Translator:
         if state not in (STATUS_ONLINE, STATUS_OFFLINE):
             raise _Refused(DropReason.BAD_STATUS, f"availability {payload[:40]!r} is not online/offline, "
                                                   'Online/Offline or {"state":"online"}')
-        return Forward(device.status_topic(), state.encode(), True, device, Channel.STATUS)
+        return [Forward(target.device.status_topic(), state.encode(), True, target.device, Channel.STATUS)
+                for target in self._targets(source, captures)]
 
     # --- parts -------------------------------------------------------------------------------------
 
@@ -284,29 +311,34 @@ class Translator:
         """False for a device the source does not list when it takes only listed ones."""
         return not source.only_listed_devices or self._raw_name(source, captures) in source.devices
 
-    def _device(self, source: SourceRule, captures: dict[str, str]) -> tuple[DeviceKey, dict[str, str]]:
-        """The contract device and its labels (callers copy the labels, never change them)."""
+    def _targets(self, source: SourceRule, captures: dict[str, str]) -> tuple[_Target, ...]:
+        """The contract device(s) the message is about: one, or one per channel (callers copy the labels,
+        never change them)."""
         key = (source.name, tuple(captures.values()))
         known = self._devices.get(key)
         if known is None:
-            known = self._render_device(source, captures)
+            known = self._render_targets(source, captures)
             if len(self._devices) >= _DEVICES_CACHED:
                 self._devices.clear()  # bounded: topics with random names must not grow it forever
             self._devices[key] = known
         return known
 
-    def _render_device(self, source: SourceRule, captures: dict[str, str]) -> tuple[DeviceKey, dict[str, str]]:
+    def _render_targets(self, source: SourceRule, captures: dict[str, str]) -> tuple[_Target, ...]:
         raw = self._raw_name(source, captures)
         listed = source.devices.get(raw)
+        labels = {name: render(template, captures) for name, template in source.labels.items()}
+        if listed is not None:
+            labels.update(listed.labels)
+        if listed is not None and listed.channels:
+            return tuple(_Target(DeviceKey(source.site, source.kind, device_id), labels,
+                                 tuple(rule.at_channel(channel) for rule in source.fields), channel)
+                         for channel, device_id in enumerate(listed.channels, start=1))
         device_id = listed.device if listed is not None and listed.device else raw.lower()
         if not ID_RE.match(device_id):
             raise _Refused(DropReason.BAD_DEVICE_ID, f"device {raw[:64]!r} gives no valid contract id "
                                                      f"(a-z, 0-9, _ and -, 64 at most); name it under devices: "
                                                      f"{raw[:64]}: {{device: my-id}}")
-        labels = {name: render(template, captures) for name, template in source.labels.items()}
-        if listed is not None:
-            labels.update(listed.labels)
-        return DeviceKey(source.site, source.kind, device_id), labels
+        return (_Target(DeviceKey(source.site, source.kind, device_id), labels, source.fields, None),)
 
     @staticmethod
     def _convert(rule: FieldRule, raw: object, body: object) -> FieldValue:
@@ -318,15 +350,7 @@ class Translator:
     # --- isolation of input errors ------------------------------------------------------------------
 
     @staticmethod
-    def _guarded(source: SourceRule, topic: str, payload: bytes, make: Callable[[], list[Outcome]]) -> Outcome:
-        try:
-            return make()[0]
-        except _Refused as refused:
-            return Dropped(refused.reason, refused.detail, topic, payload, source.name)
-
-    @staticmethod
-    def _guarded_many(source: SourceRule, topic: str, payload: bytes,
-                      make: Callable[[], list[Outcome]]) -> list[Outcome]:
+    def _guarded(source: SourceRule, topic: str, payload: bytes, make: Callable[[], list[Outcome]]) -> list[Outcome]:
         try:
             return make()
         except _Refused as refused:

@@ -56,6 +56,10 @@ def run(args: argparse.Namespace, config: FacmonConfig) -> int:
         for source in mapping.sources:
             print(f"{source.name}: {source.topic.text} → {source.site}/{source.kind.value}/{source.device_template}"
                   + (f" (status from {source.availability.text})" if source.availability else ""))
+            for raw, device in source.devices.items():
+                if device.channels:
+                    print(f"  {raw}: channels " + ", ".join(f"{n} → {cid}" for n, cid in
+                                                           enumerate(device.channels, start=1)))
         print("subscribes to: " + ", ".join(mapping.subscriptions))
         return 0
     return _serve(config, mapping)

@@ -120,6 +120,34 @@ def test_a_tasmota_plugs_state_and_energy_land_as_one_plug_reading_and_its_lwt_i
     assert bridge.forwarded == {"reading": 1, "status": 2} and not bridge.rejects.by_reason
 
 
+def test_a_two_channel_tasmota_lands_as_a_plug_per_channel_with_the_devices_lwt_as_both_statuses(
+        tmp_path: Path, mosquitto: Mosquitto, influxdb: InfluxDB, influx_db: InfluxQLClient) -> None:
+    config = _config(tmp_path, mosquitto, influxdb, influx_db, [_quick_tasmota(tmp_path)])
+    with running_collector(config) as collector, running_bridge(config) as bridge:
+        publisher = Publisher(mosquitto.port)
+        publisher.publish("tele/shelly25_lab/LWT", payload("tasmota", "lwt_online"))
+        publisher.publish("tele/shelly25_lab/STATE", payload("tasmota", "state_two_relays"))
+        publisher.publish("tele/shelly25_lab/SENSOR", payload("tasmota", "sensor_energy_two_totals"))
+        publisher.wait_all_acked()
+        wait_for_points(influx_db, 2, measurement="plug", timeout_s=20)
+
+        def statuses() -> dict[str, bool | None]:
+            return {s.device.device: s.online for s in collector.table.snapshot()
+                    if s.device.device.startswith("plug-lab")}
+        poll_until(lambda: statuses() == {"plug-lab-ac": True, "plug-lab-lights": True}, 10,
+                   what="both channels online from the one LWT")
+        publisher.close()
+    rows = {s.tags["device"]: s.rows()[0] for s in influx_db.query("SELECT * FROM plug GROUP BY device")}
+    for row in rows.values():
+        del row["time"]
+    assert rows == {
+        "plug-lab-ac": {"site": "park", "seq": 0, "relay_on": True, "power_w": 23.63, "energy_kwh": 2.104,
+                        "voltage_v": 229.3, "wifi_signal_dbm": -65.0, "uptime_s": 3723},
+        "plug-lab-lights": {"site": "park", "seq": 0, "relay_on": False, "power_w": 0.0, "energy_kwh": 1.158,
+                            "voltage_v": 229.3, "wifi_signal_dbm": -65.0, "uptime_s": 3723}}
+    assert bridge.forwarded == {"reading": 2, "status": 2} and not bridge.rejects.by_reason
+
+
 def test_a_tasmota_energy_meter_and_controller_land_as_one_generator_reading(
         tmp_path: Path, mosquitto: Mosquitto, influxdb: InfluxDB, influx_db: InfluxQLClient) -> None:
     config = _config(tmp_path, mosquitto, influxdb, influx_db, [_quick_tasmota(tmp_path)])

@@ -55,6 +55,53 @@ def test_mistakes_are_refused_with_file_line_and_the_fix(tmp_path: Path, change:
     assert message.startswith(str(tmp_path / "bridge.yaml") + ":")
 
 
+RELAYS_SOURCE = """sources:
+  - name: relays
+    topic: tele/{device}/STATE
+    site: park
+    kind: plug
+    fields:
+      relay_on: {from: "POWER{channel}", values: {"ON": true, "OFF": false}}
+      voltage_v: {from: "ENERGY.Voltage.{index}", shared: true}
+    only_listed_devices: true
+    devices:
+      sonoff_dual: {channels: [plug-a, plug-b]}
+"""
+
+
+def test_a_multi_channel_device_loads_with_a_rule_per_channel(tmp_path: Path) -> None:
+    path = tmp_path / "bridge.yaml"
+    path.write_text(RELAYS_SOURCE)
+    [source] = load_mapping(path).sources
+    assert source.devices["sonoff_dual"].channels == ("plug-a", "plug-b")
+    relay, voltage = (rule.at_channel(2) for rule in source.fields)
+    assert relay.path == ("POWER2",) and voltage.path == ("ENERGY", "Voltage", "1")
+    assert voltage.single_path == ("ENERGY", "Voltage")
+
+
+@pytest.mark.parametrize(("changes", "expected"), [
+    ([("{channels: [plug-a, plug-b]}", "{device: plug-a, channels: [plug-a, plug-b]}")],
+     ":11: sources.0.devices.sonoff_dual: set device: for a one-channel device or channels:"),
+    ([("[plug-a, plug-b]", "[plug-a, plug-a]")], "each channel needs its own device id"),
+    ([("[plug-a, plug-b]", "[plug-a, Plug B]")], ":11: sources.0.devices.sonoff_dual.channels.1: String should match"),
+    ([("[plug-a, plug-b]", "[]")], "channels: Tuple should have at least 1 item"),
+    ([("    only_listed_devices: true\n", "")], "{channel}/{index} are the channels of devices listed with channels:"),
+    ([("sonoff_dual: {channels: [plug-a, plug-b]}", "sonoff_dual: {channels: [plug-a, plug-b]}\n      pow: {}")],
+     "give every device of this source its channels"),
+    ([('"POWER{channel}"', '"POWER{relay}"')], "fields.relay_on.from: {relay} is not a placeholder of a path"),
+    ([('"ENERGY.Voltage.{index}"', "ENERGY.Voltage")], "fields.voltage_v.shared: applies to a from: path with an"),
+    ([('"POWER{channel}"', "POWER"), ('"ENERGY.Voltage.{index}", shared: true', "ENERGY.Voltage")],
+     "devices.sonoff_dual.channels: no field of this source says where a channel's values are"),
+])
+def test_channel_mistakes_are_refused_with_the_fix(tmp_path: Path, changes: list[tuple[str, str]],
+                                                   expected: str) -> None:
+    text = RELAYS_SOURCE
+    for change in changes:
+        assert change[0] in text
+        text = text.replace(*change)
+    assert expected in refusal(tmp_path, text)
+
+
 def test_an_offset_less_timestamp_needs_a_known_zone(tmp_path: Path) -> None:
     text = GOOD_SOURCE.replace("time_zone: Asia/Karachi\n", "")
     text = text.replace("    fields:", "    ts: {from: Time}\n    fields:")
@@ -81,6 +128,11 @@ def test_facmon_bridge_check_prints_the_subscriptions_or_the_mistakes(
     monkeypatch.setenv("FACMON_BRIDGE__MAPPINGS", str(good))
     assert main(["bridge", "check"]) == 0
     assert "subscribes to: zigbee2mqtt/+" in capsys.readouterr().out
+    relays = tmp_path / "relays.yaml"
+    relays.write_text(RELAYS_SOURCE)
+    monkeypatch.setenv("FACMON_BRIDGE__MAPPINGS", str(relays))
+    assert main(["bridge", "check"]) == 0
+    assert "  sonoff_dual: channels 1 → plug-a, 2 → plug-b\n" in capsys.readouterr().out
     bad = tmp_path / "bad.yaml"
     bad.write_text(GOOD_SOURCE.replace("kind: occupancy", "kind: boiler"))
     monkeypatch.setenv("FACMON_BRIDGE__MAPPINGS", f"{good},{bad}")

@@ -115,6 +115,41 @@ def test_a_tasmota_plugs_state_and_energy_gather_into_one_plug_reading_and_senso
     assert isinstance(odd, Dropped) and odd.reason == "bad_value"
 
 
+def test_a_two_channel_tasmota_is_a_plug_per_channel_with_its_own_relay_power_and_energy() -> None:
+    t = translator("tasmota")
+    clock = FakeClock(datetime(2026, 1, 15, 9, 30, 5, tzinfo=UTC).timestamp())
+    assert t.handle("tele/shelly25_lab/STATE", payload("tasmota", "state_two_relays"), clock.now()) == []
+    assert t.handle("tele/shelly25_lab/SENSOR", payload("tasmota", "sensor_energy_two_channels"), clock.now()) == []
+    clock.advance(31)
+    ac, lights = sorted(t.tick(clock.now()), key=lambda out: out.topic)
+    assert ac.topic == "facmon/v1/park/plug/plug-lab-ac/reading"
+    assert lights.topic == "facmon/v1/park/plug/plug-lab-lights/reading"
+    common = {"ts": "2026-01-15T09:30:05.000Z", "seq": 0, "wifi_signal_dbm": -65.0, "uptime_s": 3723,
+              "voltage_v": 229.3}  # one Voltage for the device: every channel's (shared)
+    # one Total summed over both channels is neither channel's: no energy_kwh rather than the sum twice
+    assert body(ac) == common | {"relay_on": True, "power_w": 23.63}
+    assert body(lights) == common | {"relay_on": False, "power_w": 0.0}
+    t.handle("tele/shelly25_lab/STATE", payload("tasmota", "state_two_relays"), clock.now())
+    t.handle("tele/shelly25_lab/SENSOR", payload("tasmota", "sensor_energy_two_totals"), clock.now())
+    clock.advance(31)
+    ac, lights = sorted(t.tick(clock.now()), key=lambda out: out.topic)
+    assert (body(ac)["energy_kwh"], body(lights)["energy_kwh"]) == (2.104, 1.158)
+    assert (body(ac)["voltage_v"], body(ac)["seq"]) == (229.3, 1)
+    # the device's last will is both channels' status
+    statuses = t.handle("tele/shelly25_lab/LWT", payload("tasmota", "lwt_offline"), clock.now())
+    assert sorted((s.topic, s.payload, s.retain) for s in statuses) == [
+        ("facmon/v1/park/plug/plug-lab-ac/status", b"offline", True),
+        ("facmon/v1/park/plug/plug-lab-lights/status", b"offline", True)]
+    # a channel whose relay state is garbage is refused alone, naming it; the other channel goes on
+    odd = payload("tasmota", "state_two_relays").replace(b'"POWER2":"OFF"', b'"POWER2":"BLINK"')
+    [dropped] = t.handle("tele/shelly25_lab/STATE", odd, clock.now())
+    assert isinstance(dropped, Dropped) and dropped.reason == "bad_value"
+    assert dropped.detail.startswith("park/plug/plug-lab-lights (channel 2): relay_on: source value 'BLINK'")
+    clock.advance(31)
+    [only_ac] = t.tick(clock.now())
+    assert only_ac.topic == ac.topic and body(only_ac)["relay_on"] is True
+
+
 def test_a_tasmota_clock_hours_off_is_refused_as_clock_off() -> None:
     received = datetime(2026, 1, 15, 14, 30, 6, tzinfo=UTC).timestamp()  # the device read as UTC: 5 h ahead
     [out] = translator("tasmota").handle("tele/tasmota_5A9AE8/SENSOR", payload("tasmota", "sensor_pir_on"), received)
