@@ -115,6 +115,10 @@ class SourceSpec(_Spec):
     topic: str
     availability: str | None = None
     """Topic pattern of the source's own availability (Tasmota LWT, Zigbee2MQTT availability)."""
+    gateway_availability: str | None = None
+    """Topic of the availability of the software or hub the devices speak through (Zigbee2MQTT's last
+    will, zigbee2mqtt/bridge/state). Offline makes every device of the source offline (a dead hub leaves
+    its devices' own availability as it was); while it is offline, no device of the source is online."""
     payload: Literal["json", "value"] = "json"
     """json: one object per message; value: one value per topic (SolarAssistant), gathered per device."""
     value_key: str | None = None
@@ -140,6 +144,10 @@ class SourceSpec(_Spec):
     def _consistent(self) -> SourceSpec:
         pattern = _pattern(self.topic, "topic")
         names = pattern.names
+        if self.gateway_availability is not None and _pattern(self.gateway_availability,
+                                                              "gateway_availability").levels.count(None):
+            raise ValueError("gateway_availability: the hub's own topic names no device; write it out, without + "
+                             "or {captures} (zigbee2mqtt/bridge/state)")
         if self.availability is not None:
             missing = _pattern(self.availability, "availability").names ^ names
             if missing:
@@ -285,6 +293,8 @@ class SourceRule:
     name: str
     topic: TopicPattern
     availability: TopicPattern | None
+    gateway_availability: str | None
+    """The hub's availability topic (literal); None: the source has none."""
     one_value_per_topic: bool
     gathers: bool
     """Its fields go into a per-device window (one-value-per-topic sources, and json ones with gather:)."""
@@ -301,6 +311,8 @@ class SourceRule:
     """Where the device's own time is; None: the reading is stamped when the bridge received it."""
     devices: Mapping[str, DeviceRule]
     only_listed_devices: bool
+    listed_ids: tuple[str, ...]
+    """The contract ids of the devices listed under devices: (each channel's, for multi-channel ones)."""
     zone: ZoneInfo | None
     max_clock_skew_s: float
 
@@ -322,6 +334,8 @@ class BridgeMapping:
             seen[source.topic.subscription] = None
             if source.availability is not None:
                 seen[source.availability.subscription] = None
+            if source.gateway_availability is not None:
+                seen[source.gateway_availability] = None
         return tuple(seen)
 
 
@@ -345,13 +359,16 @@ def compile_mapping(spec: MappingSpec, site_zones: Mapping[str, str]) -> BridgeM
         rules.append(SourceRule(
             source.name, TopicPattern.parse(source.topic),
             TopicPattern.parse(source.availability) if source.availability else None,
-            source.payload == "value", source.payload == "value" or source.gather, source.value_key,
+            source.gateway_availability, source.payload == "value", source.payload == "value" or source.gather,
+            source.value_key,
             source.interval_s, source.site, source.kind,
             source.device, dict(source.labels), fields, by_key,
             TsRule(tuple(source.ts.source.split(".")), source.ts.format, ZoneInfo(zone_name) if zone_name else None,
                    spec.max_clock_skew_s) if source.ts else None,
             {raw: DeviceRule(d.device, dict(d.labels), d.channels or ()) for raw, d in source.devices.items()},
-            source.only_listed_devices, ZoneInfo(zone_name) if zone_name else None, spec.max_clock_skew_s))
+            source.only_listed_devices,
+            tuple(cid for raw, d in source.devices.items() for cid in (d.channels or (d.device or raw.lower(),))),
+            ZoneInfo(zone_name) if zone_name else None, spec.max_clock_skew_s))
     return BridgeMapping(tuple(rules), tuple(TopicPattern.parse(text) for text in spec.ignore))
 
 

@@ -127,6 +127,16 @@ class Translator:
         """(source, the topic's captures) → the device and its labels: rendered once per device."""
         self._plans: dict[str, ReadingPlan | None] = {}
         """Topic → its readings' plan, once the topic was routed to a reading source (None: it has none)."""
+        self._gateways: dict[str, tuple[SourceRule, ...]] = {}
+        """A hub's availability topic → the sources whose devices speak through it."""
+        for source in mapping.sources:
+            if source.gateway_availability is not None:
+                self._gateways[source.gateway_availability] = (*self._gateways.get(source.gateway_availability, ()),
+                                                               source)
+        self._gateway_down: set[str] = set()
+        """Sources whose hub said offline last."""
+        self._seen: dict[str, dict[DeviceKey, None]] = {}
+        """Per source, the devices it has spoken for (bounded): those a hub's last will makes offline."""
         self.planned = 0
         """Messages forwarded by their topic's plan."""
         self.ignored = 0
@@ -143,6 +153,9 @@ class Translator:
         return self._handle_generally(topic, payload, received_at)
 
     def _handle_generally(self, topic: str, payload: bytes, received_at: float) -> list[Outcome]:
+        hubbed = self._gateways.get(topic)
+        if hubbed is not None:
+            return self._gateway_status(hubbed, topic, payload)
         parts = topic.split("/")
         for source in self._mapping.sources:
             if source.availability is not None and (captures := source.availability.match(parts)) is not None:
@@ -286,20 +299,36 @@ class Translator:
     # --- status -----------------------------------------------------------------------------------
 
     def _status(self, source: SourceRule, captures: dict[str, str], topic: str, payload: bytes) -> list[Outcome]:
-        """The device's status; every channel's, for a multi-channel device (they share its connection)."""
-        text = payload.decode("utf-8", "replace").strip()
-        if text.startswith("{"):
-            try:
-                body = orjson.loads(text)
-            except orjson.JSONDecodeError:
-                body = None
-            text = body.get("state", "") if isinstance(body, dict) and isinstance(body.get("state"), str) else ""
-        state = text.strip('"').strip().lower()
-        if state not in (STATUS_ONLINE, STATUS_OFFLINE):
-            raise _Refused(DropReason.BAD_STATUS, f"availability {payload[:40]!r} is not online/offline, "
-                                                  'Online/Offline or {"state":"online"}')
+        """The device's status; every channel's, for a multi-channel device (they share its connection).
+        While the source's hub is offline its devices are too, whatever their last availability says
+        (retained, it may arrive after the hub's last will when the bridge subscribes)."""
+        state = STATUS_OFFLINE if source.name in self._gateway_down else _availability_state(payload)
         return [Forward(target.device.status_topic(), state.encode(), True, target.device, Channel.STATUS)
                 for target in self._targets(source, captures)]
+
+    def _gateway_status(self, sources: tuple[SourceRule, ...], topic: str, payload: bytes) -> list[Outcome]:
+        """A hub's availability. Offline: every device of its sources is offline. Online: the devices of a
+        source without availability of their own are online; the others say it themselves (a hub that
+        starts republishes its devices' availability)."""
+        try:
+            state = _availability_state(payload)
+        except _Refused as refused:
+            return [Dropped(refused.reason, refused.detail, topic, payload, sources[0].name)]
+        outcomes: list[Outcome] = []
+        for source in sources:
+            if state == STATUS_OFFLINE:
+                self._gateway_down.add(source.name)
+            else:
+                self._gateway_down.discard(source.name)
+            if state == STATUS_OFFLINE or source.availability is None:
+                outcomes.extend(Forward(device.status_topic(), state.encode(), True, device, Channel.STATUS)
+                                for device in self._devices_of(source))
+        return outcomes
+
+    def _devices_of(self, source: SourceRule) -> list[DeviceKey]:
+        listed = (DeviceKey(source.site, source.kind, device_id) for device_id in source.listed_ids
+                  if ID_RE.match(device_id))
+        return list(dict.fromkeys([*listed, *self._seen.get(source.name, {})]))
 
     # --- parts -------------------------------------------------------------------------------------
 
@@ -321,6 +350,9 @@ class Translator:
             if len(self._devices) >= _DEVICES_CACHED:
                 self._devices.clear()  # bounded: topics with random names must not grow it forever
             self._devices[key] = known
+            seen = self._seen.setdefault(source.name, {})
+            if len(seen) < _DEVICES_CACHED:
+                seen.update(dict.fromkeys(target.device for target in known))
         return known
 
     def _render_targets(self, source: SourceRule, captures: dict[str, str]) -> tuple[_Target, ...]:
@@ -359,3 +391,20 @@ class Translator:
     @property
     def open_windows(self) -> int:
         return self._gatherer.open_windows
+
+
+def _availability_state(payload: bytes) -> str:
+    """online/offline from an availability payload: Online/Offline, online/offline or {"state": "online"}.
+    Raises _Refused (bad_status) for anything else."""
+    text = payload.decode("utf-8", "replace").strip()
+    if text.startswith("{"):
+        try:
+            body = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            body = None
+        text = body.get("state", "") if isinstance(body, dict) and isinstance(body.get("state"), str) else ""
+    state = text.strip('"').strip().lower()
+    if state not in (STATUS_ONLINE, STATUS_OFFLINE):
+        raise _Refused(DropReason.BAD_STATUS, f"availability {payload[:40]!r} is not online/offline, "
+                                              'Online/Offline or {"state":"online"}')
+    return state

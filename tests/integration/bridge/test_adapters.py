@@ -69,6 +69,34 @@ def test_zigbee2mqtt_pirs_land_as_occupancy_with_room_battery_illuminance_and_st
     assert count_points(influx_db, "occupancy") == 2
 
 
+def test_a_dead_zigbee2mqtt_makes_its_pirs_offline_though_their_retained_availability_says_online(
+        tmp_path: Path, mosquitto: Mosquitto, influxdb: InfluxDB, influx_db: InfluxQLClient) -> None:
+    """Zigbee2MQTT died before the bridge started: on the broker, retained, its last will says offline and
+    its PIRs' availability still says online (a dead hub cannot update it). Then it comes back."""
+    config = _config(tmp_path, mosquitto, influxdb, influx_db, ["zigbee2mqtt"])
+    publisher = Publisher(mosquitto.port)
+    for pir in ("hall_pir", "office_pir"):
+        publisher.publish(f"zigbee2mqtt/{pir}/availability", payload("zigbee2mqtt", "availability_json_online"),
+                          retain=True)
+    publisher.publish("zigbee2mqtt/bridge/state", payload("zigbee2mqtt", "bridge_state_offline"), retain=True)
+    publisher.wait_all_acked()
+    try:
+        with running_collector(config) as collector, running_bridge(config):
+            def online() -> dict[str, bool | None]:
+                return {s.device.device: s.online for s in collector.table.snapshot()
+                        if s.device.device.startswith("pir-")}
+            poll_until(lambda: online() == {"pir-hall": False, "pir-office": False}, 15,
+                       what="both PIRs offline while Zigbee2MQTT is down")
+            publisher.publish("zigbee2mqtt/bridge/state", payload("zigbee2mqtt", "bridge_state_online"), retain=True)
+            publisher.publish("zigbee2mqtt/hall_pir/availability", payload("zigbee2mqtt", "availability_json_online"),
+                              retain=True)
+            publisher.wait_all_acked()
+            poll_until(lambda: online() == {"pir-hall": True, "pir-office": False}, 15,
+                       what="the hall PIR online once Zigbee2MQTT republished it")
+    finally:
+        publisher.close()  # the broker is this test's own: its retained messages go with it
+
+
 def test_tasmota_local_time_is_stored_as_the_right_utc_instant_and_lwt_is_the_status(
         tmp_path: Path, mosquitto: Mosquitto, influxdb: InfluxDB, influx_db: InfluxQLClient) -> None:
     config = _config(tmp_path, mosquitto, influxdb, influx_db, ["tasmota"])

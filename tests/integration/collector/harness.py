@@ -177,8 +177,8 @@ class Publisher:
         poll_until(self._client.is_connected, 10, what="publisher connected")
         self._infos: list[mqtt.MQTTMessageInfo] = []
 
-    def publish(self, topic: str, payload: bytes, qos: int = 1) -> None:
-        self._infos.append(self._client.publish(topic, payload, qos=qos))
+    def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
+        self._infos.append(self._client.publish(topic, payload, qos=qos, retain=retain))
 
     def publish_readings(self, readings: Sequence[Reading]) -> None:
         for reading in readings:

@@ -47,6 +47,8 @@ def test_a_good_mapping_loads(tmp_path: Path) -> None:
     (("occupied: {from: occupancy}", "occupied: {from: occupancy, values: {ON: true}}"), "quote it"),
     (("occupied: {from: occupancy}", "occupied: {from: occupancy, unit: kW}"), "cannot become a unitless value"),
     (("sources:", "ignore: [tele/#/STATE]\nsources:"), ":2: ignore: ignore[0]: "),
+    (("    site: park", "    gateway_availability: zigbee2mqtt/{hub}/state\n    site: park"),
+     "gateway_availability: the hub's own topic names no device; write it out"),
 ])
 def test_mistakes_are_refused_with_file_line_and_the_fix(tmp_path: Path, change: tuple[str, str],
                                                          expected: str) -> None:

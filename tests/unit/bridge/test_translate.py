@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bridge.mapping import load_mapping
 from bridge.translate import Dropped, Forward, Translator, with_seq
 from core.clock import FakeClock
 from core.contract import METRICS, SEQ_MAX, DeviceKey, Kind, Reading, encode_reading
@@ -55,6 +56,50 @@ def test_zigbee2mqtt_availability_in_both_forms_is_a_retained_status(name: str) 
     [off] = translator("zigbee2mqtt").handle("zigbee2mqtt/office_pir/availability",
                                              payload("zigbee2mqtt", name.replace("online", "offline")), 0)
     assert off.payload == b"offline"
+
+
+def statuses(outcomes: list) -> dict[str, bytes]:
+    assert all(isinstance(out, Forward) and out.retain for out in outcomes), outcomes
+    return {out.device.device: out.payload for out in outcomes}
+
+
+def test_zigbee2mqtts_last_will_makes_every_pir_offline_and_none_online_until_it_is_back() -> None:
+    t = translator("zigbee2mqtt")
+    t.handle("zigbee2mqtt/hall_pir/availability", payload("zigbee2mqtt", "availability_json_online"), 0)
+    down = t.handle("zigbee2mqtt/bridge/state", payload("zigbee2mqtt", "bridge_state_offline"), 1)
+    assert statuses(down) == {"pir-hall": b"offline", "pir-office": b"offline"}  # every listed PIR
+    # a device's own (retained) availability arriving while Zigbee2MQTT is down cannot make it online
+    late = t.handle("zigbee2mqtt/office_pir/availability", payload("zigbee2mqtt", "availability_json_online"), 2)
+    assert statuses(late) == {"pir-office": b"offline"}
+    # back: the PIRs say it themselves (Zigbee2MQTT republishes their availability when it starts)
+    assert t.handle("zigbee2mqtt/bridge/state", payload("zigbee2mqtt", "bridge_state_online"), 3) == []
+    back = t.handle("zigbee2mqtt/office_pir/availability", payload("zigbee2mqtt", "availability_json_online"), 4)
+    assert statuses(back) == {"pir-office": b"online"}
+    [odd] = t.handle("zigbee2mqtt/bridge/state", b'{"state":"restarting"}', 5)
+    assert isinstance(odd, Dropped) and odd.reason == "bad_status"
+
+
+def test_a_hub_without_per_device_availability_brings_back_every_device_it_has_spoken_for(tmp_path) -> None:
+    mapping = tmp_path / "hub.yaml"
+    mapping.write_text("""sources:
+  - name: hub-pir
+    topic: hub/{device}
+    gateway_availability: hub/status
+    site: park
+    kind: occupancy
+    labels: {room: "{device}"}
+    fields: {occupied: {from: occupancy}}
+""")
+    counters: dict[DeviceKey, count] = {}
+    t = Translator(load_mapping(mapping), lambda d: next(counters.setdefault(d, count())), LIMITS)
+    assert "hub/status" in load_mapping(mapping).subscriptions
+    assert t.handle("hub/status", b"offline", 0) == []  # nothing heard yet, nothing listed
+    now = FakeClock().now()
+    for room in ("lab", "store"):
+        [reading] = t.handle(f"hub/{room}", b'{"occupancy": true}', now)
+        assert isinstance(reading, Forward)
+    assert statuses(t.handle("hub/status", b"Offline", now)) == {"lab": b"offline", "store": b"offline"}
+    assert statuses(t.handle("hub/status", b"Online", now)) == {"lab": b"online", "store": b"online"}
 
 
 def test_tasmota_local_time_is_read_in_the_sites_zone_not_as_utc() -> None:
