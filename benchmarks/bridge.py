@@ -24,6 +24,8 @@ Phases (each prints its figures):
     .venv/bin/python benchmarks/bridge.py
     .venv/bin/python benchmarks/bridge.py --messages 200000 --devices 2000 --rate 5000
     .venv/bin/python benchmarks/bridge.py --modbus-map sunspec_hybrid
+    .venv/bin/python benchmarks/bridge.py --channels 2   # two-channel devices: `occupancy` an array, each
+                                                         # device listed with channels; 2 readings a message
 """
 
 from __future__ import annotations
@@ -66,8 +68,20 @@ sources:
 """
 
 
-def publisher_main(port: int, devices: int, total: int, rate: float, ready: mp.Event, go: mp.Event,
-                   result: mp.Queue) -> None:
+def mapping_text(devices: int, channels: int) -> str:
+    """MAPPING; with channels > 1, every device listed with that many channels (pir-<d>-<c>), each taking
+    its place in the payload's occupancy array: the translator's general path, which multi-channel
+    devices take (no plan), one foreign message giving `channels` readings."""
+    if channels == 1:
+        return MAPPING
+    listed = "".join(f"      pir-{d}: {{channels: [{', '.join(f'pir-{d}-{c}' for c in range(1, channels + 1))}]}}\n"
+                     for d in range(devices))
+    return (MAPPING.replace("occupied: {from: occupancy}", 'occupied: {from: "occupancy.{index}"}')
+            + "    only_listed_devices: true\n    devices:\n" + listed)
+
+
+def publisher_main(port: int, devices: int, total: int, rate: float, channels: int, ready: mp.Event,
+                   go: mp.Event, result: mp.Queue) -> None:
     """`total` foreign messages round-robin over `devices`, at `rate`/s (0: as fast as it can), QoS 1, with
     the simulators' batched client (one socket write a chunk)."""
     from core.clock import SystemClock
@@ -94,7 +108,7 @@ def publisher_main(port: int, devices: int, total: int, rate: float, ready: mp.E
             delay = started + first / rate - time.time()
             if delay > 0:
                 time.sleep(delay)
-        client.publish_batch([(topics[i % devices], template % (50 + i % 50, b"true" if i % 2 else b"false",
+        client.publish_batch([(topics[i % devices], template % (50 + i % 50, occupancy(i, channels),
                                                                 base_ms + i // devices), False)
                               for i in range(first, min(first + chunk, total))], stall_timeout_s=120)
     published = time.time()
@@ -105,10 +119,16 @@ def publisher_main(port: int, devices: int, total: int, rate: float, ready: mp.E
     result.put({"started": started, "published": published, "all_acked": left == 0, "cpu_s": cpu_s})
 
 
-def publish(port: int, devices: int, total: int, rate: float, on_go=None) -> dict:  # type: ignore[no-untyped-def]
+def occupancy(i: int, channels: int) -> bytes:
+    one = b"true" if i % 2 else b"false"
+    return one if channels == 1 else b"[" + b",".join([one] * channels) + b"]"
+
+
+def publish(port: int, devices: int, total: int, rate: float, channels: int = 1,
+            on_go=None) -> dict:  # type: ignore[no-untyped-def]
     ctx = mp.get_context("spawn")
     ready, go, result = ctx.Event(), ctx.Event(), ctx.Queue()
-    proc = ctx.Process(target=publisher_main, args=(port, devices, total, rate, ready, go, result))
+    proc = ctx.Process(target=publisher_main, args=(port, devices, total, rate, channels, ready, go, result))
     proc.start()
     ready.wait(30)
     if on_go is not None:
@@ -204,20 +224,22 @@ def process_cpu_seconds(pid: int) -> float:
     return times.user + times.system + times.children_user + times.children_system
 
 
-def reference(broker: Mosquitto, devices: int, total: int) -> float:
+def reference(broker: Mosquitto, devices: int, total: int, channels: int) -> float:
     sub = shutil.which("mosquitto_sub") or "/usr/bin/mosquitto_sub"
     proc = subprocess.Popen([sub, "-h", "127.0.0.1", "-p", str(broker.port), "-q", "1", "-t", "zigbee2mqtt/+",
                              "-C", str(total)], stdout=subprocess.DEVNULL)
     time.sleep(0.5)  # subscribed (a one-off start-up wait in a benchmark, not a test)
-    out = publish(broker.port, devices, total, 0)
+    out = publish(broker.port, devices, total, 0, channels)
     proc.wait(600)
     return total / (time.time() - out["started"])
 
 
-def latency_probe_main(port: int, devices: int, expected: int, ready: mp.Event, result: mp.Queue) -> None:
+def latency_probe_main(port: int, devices: int, expected: int, channels: int, ready: mp.Event,
+                       result: mp.Queue) -> None:
     """Receives foreign messages and contract readings; returns per-pair added latency in ms."""
     foreign: dict[str, list[float]] = defaultdict(list)
     contract: dict[str, list[float]] = defaultdict(list)
+    owner: dict[str, str] = {}
     count = [0]
 
     def on_message(_c, _u, message) -> None:  # type: ignore[no-untyped-def]
@@ -225,8 +247,10 @@ def latency_probe_main(port: int, devices: int, expected: int, ready: mp.Event, 
         parts = message.topic.split("/")
         if parts[0] == "zigbee2mqtt":
             foreign[parts[1]].append(now)
-        else:
+        else:  # a channel's reading (pir-<d>-<c>) pairs with its device's foreign message
+            device = parts[4] if channels == 1 else parts[4].rsplit("-", 1)[0]
             contract[parts[4]].append(now)
+            owner[parts[4]] = device
             count[0] += 1
 
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-latency", protocol=mqtt.MQTTv311)
@@ -240,17 +264,18 @@ def latency_probe_main(port: int, devices: int, expected: int, ready: mp.Event, 
     while count[0] < expected and time.time() < deadline:
         time.sleep(0.05)
     client.loop_stop()
-    added = [(c - f) * 1000 for d in contract for f, c in zip(foreign[d], contract[d], strict=False)]
+    added = [(c - f) * 1000 for d in contract for f, c in zip(foreign[owner[d]], contract[d], strict=False)]
     result.put(added)
 
 
-def latency(broker: Mosquitto, devices: int, total: int, rate: float) -> list[float]:
+def latency(broker: Mosquitto, devices: int, total: int, rate: float, channels: int) -> list[float]:
     ctx = mp.get_context("spawn")
     ready, result = ctx.Event(), ctx.Queue()
-    probe = ctx.Process(target=latency_probe_main, args=(broker.port, devices, total, ready, result))
+    probe = ctx.Process(target=latency_probe_main, args=(broker.port, devices, total * channels, channels, ready,
+                                                         result))
     probe.start()
     ready.wait(30)
-    publish(broker.port, devices, total, rate)
+    publish(broker.port, devices, total, rate, channels)
     added = result.get(timeout=900)
     probe.join(30)
     return added
@@ -337,7 +362,10 @@ def main() -> None:
     parser.add_argument("--modbus-seconds", type=float, default=20)
     parser.add_argument("--modbus-map", choices=sorted(MODBUS_DEVICES), default="deye_hybrid",
                         help="the register map the agent polls in the modbus phase")
+    parser.add_argument("--channels", type=int, default=1,
+                        help="channels per device (> 1: multi-channel devices, the translator's general path)")
     args = parser.parse_args()
+    readings = args.messages * args.channels
     workdir = Path(tempfile.mkdtemp(prefix="facmon-bench-bridge-"))
     broker = Mosquitto(workdir / "mosquitto", free_port())
     influx = InfluxDB(workdir / "influxdb", free_port())
@@ -347,11 +375,11 @@ def main() -> None:
             server.start()
             server.wait_ready(60)
         influx.create_database("bench")
-        (workdir / "bridge.yaml").write_text(MAPPING)
+        (workdir / "bridge.yaml").write_text(mapping_text(args.devices, args.channels))
         common = {"FACMON_MQTT__PORT": str(broker.port), "FACMON_LOG__LEVEL": "warning"}
         print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}")
 
-        ref = reference(broker, args.devices, args.messages)
+        ref = reference(broker, args.devices, args.messages, args.channels)
         print(f"1. reference  mosquitto_sub: {ref:,.0f} msg/s")
 
         collector_port = free_port()
@@ -374,10 +402,10 @@ def main() -> None:
         cpu0, threads0 = bridge.cpu_seconds(), bridge.thread_cpu_seconds()
         beside = {"broker": broker.pid, "collector": collector.proc.pid, "InfluxDB": influx.pid}
         beside0 = {name: process_cpu_seconds(pid) for name, pid in beside.items()}  # type: ignore[arg-type]
-        out = publish(broker.port, args.devices, args.messages, 0)
-        done = bridge_done(bridge, args.messages, 600)
+        out = publish(broker.port, args.devices, args.messages, 0, args.channels)
+        done = bridge_done(bridge, readings, 600)
         forwarded_count = bridge.metric("facmon_bridge_messages_forwarded", '{channel="reading"}')
-        forwarded = forwarded_count / (done - out["started"])
+        forwarded = forwarded_count / args.channels / (done - out["started"])  # foreign messages a second
         cpu, threads1 = bridge.cpu_seconds() - cpu0, bridge.thread_cpu_seconds()
         collector.wait_metric("facmon_collector_points_written", forwarded_count, 600)
         beside_us = {name: (process_cpu_seconds(pid) - beside0[name]) * 1e6 / args.messages  # type: ignore[arg-type]
@@ -386,15 +414,15 @@ def main() -> None:
         stored = int(count[0].values[0][1]) if count else 0
         print(f"2. forward    {forwarded:,.0f} msg/s (ratio to mosquitto_sub {forwarded / ref:.2f}), bridge CPU "
               f"{cpu / args.messages * 1e6:.1f} µs/message, forwarded {forwarded_count:,.0f} and dropped "
-              f"{args.messages - forwarded_count:,.0f} of {args.messages:,}, stored {stored:,} "
-              f"(loss {args.messages - stored}); load average {os.getloadavg()[0]:.2f}")
+              f"{readings - forwarded_count:,.0f} of {readings:,} readings ({args.channels} a message), stored "
+              f"{stored:,} (loss {readings - stored}); load average {os.getloadavg()[0]:.2f}")
         print("   threads    " + thread_breakdown(bridge.proc.pid, threads0, threads1, args.messages))
         print("   beside it  " + ", ".join(f"{name} {us:.1f} µs" for name, us in beside_us.items())
               + f", the load generator {out['cpu_s'] * 1e6 / args.messages:.1f} µs per message (CPU from the first "
               "publish until the collector wrote the last point; the load generator's until its last PUBACK)")
 
         total = int(args.rate * args.latency_seconds)
-        added = latency(broker, args.devices, total, args.rate)
+        added = latency(broker, args.devices, total, args.rate, args.channels)
         added.sort()
         p99 = added[int(len(added) * 0.99) - 1]
         print(f"3. latency    at {args.rate:,.0f} msg/s offered, {len(added):,} pairs: added p50 "
