@@ -124,7 +124,7 @@ class Translator:
         self._max_foreign_bytes = max_foreign_bytes
         self._gatherer = Gatherer()
         self._devices: dict[tuple[str, tuple[str, ...]], tuple[_Target, ...]] = {}
-        """(source, the topic's captures) → the device and its labels: rendered once per device."""
+        """(source, the topic's captures) → its device(s), labels and field rules: rendered once per device."""
         self._plans: dict[str, ReadingPlan | None] = {}
         """Topic → its readings' plan, once the topic was routed to a reading source (None: it has none)."""
         self._gateways: dict[str, tuple[SourceRule, ...]] = {}
@@ -143,7 +143,8 @@ class Translator:
         """Messages of topics the mapping's `ignore:` expects and no source takes."""
 
     def handle(self, topic: str, payload: bytes, received_at: float) -> list[Outcome]:
-        """What to publish for one message and what was dropped (one Dropped at most). Never raises on input."""
+        """What to publish for one message and what was dropped (one Dropped at most, or one per channel of a
+        multi-channel device). Never raises on input."""
         plan = self._plans.get(topic)
         if plan is not None:
             encoded = plan.encoded(payload, received_at)
@@ -302,7 +303,9 @@ class Translator:
         """The device's status; every channel's, for a multi-channel device (they share its connection).
         While the source's hub is offline its devices are too, whatever their last availability says
         (retained, it may arrive after the hub's last will when the bridge subscribes)."""
-        state = STATUS_OFFLINE if source.name in self._gateway_down else _availability_state(payload)
+        state = _availability_state(payload)
+        if source.name in self._gateway_down:
+            state = STATUS_OFFLINE
         return [Forward(target.device.status_topic(), state.encode(), True, target.device, Channel.STATUS)
                 for target in self._targets(source, captures)]
 

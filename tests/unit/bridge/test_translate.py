@@ -71,6 +71,8 @@ def test_zigbee2mqtts_last_will_makes_every_pir_offline_and_none_online_until_it
     # a device's own (retained) availability arriving while Zigbee2MQTT is down cannot make it online
     late = t.handle("zigbee2mqtt/office_pir/availability", payload("zigbee2mqtt", "availability_json_online"), 2)
     assert statuses(late) == {"pir-office": b"offline"}
+    [garbled] = t.handle("zigbee2mqtt/office_pir/availability", b"maybe", 2)
+    assert isinstance(garbled, Dropped) and garbled.reason == "bad_status"  # judged even while the hub is down
     # back: the PIRs say it themselves (Zigbee2MQTT republishes their availability when it starts)
     assert t.handle("zigbee2mqtt/bridge/state", payload("zigbee2mqtt", "bridge_state_online"), 3) == []
     back = t.handle("zigbee2mqtt/office_pir/availability", payload("zigbee2mqtt", "availability_json_online"), 4)
