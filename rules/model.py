@@ -48,11 +48,10 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, ValidationError, field_validator, model_validator
 
 from core.contract import LABELS, METRICS_BY_NAME, Kind, MetricType
+from core.durations import parse_duration
 from core.site import SiteFileError, describe_validation_error, line_of, read_yaml_with_lines
 from rules.matchers import Matcher, MatcherError, parse_matcher
 
-_DURATION_RE = re.compile(r"\A\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*\Z")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 MATCHABLE_LABELS = ("site", "device", *LABELS, "kind")
 BUILTIN_RULES = ("MonitoringDegraded", "Watchdog", "BrokerQueueFilling", "BrokerDroppingMessages")
 SEVERITIES = ("critical", "warning", "info")
@@ -71,22 +70,6 @@ class _ProblemAt(ValueError):
     def __init__(self, message: str, at: tuple[str | int, ...]) -> None:
         super().__init__(message)
         self.at = at
-
-
-def parse_duration(value: Any) -> float:
-    """`30`, `30s`, `5m`, `1.5h`, `250ms` → seconds. Raises ValueError with the accepted forms."""
-    if isinstance(value, bool):
-        raise ValueError("a duration is a number of seconds or a string such as '30s', '5m', '1h'")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    else:
-        match = _DURATION_RE.match(str(value))
-        if not match:
-            raise ValueError(f"{value!r} is not a duration; write seconds or e.g. '30s', '5m', '1h', '250ms'")
-        seconds = float(match.group(1)) * _UNITS[match.group(2)]
-    if seconds < 0:
-        raise ValueError("a duration cannot be negative")
-    return seconds
 
 
 Duration = Annotated[float, Field(ge=0)]

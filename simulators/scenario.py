@@ -26,6 +26,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from core.contract import KINDS
+from core.durations import parse_duration
 from core.site import (
     DeviceId,
     Location,
@@ -41,21 +42,7 @@ SCENARIO_DIR = Path(__file__).resolve().parent / "scenarios"
 SITE_DIR = Path(__file__).resolve().parent / "sites"
 DEFAULT_SITE = SITE_DIR / "park.yaml"
 
-_DURATION_RE = re.compile(r"\A(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+(?:\.\d+)?)s)?\Z")
 _CLOCK_RE = re.compile(r"\A(\d{1,2}):(\d{2})(?::(\d{2}))?\Z")
-
-
-def parse_duration_s(text: str | float | int) -> float:
-    """"2h30m" / "40m" / "90s" / "1d" / a number of seconds → seconds."""
-    if isinstance(text, int | float) and not isinstance(text, bool):
-        if text < 0:
-            raise ValueError(f"duration {text} is negative")
-        return float(text)
-    match = _DURATION_RE.match(str(text).strip())
-    if not match or not any(match.groups()):
-        raise ValueError(f"duration {text!r} is not like '2h', '40m', '1h30m', '90s' or '1d'")
-    d, h, m, s = match.groups()
-    return int(d or 0) * 86_400 + int(h or 0) * 3600 + int(m or 0) * 60 + float(s or 0)
 
 
 Duration = Annotated[float, Field(ge=0)]
@@ -73,7 +60,7 @@ class _Event(_Frozen):
     @classmethod
     def _check_at(cls, value: str) -> str:
         if value.startswith("+"):
-            parse_duration_s(value[1:])
+            parse_duration(value[1:])
             return value
         match = _CLOCK_RE.match(value)
         if not match or int(match.group(1)) > 23 or int(match.group(2)) > 59 or int(match.group(3) or 0) > 59:
@@ -83,7 +70,7 @@ class _Event(_Frozen):
     def offset_s(self, site: Site, start_s: float) -> float:
         """Seconds from `start_s` to this event."""
         if self.at.startswith("+"):
-            return parse_duration_s(self.at[1:]) + self.day * 86_400
+            return parse_duration(self.at[1:]) + self.day * 86_400
         h, m, s = (int(x or 0) for x in _CLOCK_RE.match(self.at).groups())  # type: ignore[union-attr]
         start = site.local_time(start_s)
         when = datetime.combine(start.date(), time(h, m, s), start.tzinfo)
@@ -99,7 +86,7 @@ class _Timed(_Event):
     @field_validator("duration", mode="before")
     @classmethod
     def _parse_duration(cls, value: Any) -> Any:
-        return None if value is None else parse_duration_s(value)
+        return None if value is None else parse_duration(value)
 
 
 class GridOutage(_Timed):
@@ -174,8 +161,8 @@ class ClockSkew(_Timed):
     @classmethod
     def _parse_offset(cls, value: Any) -> Any:
         if isinstance(value, str) and value.startswith("-"):
-            return -parse_duration_s(value[1:])
-        return parse_duration_s(value)
+            return -parse_duration(value[1:])
+        return parse_duration(value)
 
 
 class MalformedBurst(_Event):
@@ -213,7 +200,7 @@ class Late(_Event):
     @field_validator("delay", mode="before")
     @classmethod
     def _parse_delay(cls, value: Any) -> Any:
-        return parse_duration_s(value)
+        return parse_duration(value)
 
 
 Event = Annotated[
@@ -240,7 +227,7 @@ class Scenario(_Frozen):
     @field_validator("duration", mode="before")
     @classmethod
     def _parse_duration(cls, value: Any) -> Any:
-        return parse_duration_s(value)
+        return parse_duration(value)
 
 
 def load_scenario(path: Path | str) -> Scenario:

@@ -186,8 +186,8 @@ def run(args: argparse.Namespace, config: FacmonConfig, clock: Clock | None = No
         scenario_path = resolve_scenario(args.scenario or settings.scenario)
         scenario = load_scenario(scenario_path)
         check_scenario_against(scenario_path, scenario, site)
-        from simulators.scenario import parse_duration_s
-        duration_s = parse_duration_s(args.duration) if args.duration else scenario.duration
+        from core.durations import parse_duration
+        duration_s = parse_duration(args.duration) if args.duration else scenario.duration
         where = destination(args, config, site, injected=publisher is not None)
     except (SiteFileError, ValueError) as err:
         print(f"facmon simulate: {err}", file=sys.stderr)
@@ -316,8 +316,8 @@ def format_summary(summary: Summary, site: object, scenario: str, seed: int) -> 
 def _continue_world(args: argparse.Namespace, config: FacmonConfig, site: Site, publisher: Publisher,
                     clock: Clock) -> int:
     """`--world`: the world of simulators/timeline.py, going on from what InfluxDB holds."""
+    from core.durations import parse_duration
     from core.influxql import InfluxError, influxql_client_for
-    from simulators.scenario import parse_duration_s
     from simulators.stored import stored_ends
     from simulators.timeline import (
         FAST_FORWARD_MAX_S,
@@ -335,8 +335,8 @@ def _continue_world(args: argparse.Namespace, config: FacmonConfig, site: Site, 
     settings = config.simulate
     path = Path(args.world)
     try:
-        replay_s = parse_duration_s(args.replay)
-        duration_s = parse_duration_s(args.duration or "30d")
+        replay_s = parse_duration(args.replay)
+        duration_s = parse_duration(args.duration or "30d")
         base = args.scenario or settings.scenario
         saved = load_timeline(path)
         scripted = load_scenario(resolve_scenario(args.script)) if args.script else None

@@ -159,8 +159,8 @@ def test_rule_file_errors_name_file_line_and_problem(tmp_path):
     assert problems == [
         f"{bad}:5: rule HotInverter: condition.threshold: clear (80) must be below the firing value (70), "
         "or the alert would flap",
-        f"{bad}:7: rule Quiet: condition.absence.after_s: 'soon' is not a duration; write seconds or e.g. "
-        "'30s', '5m', '1h', '250ms' (got 'soon')",
+        f"{bad}:7: rule Quiet: condition.absence.after_s: 'soon' is not a duration; write '30s', '5m', '1h30m', "
+        "'250ms', '1d' or a number of seconds (got 'soon')",
         f"{bad}:8: rule Quiet: severity: unknown key (check the spelling)",
     ]
     with pytest.raises(RuleFileError):

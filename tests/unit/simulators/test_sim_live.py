@@ -11,9 +11,10 @@ from core.clock import FakeClock
 from core.config import FacmonConfig
 from core.contract import DeviceKey
 from core.decode import DecodeLimits, decode_message
+from core.durations import parse_duration
 from core.site import load_site
 from facmon.commands import simulate as simulate_command
-from simulators.scenario import DEFAULT_SITE, parse_duration_s
+from simulators.scenario import DEFAULT_SITE
 from simulators.world import Message
 
 SITE = load_site(DEFAULT_SITE)
@@ -65,7 +66,7 @@ def test_the_live_leg_of_facmon_up_runs_in_real_time_from_now() -> None:
         pass
     else:
         raise AssertionError("a 30-day live run ended within six hours")
-    assert parse_duration_s("30d") == 30 * 86_400
+    assert parse_duration("30d") == 30 * 86_400
     assert publisher.rejects == []
     # Live: the first readings are stamped now, and no reading is ever ahead of the clock or behind it.
     assert publisher.lags_s[0] == 0.0
