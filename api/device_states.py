@@ -6,7 +6,7 @@ change comes back as `DeviceEvent`s for the live event stream; nothing here does
 
 Presence, in order:
   * the device announced `offline` (its retained status or its last will)  → offline, `announced_offline`
-  * no reading for `stale_after_s`                                         → offline, `stale`
+  * no reading for `stale_after_s` (or the device's longer `max_quiet`)    → offline, `stale`
   * never a reading (only a retained `online`)                             → offline, `no_reading_yet`
   * otherwise                                                              → online,  `reporting`
 """
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import enum
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 
 from core.contract import DeviceKey, Reading
@@ -73,8 +73,11 @@ def judge_presence(state: DeviceState, now: float, stale_after_s: float) -> tupl
 class DeviceStates:
     """Thread-safe map of `DeviceKey` → `DeviceState` (paho's thread writes, request handlers read)."""
 
-    def __init__(self, stale_after_s: float) -> None:
+    def __init__(self, stale_after_s: float, quiet: Mapping[DeviceKey, float] | None = None) -> None:
+        """`quiet`: devices whose site file says how long they are quiet when healthy (`max_quiet`); each goes
+        stale after the longer of that and `stale_after_s`."""
         self._stale_after_s = stale_after_s
+        self._quiet = dict(quiet or {})
         self._states: dict[DeviceKey, DeviceState] = {}
         self._lock = threading.Lock()
 
@@ -107,7 +110,7 @@ class DeviceStates:
         return events
 
     def _settle(self, old: DeviceState, new: DeviceState, now: float) -> tuple[DeviceState, list[DeviceEvent]]:
-        presence, reason = judge_presence(new, now, self._stale_after_s)
+        presence, reason = judge_presence(new, now, max(self._stale_after_s, self._quiet.get(new.device, 0.0)))
         if (presence, reason) == (old.presence, old.reason) and old.since is not None:
             return replace(new, presence=presence, reason=reason), []
         since = old.since if presence is old.presence and old.since is not None else now

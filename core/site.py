@@ -28,7 +28,7 @@ grid is *expected* to be out (`in_load_shedding`, `next_grid_return`) and whethe
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import date, datetime, time, timedelta
 from functools import cached_property
 from pathlib import Path
@@ -38,7 +38,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
-from core.contract import ID_PATTERN, KINDS, MAX_LABEL_CHARS, METRICS, Kind
+from core.contract import ID_PATTERN, KINDS, MAX_LABEL_CHARS, METRICS, DeviceKey, Kind
+from core.durations import parse_duration
 from core.yaml_limits import YamlLimitError, compose_yaml
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -199,14 +200,30 @@ def _simulation_pairs(value: object) -> object:
     return value
 
 
+MAX_QUIET_S = 7 * 86_400
+
+
+def _quiet_duration(value: object) -> object:
+    return value if value is None else parse_duration(value)
+
+
 class _Device(_Frozen):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
     name: Label | None = Field(None, description="what people call the device (\"Admin block\"), any script; "
                                "the status page shows it instead of the id")
+    max_quiet_s: float | None = Field(
+        None, alias="max_quiet", ge=1, le=MAX_QUIET_S,
+        description="the longest this device goes without a reading when it is healthy (a Zigbee PIR reports on "
+                    "motion and checks in hourly: 2h); the rules' absence conditions and the status page wait at "
+                    "least this long before calling it silent. Unset: their own limits (the rule's after_s, the "
+                    "API's stale_after_s)")
     simulation: SimulationParameters = Field(
         (), description="parameters only facmon's simulators use (load profile, link quality, ...); production "
                         "ignores them")
 
     _simulation_is_a_mapping = field_validator("simulation", mode="before")(_simulation_pairs)
+    _max_quiet_is_a_duration = field_validator("max_quiet_s", mode="before")(_quiet_duration)
 
 
 class Inverter(_Device):
@@ -537,6 +554,12 @@ def iter_devices(site: Site) -> Iterator[DeviceSpec]:
     each knows its contract kind (`spec.kind`)."""
     for spec in KINDS.values():
         yield from getattr(site, spec.site_section)
+
+
+def quiet_limits(sites: Iterable[Site]) -> dict[DeviceKey, float]:
+    """The devices whose site file gives them a `max_quiet`, and it in seconds."""
+    return {DeviceKey(site.id, device.kind, device.id): device.max_quiet_s
+            for site in sites for device in iter_devices(site) if device.max_quiet_s is not None}
 
 
 def described_labels(spec: DeviceSpec) -> dict[str, str]:

@@ -38,7 +38,7 @@ import numpy as np
 
 from core.contract import LABELS, DeviceKey, Kind, Reading
 from core.decode import StatusChange
-from core.site import Site, described_labels, iter_devices
+from core.site import Site, described_labels, iter_devices, quiet_limits
 from rules.alerts import fingerprint
 from rules.matchers import matches_all
 from rules.model import Rule, RulePack
@@ -105,6 +105,8 @@ class Evaluator:
                  reconnect_grace_s: float = 30.0) -> None:
         self._rules: tuple[Rule, ...] = pack.rules
         self._sites = dict(sites)
+        self._quiet = quiet_limits(self._sites.values())
+        """Devices whose site file says how long they are quiet when healthy (`max_quiet`)."""
         self._grace_s = reconnect_grace_s
         self._by_kind: dict[Kind | None, list[int]] = {}
         for index, rule in enumerate(self._rules):
@@ -352,7 +354,7 @@ class Evaluator:
             look = now + after_s
         else:
             silent_since = max(self._last_seen.get(key, now), self._reconnected_at)
-            look = max(silent_since + after_s, self._hold_absence_until, now + 1e-3)
+            look = max(silent_since + self._silent_after(key, after_s), self._hold_absence_until, now + 1e-3)
         if now < self._hold_absence_until:
             # A hold ending changes the answer by itself: an instance kept through it is judged anew then.
             look = min(look, self._hold_absence_until)
@@ -513,7 +515,13 @@ class Evaluator:
             return True
         # Silence counts from the later of the last reading and the last (re)connect.
         silent_since = max(self._last_seen.get(key, now), self._reconnected_at)
-        return now - silent_since >= after_s
+        return now - silent_since >= self._silent_after(key, after_s)
+
+    def _silent_after(self, key: DeviceKey, after_s: float) -> float:
+        """How long `key` must be quiet to count as absent: the rule's limit, or longer when its site file
+        says it is quiet that long when healthy (a PIR that reports on motion)."""
+        quiet = self._quiet.get(key)
+        return after_s if quiet is None or quiet <= after_s else quiet
 
     def _eval_absence_device(self, index: int, rule: Rule, key: DeviceKey, now: float,
                              out: list[Observation]) -> None:
@@ -613,7 +621,8 @@ class Evaluator:
             selected += 1
             holding += truth
             if term.absent_counts and not self._absent(key, absent_after_s, now, True):
-                due = min(due, max(self._last_seen.get(key, now), self._reconnected_at) + absent_after_s)
+                due = min(due, max(self._last_seen.get(key, now), self._reconnected_at)
+                          + self._silent_after(key, absent_after_s))
         if term.absent_counts:
             self._term_due[(index, ti, site)] = max(due, self._hold_absence_until) if self._connected else -math.inf
         tally = self._term_counts[(index, ti, site)] = [selected, holding]
@@ -638,7 +647,8 @@ class Evaluator:
         tally[1] += truth - before
         if term.absent_counts and self._connected:  # its silence now runs out later than the rest's, or first
             slot_due = (index, ti, key.site)
-            silent_at = max(self._last_seen.get(key, now), self._reconnected_at) + absent_after_s
+            silent_at = (max(self._last_seen.get(key, now), self._reconnected_at)
+                         + self._silent_after(key, absent_after_s))
             self._term_due[slot_due] = min(self._term_due.get(slot_due, math.inf),
                                            max(silent_at, self._hold_absence_until))
 

@@ -28,6 +28,7 @@ from core.config import FacmonConfig
 from core.decode import DecodeLimits
 from core.influxql import InfluxQLClient, influxql_client_for
 from core.known_devices import known_devices_for, load_sites
+from core.site import quiet_limits
 from rules.store import AlertStore
 
 HELP = "serve the HTTP API (/api/v1) and the live status page (/status/)"
@@ -122,7 +123,7 @@ def wired_services(config: FacmonConfig, clock: Clock) -> Iterator[ApiServices]:
     sites = load_sites(config.sites.files)
     # By default /rules lists what the engine runs (rules.rule_files), not a list of its own.
     rule_files = settings.rule_files or tuple(config.rules.rule_files) or tuple(sorted(SHIPPED_RULES.glob("*.yaml")))
-    states = DeviceStates(settings.stale_after_s)
+    states = DeviceStates(settings.stale_after_s, quiet_limits(sites.values()))
     hub = EventHub(settings.sse_queue_max, settings.sse_keepalive_s)
     influx_settings = config.influxdb
     influx = influxql_client_for(influx_settings)

@@ -119,6 +119,26 @@ def test_latest_state_follows_readings_and_status_through_the_broker(stack, mosq
         publisher.disconnect()
 
 
+def test_facmon_api_takes_each_devices_max_quiet_from_its_site_file(tmp_path: Path, mosquitto: Mosquitto,
+                                                                    influx_db: InfluxQLClient) -> None:
+    from core.clock import FakeClock
+    from tests.integration.api_stack import PARK
+
+    site = tmp_path / "park.yaml"
+    site.write_text(PARK.read_text(encoding="utf-8").replace("{id: occ-lab, room: Lab, capacity: 30}",
+                                                             "{id: occ-lab, room: Lab, capacity: 30, max_quiet: 2h}"))
+    clock = FakeClock()
+    with wired_services(stack_config(tmp_path, mosquitto, influx_db, site_files=[site]), clock) as services:
+        lab, room = (DeviceKey("park", Kind.OCCUPANCY, device) for device in ("occ-lab", "occ-room-1"))
+        for key in (lab, room):
+            services.states.observe(Reading(key, int(clock.now() * 1000), 1, {"room": "x", "occupied": False}),
+                                    clock.now())
+        clock.advance(services.settings.stale_after_s + 1)
+        assert [e.state.device for e in services.states.sweep(clock.now())] == [room]
+        clock.advance(7200)
+        assert [e.state.device for e in services.states.sweep(clock.now())] == [lab]
+
+
 def test_readyz_reports_broker_influx_and_store(stack) -> None:
     client, services, _ = stack
     poll_until(lambda: services.background[0].subscribed, 10, what="API subscribed")

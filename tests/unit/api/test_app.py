@@ -104,6 +104,18 @@ def test_latest_state_follows_readings_status_and_staleness(api: ApiHarness) -> 
     assert api.client.get(url, headers=api.headers()).json()["reason"] == "announced_offline"
 
 
+def test_a_device_quiet_when_healthy_goes_stale_after_its_max_quiet_not_the_apis_limit() -> None:
+    from api.device_states import DeviceStates
+
+    pir = DeviceKey("park", Kind.OCCUPANCY, "pir-hall")
+    states = DeviceStates(stale_after_s=60, quiet={pir: 7200.0})
+    states.observe(Reading(pir, 0, 1, {"room": "Hall", "occupied": False}), 1000.0)
+    states.observe(inverter_reading(0, 1), 1000.0)
+    assert [(e.state.device, e.state.reason.value) for e in states.sweep(1061.0)] == [(INV, "stale")]
+    assert states.get(pir).reason.value == "reporting"  # an hour and a half without motion is normal
+    assert [(e.state.device, e.state.reason.value) for e in states.sweep(1000.0 + 7201)] == [(pir, "stale")]
+
+
 def test_an_older_reading_does_not_replace_the_latest(api: ApiHarness) -> None:
     now_ms = int(api.clock.now() * 1000)
     api.services.states.observe(inverter_reading(now_ms, 5), api.clock.now())

@@ -312,6 +312,35 @@ def test_a_cut_just_after_a_window_shorter_than_the_grace_is_still_the_schedules
         "firing", "scheduled", "warning")
 
 
+def test_a_sensor_quiet_when_healthy_is_called_silent_after_its_max_quiet_not_the_rules_two_minutes(tmp_path):
+    """A Zigbee PIR reports on motion and checks in hourly: its site file says max_quiet: 2h. Quiet for
+    an hour and a half it is not silent; past two hours it is. A PIR without max_quiet is silent after
+    DeviceSilent's 120 s, and the quiet one's last will still counts at once."""
+    from core.site import load_site
+    from tests.unit.rules.rules_harness import PARK
+
+    site = load_site(PARK)
+    quiet, plain, *rest = site.occupancy_sensors
+    site = site.model_copy(update={"occupancy_sensors": (quiet.model_copy(update={"max_quiet_s": 7200.0}), plain,
+                                                         *rest)})
+    h = Harness(tmp_path, MONDAY_NOON, site=site)
+    every = all_devices_reporting(h)
+    h.run(30, step=30, every=every)
+    del every[(Kind.OCCUPANCY, quiet.id)], every[(Kind.OCCUPANCY, plain.id)]
+    h.run(300, step=30, every=every)
+    assert (h.state("DeviceSilent", plain.id), h.state("DeviceSilent", quiet.id)) == ("firing", "inactive")
+    h.run(5400, step=60, every=every)  # 1 h 35 min quiet
+    assert h.state("DeviceSilent", quiet.id) == "inactive"
+    h.run(1800, step=60, every=every)  # 2 h 05 min quiet
+    assert h.state("DeviceSilent", quiet.id) == "firing"
+    h.send(Kind.OCCUPANCY, quiet.id, occupancy(quiet.room, True))
+    h.run(60, step=30, every=every | {(Kind.OCCUPANCY, quiet.id): occupancy(quiet.room, False)})
+    assert h.state("DeviceSilent", quiet.id) == "resolved"
+    h.status(Kind.OCCUPANCY, quiet.id, False)
+    h.run(30, step=30, every=every)
+    assert h.state("DeviceSilent", quiet.id) == "firing"
+
+
 def test_the_routers_plug_switched_off_warns_after_a_minute_and_resolves_when_it_is_on(tmp_path):
     h = Harness(tmp_path, MONDAY_NOON)
     every = all_devices_reporting(h)
@@ -430,14 +459,15 @@ def test_composites_judged_per_reading_agree_with_judging_every_device_of_the_si
     assert {"SitePowerLoss", "SiteOffline", "FailoverActive"} <= ever_active
 
 
-@pytest.mark.parametrize("seed", [5, 6, 8])
-def test_ticks_that_look_only_at_what_is_due_agree_with_ticks_that_look_at_every_device(seed: int):
+@pytest.mark.parametrize(("seed", "quiet"), [(5, False), (6, False), (8, False), (5, True), (9, True)])
+def test_ticks_that_look_only_at_what_is_due_agree_with_ticks_that_look_at_every_device(seed: int, quiet: bool):
     """A tick judges device silences from a deadline heap, context rules only when a site's schedule
     or occupancy changed, absent-counting composite terms when one of their devices can next fall
     silent. Over a random hour of readings with gaps, offline statuses, a broker outage and the
     published load-shedding windows, every instance must be as active as when every tick judges
     every device of every rule (the old way, emulated below). Seeds 6 and 8 end the hold after the
-    reconnect with silences still firing: the heap must look at them when the hold ends."""
+    reconnect with silences still firing: the heap must look at them when the hold ends. With `quiet`,
+    the rooms' sensors and one uplink have a site-file max_quiet longer than the rules' limits."""
     from core.contract import DeviceKey, Reading
     from core.decode import StatusChange
     from core.site import iter_devices, load_site
@@ -445,6 +475,11 @@ def test_ticks_that_look_only_at_what_is_due_agree_with_ticks_that_look_at_every
     from tests.unit.rules.rules_harness import PACK, PARK
 
     site = load_site(PARK)
+    if quiet:
+        first, *rest = site.uplinks
+        site = site.model_copy(update={
+            "occupancy_sensors": tuple(o.model_copy(update={"max_quiet_s": 300.0}) for o in site.occupancy_sensors),
+            "uplinks": (first.model_copy(update={"max_quiet_s": 200.0}), *rest)})
     pack = load_rule_files([PACK])
     start = local("2026-01-05 09:40")  # runs through the 10:00-11:00 window, open hours, occupancy
     lean = Evaluator(pack, {site.id: site}, start)

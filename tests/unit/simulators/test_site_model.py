@@ -8,7 +8,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from core.site import Site, SiteFileError, WeeklySchedule, load_site
+from core.contract import DeviceKey, Kind
+from core.site import Site, SiteFileError, WeeklySchedule, load_site, quiet_limits
 
 PARK = Path(__file__).resolve().parents[3] / "simulators" / "sites" / "park.yaml"
 KHI = ZoneInfo("Asia/Karachi")
@@ -115,6 +116,10 @@ def test_a_window_shorter_than_the_grace_is_near_from_anywhere_within_the_grace(
     (MINIMAL.replace("powered_by: inv-1", "powered_by: inv-9"), 15, "uplinks.0.powered_by: 'inv-9' is not an inverter"),
     (MINIMAL.replace("id: occ-1", "id: inv-1"), 17, "occupancy_sensors.0.id: device id 'inv-1' is used twice"),
     (MINIMAL + "timezone: Asia/Lahore\n", 18, "timezone: unknown time zone 'Asia/Lahore'"),
+    (MINIMAL.replace("capacity: 10}", "capacity: 10, max_quiet: soon}"), 17,
+     "occupancy_sensors.0.max_quiet: 'soon' is not a duration; write '30s', '5m', '1h30m'"),
+    (MINIMAL.replace("capacity: 10}", "capacity: 10, max_quiet: 8d}"), 17,
+     "occupancy_sensors.0.max_quiet: Input should be less than or equal to 604800"),
     (MINIMAL.replace("name: ٹیسٹ", "name: [oops"), None, "not valid YAML"),
     (MINIMAL + "plugs:\n  - {id: plug-1, rated_w: 18, powered_by: up-a}\n", 19,
      "plugs.0.powered_by: 'up-a' is not an inverter of this site (inverters: inv-1)"),
@@ -128,6 +133,13 @@ def test_mistakes_name_file_line_and_problem(tmp_path: Path, text: str, line: in
     message = str(caught.value)
     assert message.startswith(f"{path}:{line}:" if line else f"{path}:"), message
     assert fragment in message, message
+
+
+def test_max_quiet_is_a_duration_and_quiet_limits_lists_the_devices_that_have_one(tmp_path: Path) -> None:
+    path = tmp_path / "site.yaml"
+    path.write_text(MINIMAL.replace("capacity: 10}", "capacity: 10, max_quiet: 1h30m}"))
+    site = load_site(path)
+    assert quiet_limits([site]) == {DeviceKey("test-site", Kind.OCCUPANCY, "occ-1"): 5400.0}
 
 
 def test_site_built_in_code_still_checks_devices() -> None:
