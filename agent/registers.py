@@ -13,6 +13,8 @@ Adding a model is a YAML file in agent/maps/ (or anywhere, named by path). Pure 
       battery_a: {address: 191, type: s16, scale: -0.01}
       grid_ok: {address: 150, scale: 0.1, above: 180}
       mode: {power_flow: {grid_w: {address: 169, type: s16}, fault: {address: 59, equals: [4]}}}
+      # a device without a current register: watts / volts
+      # battery_a: {address: 77, type: s32, scale: -0.1, per: {address: 17, scale: 0.01}}
       pv_w_sf: ...                      # SunSpec scale factors: {address: 40084, scale_factor: 40085}
 
 A SunSpec map adds `sunspec:`, where its own addresses put each model; the device's model chain (walked
@@ -64,6 +66,9 @@ class RegisterSpec(_Spec):
 
 
 class MetricSpec(RegisterSpec):
+    per: RegisterSpec | None = None
+    """The value is divided by this register's: a current from a power and a voltage, for a device that
+    reports no current (`battery_a: {address: 77, type: s32, scale: -0.1, per: {address: 17, scale: 0.01}}`)."""
     above: float | None = None
     """For a true/false metric: true when the value is above this (grid present above 180 V)."""
     values: dict[int, FieldValue] | None = None
@@ -232,7 +237,7 @@ def _registers_of(spec: MetricSpec | ModeSpec) -> list[RegisterSpec]:
     if isinstance(spec, ModeSpec):
         flow = spec.power_flow
         return [r for r in (flow.grid_w, flow.fault) if r is not None]
-    return [spec]
+    return [spec] if spec.per is None else [spec, spec.per]
 
 
 # --- decoding (pure) -------------------------------------------------------------------------------
@@ -304,6 +309,11 @@ class RegisterMap:
     def _metric(self, name: str, spec: MetricSpec, registers: Registers) -> FieldValue:
         metric = METRICS_BY_NAME[self.kind][name]
         value = register_value(spec, registers)
+        if spec.per is not None:
+            divisor = register_value(spec.per, registers)
+            if divisor == 0:
+                raise DecodeProblem(f"{name}: register {spec.per.addresses[0]} is 0, and {name} is divided by it")
+            value /= divisor
         if spec.values is not None:
             if int(value) not in spec.values:
                 raise DecodeProblem(f"{name}: register value {int(value)} is not in the map's values "

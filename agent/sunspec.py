@@ -174,7 +174,8 @@ def _moved_register(spec: _Register, moved: Callable[[int], int]) -> _Register:
 
 def _moved_metric(spec: MetricSpec | ModeSpec, moved: Callable[[int], int]) -> MetricSpec | ModeSpec:
     if isinstance(spec, MetricSpec):
-        return _moved_register(spec, moved)
+        placed = _moved_register(spec, moved)
+        return placed if spec.per is None else placed.model_copy(update={"per": _moved_register(spec.per, moved)})
     flow = spec.power_flow
     return spec.model_copy(update={"power_flow": flow.model_copy(update={
         "grid_w": None if flow.grid_w is None else _moved_register(flow.grid_w, moved),

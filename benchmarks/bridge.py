@@ -19,7 +19,8 @@ Phases (each prints its figures):
                  every second: CPU seconds a poll, projected to one poll every 5 s as % of a core; the
                  reference is the same two reads with a bare pymodbus client in this process.
                  `--modbus-map sunspec_hybrid`: a SunSpec device whose models are not where the map's
-                 file puts them (the agent walks the chain once, at connect, before the measurement)
+                 file puts them (the agent walks the chain once, at connect, before the measurement);
+                 `--modbus-map growatt_spf`: a Growatt SPF's 80 input registers in one read
 
     .venv/bin/python benchmarks/bridge.py
     .venv/bin/python benchmarks/bridge.py --messages 200000 --devices 2000 --rate 5000
@@ -293,7 +294,13 @@ def _sunspec_device() -> dict[int, int]:
     return sunspec_registers(40000, OTHER_CHAIN)
 
 
-MODBUS_DEVICES = {"deye_hybrid": _deye_device, "sunspec_hybrid": _sunspec_device}
+def _growatt_device() -> dict[int, int]:
+    from tests.integration.agent.test_drivers import GROWATT_SPF
+
+    return GROWATT_SPF
+
+
+MODBUS_DEVICES = {"deye_hybrid": _deye_device, "growatt_spf": _growatt_device, "sunspec_hybrid": _sunspec_device}
 """The register table of a device each map of the modbus phase reads (built in the server's process)."""
 
 
@@ -340,10 +347,11 @@ def modbus(workdir: Path, broker: Mosquitto, seconds: float, map_name: str) -> d
             lambda start, count: client.read_holding_registers(start, count=count, device_id=1).registers))
     own = psutil.Process()
     bare_polls = 200  # more than the agent's: the CPU clock ticks in 10 ms
+    read = client.read_input_registers if register_map.table == "input" else client.read_holding_registers
     c0 = own.cpu_times()
     for _ in range(bare_polls):
         for block in register_map.blocks:
-            client.read_holding_registers(block.start, count=block.count, device_id=1)
+            read(block.start, count=block.count, device_id=1)
     c1 = own.cpu_times()
     client.close()
     stop.set()

@@ -19,7 +19,7 @@ class AgentDevice(Section):
     """Its contract id (the site file's inverter id)."""
     driver: Literal["modbus_tcp", "modbus_rtu", "solarman_v5", "pi30"]
     register_map: str | None = Field(None, min_length=1, max_length=4096)
-    """For Modbus and Solarman: a shipped map (deye_hybrid, sunspec_hybrid) or a map file's path."""
+    """For Modbus and Solarman: a shipped map (deye_hybrid, growatt_spf, sunspec_hybrid) or a map file's path."""
     host: str | None = Field(None, min_length=1, max_length=253)
     """Modbus TCP gateway or Solarman logger address."""
     port: int | None = Field(None, ge=1, le=65535)

@@ -42,15 +42,17 @@ class ModbusDevice:
     """pymodbus's own TCP server (its SimDevice), unit 1, answering from `registers` (0 where unset) as
     they are at each request. It has holding registers in `ranges` ((start, count) pairs; by default
     0…40999, SunSpec's usual base included) and answers a read outside them with a Modbus exception
-    (illegal data address), as a real device does for registers it does not have. `requests` counts
-    the reads answered; `exception`, when set, is the exception code every read is answered with (a
-    gateway that cannot reach its device answers GATEWAY_NO_RESPONSE)."""
+    (illegal data address), as a real device does for registers it does not have. The holding and input
+    registers are one table (function 03 and 04 read the same values); `function_codes` records which
+    each request used. `requests` counts the reads answered; `exception`, when set, is the exception code
+    every read is answered with (a gateway that cannot reach its device answers GATEWAY_NO_RESPONSE)."""
 
     def __init__(self, registers: Mapping[int, int] | None = None,
                  ranges: Sequence[tuple[int, int]] = ((0, 41_000),), port: int | None = None) -> None:
         self.port = port or free_port()
         self.registers: dict[int, int] = dict(registers or {})
         self.requests = 0
+        self.function_codes: set[int] = set()
         self.exception: ExcCodes | None = None
         simdata = [SimData(start, count=count, values=0, datatype=DataType.REGISTERS) for start, count in ranges]
         self._device = SimDevice(id=1, simdata=simdata, action=self._answer)
@@ -61,10 +63,11 @@ class ModbusDevice:
     def set(self, registers: Mapping[int, int]) -> None:
         self.registers.update(registers)
 
-    async def _answer(self, _function_code: int, start_address: int, address: int, count: int,
+    async def _answer(self, function_code: int, start_address: int, address: int, count: int,
                       current_registers: list[int], _set_values: object) -> ExcCodes | None:
         # current_registers is the whole datastore from start_address: fill in only what is asked.
         self.requests += 1
+        self.function_codes.add(function_code)
         if self.exception is not None:
             return self.exception
         for i in range(address - start_address, address - start_address + count):

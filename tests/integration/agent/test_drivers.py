@@ -91,6 +91,39 @@ def test_a_gateway_that_resets_the_connection_mid_request_is_offline_not_a_crash
         poller.close()
 
 
+GROWATT_SPF = {0: 9, 17: 5234, 18: 76, 20: 2314, 21: 5001, 4: 12000, 6: 6405, 10: 8730, 25: 412, 37: 200,
+               77: 0xFFFF, 78: 0x10000 - 5234}
+"""A Growatt SPF on the grid (231.4 V) in "PV charge and bypass" (status 9): PV 1200 + 640.5 W, load 873 W,
+the battery taking 523.4 W (the SPF counts that as -5234 tenths of a watt) at 52.34 V."""
+
+
+def test_modbus_growatt_spf_map_reads_input_registers_and_derives_the_battery_current() -> None:
+    device = ModbusDevice(GROWATT_SPF).start()
+    poller, polled = poller_for(RegisterDriver(load_register_map("growatt_spf"),
+                                               ModbusSource.tcp("127.0.0.1", device.port, 1, 1.0)))
+    try:
+        first = poller.poll(polled)
+        assert first.status == STATUS_ONLINE and first.reading is not None
+        assert dict(first.reading.metrics) == {
+            "grid_v": 231.4, "grid_hz": 50.01, "grid_ok": True, "battery_soc_pct": 76.0, "battery_v": 52.34,
+            "battery_a": 10.0, "pv_w": 1840.5, "load_w": 873.0, "inverter_temp_c": 41.2, "fault_code": None,
+            "mode": "solar"}
+        assert device.function_codes == {4}  # input registers, as the SPF serves them
+        # the grid gone, the battery carrying the load: 873 W out of it, counted discharging
+        device.set({20: 0, 21: 0, 0: 2, 4: 0, 6: 0, 77: 0, 78: 8730})
+        night = poller.poll(polled).reading
+        assert night is not None
+        assert (night.metrics["grid_ok"], night.metrics["mode"], night.metrics["battery_a"]) == (
+            False, "battery", pytest.approx(-873.0 / 52.34, abs=1e-6))
+        device.set({17: 0})  # a battery at 0 V: the current cannot be derived; garbage, not a reading
+        garbage = poller.poll(polled)
+        assert (garbage.reading, garbage.status) == (None, STATUS_OFFLINE)
+        assert "battery_a: register 17 is 0" in polled.last_error
+    finally:
+        poller.close()
+        device.stop()
+
+
 def sunspec_poller(device: ModbusDevice) -> tuple[Poller, PolledDevice]:
     return poller_for(RegisterDriver(load_register_map("sunspec_hybrid"),
                                      ModbusSource.tcp("127.0.0.1", device.port, 1, 1.0)))

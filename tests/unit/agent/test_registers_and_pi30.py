@@ -59,6 +59,8 @@ def test_a_map_decodes_types_scales_sums_and_tables(tmp_path: Path) -> None:
     (("load_w: {address: 6, type: u32}", "load_w: {address: 19, type: u32}"), "register 20 is in no block"),
     (("  battery_v: {address: 2, scale: 0.01}\n", ""), "inverter readings need battery_v"),
     (("count: 20", "count: 200"), "less than or equal to 125"),
+    (("battery_a: {address: 3, type: s16, scale: 0.1}", "battery_a: {address: 3, per: {address: 40}}"),
+     "metrics.battery_a: register 40 is in no block"),
 ])
 def test_map_mistakes_are_refused_with_file_and_line(tmp_path: Path, change: tuple[str, str], expected: str) -> None:
     with pytest.raises(RegisterMapError) as err:
@@ -67,8 +69,8 @@ def test_map_mistakes_are_refused_with_file_and_line(tmp_path: Path, change: tup
 
 
 def test_an_unknown_map_name_lists_the_shipped_ones() -> None:
-    with pytest.raises(RegisterMapError, match="shipped: deye_hybrid, sunspec_hybrid"):
-        load_register_map("growatt_spf")
+    with pytest.raises(RegisterMapError, match="shipped: deye_hybrid, growatt_spf, sunspec_hybrid"):
+        load_register_map("huawei_sun2000")
 
 
 def test_sunspec_scale_factors_are_signed_powers_of_ten() -> None:

@@ -131,7 +131,9 @@ def test_any_chain_reads_what_the_usual_layout_reads(before: Chain, between: Cha
 
 def test_every_address_moves_with_its_own_model(tmp_path: Path) -> None:
     path = tmp_path / "map.yaml"
-    path.write_text(FLOW_MAP)
+    path.write_text(FLOW_MAP.replace("battery_a: {address: 40165, type: s16, scale_factor: 40182}",
+                                     "battery_a: {address: 40165, type: s16, per: {address: 40155, "
+                                     "scale_factor: 40180}}"))
     register_map = load_register_map(str(path))
     chain = (DeviceModel(1, 40002, 65), DeviceModel(802, 40069, 62), DeviceModel(101, 40133, 50))
     placed = place_models(register_map, chain)
@@ -141,6 +143,8 @@ def test_every_address_moves_with_its_own_model(tmp_path: Path) -> None:
     flow = placed.metrics["mode"].power_flow
     assert (flow.grid_w.address, flow.grid_w.scale_factor, flow.fault.address) == (40147, 40148, 40171)
     assert placed.metrics["battery_v"].address == 40103
+    per = placed.metrics["battery_a"].per  # a divisor moves with its own model too
+    assert (placed.metrics["battery_a"].address, per.address, per.scale_factor) == (40113, 40103, 40128)
 
 
 def test_a_missing_or_short_model_names_what_the_device_has() -> None:
