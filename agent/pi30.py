@@ -1,4 +1,5 @@
-"""Voltronic PI30 (Axpert, Inverex, MPP Solar, EASun and their rebadges) over RS232 or USB-serial.
+"""Voltronic PI30 (Axpert, Inverex, MPP Solar, EASun and their rebadges) over RS232, a USB-serial
+adapter, or the inverter's own USB port, which Linux presents as a HID device (/dev/hidrawN).
 
 Our own small codec rather than mppsolar: mppsolar is a command-line tool first (it opens and closes the
 port itself per command, returns strings with units attached, and carries many protocols we do not
@@ -10,11 +11,17 @@ apart from silence. The protocol is short:
 
 The CRC bytes avoid 0x28 "(", 0x0D CR and 0x0A LF: such a byte is sent one higher (the firmware's
 rule). Queries: QPIGS (general status), QMOD (mode letter). `parse_*` are pure; `Pi30Port` does I/O.
+
+Over USB HID the same frames travel in 8-byte reports: a command is written 8 bytes at a time, the last
+report padded with zeros, and the answer arrives in reports whose last is padded after its CR.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import os
+import select
 from collections.abc import Mapping
 
 import serial
@@ -25,6 +32,13 @@ from core.contract import FieldValue
 
 _RESERVED = {0x28, 0x0D, 0x0A}
 MAX_ANSWER_BYTES = 512
+HID_REPORT_BYTES = 8
+
+
+def is_hidraw(path: str) -> bool:
+    """Is `path` a HID device (/dev/hidrawN, or a udev link named or pointing so), as the USB port of most
+    Voltronic inverters shows itself, rather than a serial port?"""
+    return any(os.path.basename(p).startswith("hidraw") for p in (path, os.path.realpath(path)))
 
 
 def crc_xmodem(data: bytes) -> int:
@@ -108,47 +122,92 @@ def parse_qmod(text: str, metrics: Mapping[str, FieldValue]) -> str:
 
 
 class Pi30Port:
-    """A PI30 inverter on a serial port, kept open between polls."""
+    """A PI30 inverter on a serial port or on its USB HID port (`is_hidraw`), kept open between polls."""
 
     def __init__(self, port_path: str, baudrate: int, timeout_s: float, clock: Clock) -> None:
-        self.where = f"pi30 {port_path}@{baudrate}"
+        self._hid = is_hidraw(port_path)
+        self.where = f"pi30 usb-hid {port_path}" if self._hid else f"pi30 {port_path}@{baudrate}"
         self._path, self._baudrate, self._timeout_s, self._clock = port_path, baudrate, timeout_s, clock
         self._port: serial.Serial | None = None
+        self._fd: int | None = None
 
     def query(self, command: str) -> str:
         """Send `command`, return its answer's text. Raises DeviceError (port gone, timeout, garbage)."""
         try:
-            if self._port is None:
-                self._port = serial.Serial(self._path, self._baudrate, timeout=0.1, write_timeout=self._timeout_s)
-            self._port.reset_input_buffer()  # an answer to an earlier, timed-out query must not pass for this one
-            self._port.write(encode_command(command))
+            self._open()
+            self._drain()  # an answer to an earlier, timed-out query must not pass for this one
+            self._write(encode_command(command))
             return decode_answer(self._read_frame(command))
         except serial.SerialException as err:
             self.close()
             raise DeviceError(f"{self.where}: the port failed ({err}); check the cable/USB adapter") from None
         except OSError as err:
             self.close()
-            raise DeviceError(f"{self.where}: {err.strerror or err}; check the cable/USB adapter") from None
+            hint = ("; facmon needs read and write access to it (a udev rule giving its group the device)"
+                    if err.errno == errno.EACCES else "")
+            raise DeviceError(f"{self.where}: {err.strerror or err}{hint}; check the cable/USB adapter") from None
         except Pi30Error as err:
             raise DeviceError(f"{self.where}: {command}: {err}") from None
 
+    def _open(self) -> None:
+        if self._hid and self._fd is None:
+            self._fd = os.open(self._path, os.O_RDWR | os.O_NONBLOCK | os.O_NOCTTY)
+        elif not self._hid and self._port is None:
+            self._port = serial.Serial(self._path, self._baudrate, timeout=0.1, write_timeout=self._timeout_s)
+
+    def _drain(self) -> None:
+        if self._port is not None:
+            self._port.reset_input_buffer()
+            return
+        assert self._fd is not None
+        for _ in range(MAX_ANSWER_BYTES // HID_REPORT_BYTES):
+            try:
+                if not os.read(self._fd, MAX_ANSWER_BYTES):
+                    return
+            except BlockingIOError:
+                return
+
+    def _write(self, frame: bytes) -> None:
+        if self._port is not None:
+            self._port.write(frame)
+            return
+        assert self._fd is not None
+        for start in range(0, len(frame), HID_REPORT_BYTES):
+            os.write(self._fd, frame[start:start + HID_REPORT_BYTES].ljust(HID_REPORT_BYTES, b"\x00"))
+
+    def _read(self) -> bytes:
+        if self._port is not None:
+            return self._port.read(MAX_ANSWER_BYTES)
+        assert self._fd is not None
+        ready, _, _ = select.select([self._fd], [], [], 0.1)
+        if not ready:
+            return b""
+        try:
+            return os.read(self._fd, MAX_ANSWER_BYTES)
+        except BlockingIOError:
+            return b""
+
     def _read_frame(self, command: str) -> bytes:
-        assert self._port is not None
+        """The answer up to its CR (the rest of a HID report after it is padding)."""
         frame = b""
         deadline = self._clock.monotonic() + self._timeout_s
-        while not frame.endswith(b"\r"):
+        while b"\r" not in frame:
             if self._clock.monotonic() >= deadline:
                 what = f"only {frame[:40]!r}" if frame else "nothing"
-                raise DeviceError(f"{self.where}: {command}: {what} within {self._timeout_s:g} s; check the cable, "
-                                  "the baud rate (2400 for PI30) and that the inverter is on")
-            chunk = self._port.read(MAX_ANSWER_BYTES)
-            frame += chunk
+                check = "the cable" if self._hid else "the cable, the baud rate (2400 for PI30)"
+                raise DeviceError(f"{self.where}: {command}: {what} within {self._timeout_s:g} s; check {check} "
+                                  "and that the inverter is on")
+            frame += self._read()
             if len(frame) > MAX_ANSWER_BYTES:
                 raise Pi30Error(f"answer longer than {MAX_ANSWER_BYTES} bytes without an end: {frame[:40]!r}")
-        return frame
+        return frame[:frame.index(b"\r") + 1]
 
     def close(self) -> None:
         if self._port is not None:
             with contextlib.suppress(OSError):  # the adapter is gone already
                 self._port.close()
             self._port = None
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = None

@@ -25,7 +25,8 @@ class AgentDevice(Section):
     port: int | None = Field(None, ge=1, le=65535)
     """TCP port; default 502 (Modbus TCP), 8899 (Solarman V5)."""
     serial_port: str | None = Field(None, min_length=1, max_length=4096)
-    """Serial device for modbus_rtu and pi30, e.g. /dev/ttyUSB0 (a /dev/serial/by-id/ path survives replugging)."""
+    """Serial device for modbus_rtu and pi30, e.g. /dev/ttyUSB0 (a /dev/serial/by-id/ path survives replugging);
+    for pi30 also the inverter's USB HID port, /dev/hidrawN or a udev link to it."""
     baudrate: int | None = Field(None, ge=300, le=921_600)
     """Default 9600 (Modbus RTU), 2400 (PI30)."""
     unit_id: int = Field(1, ge=0, le=247)

@@ -4,6 +4,7 @@
     SolarmanStandIn    a stand-in Solarman V5 logger: the V5 frame around Modbus RTU, as the loggers
                        answer (the real logger is a closed Wi-Fi stick; pysolarmanv5's frame checks apply)
     Pi30StandIn        a pseudo-terminal answering PI30 queries as a Voltronic inverter does
+    Pi30HidStandIn     the same through 8-byte reports, as the inverter's USB HID port (/dev/hidrawN) does
     ModbusRtuStandIn   a pseudo-terminal answering Modbus RTU reads, as an inverter's RS485 port does
     ResettingGateway   a TCP port that takes a Modbus request and resets the connection, as a gateway
                        does when it restarts or drops us for another client
@@ -28,7 +29,7 @@ from pymodbus.constants import ExcCodes
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from agent.pi30 import pi30_crc
+from agent.pi30 import HID_REPORT_BYTES, pi30_crc
 from tests.support import poll_until
 
 
@@ -286,6 +287,25 @@ class Pi30StandIn(PtyDevice):
             "nak": lambda: _frame("(NAK"),
         }
         return answers[self.mode]()
+
+
+class Pi30HidStandIn(Pi30StandIn):
+    """A Voltronic inverter's USB HID port: commands arrive in 8-byte reports, the last padded with zeros,
+    and each answer goes out in 8-byte reports, the last padded after its CR (the pseudo-terminal carries
+    the reports' bytes). `raw` is every byte received, padding included."""
+
+    def __init__(self, answers: Mapping[str, str]) -> None:
+        super().__init__(answers)
+        self.raw = b""
+        self._seen = 0
+
+    def _received(self) -> list[bytes]:
+        self.raw += self._buffer[self._seen:]
+        self._buffer = self._buffer.replace(b"\x00", b"")  # report padding; PI30 frames hold no zero byte
+        answers = super()._received()
+        self._seen = len(self._buffer)
+        report = HID_REPORT_BYTES
+        return [answer.ljust(-(-len(answer) // report) * report, b"\x00") for answer in answers]
 
 
 class ModbusRtuStandIn(PtyDevice):

@@ -21,6 +21,7 @@ from tests.fixtures.sunspec import OTHER_CHAIN, SUNSPEC_METRICS, USUAL_CHAIN, su
 from tests.integration.agent.devices import (
     ModbusDevice,
     ModbusRtuStandIn,
+    Pi30HidStandIn,
     Pi30StandIn,
     ResettingGateway,
     SolarmanStandIn,
@@ -288,6 +289,31 @@ def test_pi30_over_a_serial_line_gives_the_reading_and_garbage_or_silence_is_off
         inverter.answers["QMOD"] = "B"
         back = poller.poll(polled)
         assert back.status == STATUS_ONLINE and back.reading.metrics["mode"] == "solar"  # PV covers the load
+        poller.close()
+    finally:
+        inverter.stop()
+
+
+def test_pi30_over_the_inverters_usb_hid_port_speaks_in_8_byte_reports(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Most Voltronic units' USB port is a HID device (/dev/hidrawN, often behind a udev link): the same
+    frames in 8-byte reports. A link named hidraw0 to the stand-in's pseudo-terminal stands for it."""
+    from agent.pi30 import encode_command
+
+    inverter = Pi30HidStandIn({"QPIGS": QPIGS, "QMOD": "L"}).start()
+    link = tmp_path / "hidraw0"
+    link.symlink_to(inverter.path)
+    try:
+        poller, polled = poller_for(Pi30Driver(Pi30Port(str(link), 2400, 0.5, CLOCK)))
+        outcome = poller.poll(polled)
+        assert outcome.status == STATUS_ONLINE and outcome.reading.metrics["battery_soc_pct"] == 76.0
+        assert outcome.reading.metrics["mode"] == "grid"
+        # QPIGS's frame is 8 bytes, one report; QMOD's 7, padded to one
+        assert inverter.raw == encode_command("QPIGS") + encode_command("QMOD") + b"\x00"
+        inverter.mode = "silent"
+        assert poller.poll(polled).reading is None
+        assert f"pi30 usb-hid {link}: QPIGS: nothing within 0.5 s; check the cable" in polled.last_error
+        inverter.mode = "ok"
+        assert poller.poll(polled).status == STATUS_ONLINE
         poller.close()
     finally:
         inverter.stop()
