@@ -3,12 +3,16 @@ readings and statuses, by the mapping files in bridge.mappings (see docs/devices
 
     facmon bridge                 run until SIGINT/SIGTERM
     facmon bridge check           validate the mapping files, print what they subscribe to
+    facmon bridge try --message TOPIC PAYLOAD [--message …]
+                                  what the mappings make of a device's messages, without a broker: the
+                                  contract messages, or why each is dropped (for writing a mapping)
     facmon bridge rejects         what a running bridge did not forward: counts by reason, the latest few
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import logging
 import signal
 import sys
@@ -30,8 +34,12 @@ log = logging.getLogger("facmon.bridge")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("action", nargs="?", choices=("run", "check", "rejects"), default="run",
-                        help="run (default), check the mapping files, or list what a running bridge rejected")
+    parser.add_argument("action", nargs="?", choices=("run", "check", "try", "rejects"), default="run",
+                        help="run (default), check the mapping files, try messages through them, or list what "
+                             "a running bridge rejected")
+    parser.add_argument("--message", nargs=2, action="append", metavar=("TOPIC", "PAYLOAD"),
+                        help="try: a foreign message as the device publishes it; repeat it for the messages a "
+                             "gathering source puts into one reading (Tasmota's STATE and SENSOR)")
     parser.add_argument("--reason", help="rejects: only this reason (e.g. unmapped, clock_off)")
     parser.add_argument("--limit", type=int, default=20, help="rejects: how many of the latest to list")
     parser.epilog = ("Reads bridge.*, mqtt.*, sites.* (each site's time zone) and collector.decode.* from the "
@@ -52,6 +60,8 @@ def run(args: argparse.Namespace, config: FacmonConfig) -> int:
     except (BridgeError, ValueError) as err:  # ValueError: core.site.SiteFileError among others
         print(f"facmon bridge: {err}", file=sys.stderr)
         return 2
+    if args.action == "try":
+        return _try(config, mapping, args.message or [])
     if args.action == "check":
         for source in mapping.sources:
             print(f"{source.name}: {source.topic.text} → {source.site}/{source.kind.value}/{source.device_template}"
@@ -63,6 +73,48 @@ def run(args: argparse.Namespace, config: FacmonConfig) -> int:
         print("subscribes to: " + ", ".join(mapping.subscriptions))
         return 0
     return _serve(config, mapping)
+
+
+def _try(config: FacmonConfig, mapping: BridgeMapping, messages: list[list[str]]) -> int:
+    """Each message through the translator as the running bridge would (seq from 0, the state file left
+    alone), then every gathering window closed. 0 when something was forwarded and nothing dropped."""
+    from bridge.translate import Dropped, Forward, Outcome, Translator
+
+    if not messages:
+        print("facmon bridge try: give a message: --message TOPIC PAYLOAD, e.g. --message tele/plug_router/STATE "
+              "'{\"POWER\":\"ON\"}'", file=sys.stderr)
+        return 2
+    decode = config.collector.decode
+    counters: dict[object, itertools.count[int]] = {}
+    translator = Translator(mapping, lambda device: next(counters.setdefault(device, itertools.count())),
+                            DecodeLimits(decode.max_payload_bytes, decode.max_future_s, decode.max_age_s),
+                            config.bridge.max_payload_bytes)
+    now = SystemClock().now()
+    outcomes: list[Outcome] = []
+
+    def show(out: list[Outcome]) -> None:
+        for outcome in out:
+            if isinstance(outcome, Forward):
+                print(f"  → {outcome.topic}{' (retained)' if outcome.retain else ''} "
+                      f"{outcome.payload.decode('utf-8', 'replace')}")
+            else:
+                print(f"  dropped {outcome.reason}" + (f" by source {outcome.source}" if outcome.source else "")
+                      + f": {outcome.detail}")
+        outcomes.extend(out)
+
+    for topic, payload in messages:
+        ignored = translator.ignored
+        print(f"{topic} {payload[:200]}")
+        out = translator.handle(topic, payload.encode(), now)
+        show(out)
+        if not out:
+            print("  ignored (the mapping's ignore: expects it)" if translator.ignored > ignored else
+                  "  gathered: its device's reading comes when the window closes (below)")
+    if translator.open_windows:
+        print("windows closed:")
+        show(translator.tick(now + 3601))  # past any source's interval_s (at most an hour)
+    forwarded = any(isinstance(o, Forward) for o in outcomes)
+    return 0 if forwarded and not any(isinstance(o, Dropped) for o in outcomes) else 1
 
 
 def _serve(config: FacmonConfig, mapping: BridgeMapping) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import orjson
 import pytest
 
 from bridge import MappingError
@@ -118,6 +119,30 @@ def test_yaml_bombs_and_syntax_errors_are_refused_with_the_line(tmp_path: Path) 
     bomb = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
         f"{c}: &{c} [{', '.join([f'*{p}'] * 9)}]\n" for p, c in zip("abcdefgh", "bcdefghi", strict=True))
     assert "refused" in refusal(tmp_path, bomb)
+
+
+def test_facmon_bridge_try_shows_what_the_mappings_make_of_messages_without_a_broker(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    from facmon.cli import main
+    from tests.unit.bridge.support import MAPPINGS, payload
+
+    monkeypatch.delenv("FACMON_CONFIG", raising=False)
+    monkeypatch.setenv("FACMON_BRIDGE__MAPPINGS", str(MAPPINGS / "tasmota.yaml"))
+    state, sensor = payload("tasmota", "state").decode(), payload("tasmota", "sensor_energy").decode()
+    assert main(["bridge", "try", "--message", "tele/plug_router/STATE", state,
+                 "--message", "tele/plug_router/SENSOR", sensor, "--message", "tele/plug_router/LWT", "Online"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("gathered: its device's reading comes when the window closes") == 2
+    assert "  → facmon/v1/park/plug/plug-router/status (retained) online\n" in out
+    reading = out.split("windows closed:\n  → facmon/v1/park/plug/plug-router/reading ", 1)[1]
+    assert orjson.loads(reading.splitlines()[0])["power_w"] == 9.0
+    assert main(["bridge", "try", "--message", "tele/plug_router/STATE", state.replace('"ON"', '"TOGGLE"'),
+                 "--message", "foo/bar", "x"]) == 1
+    out = capsys.readouterr().out
+    assert "  dropped bad_value by source tasmota-plug-state: relay_on: source value 'TOGGLE'" in out
+    assert "  dropped unmapped: no source of the mapping matches this topic" in out
+    assert main(["bridge", "try"]) == 2
+    assert "give a message: --message TOPIC PAYLOAD" in capsys.readouterr().err
 
 
 def test_facmon_bridge_check_prints_the_subscriptions_or_the_mistakes(
