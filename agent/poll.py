@@ -158,8 +158,10 @@ class Poller:
         except Exception as err:  # a driver bug, or a library letting an error through
             # One device's surprise must not stop the polling of the others: it is offline, with the
             # traceback in the log so the bug can be fixed.
-            log.exception("driver failed unexpectedly; reported offline (a facmon bug: please report it)",
-                          extra={"device": str(polled.device)})
+            suppressed = self._limiter.allow(f"{polled.device} unforeseen")
+            if suppressed is not None:  # a lasting bug must not write a traceback every round
+                log.exception("driver failed unexpectedly; reported offline (a facmon bug: please report it)",
+                              extra={"device": str(polled.device), "suppressed_since_last": suppressed})
             return self._failed(polled, f"{polled.driver.where}: unexpected {type(err).__name__}: {err}")
         polled.seq += 1
         polled.readings += 1

@@ -44,3 +44,16 @@ def test_an_unforeseen_driver_error_is_an_offline_device_and_the_next_round_poll
     assert any(record.exc_info and "a facmon bug" in record.getMessage() for record in caplog.records)
     back = poller.poll(polled)
     assert back.status == STATUS_ONLINE and back.reading is not None and back.reading.seq == 1
+
+
+def test_a_lasting_driver_bug_logs_its_traceback_once_a_minute_not_every_round(
+        caplog: pytest.LogCaptureFixture) -> None:
+    clock = FakeClock(1_700_000_000.0)
+    driver = SurprisingDriver([KeyError("grid_v")] * 13)
+    polled = PolledDevice(INV, driver)
+    poller = Poller([polled], clock)
+    for _ in range(13):  # a round every 5 s for a minute
+        assert poller.poll(polled).reading is None
+        clock.advance(5)
+    tracebacks = [r for r in caplog.records if r.exc_info]
+    assert len(tracebacks) == 2 and tracebacks[1].suppressed_since_last == 11
