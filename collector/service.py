@@ -33,7 +33,7 @@ from collector.ingest import Ingest, reject_point
 from collector.mqtt_source import AckRun, InboundBatch, MqttSource
 from collector.spool import Spool, SpoolWriteError
 from core.clock import Clock
-from core.decode import DecodeLimits, Reject, RejectReason
+from core.decode import Reject, RejectReason
 from core.influx_write import InfluxWriteError, LineWriter
 from core.known_devices import KnownDevices
 from core.line_protocol import REJECTS_MEASUREMENT
@@ -103,8 +103,7 @@ class CollectorService:
         self._clock = clock
         decode = settings.decode
         self.table = DeviceTable(decode.duplicate_window)
-        self.ingest = Ingest(DecodeLimits(decode.max_payload_bytes, decode.max_future_s, decode.max_age_s),
-                             self.table, settings.dead_letters.payload_excerpt_bytes, known)
+        self.ingest = Ingest(decode.limits(), self.table, settings.dead_letters.payload_excerpt_bytes, known)
         self.spool = Spool(settings.spool.dir, settings.spool.max_bytes, settings.spool.segment_bytes,
                            settings.spool.fsync)
         self.dead_letters = DeadLetterFile(settings.dead_letters.file, settings.dead_letters.max_bytes,

@@ -4,6 +4,7 @@ from pathlib import Path
 
 from pydantic import Field
 
+from core.decode import DecodeLimits
 from core.settings.base import Section
 
 
@@ -77,6 +78,10 @@ class DecodeSettings(Section):
     devices at 256) to recognise redeliveries and repeats (same seq and ts), readings that would
     overwrite a stored one (same ts, another seq) and devices that started counting over. An older
     repeat is written again (the same point, idempotent) and counted as out of order."""
+
+    def limits(self) -> DecodeLimits:
+        """The front door's limits, for every stage that judges messages as the collector will."""
+        return DecodeLimits(self.max_payload_bytes, self.max_future_s, self.max_age_s)
 
 
 class DeadLetterSettings(Section):

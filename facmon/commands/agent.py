@@ -16,7 +16,6 @@ from agent.registers import load_register_map
 from core.clock import Clock, SystemClock
 from core.config import FacmonConfig
 from core.contract import DeviceKey, Kind, encode_reading
-from core.decode import DecodeLimits
 from core.rounds import run_rounds
 from core.settings.agent import AgentDevice
 
@@ -55,10 +54,9 @@ def driver_for(spec: AgentDevice, clock: Clock) -> Driver:
 
 def build_poller(config: FacmonConfig, clock: Clock) -> Poller:
     settings = config.agent
-    decode = config.collector.decode
     devices = [PolledDevice(DeviceKey(settings.site, Kind.INVERTER, spec.device), driver_for(spec, clock))
                for spec in settings.devices]
-    return Poller(devices, clock, DecodeLimits(decode.max_payload_bytes, decode.max_future_s, decode.max_age_s))
+    return Poller(devices, clock, config.collector.decode.limits())
 
 
 def run(args: argparse.Namespace, config: FacmonConfig, clock: Clock | None = None,

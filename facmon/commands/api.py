@@ -25,7 +25,6 @@ from api.mqtt import DeviceStateSubscription
 from api.sites import SiteTree
 from core.clock import Clock, SystemClock
 from core.config import FacmonConfig
-from core.decode import DecodeLimits
 from core.influxql import InfluxQLClient, influxql_client_for
 from core.known_devices import known_devices_for, load_sites
 from core.site import quiet_limits
@@ -134,10 +133,8 @@ def wired_services(config: FacmonConfig, clock: Clock) -> Iterator[ApiServices]:
     services = ApiServices(settings=settings, clock=clock, states=states, sites=SiteTree(sites),
                            keys=keys, hub=hub, metrics=ApiMetrics(), history=HistoryReader(influx), alerts=store,
                            rule_files=rule_files)
-    decode = config.collector.decode
     subscription = DeviceStateSubscription(
-        config.mqtt, settings.mqtt_client_id, states, clock,
-        DecodeLimits(decode.max_payload_bytes, decode.max_future_s, decode.max_age_s), services.metrics,
+        config.mqtt, settings.mqtt_client_id, states, clock, config.collector.decode.limits(), services.metrics,
         lambda events: publish_device_events(services, events), known_devices_for(config.sites, sites.values()))
     checks: list = [_Broker(subscription), _Influx(influx), _RulesStore(store)]
     extra = [lambda: alert_metrics(store)]

@@ -26,7 +26,6 @@ from bridge import BridgeError
 from bridge.mapping import BridgeMapping, load_mappings
 from core.clock import SystemClock
 from core.config import FacmonConfig
-from core.decode import DecodeLimits
 from core.known_devices import load_sites
 
 HELP = "republish foreign devices (Zigbee2MQTT, Tasmota, SolarAssistant) as contract readings"
@@ -84,11 +83,9 @@ def _try(config: FacmonConfig, mapping: BridgeMapping, messages: list[list[str]]
         print("facmon bridge try: give a message: --message TOPIC PAYLOAD, e.g. --message tele/plug_router/STATE "
               "'{\"POWER\":\"ON\"}'", file=sys.stderr)
         return 2
-    decode = config.collector.decode
     counters: dict[object, itertools.count[int]] = {}
     translator = Translator(mapping, lambda device: next(counters.setdefault(device, itertools.count())),
-                            DecodeLimits(decode.max_payload_bytes, decode.max_future_s, decode.max_age_s),
-                            config.bridge.max_payload_bytes)
+                            config.collector.decode.limits(), config.bridge.max_payload_bytes)
     now = SystemClock().now()
     outcomes: list[Outcome] = []
 
@@ -124,11 +121,8 @@ def _serve(config: FacmonConfig, mapping: BridgeMapping) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    decode = config.collector.decode
     try:
-        service = BridgeService(config.bridge, config.mqtt, mapping,
-                                DecodeLimits(decode.max_payload_bytes, decode.max_future_s, decode.max_age_s),
-                                SystemClock())
+        service = BridgeService(config.bridge, config.mqtt, mapping, config.collector.decode.limits(), SystemClock())
     except BridgeError as err:
         log.error("cannot start the bridge", extra={"error": str(err)})
         return 1

@@ -11,7 +11,6 @@ from bridge.mapping import load_mappings
 from bridge.service import BridgeService
 from core.clock import SystemClock
 from core.config import FacmonConfig
-from core.decode import DecodeLimits
 from tests.support import poll_until
 
 MAPPINGS = Path(__file__).resolve().parents[3] / "bridge" / "mappings"
@@ -28,10 +27,8 @@ def bridge_env(tmp_path: Path, mappings: Sequence[str | Path]) -> dict[str, str]
 @contextmanager
 def running_bridge(config: FacmonConfig) -> Iterator[BridgeService]:
     """A bridge on a thread of this process, stopped (publisher drained, seq state written) on exit."""
-    decode = config.collector.decode
     service = BridgeService(config.bridge, config.mqtt, load_mappings(config.bridge.mappings),
-                            DecodeLimits(decode.max_payload_bytes, decode.max_future_s, decode.max_age_s),
-                            SystemClock())
+                            config.collector.decode.limits(), SystemClock())
     stop = threading.Event()
     thread = threading.Thread(target=service.run, args=(stop,), name="bridge-under-test", daemon=True)
     thread.start()
