@@ -353,8 +353,7 @@ class Evaluator:
         if inst is not None and inst.active:
             look = now + after_s
         else:
-            silent_since = max(self._last_seen.get(key, now), self._reconnected_at)
-            look = max(silent_since + self._silent_after(key, after_s), self._hold_absence_until, now + 1e-3)
+            look = max(self._silence_ends(key, after_s, now), self._hold_absence_until, now + 1e-3)
         if now < self._hold_absence_until:
             # A hold ending changes the answer by itself: an instance kept through it is judged anew then.
             look = min(look, self._hold_absence_until)
@@ -513,15 +512,13 @@ class Evaluator:
             return False
         if use_status and self._online.get(key) is False:
             return True
-        # Silence counts from the later of the last reading and the last (re)connect.
-        silent_since = max(self._last_seen.get(key, now), self._reconnected_at)
-        return now - silent_since >= self._silent_after(key, after_s)
+        return now >= self._silence_ends(key, after_s, now)
 
-    def _silent_after(self, key: DeviceKey, after_s: float) -> float:
-        """How long `key` must be quiet to count as absent: the rule's limit, or longer when its site file
-        says it is quiet that long when healthy (a PIR that reports on motion)."""
-        quiet = self._quiet.get(key)
-        return after_s if quiet is None or quiet <= after_s else quiet
+    def _silence_ends(self, key: DeviceKey, after_s: float, now: float) -> float:
+        """When `key`, quiet from now on, counts as absent. Silence counts from the later of its last reading
+        and the last (re)connect, for the rule's `after_s`, or longer when its site file says it is quiet
+        that long when healthy (`max_quiet`: a PIR that reports on motion)."""
+        return max(self._last_seen.get(key, now), self._reconnected_at) + max(after_s, self._quiet.get(key, 0.0))
 
     def _eval_absence_device(self, index: int, rule: Rule, key: DeviceKey, now: float,
                              out: list[Observation]) -> None:
@@ -621,8 +618,7 @@ class Evaluator:
             selected += 1
             holding += truth
             if term.absent_counts and not self._absent(key, absent_after_s, now, True):
-                due = min(due, max(self._last_seen.get(key, now), self._reconnected_at)
-                          + self._silent_after(key, absent_after_s))
+                due = min(due, self._silence_ends(key, absent_after_s, now))
         if term.absent_counts:
             self._term_due[(index, ti, site)] = max(due, self._hold_absence_until) if self._connected else -math.inf
         tally = self._term_counts[(index, ti, site)] = [selected, holding]
@@ -647,10 +643,8 @@ class Evaluator:
         tally[1] += truth - before
         if term.absent_counts and self._connected:  # its silence now runs out later than the rest's, or first
             slot_due = (index, ti, key.site)
-            silent_at = (max(self._last_seen.get(key, now), self._reconnected_at)
-                         + self._silent_after(key, absent_after_s))
             self._term_due[slot_due] = min(self._term_due.get(slot_due, math.inf),
-                                           max(silent_at, self._hold_absence_until))
+                                           max(self._silence_ends(key, absent_after_s, now), self._hold_absence_until))
 
     # ---- site context ---------------------------------------------------------------------------
 
