@@ -29,3 +29,8 @@ def parse_duration(value: Any) -> float:
     if not seconds >= 0 or seconds == float("inf"):  # also NaN
         raise ValueError(f"a duration is zero or more seconds, not {value!r}")
     return seconds
+
+
+def parse_optional_duration(value: Any) -> float | None:
+    """`parse_duration`, with None (a key left unset) passing through: for optional settings."""
+    return None if value is None else parse_duration(value)

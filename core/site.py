@@ -39,7 +39,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from core.contract import ID_PATTERN, KINDS, MAX_LABEL_CHARS, METRICS, DeviceKey, Kind
-from core.durations import parse_duration
+from core.durations import parse_optional_duration
 from core.yaml_limits import YamlLimitError, compose_yaml
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -203,10 +203,6 @@ def _simulation_pairs(value: object) -> object:
 MAX_QUIET_S = 7 * 86_400
 
 
-def _quiet_duration(value: object) -> object:
-    return value if value is None else parse_duration(value)
-
-
 class _Device(_Frozen):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -223,7 +219,8 @@ class _Device(_Frozen):
                         "ignores them")
 
     _simulation_is_a_mapping = field_validator("simulation", mode="before")(_simulation_pairs)
-    _max_quiet_is_a_duration = field_validator("max_quiet_s", mode="before")(_quiet_duration)
+    _max_quiet_is_a_duration = field_validator("max_quiet_s", mode="before")(
+        lambda cls, value: parse_optional_duration(value))
 
 
 class Inverter(_Device):

@@ -48,7 +48,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, ValidationError, field_validator, model_validator
 
 from core.contract import LABELS, METRICS_BY_NAME, Kind, MetricType
-from core.durations import parse_duration
+from core.durations import parse_optional_duration
 from core.site import SiteFileError, describe_validation_error, line_of, read_yaml_with_lines
 from rules.matchers import Matcher, MatcherError, parse_matcher
 
@@ -84,7 +84,7 @@ Scalar = float | bool | str
 
 
 def _durations(*names: str):
-    return field_validator(*names, mode="before")(lambda cls, v: v if v is None else parse_duration(v))
+    return field_validator(*names, mode="before")(lambda cls, v: parse_optional_duration(v))
 
 
 def _matchers(value: Any) -> tuple[Matcher, ...]:

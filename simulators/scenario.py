@@ -26,7 +26,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from core.contract import KINDS
-from core.durations import parse_duration
+from core.durations import parse_duration, parse_optional_duration
 from core.site import (
     DeviceId,
     Location,
@@ -86,7 +86,7 @@ class _Timed(_Event):
     @field_validator("duration", mode="before")
     @classmethod
     def _parse_duration(cls, value: Any) -> Any:
-        return None if value is None else parse_duration(value)
+        return parse_optional_duration(value)
 
 
 class GridOutage(_Timed):
