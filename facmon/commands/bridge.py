@@ -109,7 +109,7 @@ def _try(config: FacmonConfig, mapping: BridgeMapping, messages: list[list[str]]
                   "  gathered: its device's reading comes when the window closes (below)")
     if translator.open_windows:
         print("windows closed:")
-        show(translator.tick(now + 3601))  # past any source's interval_s (at most an hour)
+        show(translator.tick(now + max(s.interval_s for s in mapping.sources if s.gathers)))
     forwarded = any(isinstance(o, Forward) for o in outcomes)
     return 0 if forwarded and not any(isinstance(o, Dropped) for o in outcomes) else 1
 
