@@ -311,10 +311,16 @@ class SourceRule:
     """Where the device's own time is; None: the reading is stamped when the bridge received it."""
     devices: Mapping[str, DeviceRule]
     only_listed_devices: bool
-    listed_ids: tuple[str, ...]
-    """The contract ids of the devices listed under devices: (each channel's, for multi-channel ones)."""
     zone: ZoneInfo | None
     max_clock_skew_s: float
+
+    def contract_ids(self, raw: str) -> tuple[str, ...]:
+        """The contract ids of the device its topic names `raw`: its `devices:` entry's (one per channel of a
+        multi-channel device), else the name lower-cased (not yet checked against the contract's ids)."""
+        listed = self.devices.get(raw)
+        if listed is not None and listed.channels:
+            return listed.channels
+        return (listed.device if listed is not None and listed.device else raw.lower(),)
 
 
 @dataclass(frozen=True, slots=True)
@@ -366,9 +372,7 @@ def compile_mapping(spec: MappingSpec, site_zones: Mapping[str, str]) -> BridgeM
             TsRule(tuple(source.ts.source.split(".")), source.ts.format, ZoneInfo(zone_name) if zone_name else None,
                    spec.max_clock_skew_s) if source.ts else None,
             {raw: DeviceRule(d.device, dict(d.labels), d.channels or ()) for raw, d in source.devices.items()},
-            source.only_listed_devices,
-            tuple(cid for raw, d in source.devices.items() for cid in (d.channels or (d.device or raw.lower(),))),
-            ZoneInfo(zone_name) if zone_name else None, spec.max_clock_skew_s))
+            source.only_listed_devices, ZoneInfo(zone_name) if zone_name else None, spec.max_clock_skew_s))
     return BridgeMapping(tuple(rules), tuple(TopicPattern.parse(text) for text in spec.ignore))
 
 

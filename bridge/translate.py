@@ -329,8 +329,8 @@ class Translator:
         return outcomes
 
     def _devices_of(self, source: SourceRule) -> list[DeviceKey]:
-        listed = (DeviceKey(source.site, source.kind, device_id) for device_id in source.listed_ids
-                  if ID_RE.match(device_id))
+        listed = (DeviceKey(source.site, source.kind, device_id) for raw in source.devices
+                  for device_id in source.contract_ids(raw) if ID_RE.match(device_id))
         return list(dict.fromkeys([*listed, *self._seen.get(source.name, {})]))
 
     # --- parts -------------------------------------------------------------------------------------
@@ -364,11 +364,12 @@ class Translator:
         labels = {name: render(template, captures) for name, template in source.labels.items()}
         if listed is not None:
             labels.update(listed.labels)
+        ids = source.contract_ids(raw)
         if listed is not None and listed.channels:
             return tuple(_Target(DeviceKey(source.site, source.kind, device_id), labels,
                                  tuple(rule.at_channel(channel) for rule in source.fields), channel)
-                         for channel, device_id in enumerate(listed.channels, start=1))
-        device_id = listed.device if listed is not None and listed.device else raw.lower()
+                         for channel, device_id in enumerate(ids, start=1))
+        [device_id] = ids
         if not ID_RE.match(device_id):
             raise _Refused(DropReason.BAD_DEVICE_ID, f"device {raw[:64]!r} gives no valid contract id "
                                                      f"(a-z, 0-9, _ and -, 64 at most); name it under devices: "
